@@ -1,0 +1,86 @@
+"""Password hashing (argon2) and access tokens (JWT, HS256 only)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from reelforge import errors
+
+# A fixed list: the token's own header never chooses the algorithm ("alg": "none" and key confusion fail).
+ALGORITHMS = ["HS256"]
+
+_hasher = PasswordHasher()
+# Verifying against this keeps the time of a login for an unknown email close to a real one.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def issue_access_token(*, secret: str, issuer: str, user_id: str, role: str, ttl_s: int) -> tuple[str, int]:
+    now = int(time.time())
+    claims = {"sub": user_id, "role": role, "iat": now, "nbf": now, "exp": now + ttl_s, "iss": issuer,
+              "typ": "access", "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, secret, algorithm="HS256"), ttl_s
+
+
+def decode_access_token(token: str, *, secret: str, issuer: str) -> dict[str, Any]:
+    try:
+        claims = jwt.decode(token, secret, algorithms=ALGORITHMS, issuer=issuer,
+                            options={"require": ["exp", "iat", "sub", "iss"]})
+    except jwt.ExpiredSignatureError as exc:
+        raise errors.Unauthorized("Access token expired", code="token_expired") from exc
+    except jwt.PyJWTError as exc:
+        raise errors.Unauthorized("Invalid access token", code="invalid_token") from exc
+    if claims.get("typ") != "access":
+        raise errors.Unauthorized("Not an access token", code="invalid_token")
+    return claims
+
+
+def new_secret_token(prefix: str = "", nbytes: int = 32) -> str:
+    return prefix + secrets.token_urlsafe(nbytes)
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def constant_time_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def sign_webhook(secret: str, timestamp: int, body: bytes) -> str:
+    """`Reelforge-Signature: t=<unix>,v1=<hex hmac-sha256 of "t.body">`."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify_webhook_signature(secret: str, header: str, body: bytes, *, tolerance_s: int = 300,
+                             now: float | None = None) -> bool:
+    """What a receiver runs: parse the header, check the timestamp window and compare in constant time."""
+    try:
+        parts = dict(p.split("=", 1) for p in header.split(","))
+        ts = int(parts["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs((now or time.time()) - ts) > tolerance_s:
+        return False
+    expected = sign_webhook(secret, ts, body).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, parts.get("v1", ""))

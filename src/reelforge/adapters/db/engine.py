@@ -1,0 +1,104 @@
+"""Engine, transactions and the database clock for SQLite (WAL) and PostgreSQL."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Float, create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.functions import FunctionElement
+
+_begin_mode: contextvars.ContextVar[str] = contextvars.ContextVar("_begin_mode", default="IMMEDIATE")
+
+
+class db_epoch(FunctionElement[float]):
+    """Seconds since the epoch on the database server's clock: leases and timeouts use only this clock."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(db_epoch)
+def _epoch_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+@compiles(db_epoch, "postgresql")
+def _epoch_pg(element: Any, compiler: Any, **kw: Any) -> str:
+    return "(extract(epoch from clock_timestamp())::float8)"
+
+
+def normalize_url(url: str) -> str:
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+class Database:
+    """One engine per process; short transactions through tx()."""
+
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+        self.url = normalize_url(url)
+        self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
+        if self.dialect == "sqlite":
+            path = self.url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(
+                self.url, echo=echo, poolclass=NullPool, connect_args={"timeout": 60, "check_same_thread": False}
+            )
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
+        else:
+            self.engine = create_engine(
+                self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True
+            )
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @contextmanager
+    def tx(self, *, write: bool = True) -> Iterator[Session]:
+        """A transaction; on SQLite a writer takes the lock at BEGIN so concurrent writers queue, not deadlock."""
+        token = _begin_mode.set("IMMEDIATE" if write else "DEFERRED")
+        try:
+            with Session(self.engine, expire_on_commit=False, autoflush=True) as session, session.begin():
+                yield session
+        finally:
+            _begin_mode.reset(token)
+
+    def now(self) -> float:
+        with self.engine.connect() as conn:
+            return float(conn.execute(db_epoch().select()).scalar_one())
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's implicit BEGIN is DEFERRED).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql(f"BEGIN {_begin_mode.get()}")

@@ -1,0 +1,506 @@
+"""SQL for every use case. Services open a transaction with `Store.tx()` and call these methods on it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from reelforge import errors
+from reelforge.adapters.db.engine import Database, db_epoch
+from reelforge.adapters.db.models import (
+    ApiKey,
+    Asset,
+    Checkpoint,
+    CreditEntry,
+    Delivery,
+    Job,
+    JobEvent,
+    OutboxEvent,
+    RefreshToken,
+    Schedule,
+    Upload,
+    User,
+    Webhook,
+    Worker,
+)
+
+__all__ = [
+    "ApiKey", "Asset", "CreditEntry", "Delivery", "DuplicateKey", "Job", "JobEvent", "OutboxEvent",
+    "RefreshToken", "Store", "Tx", "Upload", "User", "Webhook", "Worker", "new_id",
+]
+
+TERMINAL = ("succeeded", "failed", "cancelled", "dead")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class DuplicateKey(Exception):
+    """A unique constraint refused the insert (idempotency keys, emails)."""
+
+
+class Store:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @contextmanager
+    def tx(self, *, write: bool = True) -> Iterator[Tx]:
+        try:
+            with self.db.tx(write=write) as session:
+                yield Tx(session, self.db.is_postgres)
+        except IntegrityError as exc:
+            raise DuplicateKey(str(exc.orig)) from exc
+
+    def now(self) -> float:
+        return self.db.now()
+
+
+class Tx:
+    """One transaction. Returned ORM rows are plain records: read their attributes, never rely on lazy loads."""
+
+    def __init__(self, session: Session, postgres: bool) -> None:
+        self.s = session
+        self.pg = postgres
+
+    def now(self) -> float:
+        return float(self.s.execute(db_epoch().select()).scalar_one())
+
+    def flush(self) -> None:
+        try:
+            self.s.flush()
+        except IntegrityError as exc:
+            raise DuplicateKey(str(exc.orig)) from exc
+
+    # --- users -------------------------------------------------------------------------------
+    def add_user(self, *, email: str, password_hash: str, role: str, webhook_secret: str) -> User:
+        now = self.now()
+        user = User(id=new_id(), email=email, password_hash=password_hash, role=role, disabled=False,
+                    credits=0, webhook_secret=webhook_secret, created_at=now, updated_at=now)
+        self.s.add(user)
+        self.flush()
+        return user
+
+    def user(self, user_id: str, *, lock: bool = False) -> User | None:
+        q = select(User).where(User.id == user_id)
+        if lock and self.pg:
+            q = q.with_for_update()
+        return self.s.execute(q).scalar_one_or_none()
+
+    def user_by_email(self, email: str) -> User | None:
+        return self.s.execute(select(User).where(User.email == email)).scalar_one_or_none()
+
+    def users(self, *, limit: int = 100, offset: int = 0) -> Sequence[User]:
+        return self.s.execute(select(User).order_by(User.created_at).limit(limit).offset(offset)).scalars().all()
+
+    def count_users(self) -> int:
+        return int(self.s.execute(select(func.count()).select_from(User)).scalar_one())
+
+    def update_user(self, user: User, **values: Any) -> None:
+        for k, v in values.items():
+            setattr(user, k, v)
+        user.updated_at = self.now()
+
+    # --- api keys and refresh tokens ------------------------------------------------------------
+    def add_api_key(self, *, owner_id: str, name: str, prefix: str, key_hash: str) -> ApiKey:
+        key = ApiKey(id=new_id(), owner_id=owner_id, name=name, prefix=prefix, key_hash=key_hash,
+                     created_at=self.now())
+        self.s.add(key)
+        self.flush()
+        return key
+
+    def api_key_by_prefix(self, prefix: str) -> ApiKey | None:
+        return self.s.execute(select(ApiKey).where(ApiKey.prefix == prefix)).scalar_one_or_none()
+
+    def api_keys(self, owner_id: str) -> Sequence[ApiKey]:
+        return self.s.execute(
+            select(ApiKey).where(ApiKey.owner_id == owner_id).order_by(ApiKey.created_at.desc())
+        ).scalars().all()
+
+    def api_key(self, key_id: str) -> ApiKey | None:
+        return self.s.get(ApiKey, key_id)
+
+    def touch_api_key(self, key_id: str) -> None:
+        self.s.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=db_epoch()))
+
+    def add_refresh(self, *, user_id: str, token_hash: str, ttl_s: float) -> RefreshToken:
+        now = self.now()
+        tok = RefreshToken(id=new_id(), user_id=user_id, token_hash=token_hash, created_at=now,
+                           expires_at=now + ttl_s)
+        self.s.add(tok)
+        self.flush()
+        return tok
+
+    def take_refresh(self, token_hash: str) -> RefreshToken | None:
+        """Revoke a live refresh token and return it (rotation); None when unknown, used or expired."""
+        now = self.now()
+        res = self.s.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token_hash == token_hash, RefreshToken.revoked_at.is_(None),
+                   RefreshToken.expires_at > now)
+            .values(revoked_at=now)
+        )
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        return self.s.execute(select(RefreshToken).where(RefreshToken.token_hash == token_hash)).scalar_one()
+
+    # --- credits ------------------------------------------------------------------------------
+    def credit(self, account_id: str, amount: int, kind: str, *, job_id: str | None = None,
+               note: str = "", require_balance: bool = False) -> CreditEntry:
+        """Move credits by `amount` (negative spends) and write the ledger line in the same transaction."""
+        res = self.s.execute(
+            update(User).where(
+                User.id == account_id, *( [User.credits + amount >= 0] if require_balance else [] )
+            ).values(credits=User.credits + amount).returning(User.credits)
+        )
+        row = res.first()
+        if row is None:
+            if require_balance:
+                raise errors.PaymentRequired(
+                    "Not enough credits for this job", needed=-amount, balance=self.balance(account_id)
+                )
+            raise errors.NotFound("Account not found")
+        entry = CreditEntry(account_id=account_id, job_id=job_id, kind=kind, amount=amount,
+                            balance_after=int(row[0]), note=note, created_at=self.now())
+        self.s.add(entry)
+        self.flush()
+        return entry
+
+    def balance(self, account_id: str) -> int:
+        return int(self.s.execute(select(User.credits).where(User.id == account_id)).scalar_one_or_none() or 0)
+
+    def ledger(self, account_id: str, *, limit: int = 100, before: int | None = None) -> Sequence[CreditEntry]:
+        q = select(CreditEntry).where(CreditEntry.account_id == account_id)
+        if before is not None:
+            q = q.where(CreditEntry.id < before)
+        return self.s.execute(q.order_by(CreditEntry.id.desc()).limit(limit)).scalars().all()
+
+    def job_ledger(self, job_id: str) -> Sequence[CreditEntry]:
+        return self.s.execute(
+            select(CreditEntry).where(CreditEntry.job_id == job_id).order_by(CreditEntry.id)
+        ).scalars().all()
+
+    # --- jobs ---------------------------------------------------------------------------------
+    def add_job(self, **values: Any) -> Job:
+        now = self.now()
+        job = Job(id=new_id(), status="queued", created_at=now, updated_at=now, run_at=now, attempt=0,
+                  failures=0, progress=0.0, progress_message="", cancel_requested=False, **values)
+        self.s.add(job)
+        self.flush()
+        return job
+
+    def job(self, job_id: str, *, owner_id: str | None = None) -> Job | None:
+        q = select(Job).where(Job.id == job_id)
+        if owner_id is not None:
+            q = q.where(Job.owner_id == owner_id)
+        return self.s.execute(q).scalar_one_or_none()
+
+    def job_by_idempotency(self, owner_id: str, key: str) -> Job | None:
+        return self.s.execute(
+            select(Job).where(Job.owner_id == owner_id, Job.idempotency_key == key)
+        ).scalar_one_or_none()
+
+    def jobs(self, *, owner_id: str | None, status: str | None = None, kind: str | None = None,
+             limit: int = 50, cursor: tuple[float, str] | None = None) -> Sequence[Job]:
+        q = select(Job)
+        if owner_id is not None:
+            q = q.where(Job.owner_id == owner_id)
+        if status:
+            q = q.where(Job.status == status)
+        if kind:
+            q = q.where(Job.kind == kind)
+        if cursor:
+            created, jid = cursor
+            q = q.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < jid)))
+        return self.s.execute(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)).scalars().all()
+
+    def claim_job(self, worker_id: str, lease_s: float, kinds: Sequence[str] | None = None) -> Job | None:
+        """Take the most urgent ready job: status queued, run_at due. Bumps the attempt (fencing token)."""
+        q = select(Job.id).where(Job.status == "queued", Job.run_at <= db_epoch())
+        if kinds:
+            q = q.where(Job.kind.in_(list(kinds)))
+        q = q.order_by(Job.priority.desc(), Job.run_at, Job.created_at).limit(1)
+        if self.pg:
+            q = q.with_for_update(skip_locked=True)
+        job_id = self.s.execute(q).scalar_one_or_none()
+        if job_id is None:
+            return None
+        now = self.now()
+        res = self.s.execute(
+            update(Job).where(Job.id == job_id, Job.status == "queued").values(
+                status="running", attempt=Job.attempt + 1, worker_id=worker_id, lease_expires_at=now + lease_s,
+                heartbeat_at=now, started_at=func.coalesce(Job.started_at, now), updated_at=now,
+            )
+        )
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        self.s.expire_all()
+        return self.job(job_id)
+
+    def expired_leases(self, limit: int = 100) -> Sequence[Job]:
+        q = select(Job).where(Job.status == "running", Job.lease_expires_at < db_epoch()).limit(limit)
+        if self.pg:
+            q = q.with_for_update(skip_locked=True)
+        return self.s.execute(q).scalars().all()
+
+    def fence(self, job_id: str, attempt: int, lease_s: float | None = None) -> Job:
+        """Prove this worker still holds the job (same attempt, running, lease alive) and lock its row.
+
+        Every worker write goes through here first, inside the same transaction, so a stale worker's late
+        write is refused (StaleLease) and rolled back with everything else it tried to write.
+        """
+        now = self.now()
+        values: dict[str, Any] = {"heartbeat_at": now, "updated_at": now}
+        if lease_s is not None:
+            values["lease_expires_at"] = now + lease_s
+        res = self.s.execute(
+            update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == "running",
+                              Job.lease_expires_at >= now).values(**values)
+        )
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            raise errors.StaleLease(f"job {job_id} attempt {attempt} no longer holds its lease")
+        self.s.expire_all()
+        job = self.job(job_id)
+        assert job is not None
+        return job
+
+    def update_job(self, job_id: str, **values: Any) -> None:
+        values.setdefault("updated_at", self.now())
+        self.s.execute(update(Job).where(Job.id == job_id).values(**values))
+        self.s.expire_all()
+
+    def set_job_status_if(self, job_id: str, expected: Sequence[str], **values: Any) -> bool:
+        values.setdefault("updated_at", self.now())
+        res = self.s.execute(update(Job).where(Job.id == job_id, Job.status.in_(list(expected))).values(**values))
+        self.s.expire_all()
+        return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+
+    def queue_stats(self) -> list[tuple[str, str, int]]:
+        rows = self.s.execute(select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)).all()
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+    def oldest_queued_age(self) -> float:
+        oldest = self.s.execute(select(func.min(Job.created_at)).where(Job.status == "queued")).scalar_one()
+        return max(0.0, self.now() - float(oldest)) if oldest is not None else 0.0
+
+    def expired_jobs(self, limit: int = 500) -> Sequence[Job]:
+        return self.s.execute(
+            select(Job).where(Job.status.in_(TERMINAL), Job.expires_at.is_not(None),
+                              Job.expires_at < db_epoch()).limit(limit)
+        ).scalars().all()
+
+    def delete_job(self, job_id: str) -> None:
+        self.s.execute(delete(JobEvent).where(JobEvent.job_id == job_id))
+        self.s.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id))
+        self.s.execute(delete(Job).where(Job.id == job_id))
+
+    # --- history and checkpoints ------------------------------------------------------------
+    def add_event(self, job_id: str, type_: str, *, path: str | None = None, attempt: int = 0,
+                  details: dict[str, Any] | None = None) -> None:
+        self.s.add(JobEvent(job_id=job_id, ts=self.now(), type=type_, path=path, attempt=attempt,
+                            details=details or {}))
+
+    def events(self, job_id: str, *, after: int = 0, limit: int = 1000) -> Sequence[JobEvent]:
+        return self.s.execute(
+            select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after).order_by(JobEvent.id).limit(limit)
+        ).scalars().all()
+
+    def checkpoint(self, job_id: str, path: str) -> Checkpoint | None:
+        return self.s.get(Checkpoint, (job_id, path))
+
+    def checkpoints(self, job_id: str) -> Sequence[Checkpoint]:
+        return self.s.execute(select(Checkpoint).where(Checkpoint.job_id == job_id)).scalars().all()
+
+    def put_checkpoint(self, job_id: str, path: str, output: Any, attempt: int) -> None:
+        existing = self.s.get(Checkpoint, (job_id, path))
+        if existing is not None:
+            existing.output = output
+            existing.attempt = attempt
+        else:
+            self.s.add(Checkpoint(job_id=job_id, path=path, output=output, attempt=attempt, created_at=self.now()))
+        self.flush()
+
+    # --- assets and uploads ---------------------------------------------------------------------
+    def add_asset(self, **values: Any) -> Asset:
+        values.setdefault("id", new_id())
+        asset = Asset(created_at=self.now(), **values)
+        self.s.add(asset)
+        self.flush()
+        return asset
+
+    def asset(self, asset_id: str, *, owner_id: str | None = None) -> Asset | None:
+        q = select(Asset).where(Asset.id == asset_id)
+        if owner_id is not None:
+            q = q.where(Asset.owner_id == owner_id)
+        return self.s.execute(q).scalar_one_or_none()
+
+    def assets(self, *, owner_id: str, limit: int = 50, before: float | None = None,
+               job_id: str | None = None) -> Sequence[Asset]:
+        q = select(Asset).where(Asset.owner_id == owner_id)
+        if before is not None:
+            q = q.where(Asset.created_at < before)
+        if job_id:
+            q = q.where(Asset.job_id == job_id)
+        return self.s.execute(q.order_by(Asset.created_at.desc()).limit(limit)).scalars().all()
+
+    def expired_assets(self, limit: int = 500) -> Sequence[Asset]:
+        return self.s.execute(
+            select(Asset).where(Asset.expires_at.is_not(None), Asset.expires_at < db_epoch()).limit(limit)
+        ).scalars().all()
+
+    def temporary_assets_of_job(self, job_id: str) -> Sequence[Asset]:
+        return self.s.execute(
+            select(Asset).where(Asset.job_id == job_id, Asset.lifecycle == "temporary")
+        ).scalars().all()
+
+    def delete_asset(self, asset_id: str) -> None:
+        self.s.execute(delete(Asset).where(Asset.id == asset_id))
+
+    def storage_used(self, owner_id: str | None = None) -> tuple[int, int]:
+        q = select(func.count(), func.coalesce(func.sum(Asset.size), 0))
+        if owner_id:
+            q = q.where(Asset.owner_id == owner_id)
+        n, total = self.s.execute(q).one()
+        return int(n), int(total)
+
+    def add_upload(self, **values: Any) -> Upload:
+        now = self.now()
+        up = Upload(id=new_id(), created_at=now, status="pending", **values)
+        self.s.add(up)
+        self.flush()
+        return up
+
+    def upload(self, upload_id: str, *, owner_id: str | None = None, lock: bool = False) -> Upload | None:
+        q = select(Upload).where(Upload.id == upload_id)
+        if owner_id is not None:
+            q = q.where(Upload.owner_id == owner_id)
+        if lock and self.pg:
+            q = q.with_for_update()
+        return self.s.execute(q).scalar_one_or_none()
+
+    def expired_uploads(self, limit: int = 500) -> Sequence[Upload]:
+        return self.s.execute(
+            select(Upload).where(Upload.status == "pending", Upload.expires_at < db_epoch()).limit(limit)
+        ).scalars().all()
+
+    # --- webhooks, outbox, deliveries ------------------------------------------------------------
+    def add_webhook(self, **values: Any) -> Webhook:
+        hook = Webhook(id=new_id(), created_at=self.now(), active=True, **values)
+        self.s.add(hook)
+        self.flush()
+        return hook
+
+    def webhook(self, hook_id: str, *, owner_id: str | None = None) -> Webhook | None:
+        q = select(Webhook).where(Webhook.id == hook_id)
+        if owner_id is not None:
+            q = q.where(Webhook.owner_id == owner_id)
+        return self.s.execute(q).scalar_one_or_none()
+
+    def webhooks(self, owner_id: str) -> Sequence[Webhook]:
+        return self.s.execute(
+            select(Webhook).where(Webhook.owner_id == owner_id).order_by(Webhook.created_at)
+        ).scalars().all()
+
+    def delete_webhook(self, hook_id: str) -> None:
+        self.s.execute(delete(Webhook).where(Webhook.id == hook_id))
+
+    def emit(self, type_: str, payload: dict[str, Any], *, owner_id: str | None = None,
+             subject_id: str | None = None) -> OutboxEvent:
+        """Write an event to the outbox inside the caller's transaction."""
+        ev = OutboxEvent(id=new_id(), type=type_, owner_id=owner_id, subject_id=subject_id, payload=payload,
+                         created_at=self.now())
+        self.s.add(ev)
+        self.flush()
+        return ev
+
+    def undispatched(self, limit: int = 100) -> Sequence[OutboxEvent]:
+        q = select(OutboxEvent).where(OutboxEvent.dispatched_at.is_(None)).order_by(OutboxEvent.seq).limit(limit)
+        if self.pg:
+            q = q.with_for_update(skip_locked=True)
+        return self.s.execute(q).scalars().all()
+
+    def events_after(self, seq: int, *, owner_id: str | None = None, limit: int = 100) -> Sequence[OutboxEvent]:
+        q = select(OutboxEvent).where(OutboxEvent.seq > seq)
+        if owner_id is not None:
+            q = q.where(OutboxEvent.owner_id == owner_id)
+        return self.s.execute(q.order_by(OutboxEvent.seq).limit(limit)).scalars().all()
+
+    def mark_dispatched(self, seqs: Sequence[int]) -> None:
+        if seqs:
+            self.s.execute(update(OutboxEvent).where(OutboxEvent.seq.in_(list(seqs))).values(dispatched_at=self.now()))
+
+    def add_delivery(self, **values: Any) -> None:
+        now = self.now()
+        exists = self.s.execute(
+            select(Delivery.id).where(Delivery.event_id == values["event_id"], Delivery.target == values["target"])
+        ).first()
+        if exists:
+            return
+        self.s.add(Delivery(id=new_id(), created_at=now, next_attempt_at=now, status="pending", attempts=0,
+                            **values))
+        self.flush()
+
+    def due_deliveries(self, limit: int = 50) -> Sequence[Delivery]:
+        q = select(Delivery).where(Delivery.status == "pending", Delivery.next_attempt_at <= db_epoch())
+        q = q.order_by(Delivery.next_attempt_at).limit(limit)
+        if self.pg:
+            q = q.with_for_update(skip_locked=True)
+        return self.s.execute(q).scalars().all()
+
+    def delivery(self, delivery_id: str) -> Delivery | None:
+        return self.s.get(Delivery, delivery_id)
+
+    def deliveries(self, *, owner_id: str, webhook_id: str | None = None, limit: int = 50) -> Sequence[Delivery]:
+        q = select(Delivery).where(Delivery.owner_id == owner_id)
+        if webhook_id:
+            q = q.where(Delivery.webhook_id == webhook_id)
+        return self.s.execute(q.order_by(Delivery.created_at.desc()).limit(limit)).scalars().all()
+
+    def delivery_stats(self) -> list[tuple[str, int]]:
+        rows = self.s.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+        return [(r[0], int(r[1])) for r in rows]
+
+    def notify_jobs(self) -> None:
+        """Wake workers waiting on LISTEN (PostgreSQL); SQLite workers poll."""
+        if self.pg:
+            self.s.execute(text("NOTIFY reelforge_jobs"))
+
+    def outbox_event(self, event_id: str) -> OutboxEvent | None:
+        return self.s.execute(select(OutboxEvent).where(OutboxEvent.id == event_id)).scalar_one_or_none()
+
+    # --- schedules and workers -------------------------------------------------------------------
+    def try_schedule(self, name: str, interval_s: float, runner: str) -> bool:
+        """True for exactly one caller per tick: the row update is the lock."""
+        now = self.now()
+        if self.s.get(Schedule, name) is None:
+            try:
+                with self.s.begin_nested():
+                    self.s.add(Schedule(name=name, interval_s=interval_s, next_run_at=now))
+            except IntegrityError:
+                pass
+        res = self.s.execute(
+            update(Schedule).where(Schedule.name == name, Schedule.next_run_at <= now).values(
+                next_run_at=now + interval_s, last_run_at=now, last_runner=runner, interval_s=interval_s
+            )
+        )
+        return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+
+    def worker_heartbeat(self, worker_id: str, *, hostname: str, pid: int, concurrency: int,
+                         status: str = "running") -> None:
+        now = self.now()
+        w = self.s.get(Worker, worker_id)
+        if w is None:
+            self.s.add(Worker(id=worker_id, hostname=hostname, pid=pid, concurrency=concurrency, status=status,
+                              started_at=now, heartbeat_at=now))
+        else:
+            w.heartbeat_at = now
+            w.status = status
+
+    def workers(self) -> Sequence[Worker]:
+        return self.s.execute(select(Worker).order_by(Worker.heartbeat_at.desc())).scalars().all()

@@ -1,0 +1,90 @@
+"""Outbound HTTP for webhooks: SSRF guard and a signed POST."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from reelforge import errors
+from reelforge.adapters.auth import sign_webhook
+
+# Cloud metadata endpoints answer on link-local or special addresses; refused like any private target.
+_METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"}
+_EXTRA_BLOCKED = [ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("fd00:ec2::/32"),
+                  ipaddress.ip_network("192.0.0.0/24"), ipaddress.ip_network("198.18.0.0/15")]
+
+
+def _blocked_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
+            or ip.is_unspecified or any(ip in net for net in _EXTRA_BLOCKED))
+
+
+def check_target_url(url: str, *, allow_private: bool) -> None:
+    """Refuse URLs that are not http(s), or whose host is (or resolves to) a private/loopback/metadata address."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise errors.ValidationFailed("Not a valid URL", code="invalid_url", field="url") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise errors.ValidationFailed("Webhook URLs must be http(s) with a host", code="invalid_url", field="url")
+    if parts.username or parts.password:
+        raise errors.ValidationFailed("Credentials in webhook URLs are not allowed", code="invalid_url", field="url")
+    if allow_private:
+        return
+    host = parts.hostname.lower().rstrip(".")
+    if host in _METADATA_HOSTS or host == "localhost" or host.endswith(".localhost"):
+        raise errors.ValidationFailed("Webhook target is a private address", code="forbidden_target", field="url")
+    try:
+        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
+                                   proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise errors.ValidationFailed(f"Cannot resolve host {host}", code="unresolvable_host", field="url") from exc
+    for info in infos:
+        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if _blocked_ip(ip):
+            raise errors.ValidationFailed(
+                "Webhook target resolves to a private, loopback, link-local or metadata address",
+                code="forbidden_target", field="url",
+            )
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    status_code: int | None
+    error: str | None
+    duration_s: float
+
+
+def send_signed(url: str, secret: str, event: dict[str, Any], *, timeout_s: float, allow_private: bool) -> SendResult:
+    """POST the event JSON with `Reelforge-Signature`; no redirects are followed (a redirect is a failure)."""
+    body = json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
+    ts = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "reelforge-webhooks/1",
+        "Reelforge-Signature": sign_webhook(secret, ts, body),
+        "Reelforge-Event-Id": str(event["id"]),
+        "Reelforge-Event-Type": str(event["type"]),
+    }
+    t0 = time.monotonic()
+    try:
+        # Checked again at send time: DNS may have changed since the subscription was made.
+        check_target_url(url, allow_private=allow_private)
+        with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+            resp = client.post(url, content=body, headers=headers)
+        ok = 200 <= resp.status_code < 300
+        return SendResult(ok, resp.status_code, None if ok else f"HTTP {resp.status_code}", time.monotonic() - t0)
+    except errors.ValidationFailed as exc:
+        return SendResult(False, None, exc.message, time.monotonic() - t0)
+    except httpx.HTTPError as exc:
+        return SendResult(False, None, f"{type(exc).__name__}: {exc}"[:900], time.monotonic() - t0)

@@ -1,0 +1,133 @@
+"""Request ids, access logs, metrics, body-size limits and per-IP write limits (pure ASGI, streaming-safe)."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reelforge import errors
+from reelforge.api.problems import problem
+from reelforge.observability import request_id_var
+
+log = logging.getLogger("reelforge.access")
+
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class RateLimiter:
+    """Sliding-window counter per key, in process memory (one API process per limiter)."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._hits: dict[str, collections.deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, now: float | None = None) -> int | None:
+        """Record a hit; returns None when allowed, else seconds to wait."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            q = self._hits.setdefault(key, collections.deque())
+            while q and q[0] <= now - self.window_s:
+                q.popleft()
+            if len(q) >= self.limit:
+                return max(1, int(q[0] + self.window_s - now + 0.999))
+            q.append(now)
+            if len(self._hits) > 100_000:  # keep memory bounded under a flood of distinct keys
+                for k in [k for k, v in self._hits.items() if not v][:50_000]:
+                    del self._hits[k]
+            return None
+
+
+class _TooLarge(errors.PayloadTooLarge):
+    """Raised while the app reads the body; the problem handler renders it as 413."""
+
+
+class GuardMiddleware:
+    """Outermost layer: request id, body limit, per-IP write rate limit, metrics and one access-log line."""
+
+    def __init__(self, app: ASGIApp, *, container: Any) -> None:
+        self.app = app
+        self.c = container
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        settings = self.c.settings
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        rid = headers.get("x-request-id", "")
+        if not rid or len(rid) > 128 or not rid.replace("-", "").replace("_", "").isalnum():
+            rid = uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        scope.setdefault("state", {})["request_id"] = rid
+        method = scope["method"]
+        path: str = scope["path"]
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = 1
+                message.setdefault("headers", [])
+                message["headers"] = [*list(message["headers"]), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            client_ip = (scope.get("client") or ("unknown", 0))[0]
+            if method in WRITE_METHODS and settings.rate_limit.enabled and not path.startswith("/v1/storage/"):
+                wait = self.c.ip_limiter.hit(client_ip)
+                if wait is not None:
+                    resp = problem(429, "rate_limited", "Too many requests",
+                                   f"Write limit reached for this address; retry in {wait} s", instance=path,
+                                   headers={"Retry-After": str(wait)})
+                    await resp(scope, receive, send_wrapped)
+                    return
+            limit = None if path.startswith("/v1/storage/") else settings.max_body_bytes
+            if limit is not None:
+                declared = headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > limit:
+                    resp = problem(413, "payload_too_large", "Payload too large",
+                                   f"Request bodies are limited to {limit} bytes", instance=path)
+                    await resp(scope, receive, send_wrapped)
+                    return
+                receive = _limited(receive, limit)
+            await self.app(scope, receive, send_wrapped)
+        except _TooLarge:
+            if not status_holder.get("started"):
+                resp = problem(413, "payload_too_large", "Payload too large",
+                               f"Request bodies are limited to {settings.max_body_bytes} bytes", instance=path)
+                await resp(scope, receive, send_wrapped)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            route_path = getattr(route, "path", None) or ("unmatched" if status_holder["status"] == 404 else path)
+            self.c.metrics.observe_request(method, route_path, status_holder["status"], elapsed)
+            if not path.startswith(("/metrics", "/healthz", "/static")):
+                log.info("%s %s %s %.1fms", method, path, status_holder["status"], elapsed * 1000,
+                         extra={"method": method, "path": path, "status": status_holder["status"],
+                                "duration_ms": round(elapsed * 1000, 2)})
+            request_id_var.reset(token)
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _TooLarge(f"Request bodies are limited to {limit} bytes", limit=limit)
+        return message
+
+    return wrapped
+

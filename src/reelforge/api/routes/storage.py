@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from reelforge import errors
+from reelforge.api import convert
+from reelforge.api.deps import Container, CurrentUser
+from reelforge.api.schemas.storage import AssetPublic, AssetsPublic, UploadComplete, UploadCreate, UploadPublic
+
+router = APIRouter(tags=["storage"])
+
+
+@router.post("/uploads", status_code=201, response_model=UploadPublic)
+def create_upload(body: UploadCreate, p: CurrentUser, c: Container) -> UploadPublic:
+    """A signed PUT URL (or one per part for large files) bound to key, content type and size, expiring."""
+    ticket = c.assets.create_upload(p, filename=body.filename, content_type=body.content_type, size=body.size,
+                                    sha256=body.sha256, lifecycle=body.lifecycle, multipart=body.multipart)
+    return convert.upload(ticket.upload, ticket)
+
+
+@router.get("/uploads/{upload_id}", response_model=UploadPublic)
+def get_upload(upload_id: str, p: CurrentUser, c: Container) -> UploadPublic:
+    return convert.upload(c.assets.get_upload(p, upload_id))
+
+
+@router.post("/uploads/{upload_id}/complete", response_model=AssetPublic)
+def complete_upload(upload_id: str, body: UploadComplete, p: CurrentUser, c: Container) -> AssetPublic:
+    """Checks size and sha256 of the stored bytes, then registers the asset."""
+    parts = [(x.part_number, x.etag) for x in body.parts] if body.parts else None
+    asset = c.assets.complete_upload(p, upload_id, parts=parts, sha256=body.sha256.lower() if body.sha256 else None)
+    return convert.asset(asset, c.assets.download_url(asset))
+
+
+@router.post("/uploads/{upload_id}/abort", response_model=UploadPublic)
+def abort_upload(upload_id: str, p: CurrentUser, c: Container) -> UploadPublic:
+    return convert.upload(c.assets.abort_upload(p, upload_id))
+
+
+@router.get("/assets", response_model=AssetsPublic)
+def list_assets(p: CurrentUser, c: Container, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                job_id: Annotated[str | None, Query(max_length=64)] = None) -> AssetsPublic:
+    return AssetsPublic(data=[convert.asset(a) for a in c.assets.list(p, limit=limit, job_id=job_id)])
+
+
+@router.get("/assets/{asset_id}", response_model=AssetPublic)
+def get_asset(asset_id: str, p: CurrentUser, c: Container) -> AssetPublic:
+    """Metadata and a signed GET URL."""
+    asset = c.assets.get(p, asset_id)
+    return convert.asset(asset, c.assets.download_url(asset))
+
+
+@router.delete("/assets/{asset_id}", status_code=204)
+def delete_asset(asset_id: str, p: CurrentUser, c: Container) -> Response:
+    c.assets.delete(p, asset_id)
+    return Response(status_code=204)
+
+
+# --- signed URLs of the local object store ---------------------------------------------------------
+def _local_store(c: Any) -> Any:
+    store = c.objects
+    if not hasattr(store, "verify_signed"):
+        raise errors.NotFound("This server's object store serves its own URLs", code="not_found")
+    return store
+
+
+@router.get("/storage/objects/{key:path}", include_in_schema=False)
+def get_object(key: str, request: Request, c: Container) -> StreamingResponse:
+    store = _local_store(c)
+    params = store.verify_signed("GET", key, dict(request.query_params))
+    if params.get("op") != "get":
+        raise errors.Forbidden("URL not valid for this operation", code="invalid_signature")
+    info = store.head(key)
+    if info is None:
+        raise errors.ObjectNotFound("Object not found")
+    fh = store.open(key)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            while block := fh.read(1024 * 1024):
+                yield block
+        finally:
+            fh.close()
+
+    headers = {"Content-Length": str(info.size), "ETag": f'"{info.sha256}"', "Cache-Control": "private, max-age=60"}
+    if params.get("filename"):
+        safe = params["filename"].replace('"', "")
+        headers["Content-Disposition"] = f'attachment; filename="{safe}"'
+    return StreamingResponse(chunks(), media_type=info.content_type, headers=headers)
+
+
+class _BodyReader:
+    """A file-like view of the request body for the store's streaming put (runs in a worker thread)."""
+
+    def __init__(self, request: Request, portal: Any) -> None:
+        self._iter: AsyncIterator[bytes] = request.stream().__aiter__()
+        self._buf = b""
+        self._done = False
+        self._portal = portal
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._done and (n < 0 or len(self._buf) < n):
+            try:
+                self._buf += self._portal(self._iter.__anext__)
+            except StopAsyncIteration:
+                self._done = True
+        if n < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
+@router.put("/storage/objects/{key:path}", include_in_schema=False)
+async def put_object(key: str, request: Request, c: Container) -> Response:
+    from anyio.from_thread import run as from_thread_run
+
+    store = _local_store(c)
+    params = store.verify_signed("PUT", key, dict(request.query_params))
+    op = params.get("op")
+    declared = request.headers.get("content-length")
+    if op == "put":
+        store.check_put_headers(params, request.headers.get("content-type"))
+        limit = int(params["max"])
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise errors.PayloadTooLarge(f"This URL accepts at most {limit} bytes", limit=limit)
+        reader = _BodyReader(request, from_thread_run)
+        info = await run_in_threadpool(store.put_stream, key, reader, params["ct"], limit)
+        return Response(status_code=200, headers={"ETag": f'"{info.sha256}"'})
+    if op == "part":
+        part_limit = c.settings.storage.max_upload_bytes
+        if declared and declared.isdigit() and int(declared) > part_limit:
+            raise errors.PayloadTooLarge("Part too large", limit=part_limit)
+        chunks = []
+        size = 0
+        async for block in request.stream():
+            size += len(block)
+            if size > part_limit:
+                raise errors.PayloadTooLarge("Part too large", limit=part_limit)
+            chunks.append(block)
+        part = await run_in_threadpool(store.upload_part, key, params["upload_id"], int(params["part"]),
+                                       b"".join(chunks))
+        return Response(status_code=200, headers={"ETag": f'"{part.etag}"'})
+    raise errors.Forbidden("URL not valid for this operation", code="invalid_signature")

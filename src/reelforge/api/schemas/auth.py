@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from reelforge.api.schemas.common import Public, Strict
+
+
+class UserCreate(Strict):
+    email: str = Field(max_length=320, examples=["ada@example.com"])
+    password: str = Field(min_length=8, max_length=1024)
+
+
+class TokenCreate(Strict):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1024)
+
+
+class TokenRefresh(Strict):
+    refresh_token: str = Field(max_length=512)
+
+
+class TokenPublic(Public):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class UserPublic(Public):
+    id: str
+    email: str
+    role: str
+    disabled: bool
+    credits: int
+    created_at: str | None
+
+
+class UsersPublic(Public):
+    data: list[UserPublic]
+
+
+class UserUpdate(Strict):
+    role: str | None = Field(default=None, pattern="^(user|admin)$")
+    disabled: bool | None = None
+
+
+class ApiKeyCreate(Strict):
+    name: str = Field(default="key", min_length=1, max_length=200)
+
+
+class ApiKeyPublic(Public):
+    id: str
+    name: str
+    prefix: str
+    created_at: str | None
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="Shown once; store it now.")
+
+
+class ApiKeysPublic(Public):
+    data: list[ApiKeyPublic]

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from reelforge.api.schemas.common import Public, Strict
+
+
+class JobCreate(Strict):
+    kind: str = Field(min_length=1, max_length=64, examples=["image.generate"])
+    input: dict[str, Any] = Field(default_factory=dict)
+    callback_url: str | None = Field(default=None, max_length=2048)
+    priority: int = Field(default=0, ge=-100, le=100)
+
+
+class JobError(Public):
+    code: str
+    message: str | None
+
+
+class JobProgress(Public):
+    fraction: float
+    message: str
+
+
+class JobPublic(Public):
+    id: str
+    kind: str
+    status: str
+    input: dict[str, Any]
+    outputs: dict[str, Any] | None
+    error: JobError | None
+    progress: JobProgress
+    credits: int
+    credits_state: str
+    attempt: int
+    max_attempts: int
+    priority: int
+    cancel_requested: bool
+    callback_url: str | None
+    idempotency_key: str | None
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    expires_at: str | None
+
+
+class JobsPublic(Public):
+    data: list[JobPublic]
+    next_cursor: str | None
+
+
+class JobEventPublic(Public):
+    id: int
+    ts: str | None
+    type: str
+    path: str | None
+    attempt: int
+    details: dict[str, Any]
+
+
+class JobHistoryPublic(Public):
+    job_id: str
+    status: str
+    events: list[JobEventPublic]
+
+
+class PipelinePublic(Public):
+    kind: str
+    version: int
+    description: str
+    input_schema: dict[str, Any] | None
+    steps: list[dict[str, Any]]
+    asl: dict[str, Any]
+
+
+class PipelinesPublic(Public):
+    data: list[PipelinePublic]

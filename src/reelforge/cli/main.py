@@ -1,0 +1,216 @@
+"""The `reelforge` command: servers, migrations, accounts, models and the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from reelforge.config import Settings, get_settings
+
+app = typer.Typer(help="reelforge: generative-AI media platform.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+users_app = typer.Typer(help="Accounts.", no_args_is_help=True)
+models_app = typer.Typer(help="Model adapters.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(models_app, name="models")
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def _container(settings: Settings | None = None) -> Any:
+    from reelforge.container import Container
+    from reelforge.observability import configure_logging
+
+    s = settings or get_settings()
+    configure_logging(s.log_level, s.log_json)
+    return Container(s)
+
+
+def _die(message: str, code: int = EXIT_FAILED) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _bootstrap(c: Any) -> None:
+    """Migrate and create the admin account on first start (password printed once, saved mode 600)."""
+    c.migrate()
+    email = c.settings.auth.admin_email
+    password = c.auth.ensure_admin(email)
+    if password:
+        path = c.settings.data_dir / "admin-password"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(password + "\n")
+        os.chmod(path, 0o600)
+        typer.secho(f"Created admin account {email} with password: {password}", fg=typer.colors.GREEN, bold=True)
+        typer.echo(f"(saved to {path}, readable only by you; this is shown once)")
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    c = _container()
+    c.migrate()
+    typer.echo(f"database at {c.settings.database_url.split('@')[-1]} is up to date")
+
+
+@app.command()
+def api(host: Annotated[str | None, typer.Option()] = None, port: Annotated[int | None, typer.Option()] = None,
+        bootstrap: Annotated[bool, typer.Option(help="Migrate and create the admin first")] = True) -> None:
+    """Serve the HTTP API and console."""
+    import uvicorn
+
+    from reelforge.api.app import create_app
+
+    c = _container()
+    if bootstrap:
+        _bootstrap(c)
+    uvicorn.run(create_app(container=c), host=host or c.settings.host, port=port or c.settings.port,
+                log_level="warning", access_log=False)
+
+
+@app.command()
+def worker(concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=64)] = 1,
+           kinds: Annotated[list[str] | None, typer.Option("--kind", help="Only these job kinds")] = None) -> None:
+    """Run jobs: claims from the queue, keeps leases alive; SIGTERM finishes or hands work back."""
+    from reelforge.runtime.worker import Worker
+
+    c = _container()
+    c.migrate()
+    Worker(c, concurrency=concurrency, kinds=kinds or None).run_forever()
+
+
+@app.command()
+def run(host: Annotated[str | None, typer.Option()] = None, port: Annotated[int | None, typer.Option()] = None,
+        workers: Annotated[int, typer.Option(min=0, max=16, help="Worker processes")] = 1,
+        concurrency: Annotated[int, typer.Option(min=1, max=64)] = 1) -> None:
+    """API + worker(s) + console on one machine; Ctrl-C stops everything."""
+    import uvicorn
+
+    from reelforge.api.app import create_app
+
+    c = _container()
+    _bootstrap(c)
+    procs = [subprocess.Popen([sys.executable, "-m", "reelforge", "worker", "--concurrency", str(concurrency)])
+             for _ in range(workers)]
+    s = c.settings
+    typer.secho(f"reelforge on {s.public_url} (API docs: {s.public_url}/docs)", fg=typer.colors.GREEN)
+    try:
+        uvicorn.run(create_app(container=c), host=host or s.host, port=port or s.port, log_level="warning",
+                    access_log=False)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + s.jobs.shutdown_grace_s + 5
+        for p in procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+        typer.echo("stopped")
+
+
+@app.command()
+def sweep() -> None:
+    """Delete expired temporary assets, abandoned uploads and expired jobs now."""
+    from reelforge.runtime.worker import Worker
+
+    c = _container()
+    typer.echo(json.dumps(Worker(c, maintenance=False).sweep()))
+
+
+@users_app.command("create")
+def users_create(email: str, password: Annotated[str | None, typer.Option(help="Prompted when omitted")] = None,
+                 admin: Annotated[bool, typer.Option("--admin")] = False) -> None:
+    from reelforge import errors
+    from reelforge.domain.types import Role
+
+    c = _container()
+    c.migrate()
+    pw = password or typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        u = c.auth.register(email, pw, role=Role.admin if admin else Role.user)
+    except errors.ReelforgeError as exc:
+        _die(f"error: {exc.message} ({exc.code})", EXIT_USAGE)
+    typer.echo(json.dumps({"id": u.id, "email": u.email, "role": u.role, "credits": u.credits}))
+
+
+@users_app.command("list")
+def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    c = _container()
+    rows = [{"id": u.id, "email": u.email, "role": u.role, "credits": u.credits, "disabled": u.disabled}
+            for u in c.auth.list_users(limit=1000)]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for r in rows:
+        typer.echo(f"{r['id']}  {r['email']:<32} {r['role']:<6} credits={r['credits']}"
+                   + ("  (disabled)" if r["disabled"] else ""))
+
+
+@users_app.command("grant")
+def users_grant(email: str, amount: int, note: Annotated[str, typer.Option()] = "granted from the CLI") -> None:
+    from reelforge.domain.types import CreditKind
+
+    c = _container()
+    with c.store.tx() as tx:
+        u = tx.user_by_email(email.lower())
+        if u is None:
+            _die(f"no account {email}", EXIT_USAGE)
+        entry = tx.credit(u.id, amount, CreditKind.grant, note=note, require_balance=amount < 0)
+    typer.echo(json.dumps({"email": email, "balance": entry.balance_after}))
+
+
+@models_app.command("list")
+def models_list(as_json: Annotated[bool, typer.Option("--json")] = False,
+                task: Annotated[str | None, typer.Option()] = None) -> None:
+    """Every model adapter, whether it can run here, and why not."""
+    c = _container()
+    infos = c.models.list(task)
+    if as_json:
+        typer.echo(json.dumps([i.__dict__ for i in infos], default=str))
+        return
+    for i in infos:
+        mark = "ok " if i.available else "-- "
+        extra = " [test model]" if i.test_model else ""
+        typer.echo(f"{mark}{i.task:<16} {i.name:<14}{extra} {'' if i.available else i.reason}")
+
+
+@models_app.command("pull")
+def models_pull(hub_id: str, name: Annotated[str | None, typer.Option()] = None) -> None:
+    """Download a diffusers pipeline from the hub into the models directory (needs internet)."""
+    from reelforge import errors
+    from reelforge.adapters.models.image_generate.diffusers_sd import pull
+
+    s = get_settings()
+    try:
+        path = pull(hub_id, s.models_dir, name)
+    except errors.ReelforgeError as exc:
+        _die(f"error: {exc.message} ({exc.code})")
+    typer.echo(f"saved to {path}")
+
+
+@app.command()
+def demo(url: Annotated[str | None, typer.Option(help="A running server; default: start one here")] = None) -> None:
+    """Run every available application once through the real API and worker and print where outputs are."""
+    from reelforge.cli.demo import run_demo
+
+    raise typer.Exit(run_demo(url))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Settings for every process. Built by get_settings(), never at import time."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseModel):
+    # Empty means SQLite under data_dir.
+    url: str = ""
+    echo: bool = False
+    pool_size: int = 10
+
+
+class StorageSettings(BaseModel):
+    backend: Literal["local", "s3"] = "local"
+    # Local backend root; empty means data_dir / "objects".
+    root: str = ""
+    s3_bucket: str = "reelforge"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    upload_expiry_s: int = 15 * 60
+    download_expiry_s: int = 60 * 60
+    max_upload_bytes: int = 5 * 1024**3
+    # Uploads above this size are offered as multipart.
+    multipart_threshold: int = 64 * 1024**2
+    part_size: int = 16 * 1024**2
+
+
+class AuthSettings(BaseModel):
+    # Empty means a secret generated once and kept in data_dir/secret-key.
+    jwt_secret: str = ""
+    jwt_issuer: str = "reelforge"
+    access_ttl_s: int = 15 * 60
+    refresh_ttl_s: int = 30 * 24 * 3600
+    admin_email: str = "admin@example.com"
+    allow_registration: bool = True
+
+
+class RateLimitSettings(BaseModel):
+    enabled: bool = True
+    writes_per_window_ip: int = 100
+    writes_per_window_account: int = 300
+    window_s: int = 300
+
+
+class JobSettings(BaseModel):
+    lease_s: float = 30.0
+    heartbeat_s: float = 5.0
+    max_attempts: int = 3
+    retry_base_s: float = 2.0
+    retry_max_s: float = 300.0
+    ttl_s: int = 7 * 24 * 3600
+    poll_interval_s: float = 1.0
+    shutdown_grace_s: float = 30.0
+    max_wait_s: int = 60
+
+
+class CreditSettings(BaseModel):
+    starting_grant: int = 100
+    enabled: bool = True
+
+
+class WebhookSettings(BaseModel):
+    # Refuse loopback/private/link-local/metadata targets unless a developer turns this on.
+    allow_private_targets: bool = False
+    timeout_s: float = 10.0
+    max_attempts: int = 8
+    retry_base_s: float = 5.0
+    retry_max_s: float = 3600.0
+    signing_secret: str = ""
+
+
+class ModelSettings(BaseModel):
+    # Empty means data_dir / "models".
+    dir: str = ""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_pixels: int = 2048 * 2048
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="REELFORGE_", env_nested_delimiter="__", env_file=None, extra="ignore"
+    )
+
+    data_dir: Path = Path("var")
+    public_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = True
+    max_body_bytes: int = 1024 * 1024
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    credits: CreditSettings = Field(default_factory=CreditSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    # Periodic work inside the worker (seconds between runs).
+    # Extra modules that define pipelines (each exposes PIPELINES: list[Pipeline]); plugins and tests use it.
+    extra_pipelines: list[str] = Field(default_factory=list)
+    sweep_interval_s: float = 60.0
+    outbox_interval_s: float = 1.0
+
+    # Derived paths -------------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.data_dir / 'reelforge.db').resolve()}"
+
+    @property
+    def storage_root(self) -> Path:
+        return Path(self.storage.root) if self.storage.root else self.data_dir / "objects"
+
+    @property
+    def models_dir(self) -> Path:
+        return Path(self.models.dir) if self.models.dir else self.data_dir / "models"
+
+    def secret(self, name: str) -> str:
+        """A secret kept under data_dir, created on first use (mode 600)."""
+        path = self.data_dir / f"{name}"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(value)
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        return value
+
+    @property
+    def jwt_secret(self) -> str:
+        return self.auth.jwt_secret or self.secret("secret-key")
+
+    @property
+    def signing_secret(self) -> str:
+        """HMAC key for signed storage URLs and webhook signatures' default."""
+        return self.auth.jwt_secret or self.secret("secret-key")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,113 @@
+"""Builds every adapter and service named by Settings: the only place that chooses implementations."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from reelforge.adapters.db.engine import Database
+from reelforge.adapters.db.store import Store
+from reelforge.config import Settings, get_settings
+from reelforge.observability import Metrics
+
+
+class Container:
+    """Process-wide state lives here, never in module globals. Parts are built on first use."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    @cached_property
+    def db(self) -> Database:
+        return Database(self.settings.database_url, echo=self.settings.database.echo,
+                        pool_size=self.settings.database.pool_size)
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.db)
+
+    @cached_property
+    def objects(self) -> Any:
+        from reelforge.adapters.storage import build_object_store
+
+        return build_object_store(self.settings)
+
+    @cached_property
+    def models(self) -> Any:
+        from reelforge.adapters.models.registry import build_default_registry
+
+        return build_default_registry(self.settings)
+
+    @cached_property
+    def pipelines(self) -> Any:
+        from reelforge.pipelines import build_registry
+
+        return build_registry(self.settings.extra_pipelines)
+
+    @cached_property
+    def events(self) -> Any:
+        from reelforge.services.events import EventService
+
+        return EventService(self.store, self.settings)
+
+    @cached_property
+    def auth(self) -> Any:
+        from reelforge.services.auth import AuthService
+
+        return AuthService(self.store, self.settings)
+
+    @cached_property
+    def credits(self) -> Any:
+        from reelforge.services.credits import CreditService
+
+        return CreditService(self.store)
+
+    @cached_property
+    def jobs(self) -> Any:
+        from reelforge.pipelines import image_generate
+        from reelforge.services.jobs import JobService
+
+        svc = JobService(self.store, self.settings, self.pipelines, url_guard=self.events.guard)
+        svc.checks[image_generate.TASK] = lambda data: image_generate.check(self.models, data)
+        return svc
+
+    @cached_property
+    def assets(self) -> Any:
+        from reelforge.services.assets import AssetService
+
+        return AssetService(self.store, self.objects, self.settings)
+
+    @cached_property
+    def metrics(self) -> Metrics:
+        m = Metrics()
+        m.add_db_collector(self._db_stats)
+        return m
+
+    @cached_property
+    def ip_limiter(self) -> Any:
+        from reelforge.api.middleware import RateLimiter
+
+        rl = self.settings.rate_limit
+        return RateLimiter(rl.writes_per_window_ip, rl.window_s)
+
+    @cached_property
+    def account_limiter(self) -> Any:
+        from reelforge.api.middleware import RateLimiter
+
+        rl = self.settings.rate_limit
+        return RateLimiter(rl.writes_per_window_account, rl.window_s)
+
+    def _db_stats(self) -> dict[str, Any]:
+        with self.store.tx(write=False) as tx:
+            return {"jobs": tx.queue_stats(), "oldest_age": tx.oldest_queued_age(),
+                    "deliveries": tx.delivery_stats()}
+
+    def migrate(self) -> None:
+        from reelforge.adapters.db.migrate import upgrade
+
+        upgrade(self.settings.database_url)
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.dispose()

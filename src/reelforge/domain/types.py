@@ -1,0 +1,67 @@
+"""Statuses, lifecycle classes and small value types shared by every layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    dead = "dead"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled, JobStatus.dead})
+
+
+class Lifecycle(StrEnum):
+    hot = "hot"
+    infrequent = "infrequent"
+    archive = "archive"
+    temporary = "temporary"
+
+
+class Role(StrEnum):
+    user = "user"
+    admin = "admin"
+
+
+class CreditKind(StrEnum):
+    grant = "grant"
+    reserve = "reserve"
+    settle = "settle"
+    refund = "refund"
+
+
+class UploadStatus(StrEnum):
+    pending = "pending"
+    completed = "completed"
+    aborted = "aborted"
+    expired = "expired"
+
+
+JOB_EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: resolved from a JWT or an API key."""
+
+    user_id: str
+    email: str
+    role: Role
+    via: str = "jwt"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.admin
+
+
+def retry_delay(failures: int, base_s: float, max_s: float, rand: float) -> float:
+    """Exponential backoff with full jitter: uniform(0, min(max, base * 2**(n-1))), at least a tenth of it."""
+    cap = min(max_s, base_s * (2 ** max(0, failures - 1)))
+    return cap * (0.1 + 0.9 * rand)

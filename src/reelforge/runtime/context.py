@@ -1,0 +1,100 @@
+"""What a step function sees of the world: ``fn(ctx: StepContext, data)``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from reelforge.errors import JobCancelled
+
+ProgressCallback = Callable[[str, float, str], None]
+"""``on_progress(path, fraction, message)``."""
+
+_log = logging.getLogger("reelforge.step")
+
+
+def _never() -> bool:
+    return False
+
+
+class StepContext:
+    """Given to every task function: identity of the job and step, progress, cancellation, logging.
+
+    The job worker builds one per step execution (``make_context(path)`` on :class:`StepRunner`); the
+    runner then calls :meth:`bind_runner` to attach the retry attempt and its own stop signal (set on a
+    step timeout, on cancellation or when a sibling branch/item failed), so that cooperative steps
+    that call :meth:`check_cancelled` or :meth:`sleep` stop promptly.
+    """
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        owner_id: str,
+        kind: str,
+        attempt: int,
+        path: str,
+        job_input: Any,
+        services: Any = None,
+        on_progress: ProgressCallback | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        logger: logging.Logger | None = None,
+        poll_s: float = 0.2,
+    ) -> None:
+        self.job_id = job_id
+        self.owner_id = owner_id
+        self.kind = kind
+        self.attempt = attempt  # the job's attempt (lease fencing number), set by the worker
+        self.step_attempt = 1  # 1 = first try of this step in this execution; set by the runner
+        self.path = path
+        self.job_input = job_input
+        self.services = services
+        self._on_progress = on_progress
+        self._cancelled = cancelled or _never
+        self._stop_requested: Callable[[], bool] = _never
+        self._wake = threading.Event()
+        self._poll_s = poll_s
+        self.log = logging.LoggerAdapter(logger or _log, {"job_id": job_id, "path": path})
+
+    def bind_runner(
+        self,
+        *,
+        step_attempt: int,
+        stop_requested: Callable[[], bool],
+        wake: threading.Event,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        """Called by the runner before the step starts; step code never calls this."""
+        self.step_attempt = step_attempt
+        self._stop_requested = stop_requested
+        self._wake = wake
+        if self._on_progress is None:
+            self._on_progress = on_progress
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress of this step, ``fraction`` in [0, 1] (clamped)."""
+        if self._on_progress is not None:
+            self._on_progress(self.path, min(1.0, max(0.0, float(fraction))), message)
+
+    def stopping(self) -> bool:
+        """Whether the step should stop now (job cancelled, step timed out or a sibling failed)."""
+        return self._wake.is_set() or self._stop_requested() or self._cancelled()
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`JobCancelled` when the step should stop; call it between units of work."""
+        if self.stopping():
+            raise JobCancelled(f"step {self.path} stopped")
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, waking early and raising :class:`JobCancelled` if the step has to stop."""
+        deadline = time.monotonic() + max(0.0, seconds)
+        while True:
+            self.check_cancelled()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            # The runner's own stop signal wakes us at once; the job's cancel flag is polled.
+            self._wake.wait(min(remaining, self._poll_s))

@@ -1,0 +1,356 @@
+"""`reelforge worker`: claims jobs from the job table, runs their pipelines, keeps leases alive.
+
+Crash safety comes from the database, not from this process: a lease that stops being renewed expires,
+another worker takes the job and resumes from its checkpoints; the attempt number fences late writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from reelforge import errors
+from reelforge.adapters.db.store import Job
+from reelforge.observability import job_id_var
+from reelforge.runtime.context import StepContext
+from reelforge.runtime.executors import LocalExecutor
+from reelforge.runtime.runner import PipelineFailed, StepRunner
+
+log = logging.getLogger("reelforge.worker")
+
+History = list[tuple[str, str | None, dict[str, Any]]]
+
+
+@dataclass
+class StepServices:
+    """What steps may use: passed to every task as ctx.services."""
+
+    settings: Any
+    models: Any
+    assets: Any
+    objects: Any
+    store: Any
+
+
+class DbCheckpoints:
+    """The runner's checkpoint store for one attempt of one job, on the job tables, fenced by the attempt."""
+
+    def __init__(self, container: Any, job: Job) -> None:
+        self.c = container
+        self.job_id = job.id
+        self.attempt = job.attempt
+        self._lock = threading.Lock()
+        self._history: History = []
+        with container.store.tx(write=False) as tx:
+            self._cache = {cp.path: cp.output for cp in tx.checkpoints(job.id)}
+
+    def get(self, path: str) -> tuple[bool, Any]:
+        with self._lock:
+            if path in self._cache:
+                return True, self._cache[path]
+        return False, None
+
+    def put(self, path: str, output: Any) -> None:
+        with self._lock:
+            history, self._history = self._history, []
+        try:
+            with self.c.store.tx() as tx:
+                tx.fence(self.job_id, self.attempt, self.c.settings.jobs.lease_s)
+                for type_, p, details in history:
+                    tx.add_event(self.job_id, type_, path=p, attempt=self.attempt, details=details)
+                tx.put_checkpoint(self.job_id, path, output, self.attempt)
+        except BaseException:
+            with self._lock:
+                self._history = history + self._history
+            raise
+        with self._lock:
+            self._cache[path] = output
+
+    def history(self, event: str, path: str | None, **details: Any) -> None:
+        # Buffered: written with the next checkpoint or the job's final transition (same fenced transaction).
+        with self._lock:
+            self._history.append((event, path, details))
+
+    def take_history(self) -> History:
+        with self._lock:
+            out, self._history = self._history, []
+        return out
+
+
+class _Running:
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.cancel = threading.Event()  # owner cancelled, lease lost, or shutdown release
+        self.release = threading.Event()  # shutdown: hand the job back instead of cancelling it
+        self.stale = threading.Event()
+        self.done = threading.Event()
+        self.progress: tuple[float, str] | None = None
+        self.progress_written = 0.0
+        self.lock = threading.Lock()
+
+
+class Worker:
+    def __init__(self, container: Any, *, concurrency: int = 1, worker_id: str | None = None,
+                 kinds: list[str] | None = None, maintenance: bool = True) -> None:
+        self.c = container
+        self.settings = container.settings
+        self.concurrency = max(1, concurrency)
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.kinds = kinds
+        self.maintenance = maintenance
+        self.stopping = threading.Event()
+        self.wake = threading.Event()
+        self.executor = LocalExecutor(max_workers=max(4, self.concurrency * 2))
+        self.running: dict[str, _Running] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._waker: Any = None
+        self.services = StepServices(settings=self.settings, models=container.models, assets=container.assets,
+                                     objects=container.objects, store=container.store)
+        self.jobs_done = 0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.c.db.is_postgres:
+            from reelforge.adapters.db.notify import JobWaker
+
+            self._waker = JobWaker(self.c.db.url, self.wake)
+            self._waker.start()
+        self._heartbeat_worker("running")
+        for i in range(self.concurrency):
+            t = threading.Thread(target=self._slot, name=f"reelforge-slot-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        t = threading.Thread(target=self._heartbeats, name="reelforge-heartbeat", daemon=True)
+        t.start()
+        self._threads.append(t)
+        if self.maintenance:
+            t = threading.Thread(target=self._maintain, name="reelforge-maintenance", daemon=True)
+            t.start()
+            self._threads.append(t)
+        log.info("worker %s started with %d slot(s)", self.worker_id, self.concurrency)
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop claiming; let running jobs finish within the grace period, then hand the rest back."""
+        grace = self.settings.jobs.shutdown_grace_s if grace_s is None else grace_s
+        self.stopping.set()
+        self.wake.set()
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self.running:
+                    break
+            time.sleep(0.05)
+        with self._lock:
+            leftovers = list(self.running.values())
+        for r in leftovers:
+            r.release.set()
+            r.cancel.set()
+        # Cooperative steps stop within one check; give them a moment, then release from here.
+        deadline = time.monotonic() + min(10.0, max(1.0, grace))
+        for r in leftovers:
+            r.done.wait(max(0.0, deadline - time.monotonic()))
+        for r in leftovers:
+            if not r.done.is_set():
+                try:
+                    self.c.jobs.release(r.job.id, r.job.attempt)
+                    log.warning("released job %s that did not stop in time", r.job.id)
+                except errors.StaleLease:
+                    pass
+        if self._waker:
+            self._waker.stop()
+        try:
+            self._heartbeat_worker("stopped")
+        except Exception:
+            log.exception("could not record worker stop")
+        log.info("worker %s stopped", self.worker_id)
+
+    def run_forever(self) -> None:
+        """Block until SIGTERM/SIGINT; then shut down gracefully."""
+        stop = threading.Event()
+
+        def handler(signum: int, _frame: Any) -> None:
+            log.info("signal %s: finishing in-flight work", signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+        self.start()
+        while not stop.wait(0.5):
+            pass
+        self.stop()
+        self.executor.shutdown()
+
+    # --- claiming -----------------------------------------------------------------------------
+    def _slot(self) -> None:
+        poll = self.settings.jobs.poll_interval_s
+        while not self.stopping.is_set():
+            try:
+                job = self._claim()
+            except Exception:
+                log.exception("claim failed")
+                self.stopping.wait(poll)
+                continue
+            if job is None:
+                self.wake.wait(poll)
+                self.wake.clear()
+                continue
+            self.execute(job)
+
+    def _claim(self) -> Job | None:
+        with self.c.store.tx() as tx:
+            job = tx.claim_job(self.worker_id, self.settings.jobs.lease_s, self.kinds)
+            if job is not None:
+                tx.add_event(job.id, "JobStarted", attempt=job.attempt, details={"worker": self.worker_id})
+            return job
+
+    # --- running one job ------------------------------------------------------------------------
+    def execute(self, job: Job) -> None:
+        run = _Running(job)
+        with self._lock:
+            self.running[job.id] = run
+        token = job_id_var.set(job.id)
+        cp = DbCheckpoints(self.c, job)
+        try:
+            pipeline = self.c.pipelines.get(job.kind)
+            runner = StepRunner(
+                self.executor, cp, lambda path: self._context(job, path, run),
+                cancelled=run.cancel.is_set, on_progress=lambda path, f, m: self._progress(run, f, m),
+            )
+            try:
+                output = runner.run(pipeline, job.input)
+                outputs = output if isinstance(output, dict) else {"result": output}
+                self.c.jobs.succeed(job.id, job.attempt, outputs, history=cp.take_history())
+                self.jobs_done += 1
+            except errors.JobCancelled:
+                if run.release.is_set() and not run.stale.is_set():
+                    self.c.jobs.release(job.id, job.attempt, history=cp.take_history())
+                elif not run.stale.is_set():
+                    self.c.jobs.cancelled(job.id, job.attempt, history=cp.take_history())
+            except PipelineFailed as exc:
+                self.c.jobs.fail(job.id, job.attempt, exc.code, exc.message, retryable=exc.retryable,
+                                 history=cp.take_history())
+            except errors.StaleLease:
+                raise
+            except errors.ReelforgeError as exc:
+                self.c.jobs.fail(job.id, job.attempt, exc.code, exc.message, retryable=exc.retryable,
+                                 history=cp.take_history())
+            except Exception as exc:
+                log.exception("job %s crashed", job.id)
+                self.c.jobs.fail(job.id, job.attempt, type(exc).__name__, str(exc) or type(exc).__name__,
+                                 retryable=True, history=cp.take_history())
+        except errors.StaleLease:
+            log.warning("job %s attempt %d lost its lease; its writes were refused", job.id, job.attempt)
+        except Exception:
+            log.exception("could not record the end of job %s; the lease will expire and it will resume", job.id)
+        finally:
+            run.done.set()
+            with self._lock:
+                self.running.pop(job.id, None)
+            job_id_var.reset(token)
+
+    def _context(self, job: Job, path: str, run: _Running) -> StepContext:
+        return StepContext(job_id=job.id, owner_id=job.owner_id, kind=job.kind, attempt=job.attempt, path=path,
+                           job_input=job.input, services=self.services, cancelled=run.cancel.is_set)
+
+    def _progress(self, run: _Running, fraction: float, message: str) -> None:
+        with run.lock:
+            current = run.progress[0] if run.progress else 0.0
+            # Job progress never goes backwards, whatever order parallel steps report in.
+            run.progress = (max(current, fraction), message[:500])
+            due = time.monotonic() - run.progress_written > 0.5 or fraction >= 1.0
+        if due:
+            self._write_progress(run)
+
+    def _write_progress(self, run: _Running) -> None:
+        with run.lock:
+            if run.progress is None:
+                return
+            fraction, message = run.progress
+            run.progress_written = time.monotonic()
+        try:
+            with self.c.store.tx() as tx:
+                tx.fence(run.job.id, run.job.attempt)
+                tx.update_job(run.job.id, progress=fraction, progress_message=message)
+        except errors.StaleLease:
+            run.stale.set()
+            run.cancel.set()
+        except Exception:
+            log.exception("progress write failed")
+
+    # --- leases -----------------------------------------------------------------------------
+    def _heartbeats(self) -> None:
+        interval = self.settings.jobs.heartbeat_s
+        while not (self.stopping.is_set() and not self.running):
+            time.sleep(min(interval, 0.5) if self.stopping.is_set() else interval)
+            with self._lock:
+                runs = list(self.running.values())
+            for run in runs:
+                if run.done.is_set():
+                    continue
+                try:
+                    with self.c.store.tx() as tx:
+                        job = tx.fence(run.job.id, run.job.attempt, self.settings.jobs.lease_s)
+                    if job.cancel_requested:
+                        run.cancel.set()
+                except errors.StaleLease:
+                    log.warning("job %s: lease lost; stopping its steps", run.job.id)
+                    run.stale.set()
+                    run.cancel.set()
+                except Exception:
+                    log.exception("heartbeat failed for job %s", run.job.id)
+            try:
+                self._heartbeat_worker("stopping" if self.stopping.is_set() else "running")
+            except Exception:
+                log.exception("worker heartbeat failed")
+            if self.stopping.is_set() and not runs:
+                return
+
+    def _heartbeat_worker(self, status: str) -> None:
+        with self.c.store.tx() as tx:
+            tx.worker_heartbeat(self.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
+                                concurrency=self.concurrency, status=status)
+
+    # --- periodic work --------------------------------------------------------------------------
+    def _maintain(self) -> None:
+        s = self.settings
+        last_reap = last_outbox = 0.0
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            try:
+                if now - last_reap >= max(0.5, min(5.0, s.jobs.lease_s / 3)):
+                    last_reap = now
+                    if self.c.jobs.reap_expired_leases():
+                        self.wake.set()
+                if now - last_outbox >= s.outbox_interval_s:
+                    last_outbox = now
+                    self.c.events.fan_out()
+                    self.c.events.deliver_due()
+                with self.c.store.tx() as tx:
+                    sweep = tx.try_schedule("sweeper", s.sweep_interval_s, self.worker_id)
+                if sweep:
+                    self.sweep()
+            except Exception:
+                log.exception("maintenance failed")
+            self.stopping.wait(0.25)
+
+    def sweep(self) -> dict[str, int]:
+        """Delete expired temporary assets, abandoned uploads and expired job records."""
+        counts = self.c.assets.sweep()
+        jobs = 0
+        for job_id in self.c.jobs.expired_job_ids():
+            self.c.assets.delete_job_temporaries(job_id)
+            with self.c.store.tx() as tx:
+                tx.delete_job(job_id)
+            jobs += 1
+        counts["jobs"] = jobs
+        if any(counts.values()):
+            log.info("sweeper removed %s", counts)
+        return counts

@@ -1,0 +1,177 @@
+"""Accounts, sign-in, refresh rotation and API keys."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+from reelforge import errors
+from reelforge.adapters import auth as crypto
+from reelforge.adapters.db.store import ApiKey, DuplicateKey, Store, User
+from reelforge.config import Settings
+from reelforge.domain.types import CreditKind, Principal, Role
+from reelforge.services.ownership import owned
+
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
+API_KEY_PREFIX = "rf_"
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: str = "bearer"
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    key: ApiKey
+    secret: str
+
+
+class AuthService:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    # --- accounts --------------------------------------------------------------------------
+    def register(self, email: str, password: str, *, role: Role = Role.user, grant: int | None = None) -> User:
+        """Create an account with the starting credit grant. Emails are unique, case-insensitively."""
+        email = self._normalize_email(email)
+        if len(password) < 8:
+            raise errors.ValidationFailed("Password must have at least 8 characters", code="weak_password",
+                                          field="password")
+        if len(password) > 1024:
+            raise errors.ValidationFailed("Password too long", code="weak_password", field="password")
+        pw_hash = crypto.hash_password(password)
+        amount = self.settings.credits.starting_grant if grant is None else grant
+        try:
+            with self.store.tx() as tx:
+                user = tx.add_user(email=email, password_hash=pw_hash, role=role.value,
+                                   webhook_secret="whsec_" + secrets.token_urlsafe(32))
+                if amount:
+                    tx.credit(user.id, amount, CreditKind.grant, note="starting grant")
+                    user.credits = amount
+        except DuplicateKey as exc:
+            raise errors.Conflict("An account with this email exists", code="email_taken", field="email") from exc
+        return user
+
+    @staticmethod
+    def _normalize_email(email: str) -> str:
+        email = email.strip().lower()
+        if not EMAIL_RE.match(email):
+            raise errors.ValidationFailed("Not a valid email address", code="invalid_email", field="email")
+        return email
+
+    def login(self, email: str, password: str) -> TokenPair:
+        with self.store.tx(write=False) as tx:
+            user = tx.user_by_email(email.strip().lower())
+        ok = crypto.verify_password(user.password_hash if user else None, password)
+        if not user or not ok:
+            raise errors.Unauthorized("Wrong email or password", code="invalid_credentials")
+        if user.disabled:
+            raise errors.Unauthorized("Account disabled", code="account_disabled")
+        return self._issue(user)
+
+    def _issue(self, user: User) -> TokenPair:
+        access, ttl = crypto.issue_access_token(
+            secret=self.settings.jwt_secret, issuer=self.settings.auth.jwt_issuer, user_id=user.id,
+            role=user.role, ttl_s=self.settings.auth.access_ttl_s,
+        )
+        refresh = crypto.new_secret_token("rft_")
+        with self.store.tx() as tx:
+            tx.add_refresh(user_id=user.id, token_hash=crypto.sha256_hex(refresh),
+                           ttl_s=self.settings.auth.refresh_ttl_s)
+        return TokenPair(access_token=access, refresh_token=refresh, expires_in=ttl)
+
+    def refresh(self, refresh_token: str) -> TokenPair:
+        """Rotate: the old refresh token is revoked as the new pair is issued."""
+        with self.store.tx() as tx:
+            tok = tx.take_refresh(crypto.sha256_hex(refresh_token))
+            user = tx.user(tok.user_id) if tok else None
+        if tok is None or user is None or user.disabled:
+            raise errors.Unauthorized("Invalid or expired refresh token", code="invalid_refresh_token")
+        return self._issue(user)
+
+    # --- authentication ---------------------------------------------------------------------
+    def authenticate(self, bearer: str) -> Principal:
+        """Resolve `Authorization: Bearer ...` (a JWT or an `rf_` API key) to a principal."""
+        if bearer.startswith(API_KEY_PREFIX):
+            return self._authenticate_key(bearer)
+        claims = crypto.decode_access_token(bearer, secret=self.settings.jwt_secret,
+                                            issuer=self.settings.auth.jwt_issuer)
+        with self.store.tx(write=False) as tx:
+            user = tx.user(str(claims["sub"]))
+        if user is None or user.disabled:
+            raise errors.Unauthorized("Account not found or disabled", code="invalid_token")
+        return Principal(user_id=user.id, email=user.email, role=Role(user.role), via="jwt")
+
+    def _authenticate_key(self, raw: str) -> Principal:
+        try:
+            _, prefix, _secret = raw.split("_", 2)
+        except ValueError as exc:
+            raise errors.Unauthorized("Malformed API key", code="invalid_api_key") from exc
+        with self.store.tx(write=False) as tx:
+            key = tx.api_key_by_prefix(prefix)
+            user = tx.user(key.owner_id) if key else None
+        if (key is None or user is None or key.revoked_at is not None
+                or not crypto.constant_time_equal(key.key_hash, crypto.sha256_hex(raw))):
+            raise errors.Unauthorized("Invalid or revoked API key", code="invalid_api_key")
+        if user.disabled:
+            raise errors.Unauthorized("Account disabled", code="account_disabled")
+        with self.store.tx() as tx:
+            tx.touch_api_key(key.id)
+        return Principal(user_id=user.id, email=user.email, role=Role(user.role), via="api_key")
+
+    # --- API keys -------------------------------------------------------------------------------
+    def create_api_key(self, principal: Principal, name: str) -> NewApiKey:
+        """A key is shown once; only its sha256 is kept (it has 256 random bits, so a slow hash adds nothing)."""
+        prefix = secrets.token_hex(6)
+        raw = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+        with self.store.tx() as tx:
+            key = tx.add_api_key(owner_id=principal.user_id, name=name.strip()[:200] or "key", prefix=prefix,
+                                 key_hash=crypto.sha256_hex(raw))
+        return NewApiKey(key=key, secret=raw)
+
+    def list_api_keys(self, principal: Principal) -> list[ApiKey]:
+        with self.store.tx(write=False) as tx:
+            return list(tx.api_keys(principal.user_id))
+
+    def revoke_api_key(self, principal: Principal, key_id: str) -> ApiKey:
+        with self.store.tx() as tx:
+            key = owned(tx.api_key(key_id), principal, "API key")
+            if key.revoked_at is None:
+                key.revoked_at = tx.now()
+            return key
+
+    # --- admin ------------------------------------------------------------------------------
+    def ensure_admin(self, email: str) -> str | None:
+        """Create the admin account on first start; returns the generated password once, else None."""
+        with self.store.tx(write=False) as tx:
+            if tx.user_by_email(email.lower()) is not None:
+                return None
+        password = secrets.token_urlsafe(18)
+        try:
+            self.register(email, password, role=Role.admin)
+        except errors.Conflict:
+            return None
+        return password
+
+    def list_users(self, *, limit: int = 100, offset: int = 0) -> list[User]:
+        with self.store.tx(write=False) as tx:
+            return list(tx.users(limit=limit, offset=offset))
+
+    def set_user(self, user_id: str, *, role: Role | None = None, disabled: bool | None = None) -> User:
+        with self.store.tx() as tx:
+            user = tx.user(user_id)
+            if user is None:
+                raise errors.NotFound("User not found", code="user_not_found")
+            values: dict[str, object] = {}
+            if role is not None:
+                values["role"] = role.value
+            if disabled is not None:
+                values["disabled"] = disabled
+            tx.update_user(user, **values)
+            return user

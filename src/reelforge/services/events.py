@@ -1,0 +1,161 @@
+"""Webhook subscriptions and the outbox dispatcher (at-least-once delivery, stable event ids)."""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from reelforge import errors
+from reelforge.adapters.db.store import Delivery, OutboxEvent, Store, Webhook
+from reelforge.adapters.events.http import SendResult, check_target_url, send_signed
+from reelforge.config import Settings
+from reelforge.domain.types import Principal, retry_delay
+from reelforge.services.ownership import owned
+
+KNOWN_EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled", "webhook.test")
+
+
+def matches(patterns: list[str], type_: str) -> bool:
+    if not patterns:
+        return True
+    for p in patterns:
+        if p == type_ or p == "*" or (p.endswith(".*") and type_.startswith(p[:-1])):
+            return True
+    return False
+
+
+def envelope(ev: OutboxEvent) -> dict[str, Any]:
+    return {"id": ev.id, "type": ev.type, "created_at": ev.created_at, "data": ev.payload}
+
+
+class EventService:
+    def __init__(self, store: Store, settings: Settings,
+                 sender: Callable[..., SendResult] = send_signed) -> None:
+        self.store = store
+        self.settings = settings
+        self.sender = sender
+        self._rng = random.Random()
+        self.delivered = 0
+        self.failed = 0
+
+    def guard(self, url: str) -> None:
+        check_target_url(url, allow_private=self.settings.webhooks.allow_private_targets)
+
+    # --- subscriptions ---------------------------------------------------------------------------
+    def create_webhook(self, principal: Principal, url: str, event_types: list[str], description: str = "") -> Webhook:
+        self.guard(url)
+        for t in event_types:
+            if not (t in KNOWN_EVENT_TYPES or t == "*" or t.endswith(".*") or "." in t):
+                raise errors.ValidationFailed(f"Unknown event type {t!r}", code="invalid_event_type",
+                                              field="event_types")
+        with self.store.tx() as tx:
+            return tx.add_webhook(owner_id=principal.user_id, url=url, event_types=event_types,
+                                  description=description, secret="whsec_" + secrets.token_urlsafe(32))
+
+    def list_webhooks(self, principal: Principal) -> list[Webhook]:
+        with self.store.tx(write=False) as tx:
+            return list(tx.webhooks(principal.user_id))
+
+    def get_webhook(self, principal: Principal, hook_id: str) -> Webhook:
+        with self.store.tx(write=False) as tx:
+            return owned(tx.webhook(hook_id), principal, "Webhook")
+
+    def delete_webhook(self, principal: Principal, hook_id: str) -> None:
+        with self.store.tx() as tx:
+            owned(tx.webhook(hook_id), principal, "Webhook")
+            tx.delete_webhook(hook_id)
+
+    def test_webhook(self, principal: Principal, hook_id: str) -> OutboxEvent:
+        """Queue a `webhook.test` event for this subscription only."""
+        with self.store.tx() as tx:
+            hook = owned(tx.webhook(hook_id), principal, "Webhook")
+            ev = tx.emit("webhook.test", {"webhook_id": hook.id, "message": "test delivery"},
+                         owner_id=principal.user_id, subject_id=hook.id)
+            return ev
+
+    def deliveries(self, principal: Principal, hook_id: str | None = None) -> list[Delivery]:
+        with self.store.tx(write=False) as tx:
+            if hook_id:
+                owned(tx.webhook(hook_id), principal, "Webhook")
+            return list(tx.deliveries(owner_id=principal.user_id, webhook_id=hook_id))
+
+    def signing_secret(self, principal: Principal) -> str:
+        """The secret that signs deliveries to a job's callback_url."""
+        with self.store.tx(write=False) as tx:
+            user = tx.user(principal.user_id)
+            assert user is not None
+            return user.webhook_secret
+
+    # --- dispatch ----------------------------------------------------------------------------------
+    def fan_out(self, limit: int = 200) -> int:
+        """Turn new outbox events into one delivery per matching target."""
+        with self.store.tx() as tx:
+            events = tx.undispatched(limit)
+            for ev in events:
+                if ev.owner_id is None:
+                    continue
+                if ev.type == "webhook.test":
+                    hook = tx.webhook(str(ev.subject_id))
+                    if hook is not None:
+                        tx.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=hook.id,
+                                        target=f"webhook:{hook.id}", url=hook.url)
+                    continue
+                for hook in tx.webhooks(ev.owner_id):
+                    if hook.active and matches(list(hook.event_types or []), ev.type):
+                        tx.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=hook.id,
+                                        target=f"webhook:{hook.id}", url=hook.url)
+                if ev.type.startswith("job.") and ev.subject_id:
+                    job = tx.job(ev.subject_id)
+                    if job is not None and job.callback_url:
+                        tx.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=None,
+                                        target=f"callback:{job.id}", url=job.callback_url)
+            tx.mark_dispatched([ev.seq for ev in events])
+            return len(events)
+
+    def deliver_due(self, limit: int = 20) -> int:
+        """Send due deliveries. Each is claimed first (next attempt pushed out) so two workers never both send."""
+        wh = self.settings.webhooks
+        with self.store.tx() as tx:
+            due = tx.due_deliveries(limit)
+            now = tx.now()
+            jobs: list[tuple[str, str, str, dict[str, Any]]] = []
+            for d in due:
+                ev = tx.outbox_event(d.event_id)
+                if ev is None:
+                    d.status = "failed"
+                    d.last_error = "event no longer exists"
+                    continue
+                if d.webhook_id:
+                    hook = tx.webhook(d.webhook_id)
+                    secret = hook.secret if hook else ""
+                else:
+                    user = tx.user(d.owner_id)
+                    secret = user.webhook_secret if user else ""
+                if not secret:
+                    d.status = "failed"
+                    d.last_error = "subscription removed"
+                    continue
+                d.next_attempt_at = now + wh.timeout_s + 30
+                jobs.append((d.id, d.url, secret, envelope(ev)))
+        for delivery_id, url, secret, body in jobs:
+            res = self.sender(url, secret, body, timeout_s=wh.timeout_s, allow_private=wh.allow_private_targets)
+            with self.store.tx() as tx:
+                d2 = tx.delivery(delivery_id)
+                if d2 is None:
+                    continue
+                d2.attempts += 1
+                d2.last_status_code = res.status_code
+                d2.last_error = res.error
+                if res.ok:
+                    d2.status = "delivered"
+                    d2.delivered_at = tx.now()
+                    self.delivered += 1
+                elif d2.attempts >= wh.max_attempts:
+                    d2.status = "failed"
+                    self.failed += 1
+                else:
+                    d2.next_attempt_at = tx.now() + retry_delay(d2.attempts, wh.retry_base_s, wh.retry_max_s,
+                                                                self._rng.random())
+        return len(jobs)

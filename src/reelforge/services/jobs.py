@@ -1,0 +1,289 @@
+"""Submitting, reading, cancelling and finishing jobs. Every transition and its credits move in one transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from reelforge import errors
+from reelforge.adapters.db.store import DuplicateKey, Job, JobEvent, Store, Tx
+from reelforge.config import Settings
+from reelforge.domain.types import TERMINAL_STATUSES, CreditKind, JobStatus, Principal, retry_delay
+from reelforge.services.ownership import owned
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    """The job as events and webhooks carry it."""
+    return {
+        "id": job.id, "kind": job.kind, "status": job.status, "outputs": job.outputs,
+        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
+        "credits": job.credits, "attempt": job.attempt, "created_at": job.created_at, "finished_at": job.finished_at,
+    }
+
+
+def pydantic_problem(exc: ValidationError) -> errors.ValidationFailed:
+    fields = [
+        {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False, include_context=False)
+    ]
+    first = fields[0] if fields else {"field": "", "message": "invalid"}
+    return errors.ValidationFailed(f"{first['field'] or 'input'}: {first['message']}", errors=fields)
+
+
+class JobService:
+    def __init__(self, store: Store, settings: Settings, pipelines: Any,
+                 url_guard: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.pipelines = pipelines
+        self.url_guard = url_guard
+        self._rng = random.Random()
+        # Per-kind checks that need more than the input model (e.g. is the model installed here?).
+        self.checks: dict[str, Callable[[dict[str, Any]], None]] = {}
+
+    # --- submit ------------------------------------------------------------------------------
+    def validate_input(self, kind: str, data: dict[str, Any]) -> tuple[Any, dict[str, Any], int]:
+        try:
+            pipeline = self.pipelines.get(kind)
+        except errors.NotFound as exc:
+            known = ", ".join(p.kind for p in self.pipelines.all())
+            raise errors.ValidationFailed(f"Unknown job kind {kind!r}; known: {known}", code="unknown_kind",
+                                          field="kind") from exc
+        model = getattr(pipeline, "input_model", None)
+        if model is not None:
+            try:
+                clean = model.model_validate(data).model_dump(mode="json")
+            except ValidationError as exc:
+                raise pydantic_problem(exc) from exc
+        else:
+            clean = dict(data)
+        check = self.checks.get(kind)
+        if check is not None:
+            check(clean)
+        price = int(pipeline.price(clean)) if self.settings.credits.enabled else 0
+        return pipeline, clean, max(0, price)
+
+    def submit(self, principal: Principal, kind: str, data: dict[str, Any], *, callback_url: str | None = None,
+               priority: int = 0, idempotency_key: str | None = None) -> tuple[Job, bool]:
+        """Queue a job: validate, price, reserve credits. Returns (job, created).
+
+        The same Idempotency-Key with the same body returns the first job; with another body, 409.
+        """
+        pipeline, clean, price = self.validate_input(kind, data)
+        if callback_url and self.url_guard:
+            self.url_guard(callback_url)
+        body_hash = hashlib.sha256(json.dumps(
+            {"kind": kind, "input": data, "callback_url": callback_url, "priority": priority},
+            sort_keys=True, default=str).encode()).hexdigest()
+        if idempotency_key:
+            with self.store.tx(write=False) as tx:
+                existing = tx.job_by_idempotency(principal.user_id, idempotency_key)
+            if existing is not None:
+                return self._same_or_conflict(existing, body_hash), False
+        max_attempts = getattr(pipeline, "max_attempts", None) or self.settings.jobs.max_attempts
+        try:
+            with self.store.tx() as tx:
+                job = tx.add_job(
+                    owner_id=principal.user_id, kind=kind, pipeline_version=getattr(pipeline, "version", 1),
+                    priority=priority, input=clean, input_hash=body_hash, credits=price,
+                    credits_state="reserved" if price else "none", max_attempts=max_attempts,
+                    idempotency_key=idempotency_key, callback_url=callback_url,
+                )
+                if price:
+                    tx.credit(principal.user_id, -price, CreditKind.reserve, job_id=job.id,
+                              note=f"{kind} reserved", require_balance=True)
+                tx.add_event(job.id, "JobQueued", details={"priority": priority, "credits": price})
+                self._notify(tx)
+        except DuplicateKey:
+            if not idempotency_key:
+                raise
+            with self.store.tx(write=False) as tx:
+                existing = tx.job_by_idempotency(principal.user_id, idempotency_key)
+            if existing is None:
+                raise
+            return self._same_or_conflict(existing, body_hash), False
+        return job, True
+
+    @staticmethod
+    def _same_or_conflict(job: Job, body_hash: str) -> Job:
+        if job.input_hash != body_hash:
+            raise errors.Conflict("Idempotency-Key was used with a different request body",
+                                  code="idempotency_key_reused", job_id=job.id)
+        return job
+
+    @staticmethod
+    def _notify(tx: Tx) -> None:
+        tx.notify_jobs()
+
+    # --- read ----------------------------------------------------------------------------------
+    def get(self, principal: Principal, job_id: str) -> Job:
+        with self.store.tx(write=False) as tx:
+            return owned(tx.job(job_id), principal, "Job")
+
+    def list(self, principal: Principal, *, status: str | None = None, kind: str | None = None, limit: int = 50,
+             cursor: str | None = None, all_users: bool = False) -> tuple[list[Job], str | None]:
+        cur: tuple[float, str] | None = None
+        if cursor:
+            try:
+                ts, jid = cursor.split(":", 1)
+                cur = (float(ts), jid)
+            except ValueError as exc:
+                raise errors.ValidationFailed("Malformed cursor", code="invalid_cursor", field="cursor") from exc
+        owner = None if (all_users and principal.is_admin) else principal.user_id
+        with self.store.tx(write=False) as tx:
+            rows = list(tx.jobs(owner_id=owner, status=status, kind=kind, limit=limit + 1, cursor=cur))
+        nxt = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            nxt = f"{rows[-1].created_at!r}:{rows[-1].id}"
+        return rows, nxt
+
+    def history(self, principal: Principal, job_id: str, *, after: int = 0) -> list[JobEvent]:
+        with self.store.tx(write=False) as tx:
+            owned(tx.job(job_id), principal, "Job")
+            return list(tx.events(job_id, after=after))
+
+    def wait(self, principal: Principal, job_id: str, timeout_s: float, *, poll_s: float = 0.1) -> Job:
+        """Block until the job ends or the timeout passes; returns the latest state."""
+        deadline = time.monotonic() + timeout_s
+        job = self.get(principal, job_id)
+        while job.status not in TERMINAL_STATUSES and time.monotonic() < deadline:
+            time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+            poll_s = min(poll_s * 1.5, 0.5)
+            job = self.get(principal, job_id)
+        return job
+
+    # --- cancel ------------------------------------------------------------------------------
+    def cancel(self, principal: Principal, job_id: str) -> Job:
+        """Queued jobs end at once (refunded); running ones are flagged and stop within one heartbeat."""
+        with self.store.tx() as tx:
+            job = owned(tx.job(job_id), principal, "Job")
+            if job.status == JobStatus.queued:
+                if tx.set_job_status_if(job.id, ["queued"], status="cancelled", finished_at=tx.now(),
+                                        expires_at=tx.now() + self.settings.jobs.ttl_s, error_code="cancelled",
+                                        error_message="Cancelled by the owner"):
+                    job = tx.job(job.id)  # type: ignore[assignment]
+                    self._refund(tx, job)
+                    tx.add_event(job.id, "JobCancelled", attempt=job.attempt)
+                    tx.emit("job.cancelled", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
+                    return job
+            if job.status == JobStatus.running:
+                tx.update_job(job.id, cancel_requested=True)
+                tx.add_event(job.id, "CancelRequested", attempt=job.attempt)
+                return tx.job(job.id)  # type: ignore[return-value]
+            raise errors.Conflict(f"Job already {job.status}", code="job_finished", status=job.status)
+
+    # --- worker-side transitions (fenced) ----------------------------------------------------
+    def _refund(self, tx: Tx, job: Job) -> None:
+        if job.credits_state == "reserved" and job.credits:
+            tx.credit(job.owner_id, job.credits, CreditKind.refund, job_id=job.id, note=f"{job.kind} {job.status}")
+            tx.update_job(job.id, credits_state="refunded")
+
+    def _finish(self, tx: Tx, job: Job, status: str, **values: Any) -> Job:
+        now = tx.now()
+        tx.update_job(job.id, status=status, finished_at=now, expires_at=now + self.settings.jobs.ttl_s,
+                      lease_expires_at=None, **values)
+        job = tx.job(job.id)  # type: ignore[assignment]
+        return job
+
+    def succeed(self, job_id: str, attempt: int, outputs: dict[str, Any],
+                history: Sequence[tuple[str, str | None, dict[str, Any]]] = ()) -> Job:
+        with self.store.tx() as tx:
+            job = tx.fence(job_id, attempt)
+            self._flush_history(tx, job_id, attempt, history)
+            job = self._finish(tx, job, "succeeded", outputs=outputs, progress=1.0, error_code=None,
+                               error_message=None)
+            if job.credits_state == "reserved":
+                tx.credit(job.owner_id, 0, CreditKind.settle, job_id=job.id, note=f"{job.kind}: {job.credits} spent")
+                tx.update_job(job.id, credits_state="settled")
+            tx.add_event(job.id, "JobSucceeded", attempt=attempt)
+            tx.emit("job.succeeded", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
+            return job
+
+    def cancelled(self, job_id: str, attempt: int,
+                  history: Sequence[tuple[str, str | None, dict[str, Any]]] = ()) -> Job:
+        with self.store.tx() as tx:
+            job = tx.fence(job_id, attempt)
+            self._flush_history(tx, job_id, attempt, history)
+            job = self._finish(tx, job, "cancelled", error_code="cancelled", error_message="Cancelled by the owner")
+            self._refund(tx, job)
+            tx.add_event(job.id, "JobCancelled", attempt=attempt)
+            tx.emit("job.cancelled", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
+            return job
+
+    def fail(self, job_id: str, attempt: int, code: str, message: str, *, retryable: bool,
+             history: Sequence[tuple[str, str | None, dict[str, Any]]] = ()) -> Job:
+        """A failed attempt: retried later with backoff and jitter, or failed/dead with a refund."""
+        with self.store.tx() as tx:
+            job = tx.fence(job_id, attempt)
+            self._flush_history(tx, job_id, attempt, history)
+            return self._failed_attempt(tx, job, code, message[:4000], retryable)
+
+    def _failed_attempt(self, tx: Tx, job: Job, code: str, message: str, retryable: bool) -> Job:
+        failures = job.failures + 1
+        if retryable and failures < job.max_attempts:
+            delay = retry_delay(failures, self.settings.jobs.retry_base_s, self.settings.jobs.retry_max_s,
+                                self._rng.random())
+            tx.update_job(job.id, status="queued", failures=failures, run_at=tx.now() + delay, worker_id=None,
+                          lease_expires_at=None, error_code=code, error_message=message, cancel_requested=False)
+            tx.add_event(job.id, "JobRetryScheduled", attempt=job.attempt,
+                         details={"error": code, "message": message, "delay_s": round(delay, 3),
+                                  "failures": failures})
+            return tx.job(job.id)  # type: ignore[return-value]
+        status = "dead" if retryable else "failed"
+        job = self._finish(tx, job, status, failures=failures, error_code=code, error_message=message)
+        self._refund(tx, job)
+        tx.add_event(job.id, "JobDead" if status == "dead" else "JobFailed", attempt=job.attempt,
+                     details={"error": code, "message": message, "failures": failures})
+        tx.emit("job.failed", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
+        return job
+
+    def release(self, job_id: str, attempt: int,
+                history: Sequence[tuple[str, str | None, dict[str, Any]]] = ()) -> None:
+        """Give a job back on shutdown without counting a failure; its checkpoints let the next worker go on."""
+        with self.store.tx() as tx:
+            tx.fence(job_id, attempt)
+            self._flush_history(tx, job_id, attempt, history)
+            tx.update_job(job_id, status="queued", worker_id=None, lease_expires_at=None, run_at=tx.now())
+            tx.add_event(job_id, "JobReleased", attempt=attempt)
+            self._notify(tx)
+
+    def reap_expired_leases(self) -> int:
+        """Jobs whose worker stopped heartbeating: each counts as a failed attempt, then resumes or dies."""
+        with self.store.tx() as tx:
+            jobs = tx.expired_leases()
+            for job in jobs:
+                tx.add_event(job.id, "LeaseExpired", attempt=job.attempt, details={"worker": job.worker_id})
+                if job.cancel_requested:
+                    job = self._finish(tx, job, "cancelled", error_code="cancelled",
+                                       error_message="Cancelled by the owner")
+                    self._refund(tx, job)
+                    tx.emit("job.cancelled", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
+                    continue
+                failures = job.failures + 1
+                if failures < job.max_attempts:
+                    tx.update_job(job.id, status="queued", failures=failures, worker_id=None, lease_expires_at=None,
+                                  run_at=tx.now(), error_code="lease_expired",
+                                  error_message="The worker stopped answering; resuming from the last checkpoint")
+                else:
+                    self._failed_attempt(tx, job, "lease_expired", "The worker stopped answering", True)
+            if jobs:
+                self._notify(tx)
+            return len(jobs)
+
+    @staticmethod
+    def _flush_history(tx: Tx, job_id: str, attempt: int,
+                       history: Sequence[tuple[str, str | None, dict[str, Any]]]) -> None:
+        for type_, path, details in history:
+            tx.add_event(job_id, type_, path=path, attempt=attempt, details=details)
+
+    # --- sweeping -------------------------------------------------------------------------------
+    def expired_job_ids(self) -> list[str]:
+        with self.store.tx(write=False) as tx:
+            return [j.id for j in tx.expired_jobs()]
