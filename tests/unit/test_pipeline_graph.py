@@ -181,3 +181,18 @@ def test_describe_flattens_paths() -> None:
     t = d["steps"][-1]
     assert t["resources"] == {"cpu": 2, "gpu": 1, "memory_mb": 4096} and t["timeout_s"] == 30
     assert t["fn"] == f"{__name__}:step"
+
+
+def test_pipeline_defaults_and_input_schema() -> None:
+    from pydantic import BaseModel
+
+    class ImageIn(BaseModel):
+        prompt: str
+
+    p = Pipeline("img", 1, "d", linear("a"), input_model=ImageIn)
+    assert p.price({"prompt": "x"}) == 1 and p.max_attempts is None
+    assert p.describe()["input_schema"]["required"] == ["prompt"]
+    priced = Pipeline("img", 1, "d", linear("a"), price=lambda inp: 2 * len(inp["prompt"]), max_attempts=5)
+    assert priced.price({"prompt": "abc"}) == 6
+    with pytest.raises(ValueError):
+        Pipeline("img", 0, "d", linear("a"))

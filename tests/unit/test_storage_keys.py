@@ -6,13 +6,29 @@ import re
 
 import pytest
 
-from reelforge.adapters.storage.keys import MAX_KEY_LENGTH, new_key, validate_key, validate_prefix
+from reelforge.adapters.storage.keys import (
+    MAX_KEY_LENGTH,
+    MAX_SEGMENT_LENGTH,
+    new_key,
+    validate_key,
+    validate_prefix,
+)
 from reelforge.errors import InvalidKey
 
 
 @pytest.mark.parametrize(
     "key",
-    ["a", "A9", "images/2026/11/0f3c.png", "a.b_c-d/e", "x" * MAX_KEY_LENGTH, "a/b..c", "a/b.", "0/1/2"],
+    [
+        "a",
+        "A9",
+        "images/2026/11/0f3c.png",
+        "a.b_c-d/e",
+        "/".join(["x" * MAX_SEGMENT_LENGTH, "y" * MAX_SEGMENT_LENGTH, "z" * 110]),
+        "x" * MAX_SEGMENT_LENGTH,
+        "a/b..c",
+        "a/b.",
+        "0/1/2",
+    ],
 )
 def test_valid_keys(key: str) -> None:
     assert validate_key(key) == key
@@ -22,7 +38,9 @@ def test_valid_keys(key: str) -> None:
     "key",
     [
         "",
-        "x" * (MAX_KEY_LENGTH + 1),
+        "a/" * 256 + "a",
+        "x" * (MAX_SEGMENT_LENGTH + 1),
+        "a/" + "x" * (MAX_SEGMENT_LENGTH + 1),
         "../x",
         "..",
         ".",

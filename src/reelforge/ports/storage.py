@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +95,7 @@ class ObjectStore(Protocol):
 
     def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes) -> CompletedPart: ...
 
-    def complete_multipart(self, key: str, upload_id: str, parts: list[CompletedPart]) -> ObjectInfo: ...
+    def complete_multipart(self, key: str, upload_id: str, parts: builtins.list[CompletedPart]) -> ObjectInfo: ...
 
     def abort_multipart(self, key: str, upload_id: str) -> None: ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import random
@@ -127,7 +128,7 @@ class JobService:
             return owned(tx.job(job_id), principal, "Job")
 
     def list(self, principal: Principal, *, status: str | None = None, kind: str | None = None, limit: int = 50,
-             cursor: str | None = None, all_users: bool = False) -> tuple[list[Job], str | None]:
+             cursor: str | None = None, all_users: bool = False) -> tuple[builtins.list[Job], str | None]:
         cur: tuple[float, str] | None = None
         if cursor:
             try:
@@ -144,7 +145,7 @@ class JobService:
             nxt = f"{rows[-1].created_at!r}:{rows[-1].id}"
         return rows, nxt
 
-    def history(self, principal: Principal, job_id: str, *, after: int = 0) -> list[JobEvent]:
+    def history(self, principal: Principal, job_id: str, *, after: int = 0) -> builtins.list[JobEvent]:
         with self.store.tx(write=False) as tx:
             owned(tx.job(job_id), principal, "Job")
             return list(tx.events(job_id, after=after))
@@ -284,6 +285,6 @@ class JobService:
             tx.add_event(job_id, type_, path=path, attempt=attempt, details=details)
 
     # --- sweeping -------------------------------------------------------------------------------
-    def expired_job_ids(self) -> list[str]:
+    def expired_job_ids(self) -> builtins.list[str]:
         with self.store.tx(write=False) as tx:
             return [j.id for j in tx.expired_jobs()]

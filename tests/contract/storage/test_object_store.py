@@ -35,7 +35,7 @@ from reelforge.errors import (
 )
 from reelforge.ports.storage import CompletedPart, ObjectInfo, ObjectStore
 
-from .conftest import MiB, THRESHOLD, Corrupt, Send, make_local_store
+from .conftest import THRESHOLD, Corrupt, MiB, Send, make_local_store
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -254,7 +254,8 @@ def test_corruption_is_detected(store: ObjectStore, corrupt: Corrupt, replacemen
         f.read()
 
 
-BAD_KEYS = ["../x", "/abs", "a//b", "a/../b", ".hidden", "a/.hidden", "", "a/", "k" * 513, "a b", "a\\b",
+BAD_KEYS = ["../x", "/abs", "a//b", "a/../b", ".hidden", "a/.hidden", "", "a/", "k/" * 256 + "k", "a" * 201,
+            "a b", "a\\b",
             "é", "a/./b", "x\x00y"]
 
 
@@ -299,10 +300,13 @@ def test_invalid_list_prefixes(store: ObjectStore, prefix: str) -> None:
 
 
 def test_key_limits(store: ObjectStore) -> None:
-    longest = "k/" + "x" * 510
+    longest = "k/" + "/".join(["x" * 200, "y" * 200, "z" * 108])
+    assert len(longest) == 512
     store.put_bytes(longest, b"ok")
     assert store.get_bytes(longest) == b"ok"
     assert list(store.list("k/")) == [longest]
+    with pytest.raises(InvalidKey):
+        store.put_bytes("k/" + "x" * 201, b"segment too long")
 
 
 @pytest.mark.parametrize(
@@ -670,7 +674,7 @@ def test_local_ping_and_sweep(local_store: LocalObjectStore) -> None:
     upload_id = local_store.create_multipart("a/b", "text/plain")
     local_store.upload_part("a/b", upload_id, 1, b"part")
     (local_store.root / "a").mkdir()
-    (local_store.root / "a" / ".b.deadbeef.tmp").write_bytes(b"crashed write")
+    (local_store.root / "a" / ".deadbeef.tmp").write_bytes(b"crashed write")
     assert local_store.sweep(older_than_s=3600) == 0
     assert local_store.sweep(older_than_s=-1) == 2
     with pytest.raises(NotFound):

@@ -14,6 +14,9 @@ from datetime import UTC, datetime
 from reelforge.errors import InvalidKey
 
 MAX_KEY_LENGTH = 512
+# File systems cap a name at 255 bytes (so does SeaweedFS, per segment); the local store also needs
+# room for its sidecar name (".<name>.json").
+MAX_SEGMENT_LENGTH = 200
 
 # ASCII only: keys travel in URLs, file names and S3 headers, where anything else needs escaping.
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
@@ -23,7 +26,7 @@ _EXT_RE = re.compile(r"\.[A-Za-z0-9]{1,16}")
 def validate_key(key: object) -> str:
     """Return ``key`` unchanged when it is a safe object key; raise InvalidKey otherwise.
 
-    Allowed: ``[A-Za-z0-9][A-Za-z0-9._/-]*``, at most 512 characters, no empty segment (``//``,
+    Allowed: ``[A-Za-z0-9][A-Za-z0-9._/-]*``, at most 512 characters and 200 per segment, no empty segment (``//``,
     leading or trailing ``/``) and no segment starting with ``.`` (which rules out ``.`` and ``..``
     and keeps the local store's internal ``.meta``/``.multipart``/temp names out of the key space).
     """
@@ -35,8 +38,11 @@ def validate_key(key: object) -> str:
         raise InvalidKey("Object key may only contain letters, digits, '.', '_', '-' and '/'")
     if key.endswith("/") or "//" in key:
         raise InvalidKey("Object key may not contain empty segments")
-    if any(segment.startswith(".") for segment in key.split("/")):
+    segments = key.split("/")
+    if any(segment.startswith(".") for segment in segments):
         raise InvalidKey("Object key segments may not start with '.'")
+    if any(len(segment) > MAX_SEGMENT_LENGTH for segment in segments):
+        raise InvalidKey(f"Object key segments may not be longer than {MAX_SEGMENT_LENGTH} characters")
     return key
 
 

@@ -6,7 +6,7 @@ Layout under ``root``:
 - ``.meta/<dirs of key>/.<name>.json``: size, sha256, content type and user metadata. The leading dot
   keeps sidecar files and key directories apart (no key segment may start with ``.``).
 - ``.multipart/<upload_id>/upload.json`` and ``.../<part number>``: multipart uploads in progress.
-- ``.<name>.<random>.tmp`` beside a target: a write in progress, renamed into place when complete.
+- ``.<random>.tmp`` beside a target: a write in progress, renamed into place when complete.
 
 Signed URLs point at the API (``/v1/storage/objects/{key}``), which checks them with ``verify_signed``.
 """
@@ -170,7 +170,7 @@ class LocalObjectStore:
             except (FileExistsError, NotADirectoryError) as exc:
                 raise Conflict("Another object's key is a prefix of this key", code="key_conflict") from exc
             self._inside(target.parent)
-            tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+            tmp = target.parent / f".{uuid.uuid4().hex}.tmp"
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             except FileNotFoundError:
@@ -347,7 +347,7 @@ class LocalObjectStore:
         f, info = self._open_raw(key)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+        tmp = path.parent / f".{path.name[:64]}.{uuid.uuid4().hex}.tmp"
         try:
             digest = hashlib.sha256()
             size = 0

@@ -285,7 +285,7 @@ class S3ObjectStore:
         info = self._info(key, response)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+        tmp = path.parent / f".{path.name[:64]}.{uuid.uuid4().hex}.tmp"
         try:
             digest = hashlib.sha256()
             size = 0

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from reelforge.errors import JobCancelled, ModelUnavailable, NotFound, ServiceUnavailable, ValidationFailed
 from reelforge.ports.models import (
@@ -35,7 +35,6 @@ from reelforge.ports.models import (
 from .tiny_sd import build_tiny_sd, dir_lock, is_pipeline_dir, quiet_progress_bars
 
 TASK = "image.generate"
-Kind = Literal["sd15", "sdxl", "turbo", "tiny"]
 KINDS: tuple[str, ...] = ("sd15", "sdxl", "turbo", "tiny")
 
 # Per kind: default steps, default guidance, default square size. Turbo models are distilled for one
@@ -85,8 +84,11 @@ TINY_SD_DESCRIPTION = (
     "demos. Built from in-code configs on first use; 64x64 in under a second on a CPU."
 )
 
-# Guards the process-wide Hub offline switch (an environment variable plus huggingface_hub's constant).
+# The Hub offline switch is process-wide; loads in several threads share it, and the last one out
+# restores what was there before.
 _OFFLINE_LOCK = threading.Lock()
+_offline_users = 0
+_offline_saved: dict[str, Any] = {}
 
 
 def missing_modules() -> list[str]:
@@ -100,35 +102,42 @@ def hub_offline() -> Iterator[None]:
 
     `local_files_only=True` already covers the files themselves, but transformers and diffusers also
     make side calls (tokenizer fixes, telemetry) that only the offline switch stops. huggingface_hub reads
-    HF_HUB_OFFLINE once, at import, so the module constant is flipped as well; both are restored after,
-    so that a later `pull()` in the same process still reaches the Hub.
+    HF_HUB_OFFLINE once, at import, so its module constant is flipped as well. Both are restored when the
+    last concurrent user leaves, so that a later `pull()` in the same process still reaches the Hub.
     """
+    global _offline_users
     with _OFFLINE_LOCK:
-        saved_env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
-        constants: Any = None
-        saved_const: Any = None
-        try:
-            import huggingface_hub.constants as constants
+        if _offline_users == 0:
+            _offline_saved.clear()
+            _offline_saved.update({k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")})
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            os.environ["TRANSFORMERS_OFFLINE"] = "1"
+            with contextlib.suppress(ImportError):
+                import huggingface_hub.constants as constants
 
-            saved_const = constants.HF_HUB_OFFLINE
-            constants.HF_HUB_OFFLINE = True
-        except ImportError:
-            constants = None
-        try:
-            yield
-        finally:
-            if constants is not None:
-                constants.HF_HUB_OFFLINE = saved_const
-            for key, value in saved_env.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+                _offline_saved["constant"] = constants.HF_HUB_OFFLINE
+                constants.HF_HUB_OFFLINE = True
+        _offline_users += 1
+    try:
+        yield
+    finally:
+        with _OFFLINE_LOCK:
+            _offline_users -= 1
+            if _offline_users == 0:
+                if "constant" in _offline_saved:
+                    import huggingface_hub.constants as constants
+
+                    constants.HF_HUB_OFFLINE = _offline_saved.pop("constant")
+                for key, value in _offline_saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+                _offline_saved.clear()
 
 
 def _dtype_keyword() -> str:
+    # diffusers 0.42 renamed from_pretrained's `torch_dtype` to `dtype`; older releases only know the old one.
     from diffusers.utils import deprecation_utils
 
     return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
@@ -350,7 +359,7 @@ class DiffusersImageGenerator:
         kwargs: dict[str, Any] = {"local_files_only": True}
         if device.startswith("cuda"):
             # fp16 halves memory and is what these checkpoints are run in on GPUs; CPUs keep fp32, the
-            # default. diffusers 0.42 renamed `torch_dtype` to `dtype` and warns on the old name.
+            # default.
             kwargs[_dtype_keyword()] = torch.float16
         if self.test_model:
             # Random weights produce noise, and a test model has no safety checker files anyway; real
@@ -494,7 +503,9 @@ def pull(hub_id: str, models_dir: Path, name: str | None = None, *, force: bool 
                     "*/*.txt",
                     "*/*.model",
                     "*/model.safetensors",
+                    "*/model-*-of-*.safetensors",
                     "*/diffusion_pytorch_model.safetensors",
+                    "*/diffusion_pytorch_model-*-of-*.safetensors",
                 ],
             )
         except RepositoryNotFoundError as exc:

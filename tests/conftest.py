@@ -1,0 +1,208 @@
+"""Shared fixtures: settings on a temp dir, databases (SQLite and PostgreSQL), app client, worker, users."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from tests.fixtures.databases import PgServer, require_pg, truncate_pg  # noqa: E402
+
+_SQLITE_TEMPLATE: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    server = PgServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_server: PgServer) -> str | None:
+    """One migrated PostgreSQL database for the session (tables truncated between tests)."""
+    if pg_server.admin_url is None:
+        return None
+    from reelforge.adapters.db.migrate import upgrade
+
+    url = pg_server.create_database()
+    upgrade(url)
+    return url
+
+
+def _sqlite_url(tmp: Path, session_tmp: Path) -> str:
+    from reelforge.adapters.db.migrate import upgrade
+
+    if "path" not in _SQLITE_TEMPLATE:
+        template = session_tmp / "template.db"
+        upgrade(f"sqlite:///{template}")
+        _SQLITE_TEMPLATE["path"] = template
+    target = tmp / "reelforge.db"
+    shutil.copyfile(_SQLITE_TEMPLATE["path"], target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+           pg_server: PgServer) -> str:
+    """A migrated, empty database: the test runs once on each engine."""
+    if request.param == "sqlite":
+        return _sqlite_url(tmp_path, tmp_path_factory.getbasetemp())
+    require_pg(pg_server)
+    url = request.getfixturevalue("pg_database")
+    truncate_pg(url)
+    return str(url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return _sqlite_url(tmp_path, tmp_path_factory.getbasetemp())
+
+
+def make_settings(tmp_path: Path, db_url: str, **overrides: Any) -> Any:
+    from reelforge.config import Settings
+
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "var",
+        "database": {"url": db_url},
+        "log_json": False,
+        "public_url": "http://testserver",
+        "models": {"dir": str(_shared_models_dir())},
+        "jobs": {"lease_s": 10, "heartbeat_s": 0.5, "poll_interval_s": 0.1, "retry_base_s": 0.05, "retry_max_s": 0.2,
+                 "shutdown_grace_s": 5},
+        "outbox_interval_s": 0.1,
+        "auth": {"jwt_secret": "test-secret-" + "x" * 40},
+    }
+    for k, v in overrides.items():
+        if isinstance(v, dict) and isinstance(values.get(k), dict):
+            values[k] = {**values[k], **v}
+        else:
+            values[k] = v
+    return Settings(**values)
+
+
+def _shared_models_dir() -> Path:
+    # tiny-sd is built once per machine and reused by every test (it is deterministic for its seed).
+    path = Path(os.environ.get("REELFORGE_TEST_MODELS", Path.home() / ".cache" / "reelforge-test-models"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Any:
+    return make_settings(tmp_path, db_url)
+
+
+@pytest.fixture
+def container(settings: Any) -> Iterator[Any]:
+    from reelforge.container import Container
+
+    c = Container(settings)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def app(container: Any) -> Any:
+    from reelforge.api.app import create_app
+
+    return create_app(container=container)
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as c:
+        yield c
+
+
+class UserHandle:
+    def __init__(self, client: Any, email: str, password: str, token: str, user_id: str) -> None:
+        self.client = client
+        self.email = email
+        self.password = password
+        self.token = token
+        self.id = user_id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def get(self, url: str, **kw: Any) -> Any:
+        return self.client.get(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+    def post(self, url: str, **kw: Any) -> Any:
+        return self.client.post(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+    def delete(self, url: str, **kw: Any) -> Any:
+        return self.client.delete(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+    def patch(self, url: str, **kw: Any) -> Any:
+        return self.client.patch(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+    def put(self, url: str, **kw: Any) -> Any:
+        return self.client.put(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+
+def register(client: Any, email: str, password: str = "correct horse battery") -> UserHandle:
+    r = client.post("/v1/auth/register", json={"email": email, "password": password})
+    assert r.status_code == 201, r.text
+    t = client.post("/v1/auth/token", json={"email": email, "password": password})
+    assert t.status_code == 200, t.text
+    return UserHandle(client, email, password, t.json()["access_token"], r.json()["id"])
+
+
+@pytest.fixture
+def alice(client: Any) -> UserHandle:
+    return register(client, "alice@example.com")
+
+
+@pytest.fixture
+def bob(client: Any) -> UserHandle:
+    return register(client, "bob@example.com")
+
+
+@pytest.fixture
+def admin(client: Any, container: Any) -> UserHandle:
+    from reelforge.domain.types import Role
+
+    container.auth.register("root@example.com", "admin password 1", role=Role.admin)
+    t = client.post("/v1/auth/token", json={"email": "root@example.com", "password": "admin password 1"})
+    me = client.get("/v1/auth/me", headers={"Authorization": f"Bearer {t.json()['access_token']}"}).json()
+    return UserHandle(client, "root@example.com", "admin password 1", t.json()["access_token"], me["id"])
+
+
+@pytest.fixture
+def worker(container: Any) -> Iterator[Any]:
+    """An in-process worker (threads) on the test's database."""
+    from reelforge.runtime.worker import Worker
+
+    w = Worker(container, concurrency=2)
+    w.start()
+    yield w
+    w.stop(grace_s=5)
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+_ = threading
