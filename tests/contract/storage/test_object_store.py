@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -190,7 +190,8 @@ def test_put_file_small(store: ObjectStore, tmp_path: Path) -> None:
 @pytest.mark.parametrize("size", [0, 1000, THRESHOLD + 4321], ids=["empty", "small", "above-threshold"])
 def test_put_stream_within_limit(store: ObjectStore, size: int) -> None:
     data = os.urandom(size)
-    info = store.put_stream("s/stream.bin", ShortReads(data), content_type="application/x-test", max_size=size)
+    stream = cast(BinaryIO, ShortReads(data))
+    info = store.put_stream("s/stream.bin", stream, content_type="application/x-test", max_size=size)
     assert (info.size, info.sha256) == (size, sha(data))
     assert store.get_bytes("s/stream.bin") == data
 
@@ -694,6 +695,22 @@ def test_local_upload_id_and_key_must_match(local_store: LocalObjectStore) -> No
 def test_local_rejects_empty_secret(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         LocalObjectStore(tmp_path, "", "http://x")
+
+
+def test_build_object_store_from_settings(tmp_path: Path) -> None:
+    from reelforge.adapters.storage import build_object_store
+    from reelforge.config import Settings
+
+    local = build_object_store(Settings(data_dir=tmp_path, public_url="http://api.test/"))
+    assert isinstance(local, LocalObjectStore)
+    assert local.root == tmp_path / "objects" and local.public_url == "http://api.test"
+    assert local.presign_get("a/b", 60).url.startswith("http://api.test/v1/storage/objects/a/b?")
+
+    s3 = build_object_store(Settings(data_dir=tmp_path, storage={"backend": "s3", "s3_bucket": "media",
+                                                                 "s3_endpoint_url": "http://127.0.0.1:9",
+                                                                 "part_size": 8 * MiB}))
+    assert isinstance(s3, S3ObjectStore)
+    assert (s3.bucket, s3.part_size) == ("media", 8 * MiB)
 
 
 # -- S3 only -----------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ def validate_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
 
 
 def check_part_number(part_number: int) -> int:
+    """``part_number`` when it is 1..10000 (S3's range); BadRequest otherwise."""
     if isinstance(part_number, bool) or not isinstance(part_number, int) or not (
         1 <= part_number <= MAX_PART_NUMBER
     ):
@@ -83,6 +84,7 @@ def check_part_number(part_number: int) -> int:
 
 
 def check_expiry(expires_s: int) -> int:
+    """``expires_s`` when it is 1 s..7 days (S3's SigV4 maximum); a bad value is a programming error."""
     if not isinstance(expires_s, int) or not (1 <= expires_s <= MAX_EXPIRY_S):
         raise ValueError(f"expires_s must be between 1 and {MAX_EXPIRY_S}")
     return expires_s

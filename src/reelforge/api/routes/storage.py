@@ -8,6 +8,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from reelforge import errors
+from reelforge.adapters.storage.common import content_disposition
 from reelforge.api import convert
 from reelforge.api.deps import Container, CurrentUser
 from reelforge.api.schemas.storage import AssetPublic, AssetsPublic, UploadComplete, UploadCreate, UploadPublic
@@ -88,8 +89,7 @@ def get_object(key: str, request: Request, c: Container) -> StreamingResponse:
 
     headers = {"Content-Length": str(info.size), "ETag": f'"{info.sha256}"', "Cache-Control": "private, max-age=60"}
     if params.get("filename"):
-        safe = params["filename"].replace('"', "")
-        headers["Content-Disposition"] = f'attachment; filename="{safe}"'
+        headers["Content-Disposition"] = content_disposition(params["filename"])
     return StreamingResponse(chunks(), media_type=info.content_type, headers=headers)
 
 

@@ -261,7 +261,7 @@ class DiffusersImageGenerator:
         with self._run_lock:
             if self._device_used == "cpu":
                 # The flag lives in the CPU's per-thread control register, so it is set again on the thread
-                # that runs: random or small weights produce denormals that slow conv2d down about 10x.
+                # that runs (setup may have run on another): denormal floats can make conv2d ~10x slower.
                 torch.set_flush_denormal(True)
             started = time.perf_counter()
             with torch.inference_mode():
@@ -356,6 +356,10 @@ class DiffusersImageGenerator:
             build_tiny_sd(self.model_dir)
         if not is_pipeline_dir(self.model_dir):
             raise ModelUnavailable(self._missing_weights_reason())
+        if self.kind == "sdxl" and detect_kind(self.model_dir) == "sd15":
+            # The SDXL class loads an SD 1.x folder without complaint (missing parts become None) and
+            # then fails on the first prompt; refuse here, with the reason.
+            raise ModelUnavailable(f"{self.model_dir} holds a Stable Diffusion 1.x/2.x pipeline, not SDXL")
         kwargs: dict[str, Any] = {"local_files_only": True}
         if device.startswith("cuda"):
             # fp16 halves memory and is what these checkpoints are run in on GPUs; CPUs keep fp32, the
@@ -482,10 +486,18 @@ def pull(hub_id: str, models_dir: Path, name: str | None = None, *, force: bool 
     if is_pipeline_dir(target) and not force:
         return target
     try:
+        from huggingface_hub import constants as hub_constants
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import RepositoryNotFoundError
     except ImportError as exc:
         raise ModelUnavailable("huggingface_hub is not installed; install the ML extra") from exc
+    if hub_constants.is_offline_mode():
+        raise ServiceUnavailable(
+            f"cannot download {hub_id}: Hugging Face offline mode is on (HF_HUB_OFFLINE or "
+            f"TRANSFORMERS_OFFLINE is set); unset it on a machine with internet and pull again",
+            code="hub_unreachable",
+            hub_id=hub_id,
+        )
 
     with dir_lock(target):
         if is_pipeline_dir(target) and not force:

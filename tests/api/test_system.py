@@ -1,0 +1,101 @@
+"""System routes: /healthz /readyz /metrics /openapi.json, plus the generic 404/405 and request ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import UserHandle
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(r: Any, status: int, code: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM), r.headers
+    body = r.json()
+    assert body["status"] == status and body["code"] == code, body
+    assert body["type"].endswith(code) and body["title"] and "detail" in body
+    return body
+
+
+def test_healthz(client: Any) -> None:
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    assert r.json()["status"] == "ok" and r.json()["version"]
+
+
+def test_readyz_ok(client: Any) -> None:
+    r = client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "ready", "checks": {"database": "ok", "storage": "ok"}}
+
+
+def test_readyz_not_ready_when_storage_fails(client: Any, container: Any, monkeypatch: Any) -> None:
+    def broken() -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(container.objects, "ping", broken)
+    body = assert_problem(client.get("/readyz"), 503, "not_ready")
+    assert body["checks"] == {"database": "ok", "storage": "error: OSError"}
+
+
+def test_metrics_prometheus_text(client: Any, alice: UserHandle) -> None:
+    alice.get("/v1/auth/me")
+    r = client.get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    assert "reelforge_http_requests_total" in text
+    assert "reelforge_http_request_duration_seconds" in text
+    # Routes are labelled by template, not by raw path (bounded label cardinality).
+    assert 'route="/v1/auth/me"' in text
+    assert "reelforge_queue_depth" in text
+
+
+def test_metrics_label_unmatched_paths_once(client: Any) -> None:
+    for i in range(3):
+        client.get(f"/no/such/path/{i}")
+    text = client.get("/metrics").text
+    assert "/no/such/path" not in text
+    assert 'route="unmatched"' in text
+
+
+def test_openapi_lists_every_public_route(client: Any) -> None:
+    r = client.get("/openapi.json")
+    assert r.status_code == 200
+    paths = r.json()["paths"]
+    for p in ["/healthz", "/readyz", "/metrics", "/v1/auth/register", "/v1/auth/token", "/v1/auth/refresh",
+              "/v1/auth/me", "/v1/api-keys", "/v1/api-keys/{key_id}", "/v1/jobs", "/v1/jobs/{job_id}",
+              "/v1/jobs/{job_id}/cancel", "/v1/jobs/{job_id}/history", "/v1/jobs/{job_id}/events",
+              "/v1/pipelines", "/v1/pipelines/{kind}", "/v1/models", "/v1/uploads", "/v1/uploads/{upload_id}",
+              "/v1/uploads/{upload_id}/complete", "/v1/uploads/{upload_id}/abort", "/v1/assets",
+              "/v1/assets/{asset_id}", "/v1/credits", "/v1/admin/credits", "/v1/admin/users",
+              "/v1/admin/users/{user_id}", "/v1/webhooks", "/v1/webhooks/signing-secret",
+              "/v1/webhooks/{hook_id}", "/v1/webhooks/{hook_id}/test", "/v1/webhooks/{hook_id}/deliveries"]:
+        assert p in paths, p
+    # The signed-URL endpoints of the local store are not part of the public contract.
+    assert not any(p.startswith("/v1/storage") for p in paths)
+
+
+def test_unknown_route_is_problem_404(client: Any) -> None:
+    assert_problem(client.get("/v1/nope"), 404, "not_found")
+
+
+def test_wrong_method_is_problem_405(client: Any, alice: UserHandle) -> None:
+    assert_problem(alice.put("/v1/jobs", json={}), 405, "method_not_allowed")
+
+
+def test_request_id_echoed_or_generated(client: Any) -> None:
+    r = client.get("/healthz", headers={"X-Request-Id": "abc-123_def"})
+    assert r.headers["x-request-id"] == "abc-123_def"
+    r = client.get("/healthz", headers={"X-Request-Id": "bad id\twith spaces<script>"})
+    rid = r.headers["x-request-id"]
+    assert rid != "bad id\twith spaces<script>" and rid.isalnum()
+    r = client.get("/v1/nope")
+    assert r.headers["x-request-id"]
+
+
+def test_console_index(client: Any) -> None:
+    r = client.get("/")
+    assert r.status_code == 200
+    assert "text/html" in r.headers["content-type"]

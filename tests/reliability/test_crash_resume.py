@@ -1,0 +1,146 @@
+"""SIGKILL workers at random points of multi-step jobs; every job still ends once, correctly, charged once.
+
+Proves: a lease that stops being renewed expires and another worker takes the job (LeaseExpired, a new
+attempt); the new attempt resumes from checkpoints (ExecutionResumed, TaskSkipped) and a step whose
+output was checkpointed never runs again; the final transition, the outputs, the credit settle and the
+`job.succeeded` event happen exactly once per job, whatever was killed when.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.reliability.conftest import WorkerProcs, balance, job_record, wait_until
+from tests.reliability.pipelines import STEPS_PRICE, expected_steps_output, read_log, steps_task_paths
+
+ROUNDS = 20
+JOBS = 4
+MAX_JOBS = 40
+ITEMS = 8
+
+
+def _holders(container: Any) -> set[int]:
+    """PIDs of the workers that hold a running job now (worker ids are host:pid:suffix)."""
+    with container.store.tx(write=False) as tx:
+        running = tx.jobs(owner_id=None, status="running", limit=100)
+    pids = set()
+    for j in running:
+        try:
+            pids.add(int(str(j.worker_id).split(":")[1]))
+        except (IndexError, ValueError):
+            pass
+    return pids
+
+
+@pytest.mark.reliability
+def test_sigkill_at_random_points(container: Any, user: Any, procs: WorkerProcs, tmp_path: Path) -> None:
+    seed = int(os.environ.get("REELFORGE_CHAOS_SEED", time.time_ns() % 1_000_000))
+    print(f"chaos seed {seed} (rerun with REELFORGE_CHAOS_SEED={seed})")
+    rng = random.Random(seed)
+    log = tmp_path / "effects.log"
+    grant = balance(container, user.user_id)
+
+    inputs: dict[str, dict[str, Any]] = {}
+
+    def submit() -> None:
+        k = len(inputs)
+        data = {"log": str(log), "n": k, "items": [k + 2 * i - 3 for i in range(ITEMS)]}
+        job, created = container.jobs.submit(user, "test.steps", data)
+        assert created
+        inputs[job.id] = data
+
+    def unfinished() -> int:
+        with container.store.tx(write=False) as tx:
+            return sum(1 for j in inputs if tx.job(j).status in ("queued", "running"))  # type: ignore[union-attr]
+
+    for _ in range(JOBS):
+        submit()
+    alive = [procs.start(), procs.start()]
+    kills = 0
+    while kills < ROUNDS:
+        # Keep work in the queue until the last kill, so that every kill lands in the middle of a job.
+        while unfinished() < 2 and len(inputs) < MAX_JOBS:
+            submit()
+        wait_until(lambda: any(w.pid in _holders(container) for w in alive), 60, "a worker to hold a job")
+        time.sleep(rng.uniform(0.2, 1.5))
+        holding = [w for w in alive if w.pid in _holders(container)]
+        if not holding:
+            continue
+        victim = rng.choice(holding)
+        procs.kill(victim)
+        kills += 1
+        alive.remove(victim)
+        # Keep one or two workers alive.
+        want = rng.choice((1, 2))
+        while len(alive) < want:
+            alive.append(procs.start())
+    while len(alive) < 2:
+        alive.append(procs.start())
+
+    def all_done() -> bool:
+        with container.store.tx(write=False) as tx:
+            return all(tx.job(j).status in ("succeeded", "failed", "dead", "cancelled")  # type: ignore[union-attr]
+                       for j in inputs)
+
+    wait_until(all_done, 90, "every job to finish")
+    assert all(w.alive() for w in alive), "a surviving worker crashed"
+
+    effects = read_log(log)
+    started: collections.Counter[tuple[str, str, int]] = collections.Counter()
+    ended: collections.Counter[tuple[str, str, int]] = collections.Counter()
+    for e in effects:
+        (started if e.what == "start" else ended)[(e.job_id, e.path, e.attempt)] += 1
+
+    total_failures = resumed = skipped = 0
+    for job_id, data in inputs.items():
+        rec = job_record(container, job_id)
+        job = rec.job
+        assert job.status == "succeeded", (job.status, job.error_code, job.error_message)
+        assert job.outputs == expected_steps_output(data["n"], data["items"])
+
+        # Charged exactly once: one reserve, one settle, no refund.
+        assert [(e.kind, e.amount) for e in rec.ledger] == [("reserve", -STEPS_PRICE), ("settle", 0)]
+        assert job.credits_state == "settled"
+        assert [e.type for e in rec.outbox] == ["job.succeeded"]
+        assert rec.count("JobSucceeded") == 1 and rec.count("ExecutionSucceeded") == 1
+
+        # Every claim is an attempt; every lost attempt was a lease expiry (nothing else failed).
+        assert rec.count("JobStarted") == job.attempt
+        assert rec.count("LeaseExpired") == job.failures == job.attempt - 1
+        total_failures += job.failures
+        # Fenced history: once attempt n+1 started, nothing of attempt n was written any more.
+        attempts = [e.attempt for e in rec.events if e.type != "JobQueued"]
+        assert attempts == sorted(attempts), f"history of {job_id} goes back to an older attempt: {attempts}"
+        final = rec.types(job.attempt)
+        assert final.count("ExecutionStarted") + final.count("ExecutionResumed") == 1
+        assert rec.count("ExecutionStarted") <= 1
+        resumed += "ExecutionResumed" in final
+        skipped += final.count("TaskSkipped")
+
+        for path in steps_task_paths(data["items"]):
+            cp = rec.checkpoints.get(path)
+            assert cp is not None, f"{job_id} {path}: no checkpoint"
+            starts = sorted(a for (j, p, a) in started.elements() if j == job_id and p == path)
+            ends = sorted(a for (j, p, a) in ended.elements() if j == job_id and p == path)
+            assert starts and ends, f"{job_id} {path}: never ran to the end"
+            # Checkpointed once, never recomputed: no attempt after the one whose output was kept ran it.
+            assert max(starts) == cp.attempt, (path, starts, cp.attempt)
+            assert starts.count(cp.attempt) == 1 and ends.count(cp.attempt) == 1, (path, starts, ends)
+            # Each earlier execution was in an attempt that died (it is the step that was in flight).
+            assert len(starts) <= job.failures + 1
+            assert len(set(starts)) == len(starts), f"{path} ran twice in one attempt: {starts}"
+
+    interrupted = sum(1 for key in started if key not in ended)
+    print(f"kills {ROUNDS}, jobs {len(inputs)}, lease expiries {total_failures}, "
+          f"steps interrupted {interrupted}, resumed executions {resumed} (skipped {skipped} checkpointed states), "
+          f"workers started {len(procs.procs)}")
+    # Each kill took down a worker that held a job (barring a job that ended in the same instant).
+    assert total_failures >= ROUNDS // 2 and resumed >= 1 and skipped >= 1, "kills did not hit running jobs"
+    assert balance(container, user.user_id) == grant - JOBS * STEPS_PRICE
