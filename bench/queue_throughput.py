@@ -424,6 +424,7 @@ def machine_info(args: argparse.Namespace, systems: list[str]) -> dict[str, Any]
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "packages": {p: version(p) for p in ("reelforge", "celery", "kombu", "redis", "sqlalchemy", "psycopg")},
+        "reelforge_source": str(Path(__import__("reelforge").__file__).parent),
     }
     if "postgres" in systems:
         with contextlib.suppress(Exception):
