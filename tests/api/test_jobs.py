@@ -218,7 +218,7 @@ def test_cancel_queued_then_finished(client: Any, alice: UserHandle) -> None:
     job = r.json()
     assert job["status"] == "cancelled" and job["error"]["code"] == "cancelled" and job["finished_at"]
     body = assert_problem(alice.post(f"/v1/jobs/{job_id}/cancel"), 409, "job_finished")
-    assert body["status"] == 409
+    assert body["status"] == 409 and body["job_status"] == "cancelled"
     types = [e["type"] for e in alice.get(f"/v1/jobs/{job_id}/history").json()["events"]]
     assert types == ["JobQueued", "JobCancelled"]
 

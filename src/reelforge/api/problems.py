@@ -20,6 +20,8 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "payload_too_large",
                415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited"}
 
+_RESERVED = frozenset({"type", "title", "status", "detail", "code", "instance", "headers", "retry_after"})
+
 
 def problem(status: int, code: str, title: str, detail: str, *, instance: str | None = None,
             headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
@@ -41,7 +43,8 @@ def install(app: FastAPI) -> None:
             headers["WWW-Authenticate"] = "Bearer"
         if exc.status >= 500:
             log.warning("request failed: %s %s", exc.code, exc.message)
-        details = {k: v for k, v in exc.details.items() if k != "retry_after"}
+        # Details are extra members; they never override the RFC 9457 members (or problem()'s own arguments).
+        details = {k: v for k, v in exc.details.items() if k not in _RESERVED}
         return problem(exc.status, exc.code, exc.title, exc.message, instance=request.url.path, headers=headers,
                        **details)
 

@@ -21,7 +21,7 @@ from reelforge.adapters.db.store import Job
 from reelforge.observability import job_id_var
 from reelforge.runtime.context import StepContext
 from reelforge.runtime.executors import LocalExecutor
-from reelforge.runtime.runner import PipelineFailed, StepRunner
+from reelforge.runtime.runner import EXECUTION_MARKER, PipelineFailed, StepRunner
 
 log = logging.getLogger("reelforge.worker")
 
@@ -48,6 +48,7 @@ class DbCheckpoints:
         self.attempt = job.attempt
         self._lock = threading.Lock()
         self._history: History = []
+        self._pending: dict[str, Any] = {}
         with container.store.tx(write=False) as tx:
             self._cache = {cp.path: cp.output for cp in tx.checkpoints(job.id)}
 
@@ -58,17 +59,28 @@ class DbCheckpoints:
         return False, None
 
     def put(self, path: str, output: Any) -> None:
+        if path == EXECUTION_MARKER:
+            # Only tells a resumed run from a fresh one; written with the next real checkpoint, saving a
+            # transaction per job. A crash before that makes the resumed run say "started": harmless.
+            with self._lock:
+                self._cache[path] = output
+                self._pending[path] = output
+            return
         with self._lock:
             history, self._history = self._history, []
+            pending, self._pending = self._pending, {}
         try:
             with self.c.store.tx() as tx:
                 tx.fence(self.job_id, self.attempt, self.c.settings.jobs.lease_s)
                 for type_, p, details in history:
                     tx.add_event(self.job_id, type_, path=p, attempt=self.attempt, details=details)
+                for p, out in pending.items():
+                    tx.put_checkpoint(self.job_id, p, out, self.attempt)
                 tx.put_checkpoint(self.job_id, path, output, self.attempt)
         except BaseException:
             with self._lock:
                 self._history = history + self._history
+                self._pending = {**pending, **self._pending}
             raise
         with self._lock:
             self._cache[path] = output

@@ -178,7 +178,7 @@ class JobService:
                 tx.update_job(job.id, cancel_requested=True)
                 tx.add_event(job.id, "CancelRequested", attempt=job.attempt)
                 return tx.job(job.id)  # type: ignore[return-value]
-            raise errors.Conflict(f"Job already {job.status}", code="job_finished", status=job.status)
+            raise errors.Conflict(f"Job already {job.status}", code="job_finished", job_status=job.status)
 
     # --- worker-side transitions (fenced) ----------------------------------------------------
     def _refund(self, tx: Tx, job: Job) -> None:
