@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import signal
@@ -58,7 +59,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    k = max(0, min(len(s) - 1, int(round(q / 100.0 * len(s) + 0.5)) - 1))
+    k = max(0, min(len(s) - 1, math.ceil(q / 100.0 * len(s)) - 1))
     return s[k]
 
 
@@ -329,6 +330,8 @@ def _run_reelforge(engine: str, url: str, dbname: str, args: argparse.Namespace,
     out = summarize(args.jobs, lat, first_created, first_created + (last_submit - first), last_done, cpu)
     out.update(complete=ok and len(done) == args.jobs, statuses=statuses, warmup_jobs=len(warm_ids),
                warm_workers=distinct, jobs_per_worker=_per_worker(r.worker_id for r in done))
+    if dbname:
+        out["database"] = dbname  # dropped when the run ends
     if args.profile:
         out["profile_dir"] = str(Path(args.profile) / engine)
     return out
@@ -343,6 +346,10 @@ def _per_worker(ids: Any) -> dict[str, int]:
 
 
 # --- celery -------------------------------------------------------------------------------------------------
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def run_celery(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     import redis
 
@@ -366,10 +373,10 @@ def run_celery(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             for _i in range(per_batch):
                 celery_app.noop.delay(f"warm{warm}", True)
                 warm += 1
-            if not _wait(lambda: r.hlen(celery_app.DONE_KEY) >= warm, 120, workers):
+            if not _wait(lambda n=warm: r.hlen(celery_app.DONE_KEY) >= n, 120, workers):
                 raise RuntimeError("celery: warm-up tasks did not finish")
-            distinct = len({v.decode().rsplit(":", 1)[0] if args.celery_pool == "threads" else v.decode()
-                            for v in r.hvals(celery_app.WARM_KEY)})
+            ran_on = [_text(v) for v in r.hvals(celery_app.WARM_KEY)]
+            distinct = len({v.rsplit(":", 1)[0] if args.celery_pool == "threads" else v for v in ran_on})
             if distinct >= args.workers:
                 break
             time.sleep(0.2)
@@ -388,7 +395,7 @@ def run_celery(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         last_submit = time.time()
         ok = _wait(lambda: r.hlen(celery_app.DONE_KEY) >= args.jobs, args.timeout, workers, interval=0.05)
         cpu = meter.stop()
-        done = {k.decode(): float(v) for k, v in r.hgetall(celery_app.DONE_KEY).items()}
+        done = {_text(k): float(v) for k, v in r.hgetall(celery_app.DONE_KEY).items()}
     finally:
         workers.stop()
         with contextlib.suppress(Exception):
@@ -424,7 +431,7 @@ def machine_info(args: argparse.Namespace, systems: list[str]) -> dict[str, Any]
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "packages": {p: version(p) for p in ("reelforge", "celery", "kombu", "redis", "sqlalchemy", "psycopg")},
-        "reelforge_source": str(Path(__import__("reelforge").__file__).parent),
+        "reelforge_source": str(Path(str(__import__("reelforge").__file__)).parent),
     }
     if "postgres" in systems:
         with contextlib.suppress(Exception):
@@ -644,6 +651,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       f"p50 {res['latency_ms']['p50']} ms, p99 {res['latency_ms']['p99']} ms "
                       f"({time.monotonic() - t0:.1f} s with setup)", flush=True)
                 runs[LABELS[s]].append(res)
+    info["loadavg_at_end"] = list(os.getloadavg())
     results = {name: _median_result(rs) for name, rs in runs.items()}
     ratios: dict[str, float] = {}
     celery = results.get(LABELS["celery"])

@@ -43,10 +43,12 @@ def test_register_duplicate_email_is_conflict_case_insensitive(client: Any, alic
     assert_problem(r, 409, "email_taken")
 
 
-@pytest.mark.parametrize("email", ["not-an-email", "a@b", "two@@example.com", "sp ace@example.com", ""])
-def test_register_invalid_email(client: Any, email: str) -> None:
-    r = client.post("/v1/auth/register", json={"email": email, "password": "long enough pw"})
-    assert_problem(r, 422, "invalid_email")
+def test_register_invalid_email(client: Any) -> None:
+    for email in ["not-an-email", "a@b", "two@@example.com", "sp ace@example.com", "", "x" * 65 + "@example.com"]:
+        r = client.post("/v1/auth/register", json={"email": email, "password": "long enough pw"})
+        assert_problem(r, 422, "invalid_email")
+    assert_problem(client.post("/v1/auth/register", json={"email": "x" * 321, "password": "long enough pw"}),
+                   422, "validation_error")
 
 
 def test_register_short_password(client: Any) -> None:
@@ -55,14 +57,16 @@ def test_register_short_password(client: Any) -> None:
     assert body["errors"][0]["field"] == "password"
 
 
-@pytest.mark.parametrize("payload", [
-    {"email": "x@example.com", "password": "long enough pw", "role": "admin"},
-    {"email": "x@example.com", "password": "long enough pw", "credits": 10**9},
-    {"email": "x@example.com"},
-    [],
-])
-def test_register_rejects_extra_or_missing_fields(client: Any, payload: Any) -> None:
-    assert_problem(client.post("/v1/auth/register", json=payload), 422, "validation_error")
+def test_register_rejects_extra_or_missing_fields(client: Any) -> None:
+    for payload in [
+        {"email": "x@example.com", "password": "long enough pw", "role": "admin"},
+        {"email": "x@example.com", "password": "long enough pw", "credits": 10**9},
+        {"email": "x@example.com"},
+        {"email": "x@example.com", "password": "p" * 1025},
+        [],
+    ]:
+        body = assert_problem(client.post("/v1/auth/register", json=payload), 422, "validation_error")
+        assert body["errors"], body
     # Nothing was created (the "role": "admin" attempt above in particular).
     t = client.post("/v1/auth/token", json={"email": "x@example.com", "password": "long enough pw"})
     assert_problem(t, 401, "invalid_credentials")
@@ -130,9 +134,10 @@ def test_refresh_rotates_and_old_token_stops_working(client: Any, alice: UserHan
     assert client.post("/v1/auth/refresh", json={"refresh_token": new["refresh_token"]}).status_code == 200
 
 
-@pytest.mark.parametrize("token", ["rft_garbage", "", "x" * 512])
-def test_refresh_with_garbage(client: Any, token: str) -> None:
-    assert_problem(client.post("/v1/auth/refresh", json={"refresh_token": token}), 401, "invalid_refresh_token")
+def test_refresh_with_garbage(client: Any) -> None:
+    for token in ["rft_garbage", "", "x" * 512]:
+        assert_problem(client.post("/v1/auth/refresh", json={"refresh_token": token}), 401,
+                       "invalid_refresh_token")
 
 
 def test_access_token_is_not_a_refresh_token(client: Any, alice: UserHandle) -> None:
@@ -203,7 +208,7 @@ def test_api_keys_are_per_user(client: Any, alice: UserHandle, bob: UserHandle) 
     assert alice.get("/v1/api-keys").json()["data"][0]["revoked_at"] is None
 
 
-@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/api-keys"), ("GET", "/v1/api-keys"),
-                                              ("DELETE", "/v1/api-keys/abc")])
-def test_api_keys_require_auth(client: Any, method: str, path: str) -> None:
-    assert_problem(client.request(method, path, json={} if method == "POST" else None), 401, "missing_credentials")
+def test_api_keys_require_auth(client: Any) -> None:
+    for method, path in [("POST", "/v1/api-keys"), ("GET", "/v1/api-keys"), ("DELETE", "/v1/api-keys/abc")]:
+        assert_problem(client.request(method, path, json={} if method == "POST" else None), 401,
+                       "missing_credentials")

@@ -52,12 +52,17 @@ def test_metrics_prometheus_text(client: Any, alice: UserHandle) -> None:
     assert "reelforge_queue_depth" in text
 
 
-def test_metrics_label_unmatched_paths_once(client: Any) -> None:
+def test_metrics_labels_stay_bounded(client: Any, alice: UserHandle, settings: Any) -> None:
+    """Raw paths never become labels: whatever a client sends, the series count stays fixed."""
     for i in range(3):
-        client.get(f"/no/such/path/{i}")
+        client.get(f"/no/such/path/{i}")  # 404
+        alice.put(f"/v1/jobs/random-{i}")  # 405
+        client.post(f"/v1/whatever-{i}", content=b"x" * (settings.max_body_bytes + 1))  # 413 before routing
+        client.get(f"/v1/jobs/nul-{i}%00")  # 400 before routing
     text = client.get("/metrics").text
-    assert "/no/such/path" not in text
+    assert "/no/such/path" not in text and "random-" not in text and "whatever-" not in text and "nul-" not in text
     assert 'route="unmatched"' in text
+    assert 'route="/v1/jobs/{job_id}"' in text or 'status="405"' in text
 
 
 def test_openapi_lists_every_public_route(client: Any) -> None:
@@ -99,3 +104,33 @@ def test_console_index(client: Any) -> None:
     r = client.get("/")
     assert r.status_code == 200
     assert "text/html" in r.headers["content-type"]
+
+
+def test_timestamps_have_one_format() -> None:
+    from reelforge.api.schemas.common import iso
+
+    # A whole second used to lose its fraction ("...:50Z" vs "...:50.500000Z"), breaking fixed-format parsers
+    # and string ordering.
+    assert iso(1795316210.0) == "2026-11-22T02:56:50.000000Z"
+    assert len(iso(1795316210.0) or "") == len(iso(1795316210.25) or "")
+    assert iso(None) is None
+
+
+def test_docs_page(client: Any) -> None:
+    r = client.get("/docs")
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+
+
+def test_unexpected_error_is_problem_500_without_internals(app: Any, container: Any, alice: UserHandle,
+                                                           monkeypatch: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    def boom(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("secret internal detail /etc/passwd")
+
+    monkeypatch.setattr(container.credits, "balance", boom)
+    with TestClient(app, raise_server_exceptions=False) as tc:
+        r = tc.get("/v1/credits", headers=alice.headers)
+    body = assert_problem(r, 500, "internal_error")
+    assert "secret" not in r.text and "Traceback" not in r.text and "RuntimeError" not in r.text
+    assert body["instance"] == "/v1/credits" and r.headers["x-request-id"]

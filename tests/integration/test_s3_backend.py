@@ -15,14 +15,14 @@ from tests.conftest import make_settings, register, wait_for
 
 
 @pytest.fixture
-def s3_client(tmp_path: Path, sqlite_url: str, seaweed: Any) -> Iterator[Any]:
+def s3_client(tmp_path: Path, db_url: str, seaweed: Any) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
     from reelforge.api.app import create_app
     from reelforge.container import Container
     from reelforge.runtime.worker import Worker
 
-    settings = make_settings(tmp_path, sqlite_url, storage={
+    settings = make_settings(tmp_path, db_url, storage={
         "backend": "s3", "s3_bucket": f"rf-{uuid.uuid4().hex[:12]}", "s3_endpoint_url": seaweed.endpoint_url,
         "s3_access_key": seaweed.access_key, "s3_secret_key": seaweed.secret_key, "s3_addressing_style": "path",
         "multipart_threshold": 6 * 1024 * 1024, "part_size": 5 * 1024 * 1024})

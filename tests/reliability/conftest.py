@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ POLL_S = 0.05
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Generator[None, Any, None]:
     outcome = yield
     rep = outcome.get_result()
     setattr(item, f"rep_{rep.when}", rep)
@@ -88,14 +88,14 @@ class WorkerProcs:
         self.dir = tmp_path
         self.procs: list[WorkerProc] = []
 
-    def env(self, **overrides: Any) -> dict[str, str]:
+    def env(self, n: int, **overrides: Any) -> dict[str, str]:
         s = self.settings
         env = {k: v for k, v in os.environ.items() if not k.startswith("REELFORGE_")}
         env.update({
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
             "PYTHONUNBUFFERED": "1",
             "REELFORGE_DATA_DIR": str(s.data_dir),
-            "REELFORGE_DATABASE__URL": s.database_url,
+            "REELFORGE_DATABASE__URL": self._db_url(n),
             "REELFORGE_MODELS__DIR": str(s.models_dir),
             "REELFORGE_AUTH__JWT_SECRET": s.auth.jwt_secret,
             "REELFORGE_EXTRA_PIPELINES": json.dumps(list(s.extra_pipelines)),
@@ -110,6 +110,13 @@ class WorkerProcs:
             env[f"REELFORGE_JOBS__{k.upper()}"] = str(v)
         return env
 
+    def _db_url(self, n: int) -> str:
+        url = str(self.settings.database_url)
+        if url.startswith("sqlite"):
+            return url
+        # Names the worker's PostgreSQL sessions, so that pause() can see whether it is inside a transaction.
+        return f"{url}{'&' if '?' in url else '?'}application_name={_app_name(n)}"
+
     def start(self, concurrency: int = 2, **job_settings: Any) -> WorkerProc:
         """Start one worker; ``job_settings`` override JobSettings fields (e.g. shutdown_grace_s=1)."""
         n = len(self.procs)
@@ -117,7 +124,7 @@ class WorkerProcs:
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "reelforge", "worker", "--concurrency", str(concurrency)],
-                cwd=REPO_ROOT, env=self.env(**job_settings), stdout=out, stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT, env=self.env(n, **job_settings), stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
         w = WorkerProc(n, proc, log)
@@ -129,6 +136,46 @@ class WorkerProcs:
         if w.alive():
             w.proc.send_signal(signal.SIGKILL)
         w.proc.wait(10)
+
+    def pause(self, w: WorkerProc, tries: int = 100) -> None:
+        """SIGSTOP ``w`` at a moment when it holds no database lock.
+
+        A process stopped inside a transaction keeps its locks: on SQLite every other writer waits, on
+        PostgreSQL whoever needs its rows does (the maintenance loop's schedule row, the job row). That is
+        what a real freeze can do too, but it is not what these tests are about, so retry until the stop
+        lands outside a transaction. Stopped, the process cannot start a new one.
+        """
+        for _ in range(tries):
+            w.proc.send_signal(signal.SIGSTOP)
+            wait_until(lambda: _proc_state(w.pid) in ("T", "t"), 5, f"worker {w.n} to stop")
+            if not self._in_transaction(w):
+                return
+            w.proc.send_signal(signal.SIGCONT)
+            time.sleep(0.02)
+        raise AssertionError(f"worker {w.n} was inside a transaction at every one of {tries} stops")
+
+    def _in_transaction(self, w: WorkerProc) -> bool:
+        url = str(self.settings.database_url)
+        if url.startswith("sqlite"):
+            import sqlite3
+
+            conn = sqlite3.connect(url.split("///", 1)[1], timeout=1.0, isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")  # waits out other live writers; fails on a frozen one
+                conn.execute("ROLLBACK")
+                return False
+            except sqlite3.OperationalError:
+                return True
+            finally:
+                conn.close()
+        import psycopg
+
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as pg:
+            row = pg.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state <> 'idle'",
+                (_app_name(w.n),),
+            ).fetchone()
+            return bool(row and row[0])
 
     def alive(self) -> list[WorkerProc]:
         return [w for w in self.procs if w.alive()]
@@ -155,6 +202,18 @@ class WorkerProcs:
         for w in self.procs:
             parts.append(f"----- worker {w.n} pid {w.pid} rc {w.proc.returncode} ({w.log}) -----\n{w.tail()}")
         return "\n".join(parts)
+
+
+def _app_name(n: int) -> str:
+    return f"rf-worker-{n}"
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "?"
+    return stat.rsplit(")", 1)[1].split()[0]
 
 
 @pytest.fixture

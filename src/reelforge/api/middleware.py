@@ -81,6 +81,11 @@ class GuardMiddleware:
             await send(message)
 
         try:
+            if "\x00" in path or b"%00" in scope.get("query_string", b""):
+                # No id, key or filter contains NUL, and PostgreSQL cannot even compare text with one.
+                resp = problem(400, "invalid_url", "Bad request", "URLs must not contain NUL characters")
+                await resp(scope, receive, send_wrapped)
+                return
             client_ip = (scope.get("client") or ("unknown", 0))[0]
             if method in WRITE_METHODS and settings.rate_limit.enabled and not path.startswith("/v1/storage/"):
                 wait = self.c.ip_limiter.hit(client_ip)
@@ -105,10 +110,22 @@ class GuardMiddleware:
                 resp = problem(413, "payload_too_large", "Payload too large",
                                f"Request bodies are limited to {settings.max_body_bytes} bytes", instance=path)
                 await resp(scope, receive, send_wrapped)
+        except Exception:
+            # Starlette's outermost layer would answer an unhandled error itself, without our X-Request-Id
+            # (the one answer where a client most needs it). Answer here; it still logs the error and sends nothing.
+            if not status_holder.get("started"):
+                resp = problem(500, "internal_error", "Internal error",
+                               "Something went wrong on our side; it was logged.", instance=path)
+                await resp(scope, receive, send_wrapped)
+            raise
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            route_path = getattr(route, "path", None) or ("unmatched" if status_holder["status"] == 404 else path)
+            # FastAPI keeps the router's own route in scope["route"], whose path lacks the include prefix
+            # ("/jobs" for /v1/jobs); its effective route context carries the full template.
+            effective = (scope.get("fastapi") or {}).get("effective_route_context")
+            # Never the raw path: requests answered before routing (413, 429, ...) would make a series per URL.
+            route_path = (getattr(effective, "path_format", None) or getattr(scope.get("route"), "path", None)
+                          or "unmatched")
             self.c.metrics.observe_request(method, route_path, status_holder["status"], elapsed)
             if not path.startswith(("/metrics", "/healthz", "/static")):
                 log.info("%s %s %s %.1fms", method, path, status_holder["status"], elapsed * 1000,

@@ -60,6 +60,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, errors.ReelforgeError):
+            # FastAPI turns any error raised while it reads the body into a 400; ours say what went wrong
+            # (e.g. the body limit tripping on a chunked body without Content-Length is a 413).
+            return await _reelforge(request, exc.__cause__)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return problem(exc.status_code, code, str(exc.detail), str(exc.detail), instance=request.url.path,
                        headers=getattr(exc, "headers", None))

@@ -265,6 +265,7 @@ class JobService:
                     job = self._finish(tx, job, "cancelled", error_code="cancelled",
                                        error_message="Cancelled by the owner")
                     self._refund(tx, job)
+                    tx.add_event(job.id, "JobCancelled", attempt=job.attempt)
                     tx.emit("job.cancelled", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
                     continue
                 failures = job.failures + 1

@@ -384,6 +384,9 @@ class Tx:
             q = q.with_for_update()
         return self.s.execute(q).scalar_one_or_none()
 
+    def upload_by_key(self, key: str) -> Upload | None:
+        return self.s.execute(select(Upload).where(Upload.key == key)).scalar_one_or_none()
+
     def expired_uploads(self, limit: int = 500) -> Sequence[Upload]:
         return self.s.execute(
             select(Upload).where(Upload.status == "pending", Upload.expires_at < db_epoch()).limit(limit)

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from reelforge import errors
 from reelforge.api import convert
 from reelforge.api.deps import Container, CurrentUser
-from reelforge.api.schemas.common import iso
+from reelforge.api.schemas.common import MAX_ID, iso
 from reelforge.api.schemas.jobs import (
     JobCreate,
     JobHistoryPublic,
@@ -66,7 +66,7 @@ def cancel_job(job_id: str, p: CurrentUser, c: Container) -> JobPublic:
 
 @router.get("/jobs/{job_id}/history", response_model=JobHistoryPublic)
 def history(job_id: str, p: CurrentUser, c: Container,
-            after: Annotated[int, Query(ge=0)] = 0) -> JobHistoryPublic:
+            after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> JobHistoryPublic:
     job = c.jobs.get(p, job_id)
     return JobHistoryPublic(job_id=job.id, status=job.status,
                             events=[convert.event(e) for e in c.jobs.history(p, job_id, after=after)])

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Response
 from reelforge.api import convert
 from reelforge.api.deps import Admin, Container, CurrentUser
 from reelforge.api.schemas.auth import UserPublic, UsersPublic, UserUpdate
+from reelforge.api.schemas.common import MAX_ID
 from reelforge.api.schemas.misc import (
     CreditEntryPublic,
     CreditGrant,
@@ -26,7 +27,7 @@ router = APIRouter()
 
 @router.get("/credits", response_model=CreditsPublic, tags=["credits"])
 def credits(p: CurrentUser, c: Container, limit: Annotated[int, Query(ge=1, le=500)] = 100,
-            before: Annotated[int | None, Query(ge=1)] = None) -> CreditsPublic:
+            before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> CreditsPublic:
     """Balance and ledger, newest first."""
     return CreditsPublic(balance=c.credits.balance(p),
                          ledger=[convert.credit(e) for e in c.credits.ledger(p, limit=limit, before=before)])
@@ -39,7 +40,7 @@ def grant_credits(body: CreditGrant, admin: Admin, c: Container) -> CreditEntryP
 
 @router.get("/admin/users", response_model=UsersPublic, tags=["admin"])
 def list_users(admin: Admin, c: Container, limit: Annotated[int, Query(ge=1, le=500)] = 100,
-               offset: Annotated[int, Query(ge=0)] = 0) -> UsersPublic:
+               offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> UsersPublic:
     return UsersPublic(data=[convert.user(u) for u in c.auth.list_users(limit=limit, offset=offset)])
 
 
