@@ -14,8 +14,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from tests.fixtures.databases import PgServer, require_pg, truncate_pg  # noqa: E402
-from tests.fixtures.hashing import fast_password_hashing  # noqa: E402, F401
+from tests.fixtures.databases import PgServer, require_pg, truncate_pg
+from tests.fixtures.hashing import fast_password_hashing  # noqa: F401
 
 _SQLITE_TEMPLATE: dict[str, Path] = {}
 
