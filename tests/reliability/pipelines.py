@@ -4,7 +4,7 @@
 Every task appends ``start``/``end`` lines to the file named by the job input's ``log`` so a test can
 count executions across processes::
 
-    start <job_id> <path> <job attempt> <pid> <wall time>
+    start <job_id> <path> <job attempt> <pid> <wall time> <attempt of an existing checkpoint, or 0>
 
 One ``os.write`` on an ``O_APPEND`` descriptor per line: lines from concurrent processes never interleave.
 This module must import nothing from pytest: it runs inside ``reelforge worker``.
@@ -34,7 +34,16 @@ def record(ctx: StepContext, what: str) -> None:
     log = ctx.job_input.get("log") if isinstance(ctx.job_input, dict) else None
     if not log:
         return
-    line = f"{what} {ctx.job_id} {ctx.path} {ctx.attempt} {os.getpid()} {time.time():.6f}\n"
+    found = 0
+    if what == "start":
+        # A probe for the test: is this step's output already checkpointed while it starts? The runner
+        # must never run a step whose checkpoint exists (it would be recomputing finished work).
+        store = getattr(ctx.services, "store", None)
+        if store is not None:
+            with store.tx(write=False) as tx:
+                cp = tx.checkpoint(ctx.job_id, ctx.path)
+                found = cp.attempt if cp is not None else 0
+    line = f"{what} {ctx.job_id} {ctx.path} {ctx.attempt} {os.getpid()} {time.time():.6f} {found}\n"
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode())
@@ -216,6 +225,7 @@ class Execution:
     attempt: int
     pid: int
     ts: float
+    checkpointed: int  # on "start": attempt of a checkpoint of this path that already existed, else 0
 
 
 def read_log(path: Path) -> list[Execution]:
@@ -223,6 +233,6 @@ def read_log(path: Path) -> list[Execution]:
         return []
     out = []
     for line in path.read_text().splitlines():
-        what, job_id, step, attempt, pid, ts = line.split()
-        out.append(Execution(what, job_id, step, int(attempt), int(pid), float(ts)))
+        what, job_id, step, attempt, pid, ts, found = line.split()
+        out.append(Execution(what, job_id, step, int(attempt), int(pid), float(ts), int(found)))
     return out

@@ -4,6 +4,13 @@ Proves: a lease that stops being renewed expires and another worker takes the jo
 attempt); the new attempt resumes from checkpoints (ExecutionResumed, TaskSkipped) and a step whose
 output was checkpointed never runs again; the final transition, the outputs, the credit settle and the
 `job.succeeded` event happen exactly once per job, whatever was killed when.
+
+Design: real `reelforge worker --concurrency 2` processes (lease 2 s, heartbeat 0.3 s, poll 0.05 s) run
+`test.steps` jobs (Task -> Map(max_concurrency=2) -> Parallel -> Task, 50-200 ms per step). 20 rounds:
+wait a random 0.2-1.5 s, SIGKILL a worker that holds a job at that moment (so every kill lands inside
+a job), start a replacement. The queue is topped up so that there is always work to interrupt. Every
+step appends start/end lines to a file, and at each start notes whether its own checkpoint already
+exists: the strict check that finished work is never recomputed. Seed: REELFORGE_CHAOS_SEED.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ from tests.reliability.conftest import WorkerProcs, balance, job_record, wait_un
 from tests.reliability.pipelines import STEPS_PRICE, expected_steps_output, read_log, steps_task_paths
 
 ROUNDS = 20
-JOBS = 6  # kept unfinished until the last kill
-WORKERS = 3  # a replacement takes ~2 s to import; the others keep the jobs moving meanwhile
+JOBS = 10  # kept unfinished until the last kill: more than the slots, so an idle worker finds work
+WORKERS = 3  # a replacement takes seconds to import; the others keep the jobs moving meanwhile
 MAX_JOBS = 30  # the starting grant (100) pays for 33
 ITEMS = 8
 
@@ -100,6 +107,9 @@ def test_sigkill_at_random_points(container: Any, user: Any, procs: WorkerProcs,
     assert all(w.alive() for w in alive), "a surviving worker crashed"
 
     effects = read_log(log)
+    # The strict form of "never recomputed": no step ever started while its own checkpoint existed.
+    recomputed = [e for e in effects if e.what == "start" and e.checkpointed]
+    assert recomputed == [], f"checkpointed steps ran again: {recomputed[:5]}"
     started: collections.Counter[tuple[str, str, int]] = collections.Counter()
     ended: collections.Counter[tuple[str, str, int]] = collections.Counter()
     for e in effects:

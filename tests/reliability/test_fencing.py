@@ -149,6 +149,7 @@ def test_sigstopped_worker_is_fenced_off(container: Any, user: Any, procs: Worke
     assert rec.checkpoints["s1"].attempt == 1
     assert all(rec.checkpoints[s].attempt == 2 for s in ("s2", "s3", "s4"))
     effects = read_log(log)
+    assert not [e for e in effects if e.checkpointed], "a checkpointed step ran again"
     assert [(e.what, e.pid) for e in effects if e.path == "s1"] == [("start", a.pid), ("end", a.pid)]
     s2 = [(e.what, e.pid, e.attempt) for e in effects if e.path == "s2"]
     assert ("start", a.pid, 1) in s2 and ("start", b.pid, 2) in s2 and ("end", b.pid, 2) in s2

@@ -74,6 +74,7 @@ def test_sigterm_hands_back_a_long_job(container: Any, user: Any, procs: WorkerP
     assert [e.path for e in rec.events if e.type == "TaskSkipped"] == ended_by_a
     # What A finished ran once; the step A was in ran again in B, and so did the rest.
     effects = read_log(log)
+    assert not [e for e in effects if e.checkpointed], "a checkpointed step ran again"
     for step in SLOW_STEPS:
         runs = [(e.what, e.pid) for e in effects if e.path == step]
         if step in ended_by_a:

@@ -79,9 +79,9 @@ class LocalExecutor:
             return True
         return res.cpu <= cap.cpu and res.gpu <= cap.gpu and res.memory_mb <= cap.memory_mb
 
-    def shutdown(self) -> None:
-        """Wait for running steps and stop the pool; queued steps are cancelled."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the pool (waiting for running steps unless wait=False); queued steps are cancelled."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)
 
     def __enter__(self) -> LocalExecutor:
         return self

@@ -198,7 +198,8 @@ class Worker:
         while not stop.wait(0.5):
             pass
         self.stop()
-        self.executor.shutdown()
+        # Jobs still in flight were handed back; a step that ignores cancellation must not hold the exit.
+        self.executor.shutdown(wait=False)
 
     # --- claiming -----------------------------------------------------------------------------
     def _slot(self) -> None:
@@ -313,6 +314,8 @@ class Worker:
                     if job.cancel_requested:
                         run.cancel.set()
                 except errors.StaleLease:
+                    if run.done.is_set():
+                        continue  # the job ended between the check above and this heartbeat
                     log.warning("job %s: lease lost; stopping its steps", run.job.id)
                     run.stale.set()
                     run.cancel.set()

@@ -487,6 +487,14 @@ class Tx:
                     self.s.add(Schedule(name=name, interval_s=interval_s, next_run_at=now))
             except IntegrityError:
                 pass
+        if self.pg:
+            # A worker frozen mid-transaction must not block everybody's maintenance: skip a locked row.
+            row = self.s.execute(
+                select(Schedule.name).where(Schedule.name == name, Schedule.next_run_at <= now)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return False
         res = self.s.execute(
             update(Schedule).where(Schedule.name == name, Schedule.next_run_at <= now).values(
                 next_run_at=now + interval_s, last_run_at=now, last_runner=runner, interval_s=interval_s
