@@ -408,6 +408,18 @@ def run_celery(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 
 # --- machine info -------------------------------------------------------------------------------------------
+def _git_state() -> dict[str, Any] | None:
+    """The commit measured, and whether the queue's code differed from it (others may edit the tree)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "bench"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=10, check=True).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head, "modified": [line[3:] for line in dirty if line.strip()]}
+
+
 def machine_info(args: argparse.Namespace, systems: list[str]) -> dict[str, Any]:
     def version(pkg: str) -> str | None:
         try:
@@ -432,6 +444,7 @@ def machine_info(args: argparse.Namespace, systems: list[str]) -> dict[str, Any]
         "sqlite": sqlite3.sqlite_version,
         "packages": {p: version(p) for p in ("reelforge", "celery", "kombu", "redis", "sqlalchemy", "psycopg")},
         "reelforge_source": str(Path(str(__import__("reelforge").__file__)).parent),
+        "git": _git_state(),
     }
     if "postgres" in systems:
         with contextlib.suppress(Exception):

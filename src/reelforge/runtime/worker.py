@@ -49,8 +49,12 @@ class DbCheckpoints:
         self._lock = threading.Lock()
         self._history: History = []
         self._pending: dict[str, Any] = {}
-        with container.store.tx(write=False) as tx:
-            self._cache = {cp.path: cp.output for cp in tx.checkpoints(job.id)}
+        if job.attempt <= 1:
+            # first attempt: no checkpoint can exist (only fenced attempts write them); skip the read.
+            self._cache: dict[str, Any] = {}
+        else:
+            with container.store.tx(write=False) as tx:
+                self._cache = {cp.path: cp.output for cp in tx.checkpoints(job.id)}
 
     def get(self, path: str) -> tuple[bool, Any]:
         with self._lock:
@@ -84,6 +88,17 @@ class DbCheckpoints:
             raise
         with self._lock:
             self._cache[path] = output
+
+    def defer(self, path: str, output: Any) -> None:
+        """a checkpoint written with the next write of this attempt (next put or final transition)."""
+        with self._lock:
+            self._pending[path] = output
+            self._cache[path] = output
+
+    def take_pending(self) -> dict[str, Any]:
+        with self._lock:
+            out, self._pending = self._pending, {}
+        return out
 
     def history(self, event: str, path: str | None, **details: Any) -> None:
         # Buffered: written with the next checkpoint or the job's final transition (same fenced transaction).
@@ -218,6 +233,11 @@ class Worker:
             self.execute(job)
 
     def _claim(self) -> Job | None:
+        if not self.c.db.is_postgres:
+            # SQLite has one writer; an idle poll must not take the write lock (BEGIN IMMEDIATE).
+            with self.c.store.tx(write=False) as tx:
+                if not tx.has_ready_job(self.kinds):
+                    return None
         with self.c.store.tx() as tx:
             job = tx.claim_job(self.worker_id, self.settings.jobs.lease_s, self.kinds)
             if job is not None:
@@ -240,11 +260,13 @@ class Worker:
             try:
                 output = runner.run(pipeline, job.input)
                 outputs = output if isinstance(output, dict) else {"result": output}
-                self.c.jobs.succeed(job.id, job.attempt, outputs, history=cp.take_history())
+                self.c.jobs.succeed(job.id, job.attempt, outputs, history=cp.take_history(),
+                                    checkpoints=cp.take_pending())
                 self.jobs_done += 1
             except errors.JobCancelled:
                 if run.release.is_set() and not run.stale.is_set():
-                    self.c.jobs.release(job.id, job.attempt, history=cp.take_history())
+                    self.c.jobs.release(job.id, job.attempt, history=cp.take_history(),
+                                        checkpoints=cp.take_pending())
                 elif not run.stale.is_set():
                     self.c.jobs.cancelled(job.id, job.attempt, history=cp.take_history())
             except PipelineFailed as exc:

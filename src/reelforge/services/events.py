@@ -93,6 +93,10 @@ class EventService:
         """Turn new outbox events into one delivery per matching target."""
         with self.store.tx() as tx:
             events = tx.undispatched(limit)
+            # one webhook lookup per owner and one job lookup per batch, not two SELECTs per event.
+            hooks_of: dict[str, Any] = {}
+            subject_ids = [ev.subject_id for ev in events if ev.type.startswith("job.") and ev.subject_id]
+            callbacks = tx.job_callbacks(subject_ids) if subject_ids else {}
             for ev in events:
                 if ev.owner_id is None:
                     continue
@@ -102,15 +106,17 @@ class EventService:
                         tx.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=hook.id,
                                         target=f"webhook:{hook.id}", url=hook.url)
                     continue
-                for hook in tx.webhooks(ev.owner_id):
+                if ev.owner_id not in hooks_of:
+                    hooks_of[ev.owner_id] = tx.webhooks(ev.owner_id)
+                for hook in hooks_of[ev.owner_id]:
                     if hook.active and matches(list(hook.event_types or []), ev.type):
                         tx.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=hook.id,
                                         target=f"webhook:{hook.id}", url=hook.url)
                 if ev.type.startswith("job.") and ev.subject_id:
-                    job = tx.job(ev.subject_id)
-                    if job is not None and job.callback_url:
+                    url = callbacks.get(ev.subject_id)
+                    if url:
                         tx.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=None,
-                                        target=f"callback:{job.id}", url=job.callback_url)
+                                        target=f"callback:{ev.subject_id}", url=url)
             tx.mark_dispatched([ev.seq for ev in events])
             return len(events)
 

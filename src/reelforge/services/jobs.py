@@ -188,18 +188,22 @@ class JobService:
 
     def _finish(self, tx: Tx, job: Job, status: str, **values: Any) -> Job:
         now = tx.now()
-        tx.update_job(job.id, status=status, finished_at=now, expires_at=now + self.settings.jobs.ttl_s,
-                      lease_expires_at=None, **values)
-        job = tx.job(job.id)  # type: ignore[assignment]
-        return job
+        # UPDATE ... RETURNING instead of UPDATE + SELECT.
+        return tx.update_job_returning(job.id, status=status, finished_at=now,
+                                       expires_at=now + self.settings.jobs.ttl_s, lease_expires_at=None, **values)
 
     def succeed(self, job_id: str, attempt: int, outputs: dict[str, Any],
-                history: Sequence[tuple[str, str | None, dict[str, Any]]] = ()) -> Job:
+                history: Sequence[tuple[str, str | None, dict[str, Any]]] = (),
+                checkpoints: dict[str, Any] | None = None) -> Job:
         with self.store.tx() as tx:
-            job = tx.fence(job_id, attempt)
+            now = tx.now()
+            # fence and finish in one UPDATE ... RETURNING.
+            job = tx.fence(job_id, attempt, status="succeeded", finished_at=now,
+                           expires_at=now + self.settings.jobs.ttl_s, lease_expires_at=None, outputs=outputs,
+                           progress=1.0, error_code=None, error_message=None)
             self._flush_history(tx, job_id, attempt, history)
-            job = self._finish(tx, job, "succeeded", outputs=outputs, progress=1.0, error_code=None,
-                               error_message=None)
+            for path, out in (checkpoints or {}).items():
+                tx.put_checkpoint(job_id, path, out, attempt)
             if job.credits_state == "reserved":
                 tx.credit(job.owner_id, 0, CreditKind.settle, job_id=job.id, note=f"{job.kind}: {job.credits} spent")
                 tx.update_job(job.id, credits_state="settled")
@@ -246,11 +250,14 @@ class JobService:
         return job
 
     def release(self, job_id: str, attempt: int,
-                history: Sequence[tuple[str, str | None, dict[str, Any]]] = ()) -> None:
+                history: Sequence[tuple[str, str | None, dict[str, Any]]] = (),
+                checkpoints: dict[str, Any] | None = None) -> None:
         """Give a job back on shutdown without counting a failure; its checkpoints let the next worker go on."""
         with self.store.tx() as tx:
             tx.fence(job_id, attempt)
             self._flush_history(tx, job_id, attempt, history)
+            for path, out in (checkpoints or {}).items():
+                tx.put_checkpoint(job_id, path, out, attempt)
             tx.update_job(job_id, status="queued", worker_id=None, lease_expires_at=None, run_at=tx.now())
             tx.add_event(job_id, "JobReleased", attempt=attempt)
             self._notify(tx)

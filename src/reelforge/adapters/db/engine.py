@@ -12,7 +12,6 @@ from sqlalchemy import Float, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.functions import FunctionElement
 
 _begin_mode: contextvars.ContextVar[str] = contextvars.ContextVar("_begin_mode", default="IMMEDIATE")
@@ -54,8 +53,9 @@ class Database:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = create_engine(
-                self.url, echo=echo, poolclass=NullPool, connect_args={"timeout": 60, "check_same_thread": False}
-            )
+                self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size * 2,
+                connect_args={"timeout": 60, "check_same_thread": False}
+            )  # QueuePool, not NullPool
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         else:

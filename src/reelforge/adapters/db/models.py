@@ -91,6 +91,8 @@ class Job(Base):
         Index("ix_jobs_ready", "status", "priority", "run_at"),
         Index("ix_jobs_owner_created", "owner_id", "created_at"),
         Index("ix_jobs_lease", "status", "lease_expires_at"),
+        # Admin statistics read the jobs that finished in a window.
+        Index("ix_jobs_finished", "finished_at"),
     )
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -123,6 +125,9 @@ class Job(Base):
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     updated_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # W3C trace context ({"traceparent": ..., "tracestate": ...}) of the request that submitted the job, so
+    # the worker's job span continues the submitter's trace. Null when tracing is off.
+    trace_context: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
 
 
 class JobEvent(Base):
@@ -254,3 +259,64 @@ class Worker(Base):
     status: Mapped[str] = mapped_column(String(16), default="running")
     started_at: Mapped[float] = mapped_column(Float)
     heartbeat_at: Mapped[float] = mapped_column(Float)
+
+
+class Alarm(Base):
+    """Current state of one alarm (a rule, or a rule for one subject such as a model)."""
+
+    __tablename__ = "alarms"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="ok")
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(String(500), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    changed_at: Mapped[float] = mapped_column(Float)
+    raised_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resolved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    evaluated_at: Mapped[float] = mapped_column(Float)
+
+
+class AlarmHistory(Base):
+    """Append-only: every time an alarm was raised or resolved."""
+
+    __tablename__ = "alarm_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))
+    rule: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(16))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(String(500), default="")
+    ts: Mapped[float] = mapped_column(Float, index=True)
+
+
+class QueueSample(Base):
+    """Queue depth, written on every alarm tick (the admin console's queue chart)."""
+
+    __tablename__ = "queue_samples"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[float] = mapped_column(Float, index=True)
+    queued: Mapped[int] = mapped_column(Integer)
+    running: Mapped[int] = mapped_column(Integer)
+    oldest_age_s: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ModelInvocation(Base):
+    """One model adapter run on a worker: the cross-process source of model metrics and error-rate alarms."""
+
+    __tablename__ = "model_invocations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[float] = mapped_column(Float, index=True)
+    task: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(100))
+    job_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    worker_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    seconds: Mapped[float] = mapped_column(Float)
+    # Set when this call loaded the model (its setup() ran first): the load time, not counted in `seconds`.
+    load_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    unit: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    units: Mapped[float] = mapped_column(Float, default=0.0)

@@ -7,13 +7,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import Integer, and_, case, cast, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from reelforge import errors
 from reelforge.adapters.db.engine import Database, db_epoch
 from reelforge.adapters.db.models import (
+    Alarm,
+    AlarmHistory,
     ApiKey,
     Asset,
     Checkpoint,
@@ -21,7 +23,9 @@ from reelforge.adapters.db.models import (
     Delivery,
     Job,
     JobEvent,
+    ModelInvocation,
     OutboxEvent,
+    QueueSample,
     RefreshToken,
     Schedule,
     Upload,
@@ -31,9 +35,31 @@ from reelforge.adapters.db.models import (
 )
 
 __all__ = [
-    "ApiKey", "Asset", "CreditEntry", "Delivery", "DuplicateKey", "Job", "JobEvent", "OutboxEvent",
-    "RefreshToken", "Store", "Tx", "Upload", "User", "Webhook", "Worker", "new_id",
+    "Alarm",
+    "AlarmHistory",
+    "ApiKey",
+    "Asset",
+    "CreditEntry",
+    "Delivery",
+    "DuplicateKey",
+    "Job",
+    "JobEvent",
+    "ModelInvocation",
+    "OutboxEvent",
+    "QueueSample",
+    "RefreshToken",
+    "Store",
+    "Tx",
+    "Upload",
+    "User",
+    "Webhook",
+    "Worker",
+    "new_id",
 ]
+
+# Job history events the metrics read: step attempts (with duration_s) and a job's terminal transition.
+STEP_EVENTS = ("TaskSucceeded", "TaskFailed")
+END_EVENTS = ("JobSucceeded", "JobFailed", "JobDead", "JobCancelled")
 
 TERMINAL = ("succeeded", "failed", "cancelled", "dead")
 
@@ -68,9 +94,13 @@ class Tx:
     def __init__(self, session: Session, postgres: bool) -> None:
         self.s = session
         self.pg = postgres
+        self._now: float | None = None
 
     def now(self) -> float:
-        return float(self.s.execute(db_epoch().select()).scalar_one())
+        # one clock reading per transaction (like PostgreSQL's now()), not one round trip per call.
+        if self._now is None:
+            self._now = float(self.s.execute(db_epoch().select()).scalar_one())
+        return self._now
 
     def flush(self) -> None:
         try:
@@ -228,20 +258,20 @@ class Tx:
         q = q.order_by(Job.priority.desc(), Job.run_at, Job.created_at).limit(1)
         if self.pg:
             q = q.with_for_update(skip_locked=True)
-        job_id = self.s.execute(q).scalar_one_or_none()
-        if job_id is None:
-            return None
         now = self.now()
-        res = self.s.execute(
-            update(Job).where(Job.id == job_id, Job.status == "queued").values(
-                status="running", attempt=Job.attempt + 1, worker_id=worker_id, lease_expires_at=now + lease_s,
-                heartbeat_at=now, started_at=func.coalesce(Job.started_at, now), updated_at=now,
-            )
-        )
-        if res.rowcount != 1:  # type: ignore[attr-defined]
-            return None
-        self.s.expire_all()
-        return self.job(job_id)
+        # one statement, UPDATE ... WHERE id = (SELECT ... SKIP LOCKED) RETURNING *.
+        stmt = update(Job).where(Job.id == q.scalar_subquery(), Job.status == "queued").values(
+            status="running", attempt=Job.attempt + 1, worker_id=worker_id, lease_expires_at=now + lease_s,
+            heartbeat_at=now, started_at=func.coalesce(Job.started_at, now), updated_at=now,
+        ).returning(Job)
+        return self.s.execute(stmt, execution_options={"synchronize_session": False,
+                                                       "populate_existing": True}).scalar_one_or_none()
+
+    def has_ready_job(self, kinds: Sequence[str] | None = None) -> bool:
+        q = select(Job.id).where(Job.status == "queued", Job.run_at <= db_epoch())
+        if kinds:
+            q = q.where(Job.kind.in_(list(kinds)))
+        return self.s.execute(q.limit(1)).first() is not None
 
     def expired_leases(self, limit: int = 100) -> Sequence[Job]:
         q = select(Job).where(Job.status == "running", Job.lease_expires_at < db_epoch()).limit(limit)
@@ -249,7 +279,7 @@ class Tx:
             q = q.with_for_update(skip_locked=True)
         return self.s.execute(q).scalars().all()
 
-    def fence(self, job_id: str, attempt: int, lease_s: float | None = None) -> Job:
+    def fence(self, job_id: str, attempt: int, lease_s: float | None = None, **set_values: Any) -> Job:
         """Prove this worker still holds the job (same attempt, running, lease alive) and lock its row.
 
         Every worker write goes through here first, inside the same transaction, so a stale worker's late
@@ -259,21 +289,33 @@ class Tx:
         values: dict[str, Any] = {"heartbeat_at": now, "updated_at": now}
         if lease_s is not None:
             values["lease_expires_at"] = now + lease_s
-        res = self.s.execute(
+        values.update(set_values)  # a transition in the fencing UPDATE itself
+        # UPDATE ... RETURNING instead of UPDATE, expire_all, SELECT.
+        job = self.s.execute(
             update(Job).where(Job.id == job_id, Job.attempt == attempt, Job.status == "running",
-                              Job.lease_expires_at >= now).values(**values)
-        )
-        if res.rowcount != 1:  # type: ignore[attr-defined]
+                              Job.lease_expires_at >= now).values(**values).returning(Job),
+            execution_options={"synchronize_session": False, "populate_existing": True},
+        ).scalar_one_or_none()
+        if job is None:
             raise errors.StaleLease(f"job {job_id} attempt {attempt} no longer holds its lease")
-        self.s.expire_all()
-        job = self.job(job_id)
-        assert job is not None
         return job
+
+    def job_callbacks(self, job_ids: Sequence[str]) -> dict[str, str]:
+        rows = self.s.execute(select(Job.id, Job.callback_url).where(Job.id.in_(list(job_ids)),
+                                                                   Job.callback_url.is_not(None))).all()
+        return {r[0]: str(r[1]) for r in rows}
 
     def update_job(self, job_id: str, **values: Any) -> None:
         values.setdefault("updated_at", self.now())
         self.s.execute(update(Job).where(Job.id == job_id).values(**values))
         self.s.expire_all()
+
+    def update_job_returning(self, job_id: str, **values: Any) -> Job:
+        values.setdefault("updated_at", self.now())
+        return self.s.execute(
+            update(Job).where(Job.id == job_id).values(**values).returning(Job),
+            execution_options={"synchronize_session": False, "populate_existing": True},
+        ).scalar_one()
 
     def set_job_status_if(self, job_id: str, expected: Sequence[str], **values: Any) -> bool:
         values.setdefault("updated_at", self.now())
@@ -318,13 +360,16 @@ class Tx:
         return self.s.execute(select(Checkpoint).where(Checkpoint.job_id == job_id)).scalars().all()
 
     def put_checkpoint(self, job_id: str, path: str, output: Any, attempt: int) -> None:
-        existing = self.s.get(Checkpoint, (job_id, path))
-        if existing is not None:
-            existing.output = output
-            existing.attempt = attempt
-        else:
-            self.s.add(Checkpoint(job_id=job_id, path=path, output=output, attempt=attempt, created_at=self.now()))
-        self.flush()
+        # one INSERT ... ON CONFLICT DO UPDATE instead of SELECT + INSERT/UPDATE.
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect_insert: Any = postgresql.insert if self.pg else sqlite.insert
+        self.s.flush()
+        stmt = dialect_insert(Checkpoint).values(job_id=job_id, path=path, output=output, attempt=attempt,
+                                                 created_at=self.now())
+        stmt = stmt.on_conflict_do_update(index_elements=[Checkpoint.job_id, Checkpoint.path],
+                                          set_={"output": stmt.excluded.output, "attempt": stmt.excluded.attempt})
+        self.s.execute(stmt)
 
     # --- assets and uploads ---------------------------------------------------------------------
     def add_asset(self, **values: Any) -> Asset:
@@ -515,3 +560,176 @@ class Tx:
 
     def workers(self) -> Sequence[Worker]:
         return self.s.execute(select(Worker).order_by(Worker.heartbeat_at.desc())).scalars().all()
+
+    # --- observability: metrics read at scrape time, alarms, admin statistics -----------------------
+    def _hour(self, col: Any) -> Any:
+        """Hour bucket (epoch seconds // 3600) of a time column, the same on both engines."""
+        return func.floor(col / 3600) if self.pg else cast(col / 3600, Integer)
+
+    def history_for_metrics(self, after: int, limit: int) -> list[tuple[Any, ...]]:
+        """Step attempts and job ends after event id `after`, oldest first:
+        (id, ts, type, path, details, kind, created_at, started_at)."""
+        rows = self.s.execute(
+            select(JobEvent.id, JobEvent.ts, JobEvent.type, JobEvent.path, JobEvent.details, Job.kind,
+                   Job.created_at, Job.started_at)
+            .join(Job, Job.id == JobEvent.job_id)
+            .where(JobEvent.id > after, JobEvent.type.in_(STEP_EVENTS + END_EVENTS))
+            .order_by(JobEvent.id).limit(limit)
+        ).all()
+        return [tuple(r) for r in rows]
+
+    def ledger_for_metrics(self, after: int, limit: int) -> list[tuple[Any, ...]]:
+        """Settle and refund lines after ledger id `after`: (id, created_at, kind, amount, job kind, job credits)."""
+        rows = self.s.execute(
+            select(CreditEntry.id, CreditEntry.created_at, CreditEntry.kind, CreditEntry.amount, Job.kind,
+                   Job.credits)
+            .outerjoin(Job, Job.id == CreditEntry.job_id)
+            .where(CreditEntry.id > after, CreditEntry.kind.in_(["settle", "refund"]))
+            .order_by(CreditEntry.id).limit(limit)
+        ).all()
+        return [tuple(r) for r in rows]
+
+    def invocations_after(self, after: int, limit: int) -> Sequence[ModelInvocation]:
+        return self.s.execute(
+            select(ModelInvocation).where(ModelInvocation.id > after).order_by(ModelInvocation.id).limit(limit)
+        ).scalars().all()
+
+    def delivery_totals(self) -> list[tuple[str, int, int]]:
+        """(status, deliveries, attempts) over every delivery."""
+        rows = self.s.execute(
+            select(Delivery.status, func.count(), func.coalesce(func.sum(Delivery.attempts), 0))
+            .group_by(Delivery.status)
+        ).all()
+        return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
+    def add_model_invocation(self, **values: Any) -> None:
+        self.s.add(ModelInvocation(ts=self.now(), **values))
+
+    def model_invocation_counts(self, since: float) -> list[tuple[str, str, int, int]]:
+        """Per (task, model) since `since`: (task, model, runs, errors); cancellations count as neither."""
+        errors_ = func.sum(case((ModelInvocation.ok.is_(False), 1), else_=0))
+        rows = self.s.execute(
+            select(ModelInvocation.task, ModelInvocation.model, func.count(), errors_)
+            .where(ModelInvocation.ts >= since, or_(ModelInvocation.error.is_(None),
+                                                    ModelInvocation.error != "cancelled"))
+            .group_by(ModelInvocation.task, ModelInvocation.model)
+        ).all()
+        return [(r[0], r[1], int(r[2]), int(r[3] or 0)) for r in rows]
+
+    def finished_counts(self, since: float) -> dict[str, int]:
+        """Jobs that ended since `since`, by final status."""
+        rows = self.s.execute(
+            select(Job.status, func.count()).where(Job.finished_at >= since, Job.status.in_(TERMINAL))
+            .group_by(Job.status)
+        ).all()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def queue_now(self) -> dict[str, float]:
+        """queued, ready (queued and due), running, and the age of the oldest ready job (seconds due)."""
+        now = self.now()
+        queued, ready, oldest_run_at = self.s.execute(
+            select(func.count(), func.sum(case((Job.run_at <= now, 1), else_=0)),
+                   func.min(case((Job.run_at <= now, Job.run_at), else_=None)))
+            .where(Job.status == "queued")
+        ).one()
+        running = self.s.execute(select(func.count()).where(Job.status == "running")).scalar_one()
+        return {"queued": int(queued or 0), "ready": int(ready or 0), "running": int(running or 0),
+                "oldest_ready_age_s": max(0.0, now - float(oldest_run_at)) if oldest_run_at is not None else 0.0}
+
+    def last_worker_heartbeat(self) -> float | None:
+        """The newest heartbeat of a worker that has not stopped."""
+        value = self.s.execute(select(func.max(Worker.heartbeat_at)).where(Worker.status != "stopped")).scalar_one()
+        return float(value) if value is not None else None
+
+    def admin_ids(self) -> list[str]:
+        return list(self.s.execute(
+            select(User.id).where(User.role == "admin", User.disabled.is_(False)).order_by(User.created_at)
+        ).scalars().all())
+
+    def alarm(self, key: str) -> Alarm | None:
+        return self.s.get(Alarm, key)
+
+    def alarms(self, *, state: str | None = None) -> Sequence[Alarm]:
+        q = select(Alarm)
+        if state:
+            q = q.where(Alarm.state == state)
+        return self.s.execute(q.order_by(Alarm.changed_at.desc(), Alarm.key)).scalars().all()
+
+    def save_alarm(self, key: str, **values: Any) -> Alarm:
+        alarm = self.s.get(Alarm, key)
+        if alarm is None:
+            alarm = Alarm(key=key, **values)
+            self.s.add(alarm)
+        else:
+            for k, v in values.items():
+                setattr(alarm, k, v)
+        self.flush()
+        return alarm
+
+    def add_alarm_history(self, **values: Any) -> None:
+        self.s.add(AlarmHistory(ts=self.now(), **values))
+
+    def alarm_history(self, since: float, limit: int = 100) -> Sequence[AlarmHistory]:
+        return self.s.execute(
+            select(AlarmHistory).where(AlarmHistory.ts >= since)
+            .order_by(AlarmHistory.ts.desc(), AlarmHistory.id.desc()).limit(limit)
+        ).scalars().all()
+
+    def add_queue_sample(self, *, queued: int, running: int, oldest_age_s: float) -> None:
+        self.s.add(QueueSample(ts=self.now(), queued=queued, running=running, oldest_age_s=oldest_age_s))
+
+    def queue_samples(self, since: float, limit: int = 10_000) -> Sequence[QueueSample]:
+        return self.s.execute(
+            select(QueueSample).where(QueueSample.ts >= since).order_by(QueueSample.ts).limit(limit)
+        ).scalars().all()
+
+    def prune_observability(self, before: float) -> int:
+        """Drop queue samples, model invocations and alarm history older than `before`."""
+        n = 0
+        for model in (QueueSample, ModelInvocation, AlarmHistory):
+            res = self.s.execute(delete(model).where(model.ts < before))
+            n += int(res.rowcount or 0)  # type: ignore[attr-defined]
+        return n
+
+    def running_jobs(self, limit: int = 200) -> list[tuple[Job, float | None]]:
+        """Running jobs with the seconds left on each lease (database clock), oldest claim first."""
+        now = self.now()
+        rows = self.s.execute(
+            select(Job).where(Job.status == "running").order_by(Job.started_at, Job.id).limit(limit)
+        ).scalars().all()
+        return [(j, (j.lease_expires_at - now) if j.lease_expires_at is not None else None) for j in rows]
+
+    def ended_badly(self, limit: int = 50) -> Sequence[Job]:
+        """The most recent dead and failed jobs."""
+        return self.s.execute(
+            select(Job).where(Job.status.in_(["dead", "failed"]))
+            .order_by(Job.finished_at.desc(), Job.id).limit(limit)
+        ).scalars().all()
+
+    def jobs_per_hour(self, since: float) -> list[tuple[int, str, int]]:
+        """(hour bucket, status, count) for jobs that ended since `since`."""
+        hour = self._hour(Job.finished_at)
+        rows = self.s.execute(
+            select(hour, Job.status, func.count()).where(Job.finished_at >= since, Job.status.in_(TERMINAL))
+            .group_by(hour, Job.status)
+        ).all()
+        return [(int(r[0]), r[1], int(r[2])) for r in rows]
+
+    def credits_settled_per_hour(self, since: float) -> list[tuple[int, int]]:
+        """(hour bucket, credits) charged by jobs that succeeded (settled) since `since`."""
+        hour = self._hour(Job.finished_at)
+        rows = self.s.execute(
+            select(hour, func.coalesce(func.sum(Job.credits), 0))
+            .where(Job.finished_at >= since, Job.credits_state == "settled")
+            .group_by(hour)
+        ).all()
+        return [(int(r[0]), int(r[1])) for r in rows]
+
+    def run_durations(self, since: float, limit: int = 100_000) -> list[tuple[str, float]]:
+        """(kind, seconds from first claim to success) of jobs that succeeded since `since`, newest first."""
+        rows = self.s.execute(
+            select(Job.kind, Job.finished_at - Job.started_at)
+            .where(Job.finished_at >= since, Job.status == "succeeded", Job.started_at.is_not(None))
+            .order_by(Job.finished_at.desc()).limit(limit)
+        ).all()
+        return [(r[0], float(r[1] or 0.0)) for r in rows]
