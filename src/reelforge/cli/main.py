@@ -1,4 +1,5 @@
-"""The `reelforge` command: servers, migrations, accounts, models and the demo."""
+"""The `reelforge` command: servers, migrations, accounts, models and the demo (local), and the commands that
+talk to a running server (login, submit, jobs, upload, download, ...: see `reelforge.cli.remote`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from reelforge.config import Settings, get_settings
+from reelforge.cli import remote
+
+if TYPE_CHECKING:
+    from reelforge.config import Settings
 
 app = typer.Typer(help="reelforge: generative-AI media platform.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -26,6 +30,8 @@ EXIT_FAILED = 1
 
 
 def _container(settings: Settings | None = None) -> Any:
+    # Settings (pydantic-settings) load on demand: half a second that the remote commands do not need.
+    from reelforge.config import get_settings
     from reelforge.container import Container
     from reelforge.observability import configure_logging
 
@@ -173,8 +179,18 @@ def users_grant(email: str, amount: int, note: Annotated[str, typer.Option()] = 
 
 @models_app.command("list")
 def models_list(as_json: Annotated[bool, typer.Option("--json")] = False,
-                task: Annotated[str | None, typer.Option()] = None) -> None:
-    """Every model adapter, whether it can run here, and why not."""
+                task: Annotated[str | None, typer.Option()] = None,
+                url: remote.UrlOpt = None,
+                local: Annotated[bool, typer.Option("--local", help="This machine's adapters, even when logged in")]
+                = False) -> None:
+    """Every model adapter, whether it can run, and why not.
+
+    Asks the server when one is configured (--url, $REELFORGE_URL or $REELFORGE_API_KEY, or a saved
+    `reelforge login`); otherwise, or with --local, lists the adapters of this machine's settings.
+    """
+    if not local and remote.server_configured(url):
+        remote.models_list_remote(url, task, as_json)
+        return
     c = _container()
     infos = c.models.list(task)
     if as_json:
@@ -191,6 +207,7 @@ def models_pull(hub_id: str, name: Annotated[str | None, typer.Option()] = None)
     """Download a diffusers pipeline from the hub into the models directory (needs internet)."""
     from reelforge import errors
     from reelforge.adapters.models.image_generate.diffusers_sd import pull
+    from reelforge.config import get_settings
 
     s = get_settings()
     try:
@@ -206,6 +223,9 @@ def demo(url: Annotated[str | None, typer.Option(help="A running server; default
     from reelforge.cli.demo import run_demo
 
     raise typer.Exit(run_demo(url))
+
+
+remote.register(app)
 
 
 def main() -> None:
