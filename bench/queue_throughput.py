@@ -309,8 +309,15 @@ def _run_reelforge(engine: str, url: str, dbname: str, args: argparse.Namespace,
         meter = CpuMeter(groups)
         meter.start()
         first = time.time()
-        for i in range(args.jobs):
-            c.jobs.submit(principal, "system.noop", {"echo": i})
+        if args.batch > 1:
+            # JobService.submit_many: one transaction (validation, credits, JobQueued history, one NOTIFY) per
+            # batch, what POST /v1/jobs/batch runs.
+            for start in range(0, args.jobs, args.batch):
+                c.jobs.submit_many(principal, [{"kind": "system.noop", "input": {"echo": i}}
+                                               for i in range(start, min(args.jobs, start + args.batch))])
+        else:
+            for i in range(args.jobs):
+                c.jobs.submit(principal, "system.noop", {"echo": i})
         last_submit = time.time()
         ok = _wait(lambda: finished(bench_user.id) >= args.jobs, args.timeout, workers, interval=0.05)
         cpu = meter.stop()
@@ -388,10 +395,22 @@ def run_celery(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         submitted: dict[str, float] = {}
         delay = celery_app.noop.delay
         first = time.time()
-        for i in range(args.jobs):
-            jid = f"j{i}"
-            submitted[jid] = time.time()
-            delay(jid)
+        if args.batch > 1:
+            # Celery's own batch submission: group(...).apply_async() publishes the batch's messages with one
+            # producer (one broker connection) instead of one .delay() each.
+            from celery import group
+
+            for start in range(0, args.jobs, args.batch):
+                ids = [f"j{i}" for i in range(start, min(args.jobs, start + args.batch))]
+                stamp = time.time()
+                for jid in ids:
+                    submitted[jid] = stamp
+                group(celery_app.noop.s(jid) for jid in ids).apply_async()
+        else:
+            for i in range(args.jobs):
+                jid = f"j{i}"
+                submitted[jid] = time.time()
+                delay(jid)
         last_submit = time.time()
         ok = _wait(lambda: r.hlen(celery_app.DONE_KEY) >= args.jobs, args.timeout, workers, interval=0.05)
         cpu = meter.stop()
@@ -627,6 +646,16 @@ def _median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return med
 
 
+def _jobs_settings() -> dict[str, Any]:
+    """The worker's batching settings (defaults unless REELFORGE_JOBS__* says otherwise)."""
+    from reelforge.config import JobSettings
+
+    js = JobSettings()
+    return {"prefetch": os.environ.get("REELFORGE_JOBS__PREFETCH", js.prefetch),
+            "finish_window_s": os.environ.get("REELFORGE_JOBS__FINISH_WINDOW_S", js.finish_window_s),
+            "finish_batch_max": os.environ.get("REELFORGE_JOBS__FINISH_BATCH_MAX", js.finish_batch_max)}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_worker"]:
@@ -641,6 +670,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--only", default=",".join(SYSTEMS), help="comma list of sqlite,postgres,celery")
     ap.add_argument("--rounds", type=int, default=1, help="run every system this many times, interleaved")
     ap.add_argument("--celery-pool", default="threads", choices=["threads", "prefork", "solo"])
+    ap.add_argument("--batch", type=int, default=100,
+                    help="submit in batches of this size (reelforge: JobService.submit_many, the body of POST "
+                         "/v1/jobs/batch; celery: group(...).apply_async()); 1 = one submit per job")
     ap.add_argument("--sqlite-poll", type=float, default=0.05, help="REELFORGE_JOBS__POLL_INTERVAL_S on SQLite")
     ap.add_argument("--pg-url", default=DEFAULT_PG, help="maintenance URL; a fresh database is made per run")
     ap.add_argument("--redis-url", default=DEFAULT_REDIS, help="Celery broker (flushed before the run)")
@@ -685,7 +717,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "params": {"jobs": args.jobs, "workers": args.workers, "concurrency": args.concurrency,
                    "rounds": args.rounds, "celery_pool": args.celery_pool, "sqlite_poll_interval_s": args.sqlite_poll,
                    "postgres_poll_interval_s": "default (LISTEN/NOTIFY wake-ups)", "systems": systems,
-                   "profiled": bool(args.profile)},
+                   "profiled": bool(args.profile), "submit_batch": args.batch,
+                   "reelforge_jobs_settings": _jobs_settings()},
         "results": results,
         "ratios": ratios,
         "goal": goal,

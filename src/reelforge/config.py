@@ -63,6 +63,13 @@ class JobSettings(BaseModel):
     poll_interval_s: float = 1.0
     shutdown_grace_s: float = 30.0
     max_wait_s: int = 60
+    # Jobs a worker claims per claim transaction (prefetch); 1 claims one at a time. Prefetched jobs wait in
+    # the worker (leases renewed by its heartbeat) and are handed back on shutdown.
+    prefetch: int = Field(default=4, ge=1, le=100)
+    # Successes finishing within this window go into one transaction (each job fenced on its own); 0 = one
+    # transaction per job.
+    finish_window_s: float = Field(default=0.005, ge=0.0, le=1.0)
+    finish_batch_max: int = Field(default=64, ge=1, le=1000)
 
 
 class CreditSettings(BaseModel):
@@ -87,6 +94,44 @@ class ModelSettings(BaseModel):
     max_pixels: int = 2048 * 2048
 
 
+class OtelSettings(BaseModel):
+    # OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); empty turns tracing off (no-op spans).
+    endpoint: str = ""
+    service_name: str = ""  # empty: "reelforge-api" / "reelforge-worker"
+    headers: dict[str, str] = Field(default_factory=dict)
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    timeout_s: float = 10.0
+
+
+class MetricsSettings(BaseModel):
+    # Worker-side figures are read from the database at scrape time. Rows younger than this are left for
+    # the next scrape, so a transaction that commits a smaller id a little late is not skipped.
+    db_lag_s: float = 2.0
+    # Rows read per table and scrape; a large backlog (first scrape of an old database) catches up over scrapes.
+    max_rows_per_scrape: int = 50_000
+
+
+class AlarmRule(BaseModel):
+    enabled: bool = True
+    threshold: float
+    window_s: float = 15 * 60
+    # Rate rules stay quiet below this many samples in the window (one failed job of one is not a trend).
+    min_samples: int = 5
+
+
+class AlarmSettings(BaseModel):
+    enabled: bool = True
+    # One worker evaluates the rules per tick (database schedule lock), and records a queue-depth sample.
+    interval_s: float = 60.0
+    # Samples and model invocation rows older than this are pruned on the tick.
+    retention_s: float = 7 * 24 * 3600
+    # Defaults from the AWS designs' CloudWatch alarms.
+    job_failure_rate: AlarmRule = Field(default_factory=lambda: AlarmRule(threshold=0.05))
+    queue_age: AlarmRule = Field(default_factory=lambda: AlarmRule(threshold=600.0, window_s=0, min_samples=1))
+    worker_heartbeat: AlarmRule = Field(default_factory=lambda: AlarmRule(threshold=120.0, window_s=0, min_samples=1))
+    model_error_rate: AlarmRule = Field(default_factory=lambda: AlarmRule(threshold=0.10))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="REELFORGE_", env_nested_delimiter="__", env_file=None, extra="ignore"
@@ -107,6 +152,9 @@ class Settings(BaseSettings):
     credits: CreditSettings = Field(default_factory=CreditSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
+    otel: OtelSettings = Field(default_factory=OtelSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     # Periodic work inside the worker (seconds between runs).
     # Extra modules that define pipelines (each exposes PIPELINES: list[Pipeline]); plugins and tests use it.
     extra_pipelines: list[str] = Field(default_factory=list)

@@ -13,6 +13,9 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +25,8 @@ from reelforge.observability import job_id_var
 from reelforge.runtime.context import StepContext
 from reelforge.runtime.executors import LocalExecutor
 from reelforge.runtime.runner import EXECUTION_MARKER, PipelineFailed, StepRunner
+from reelforge.services.jobs import SucceedItem
+from reelforge.services.metering import MeteredModels
 
 log = logging.getLogger("reelforge.worker")
 
@@ -123,6 +128,73 @@ class _Running:
         self.lock = threading.Lock()
 
 
+class Finisher:
+    """Batches job successes: those arriving within `window_s` of each other commit in one transaction.
+
+    Each job is still fenced on its own (JobService.succeed_many, a SAVEPOINT per job); the step thread waits
+    on a Future for its own job's outcome, so a lost lease still raises StaleLease in the thread that ran it.
+    """
+
+    def __init__(self, jobs: Any, window_s: float, max_batch: int,
+                 in_flight: Callable[[], int] | None = None) -> None:
+        self.jobs = jobs
+        self.window_s = window_s
+        self.max_batch = max(1, max_batch)
+        # how many jobs could still join (running in this worker): stop waiting once all of them are here
+        self.in_flight = in_flight
+        self._queue: deque[tuple[SucceedItem, Future[Any]]] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="reelforge-finisher", daemon=True)
+        self._thread.start()
+
+    def succeed(self, item: SucceedItem) -> Any:
+        fut: Future[Any] = Future()
+        with self._cond:
+            closed = self._closed
+            if not closed:
+                self._queue.append((item, fut))
+                self._cond.notify()
+        # a job that ends after shutdown closed the finisher commits on its own, in this thread
+        out = self.jobs.succeed_many([item])[0] if closed else fut.result()
+        if isinstance(out, errors.StaleLease):
+            raise out
+        return out
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout=5.0)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue and self._closed:
+                    return
+            # let the successes of jobs ending at about the same time join this batch
+            deadline = time.monotonic() + self.window_s
+            with self._cond:
+                while len(self._queue) < self.max_batch and not self._closed:
+                    if self.in_flight is not None and len(self._queue) >= self.in_flight():
+                        break
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            try:
+                results = self.jobs.succeed_many([item for item, _ in batch])
+            except BaseException as exc:  # the whole transaction failed: every job in it is unrecorded
+                for _, fut in batch:
+                    fut.set_exception(exc)
+                continue
+            for (_, fut), res in zip(batch, results, strict=True):
+                fut.set_result(res)
+
+
 class Worker:
     def __init__(self, container: Any, *, concurrency: int = 1, worker_id: str | None = None,
                  kinds: list[str] | None = None, maintenance: bool = True) -> None:
@@ -139,9 +211,15 @@ class Worker:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._waker: Any = None
-        self.services = StepServices(settings=self.settings, models=container.models, assets=container.assets,
+        self.services = StepServices(settings=self.settings, models=MeteredModels(container.models, container.store,
+                                                                                  worker_id=self.worker_id),
+                                     assets=container.assets,
                                      objects=container.objects, store=container.store)
         self.jobs_done = 0
+        # Prefetched jobs: claimed (leased, attempt bumped) but not started; any idle slot takes the next one.
+        self.prefetched: deque[Job] = deque()
+        self.prefetch = max(1, int(getattr(self.settings.jobs, "prefetch", 1)))
+        self.finisher: Finisher | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -150,6 +228,10 @@ class Worker:
 
             self._waker = JobWaker(self.c.db.url, self.wake)
             self._waker.start()
+        window = float(getattr(self.settings.jobs, "finish_window_s", 0.0))
+        if window > 0:
+            self.finisher = Finisher(self.c.jobs, window, int(getattr(self.settings.jobs, "finish_batch_max", 64)),
+                                     in_flight=lambda: len(self.running))
         self._heartbeat_worker("running")
         for i in range(self.concurrency):
             t = threading.Thread(target=self._slot, name=f"reelforge-slot-{i}", daemon=True)
@@ -169,6 +251,7 @@ class Worker:
         grace = self.settings.jobs.shutdown_grace_s if grace_s is None else grace_s
         self.stopping.set()
         self.wake.set()
+        self._release_prefetched()  # not started: hand them back at once so other workers can take them
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             with self._lock:
@@ -191,6 +274,9 @@ class Worker:
                     log.warning("released job %s that did not stop in time", r.job.id)
                 except errors.StaleLease:
                     pass
+        self._release_prefetched()
+        if self.finisher is not None:
+            self.finisher.close()
         if self._waker:
             self._waker.stop()
         try:
@@ -232,7 +318,21 @@ class Worker:
                 continue
             self.execute(job)
 
+    def _release_prefetched(self) -> None:
+        with self._lock:
+            held = [(j.id, j.attempt) for j in self.prefetched]
+            self.prefetched.clear()
+        if not held:
+            return
+        try:
+            n = self.c.jobs.release_many(held)
+            log.info("released %d prefetched job(s)", n)
+        except Exception:
+            log.exception("could not release prefetched jobs; their leases will expire")
+
     def _claim(self) -> Job | None:
+        if self.prefetch > 1:
+            return self._claim_prefetch()
         if not self.c.db.is_postgres:
             # SQLite has one writer; an idle poll must not take the write lock (BEGIN IMMEDIATE).
             with self.c.store.tx(write=False) as tx:
@@ -244,6 +344,32 @@ class Worker:
                 tx.add_event(job.id, "JobStarted", attempt=job.attempt, details={"worker": self.worker_id})
             return job
 
+    def _claim_prefetch(self) -> Job | None:
+        """The next prefetched job, or claim up to `prefetch` jobs in one transaction and take the first."""
+        with self._lock:
+            if self.stopping.is_set():
+                return None
+            if self.prefetched:
+                return self.prefetched.popleft()
+        if not self.c.db.is_postgres:
+            with self.c.store.tx(write=False) as tx:
+                if not tx.has_ready_job(self.kinds):
+                    return None
+        with self.c.store.tx() as tx:
+            jobs = tx.claim_jobs(self.worker_id, self.settings.jobs.lease_s, self.kinds, self.prefetch)
+            tx.add_events_bulk([{"job_id": j.id, "type": "JobStarted", "attempt": j.attempt,
+                                 "details": {"worker": self.worker_id}} for j in jobs])
+        if not jobs:
+            return None
+        with self._lock:
+            self.prefetched.extend(jobs[1:])
+            # several slots may have claimed at once: keep the buffer in priority order
+            if len(jobs) > 1 and len(self.prefetched) > len(jobs) - 1:
+                self.prefetched = deque(sorted(self.prefetched, key=lambda j: (-j.priority, j.run_at, j.created_at)))
+        if self.stopping.is_set():
+            self._release_prefetched()
+        return jobs[0]
+
     # --- running one job ------------------------------------------------------------------------
     def execute(self, job: Job) -> None:
         run = _Running(job)
@@ -251,6 +377,8 @@ class Worker:
             self.running[job.id] = run
         token = job_id_var.set(job.id)
         cp = DbCheckpoints(self.c, job)
+        trace = self.c.tracing.job(job, worker_id=self.worker_id)  # child of the submit request's span
+        cp = trace.checkpoints(cp)  # a span per step, from the execution history
         try:
             pipeline = self.c.pipelines.get(job.kind)
             runner = StepRunner(
@@ -260,8 +388,7 @@ class Worker:
             try:
                 output = runner.run(pipeline, job.input)
                 outputs = output if isinstance(output, dict) else {"result": output}
-                self.c.jobs.succeed(job.id, job.attempt, outputs, history=cp.take_history(),
-                                    checkpoints=cp.take_pending())
+                self._succeed(job, outputs, cp.take_history(), cp.take_pending())
                 self.jobs_done += 1
             except errors.JobCancelled:
                 if run.release.is_set() and not run.stale.is_set():
@@ -286,10 +413,17 @@ class Worker:
         except Exception:
             log.exception("could not record the end of job %s; the lease will expire and it will resume", job.id)
         finally:
+            trace.end()
             run.done.set()
             with self._lock:
                 self.running.pop(job.id, None)
             job_id_var.reset(token)
+
+    def _succeed(self, job: Job, outputs: dict[str, Any], history: History, checkpoints: dict[str, Any]) -> None:
+        if self.finisher is None:
+            self.c.jobs.succeed(job.id, job.attempt, outputs, history=history, checkpoints=checkpoints)
+            return
+        self.finisher.succeed(SucceedItem(job.id, job.attempt, outputs, history, checkpoints))
 
     def _context(self, job: Job, path: str, run: _Running) -> StepContext:
         return StepContext(job_id=job.id, owner_id=job.owner_id, kind=job.kind, attempt=job.attempt, path=path,
@@ -327,28 +461,48 @@ class Worker:
             time.sleep(min(interval, 0.5) if self.stopping.is_set() else interval)
             with self._lock:
                 runs = list(self.running.values())
-            for run in runs:
-                if run.done.is_set():
-                    continue
-                try:
-                    with self.c.store.tx() as tx:
-                        job = tx.fence(run.job.id, run.job.attempt, self.settings.jobs.lease_s)
-                    if job.cancel_requested:
-                        run.cancel.set()
-                except errors.StaleLease:
-                    if run.done.is_set():
-                        continue  # the job ended between the check above and this heartbeat
-                    log.warning("job %s: lease lost; stopping its steps", run.job.id)
-                    run.stale.set()
-                    run.cancel.set()
-                except Exception:
-                    log.exception("heartbeat failed for job %s", run.job.id)
+                waiting = list(self.prefetched)
+            self._renew(runs, waiting)
             try:
                 self._heartbeat_worker("stopping" if self.stopping.is_set() else "running")
             except Exception:
                 log.exception("worker heartbeat failed")
             if self.stopping.is_set() and not runs:
                 return
+
+    def _renew(self, runs: list[_Running], waiting: list[Job]) -> None:
+        """Renew the leases of every running and prefetched job of this worker in one UPDATE."""
+        runs = [r for r in runs if not r.done.is_set()]
+        held = [(r.job.id, r.job.attempt) for r in runs] + [(j.id, j.attempt) for j in waiting]
+        if not held:
+            return
+        try:
+            with self.c.store.tx() as tx:
+                alive = tx.renew_leases(self.worker_id, held, self.settings.jobs.lease_s)
+        except Exception:
+            log.exception("heartbeat failed for %d job(s)", len(held))
+            return
+        for run in runs:
+            if run.job.id in alive:
+                if alive[run.job.id]:
+                    run.cancel.set()
+                continue
+            if run.done.is_set():
+                continue  # the job ended between the check above and this heartbeat
+            log.warning("job %s: lease lost; stopping its steps", run.job.id, extra={"job_id": run.job.id})
+            run.stale.set()
+            run.cancel.set()
+        drop = {j.id for j in waiting if j.id not in alive or alive[j.id]}
+        cancelled: list[Job] = []
+        if drop:
+            with self._lock:
+                cancelled = [j for j in self.prefetched if j.id in drop and alive.get(j.id)]
+                self.prefetched = deque(j for j in self.prefetched if j.id not in drop)
+        for j in cancelled:  # cancelled by its owner while waiting here: end it without running it
+            try:
+                self.c.jobs.cancelled(j.id, j.attempt)
+            except errors.StaleLease:
+                pass
 
     def _heartbeat_worker(self, status: str) -> None:
         with self.c.store.tx() as tx:
@@ -374,6 +528,7 @@ class Worker:
                     sweep = tx.try_schedule("sweeper", s.sweep_interval_s, self.worker_id)
                 if sweep:
                     self.sweep()
+                self.c.alarms.tick(self.worker_id)  # evaluates only when this worker wins the tick
             except Exception:
                 log.exception("maintenance failed")
             self.stopping.wait(0.25)

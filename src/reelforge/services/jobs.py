@@ -8,15 +8,27 @@ import json
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from reelforge import errors
+from reelforge import errors, tracing
 from reelforge.adapters.db.store import DuplicateKey, Job, JobEvent, Store, Tx
 from reelforge.config import Settings
 from reelforge.domain.types import TERMINAL_STATUSES, CreditKind, JobStatus, Principal, retry_delay
 from reelforge.services.ownership import owned
+
+
+@dataclass
+class SucceedItem:
+    """One job's success as the worker's batched finisher hands it over."""
+
+    job_id: str
+    attempt: int
+    outputs: dict[str, Any]
+    history: Sequence[tuple[str, str | None, dict[str, Any]]] = ()
+    checkpoints: dict[str, Any] | None = None
 
 
 def job_summary(job: Job) -> dict[str, Any]:
@@ -95,6 +107,7 @@ class JobService:
                     priority=priority, input=clean, input_hash=body_hash, credits=price,
                     credits_state="reserved" if price else "none", max_attempts=max_attempts,
                     idempotency_key=idempotency_key, callback_url=callback_url,
+                    trace_context=tracing.current_carrier(),  # the worker's job span continues this trace
                 )
                 if price:
                     tx.credit(principal.user_id, -price, CreditKind.reserve, job_id=job.id,
@@ -110,6 +123,74 @@ class JobService:
                 raise
             return self._same_or_conflict(existing, body_hash), False
         return job, True
+
+    MAX_BATCH = 100
+
+    def submit_many(self, principal: Principal, items: Sequence[dict[str, Any]]) -> builtins.list[Job]:
+        """Queue several jobs in one transaction: all of them or none (validation, credits).
+
+        Each item: kind, input, callback_url (optional), priority (optional). Validation errors are reported
+        with the item's index (`errors[].index`); credits are reserved per job (one ledger line each) and a
+        shortfall on any of them refuses the whole batch (402). One NOTIFY for the batch. No idempotency keys:
+        a retried batch queues new jobs.
+        """
+        if not items:
+            raise errors.ValidationFailed("jobs: at least one job is required", field="jobs")
+        if len(items) > self.MAX_BATCH:
+            raise errors.ValidationFailed(f"jobs: at most {self.MAX_BATCH} jobs per batch", field="jobs")
+        prepared: builtins.list[tuple[Any, str, dict[str, Any], int, str | None, int]] = []
+        problems: builtins.list[dict[str, Any]] = []
+        for i, item in enumerate(items):
+            kind = str(item.get("kind", ""))
+            callback_url = item.get("callback_url")
+            priority = int(item.get("priority", 0) or 0)
+            try:
+                pipeline, clean, price = self.validate_input(kind, dict(item.get("input") or {}))
+                if callback_url and self.url_guard:
+                    self.url_guard(callback_url)
+            except errors.ReelforgeError as exc:
+                fields = exc.details.get("errors") or [{"field": exc.details.get("field", ""),
+                                                        "message": exc.message}]
+                for f in fields:
+                    problems.append({"index": i, "code": exc.code, **f})
+                continue
+            prepared.append((pipeline, kind, clean, price, callback_url, priority))
+        if problems:
+            first = problems[0]
+            raise errors.ValidationFailed(
+                f"jobs[{first['index']}]: {first.get('field') or 'input'}: {first.get('message')}",
+                errors=problems)
+        carrier = tracing.current_carrier()
+        with self.store.tx() as tx:
+            jobs = tx.add_jobs([
+                {"owner_id": principal.user_id, "kind": kind, "pipeline_version": getattr(pipeline, "version", 1),
+                 "priority": priority, "input": clean, "input_hash": self._hash(kind, clean, callback_url, priority),
+                 "credits": price, "credits_state": "reserved" if price else "none",
+                 "max_attempts": getattr(pipeline, "max_attempts", None) or self.settings.jobs.max_attempts,
+                 "idempotency_key": None, "callback_url": callback_url, "trace_context": carrier}
+                for pipeline, kind, clean, price, callback_url, priority in prepared
+            ])
+            total = sum(j.credits for j in jobs)
+            reserved = 0
+            for job in jobs:
+                if job.credits:
+                    try:
+                        tx.credit(principal.user_id, -job.credits, CreditKind.reserve, job_id=job.id,
+                                  note=f"{job.kind} reserved", require_balance=True)
+                    except errors.PaymentRequired as exc:  # the whole batch rolls back
+                        raise errors.PaymentRequired("Not enough credits for this batch", needed=total,
+                                                     balance=tx.balance(principal.user_id) + reserved) from exc
+                    reserved += job.credits
+            tx.add_events_bulk([{"job_id": j.id, "type": "JobQueued", "attempt": 0,
+                                 "details": {"priority": j.priority, "credits": j.credits}} for j in jobs])
+            self._notify(tx)
+        return jobs
+
+    @staticmethod
+    def _hash(kind: str, data: dict[str, Any], callback_url: str | None, priority: int) -> str:
+        return hashlib.sha256(json.dumps(
+            {"kind": kind, "input": data, "callback_url": callback_url, "priority": priority},
+            sort_keys=True, default=str).encode()).hexdigest()
 
     @staticmethod
     def _same_or_conflict(job: Job, body_hash: str) -> Job:
@@ -210,6 +291,62 @@ class JobService:
             tx.add_event(job.id, "JobSucceeded", attempt=attempt)
             tx.emit("job.succeeded", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
             return job
+
+    def succeed_many(self, items: Sequence[SucceedItem]) -> builtins.list[Job | errors.StaleLease]:
+        """Several jobs' successes in one transaction (the worker's batched finisher).
+
+        Each job is fenced on its own inside a SAVEPOINT (fence + credit settle), so a job whose lease was lost
+        gets StaleLease and writes nothing while the others commit. Checkpoints, history and outbox events of the
+        jobs that passed go in one multi-row INSERT each. Returns, per item, the finished job or its StaleLease.
+        """
+        results: builtins.list[Job | errors.StaleLease] = []
+        with self.store.tx() as tx:
+            now = tx.now()
+            expires = now + self.settings.jobs.ttl_s
+            done: builtins.list[tuple[SucceedItem, Job]] = []
+            for item in items:
+                try:
+                    with tx.s.begin_nested():
+                        job = tx.fence(item.job_id, item.attempt, status="succeeded", finished_at=now,
+                                       expires_at=expires, lease_expires_at=None, outputs=item.outputs,
+                                       progress=1.0, error_code=None, error_message=None)
+                        if job.credits_state == "reserved":
+                            tx.credit(job.owner_id, 0, CreditKind.settle, job_id=job.id,
+                                      note=f"{job.kind}: {job.credits} spent")
+                            job = tx.update_job_returning(job.id, credits_state="settled")
+                except errors.StaleLease as exc:
+                    results.append(exc)
+                    continue
+                results.append(job)
+                done.append((item, job))
+            tx.put_checkpoints([(it.job_id, path, out, it.attempt)
+                                for it, _ in done for path, out in (it.checkpoints or {}).items()])
+            rows: builtins.list[dict[str, Any]] = []
+            for it, job in done:
+                rows.extend({"job_id": job.id, "type": t, "path": p, "attempt": it.attempt, "details": d}
+                            for t, p, d in it.history)
+                rows.append({"job_id": job.id, "type": "JobSucceeded", "attempt": it.attempt})
+            tx.add_events_bulk(rows)
+            tx.emit_many([("job.succeeded", job_summary(job), job.owner_id, job.id) for _, job in done])
+        return results
+
+    def release_many(self, held: Sequence[tuple[str, int]]) -> int:
+        """Hand back claimed jobs that never started (prefetched, on shutdown); no failure is counted."""
+        if not held:
+            return 0
+        released = 0
+        with self.store.tx() as tx:
+            for job_id, attempt in held:
+                try:
+                    tx.fence(job_id, attempt, status="queued", worker_id=None, lease_expires_at=None,
+                             run_at=tx.now())
+                except errors.StaleLease:
+                    continue
+                tx.add_event(job_id, "JobReleased", attempt=attempt, details={"prefetched": True})
+                released += 1
+            if released:
+                self._notify(tx)
+        return released
 
     def cancelled(self, job_id: str, attempt: int,
                   history: Sequence[tuple[str, str | None, dict[str, Any]]] = ()) -> Job:

@@ -225,6 +225,15 @@ class Tx:
         self.flush()
         return job
 
+    def add_jobs(self, values: Sequence[dict[str, Any]]) -> list[Job]:
+        """Several queued jobs, flushed together (one multi-row INSERT)."""
+        now = self.now()
+        jobs = [Job(id=new_id(), status="queued", created_at=now, updated_at=now, run_at=now, attempt=0,
+                    failures=0, progress=0.0, progress_message="", cancel_requested=False, **v) for v in values]
+        self.s.add_all(jobs)
+        self.flush()
+        return jobs
+
     def job(self, job_id: str, *, owner_id: str | None = None) -> Job | None:
         q = select(Job).where(Job.id == job_id)
         if owner_id is not None:
@@ -266,6 +275,100 @@ class Tx:
         ).returning(Job)
         return self.s.execute(stmt, execution_options={"synchronize_session": False,
                                                        "populate_existing": True}).scalar_one_or_none()
+
+    def claim_jobs(self, worker_id: str, lease_s: float, kinds: Sequence[str] | None = None,
+                   limit: int = 1) -> list[Job]:
+        """Take up to `limit` ready jobs in one statement (prefetch), most urgent first.
+
+        UPDATE ... WHERE id IN (SELECT ... ORDER BY priority DESC, run_at, created_at LIMIT k FOR UPDATE SKIP
+        LOCKED) RETURNING: concurrent claimers never get the same job. Every claimed job's attempt is bumped
+        (its fencing token) and its lease starts now. Returned in claim order (priority, run_at, created_at).
+        """
+        if limit <= 1:
+            one = self.claim_job(worker_id, lease_s, kinds)
+            return [one] if one is not None else []
+        q = select(Job.id).where(Job.status == "queued", Job.run_at <= db_epoch())
+        if kinds:
+            q = q.where(Job.kind.in_(list(kinds)))
+        q = q.order_by(Job.priority.desc(), Job.run_at, Job.created_at).limit(limit)
+        picked: Any = q.scalar_subquery()
+        if self.pg:
+            # A MATERIALIZED CTE runs the locking SELECT once; a plain IN (subquery) can be re-scanned by the
+            # planner and take more than `limit` rows.
+            cte = q.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+            picked = select(cte.c.id)
+        now = self.now()
+        stmt = update(Job).where(Job.id.in_(picked), Job.status == "queued").values(
+            status="running", attempt=Job.attempt + 1, worker_id=worker_id, lease_expires_at=now + lease_s,
+            heartbeat_at=now, started_at=func.coalesce(Job.started_at, now), updated_at=now,
+        ).returning(Job)
+        jobs = list(self.s.execute(stmt, execution_options={"synchronize_session": False,
+                                                            "populate_existing": True}).scalars().all())
+        jobs.sort(key=lambda j: (-j.priority, j.run_at, j.created_at))
+        return jobs
+
+    def renew_leases(self, worker_id: str, held: Sequence[tuple[str, int]], lease_s: float) -> dict[str, bool]:
+        """Extend the leases of many held jobs in one UPDATE; returns {job id: cancel_requested} of those still held.
+
+        A (job id, attempt) pair missing from the result lost its lease (another attempt took it, or it ended).
+        """
+        if not held:
+            return {}
+        now = self.now()
+        ids = [jid for jid, _ in held]
+        rows = self.s.execute(
+            update(Job).where(Job.id.in_(ids), Job.worker_id == worker_id, Job.status == "running",
+                              Job.lease_expires_at >= now)
+            .values(lease_expires_at=now + lease_s, heartbeat_at=now)
+            .returning(Job.id, Job.attempt, Job.cancel_requested),
+        ).all()
+        attempts = dict(held)
+        return {str(r[0]): bool(r[2]) for r in rows if attempts.get(r[0]) == r[1]}
+
+    def add_events_bulk(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Many history rows in one executemany INSERT (Core, not ORM objects one by one).
+
+        Each row: job_id, type, path, attempt, details; ts is this transaction's clock.
+        """
+        if not rows:
+            return
+        from sqlalchemy import insert
+
+        now = self.now()
+        self.s.flush()
+        self.s.execute(insert(JobEvent.__table__), [  # type: ignore[arg-type]  # Core, not ORM bulk
+            {"job_id": r["job_id"], "ts": now, "type": r["type"], "path": r.get("path"),
+             "attempt": r.get("attempt", 0), "details": r.get("details") or {}} for r in rows
+        ])
+
+    def emit_many(self, events: Sequence[tuple[str, dict[str, Any], str | None, str | None]]) -> None:
+        """Many outbox events (type, payload, owner_id, subject_id) in one INSERT, inside the caller's transaction."""
+        if not events:
+            return
+        from sqlalchemy import insert
+
+        now = self.now()
+        self.s.flush()
+        self.s.execute(insert(OutboxEvent.__table__), [  # type: ignore[arg-type]
+            {"id": new_id(), "type": t, "payload": payload, "owner_id": owner, "subject_id": subject,
+             "created_at": now} for t, payload, owner, subject in events
+        ])
+
+    def put_checkpoints(self, rows: Sequence[tuple[str, str, Any, int]]) -> None:
+        """Many checkpoints (job_id, path, output, attempt) in one INSERT ... ON CONFLICT DO UPDATE."""
+        if not rows:
+            return
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect_insert: Any = postgresql.insert if self.pg else sqlite.insert
+        self.s.flush()
+        now = self.now()
+        stmt = dialect_insert(Checkpoint).values([
+            {"job_id": j, "path": p, "output": out, "attempt": a, "created_at": now} for j, p, out, a in rows
+        ])
+        stmt = stmt.on_conflict_do_update(index_elements=[Checkpoint.job_id, Checkpoint.path],
+                                          set_={"output": stmt.excluded.output, "attempt": stmt.excluded.attempt})
+        self.s.execute(stmt)
 
     def has_ready_job(self, kinds: Sequence[str] | None = None) -> bool:
         q = select(Job.id).where(Job.status == "queued", Job.run_at <= db_epoch())

@@ -7,12 +7,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 
 from reelforge import errors
 from reelforge.api import convert
 from reelforge.api.deps import Container, CurrentUser
 from reelforge.api.schemas.common import MAX_ID, iso
 from reelforge.api.schemas.jobs import (
+    JobBatchCreate,
+    JobBatchPublic,
     JobCreate,
     JobHistoryPublic,
     JobPublic,
@@ -41,6 +44,35 @@ def submit(body: JobCreate, p: CurrentUser, c: Container, response: Response,
         if job.status in TERMINAL_STATUSES:
             response.status_code = 200
     return convert.job(job)
+
+
+@router.post("/jobs/batch", status_code=202, response_model=JobBatchPublic)
+def submit_batch(body: JobBatchCreate, p: CurrentUser, c: Container,
+                 idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> JobBatchPublic:
+    """Queue up to 100 jobs in one transaction: all of them or none.
+
+    Every item is a JobCreate; invalid items answer 422 with `details.errors[].index`. Credits are reserved per
+    job; if the balance does not cover the whole batch nothing is queued (402). Idempotency-Key is not
+    supported here (400): a retried batch would queue new jobs, so retry single jobs with keys instead.
+    """
+    if idempotency_key is not None:
+        raise errors.BadRequest("Idempotency-Key is not supported on /v1/jobs/batch; submit jobs one by one "
+                                "to use it", code="idempotency_not_supported")
+    items: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = []
+    for i, raw in enumerate(body.jobs):
+        try:
+            items.append(JobCreate.model_validate(raw).model_dump())
+        except ValidationError as exc:
+            for e in exc.errors(include_url=False, include_context=False):
+                problems.append({"index": i, "field": ".".join(str(x) for x in e["loc"]), "message": e["msg"],
+                                 "type": e["type"]})
+    if problems:
+        first = problems[0]
+        raise errors.ValidationFailed(f"jobs[{first['index']}].{first['field']}: {first['message']}",
+                                      errors=problems)
+    jobs = c.jobs.submit_many(p, items)
+    return JobBatchPublic(data=[convert.job(j) for j in jobs])
 
 
 @router.get("/jobs", response_model=JobsPublic)

@@ -14,6 +14,13 @@ class JobCreate(Strict):
     priority: int = Field(default=0, ge=-100, le=100)
 
 
+class JobBatchCreate(Strict):
+    """Up to 100 jobs queued together: all or none."""
+
+    jobs: list[dict[str, Any]] = Field(min_length=1, max_length=100,
+                                       description="JobCreate objects; validated one by one, errors carry the index")
+
+
 class JobError(Public):
     code: str
     message: str | None
@@ -49,6 +56,10 @@ class JobPublic(Public):
 class JobsPublic(Public):
     data: list[JobPublic]
     next_cursor: str | None
+
+
+class JobBatchPublic(Public):
+    data: list[JobPublic]
 
 
 class JobEventPublic(Public):

@@ -1,0 +1,543 @@
+"""API latency: `GET /v1/jobs/{id}` under concurrent load vs a bare FastAPI endpoint (the ceiling).
+
+Two servers, in the same run on the same machine, one after the other (never at once), each served by
+uvicorn in a subprocess on 127.0.0.1 with the same worker count:
+
+- reelforge: `create_app()` as `reelforge api` builds it (JSON access log, metrics, request ids, auth), on a
+  fresh SQLite file (or --database-url). The client sends a JWT access token and reads one job it owns.
+- bare: a FastAPI app with one `async def` route that returns a constant: no middleware, no auth, no
+  database. What the same server stack answers when the application does nothing.
+
+The load comes from C concurrent clients (asyncio tasks with one keep-alive connection each, spread over
+P client processes), each sending its next request as soon as the previous answer arrives, for S seconds
+after a warm-up. Latency is measured in the client per request (so it includes client overhead); requests/s
+is answers in the timed part / S. CPU seconds of the server and of the clients are read from /proc, so the
+client's share of the machine is on record. With --rounds R the servers alternate R times and the median of
+each metric is reported.
+
+    python -m bench.api_latency --seconds 10 --concurrency 50 --workers 1 --client-procs 1 --rounds 3
+
+Profiling: --profile DIR runs the reelforge server under cProfile (one worker) and writes DIR/server.prof.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request  # resolved at module level: the what-if dependencies below annotate with it
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "bench" / "results" / "api_latency.json"
+SECRET = "bench-secret-" + "x" * 40
+
+
+# --- the two applications (uvicorn --factory imports these) ---------------------------------------------------
+def reelforge_app() -> Any:
+    """reelforge's API exactly as `reelforge api` serves it (settings from REELFORGE_* variables)."""
+    from reelforge.api.app import create_app
+    from reelforge.config import get_settings
+    from reelforge.container import Container
+    from reelforge.observability import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    profile_dir = os.environ.get("BENCH_API_PROFILE_DIR")
+    app = create_app(container=Container(settings))
+    if profile_dir:
+        _profile_until_exit(Path(profile_dir) / "server.prof")
+    return app
+
+
+def _what_if_deps() -> None:
+    """Swap two dependencies in reelforge.api.deps before the routes import them (a server process imports the
+    app once, so this changes exactly what a code change would; dependency_overrides would instead make FastAPI
+    re-analyze the override on every request and add its own cost)."""
+    from typing import Annotated
+
+    from fastapi import Depends
+    from starlette.concurrency import run_in_threadpool
+
+    from reelforge.api import deps
+    from reelforge.domain.types import Principal
+
+    if "reelforge.api.app" in sys.modules:
+        raise RuntimeError("the what-if servers must patch reelforge.api.deps before the app is imported")
+    cache: dict[str, tuple[float, Principal]] = {}
+
+    async def container(request: Request) -> Any:
+        return request.app.state.container
+
+    # Plain defaults, not Annotated: under `from __future__ import annotations` FastAPI resolves annotation
+    # strings in this module's globals, where these local names do not exist.
+    async def principal(request: Request, c: Any = Depends(container)) -> Any:
+        bearer = deps._bearer(request)
+        now = time.monotonic()
+        hit = cache.get(bearer)
+        if hit is not None and hit[0] > now:
+            p = hit[1]
+        else:
+            p = await run_in_threadpool(c.auth.authenticate, bearer)
+            if len(cache) > 10_000:
+                cache.clear()
+            cache[bearer] = (now + 5.0, p)
+        deps.account_id_var.set(p.user_id)
+        request.state.principal = p
+        return p
+
+    deps.container = container  # type: ignore[assignment]
+    deps.principal = principal  # type: ignore[assignment]
+    deps.Container = Annotated[Any, Depends(container)]  # type: ignore[misc]
+    deps.CurrentUser = Annotated[Principal, Depends(principal)]  # type: ignore[misc]
+
+
+def reelforge_tuned_app() -> Any:
+    """What-if 1 (measured, not shipped): two changes to api/deps.py.
+
+    - `container` as an `async def` dependency (it only reads app.state): one threadpool hop fewer.
+    - `principal` as an `async def` that keeps resolved principals for 5 s per bearer token and goes to a
+      thread (JWT check + user row) only on a miss: one hop and one transaction fewer per request, at the
+      price of a disabled account or revoked key keeping access for up to 5 s.
+    """
+    _what_if_deps()
+    return reelforge_app()
+
+
+def reelforge_lean_app() -> Any:
+    """What-if 2: what-if 1 plus a lean GET /v1/jobs/{id}: an `async def` route that makes one threadpool hop
+    for one SQLAlchemy Core SELECT by primary key (no ORM session, no explicit BEGIN/COMMIT)."""
+    from fastapi import Depends
+    from fastapi.routing import APIRoute
+    from sqlalchemy import select
+    from starlette.concurrency import run_in_threadpool
+
+    from reelforge import errors
+    from reelforge.adapters.db.models import Job
+
+    _what_if_deps()
+    from reelforge.api import convert, deps
+    from reelforge.api.schemas.jobs import JobPublic
+
+    app = reelforge_app()
+    table = Job.__table__
+
+    def read(c: Any, job_id: str) -> Any:
+        with c.db.engine.connect() as conn:
+            return conn.execute(select(table).where(table.c.id == job_id)).first()
+
+    async def get_job(job_id: str, p: Any = Depends(deps.principal), c: Any = Depends(deps.container)) -> Any:
+        row = await run_in_threadpool(read, c, job_id)
+        if row is None or row.owner_id != p.user_id:
+            raise errors.NotFound("Job not found", code="job_not_found")
+        return convert.job(row)
+
+    app.router.routes[:] = [r for r in app.router.routes
+                            if not (isinstance(r, APIRoute) and r.path == "/v1/jobs/{job_id}" and "GET" in r.methods)]
+    app.add_api_route("/v1/jobs/{job_id}", get_job, methods=["GET"], response_model=JobPublic)
+    return app
+
+
+def bare_app() -> Any:
+    """The ceiling: FastAPI answering a constant from an async route."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/v1/ping")
+    async def ping() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _profile_until_exit(path: Path) -> None:
+    """cProfile every thread (the event loop and the threadpool running sync routes); dump at exit."""
+    import cProfile
+    import pstats
+    import threading
+
+    profiles: list[cProfile.Profile] = []
+
+    def per_thread(*_a: Any) -> None:
+        sys.setprofile(None)
+        prof = cProfile.Profile(time.thread_time)  # CPU time of this thread, not time spent waiting
+        profiles.append(prof)
+        prof.enable()
+
+    threading.setprofile(per_thread)
+    main = cProfile.Profile(time.thread_time)
+    profiles.append(main)
+    main.enable()
+
+    def dump(*_a: Any) -> None:
+        for prof in profiles:
+            prof.disable()
+        stats = pstats.Stats(profiles[0])
+        for prof in profiles[1:]:
+            stats.add(prof)
+        stats.dump_stats(str(path))
+
+    # uvicorn re-raises SIGTERM after its shutdown (no atexit then): the bench asks with SIGUSR1 first.
+    signal.signal(signal.SIGUSR1, dump)
+
+
+# --- setup ----------------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def prepare(data_dir: Path, database_url: str | None) -> tuple[dict[str, str], str, str]:
+    """Migrate, create a user and one job; returns (server env, access token, job id)."""
+    env = {**os.environ, "REELFORGE_DATA_DIR": str(data_dir), "REELFORGE_AUTH__JWT_SECRET": SECRET,
+           "REELFORGE_LOG_LEVEL": "INFO", "REELFORGE_LOG_JSON": "true", "PYTHONPATH": str(ROOT)}
+    if database_url:
+        env["REELFORGE_DATABASE__URL"] = database_url
+    from reelforge.config import Settings
+    from reelforge.container import Container
+    from reelforge.domain.types import Principal, Role
+
+    settings = Settings(data_dir=data_dir, auth={"jwt_secret": SECRET},
+                        database={"url": database_url or ""})
+    c = Container(settings)
+    try:
+        c.migrate()
+        user = c.auth.register("bench@example.com", "bench password 123")
+        token = c.auth.login("bench@example.com", "bench password 123").access_token
+        principal = Principal(user_id=user.id, email=user.email, role=Role(user.role))
+        job, _ = c.jobs.submit(principal, "system.noop", {"echo": "bench"})
+    finally:
+        c.close()
+    return env, token, job.id
+
+
+class Server:
+    def __init__(self, factory: str, env: dict[str, str], workers: int, log: Path) -> None:
+        self.port = free_port()
+        self.log = log.open("ab")
+        args = [sys.executable, "-m", "uvicorn", f"bench.api_latency:{factory}", "--factory", "--host", "127.0.0.1",
+                "--port", str(self.port), "--log-level", "warning", "--no-access-log"]
+        if workers > 1:
+            args += ["--workers", str(workers)]
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
+        self.profiled = factory == "reelforge_app" and bool(env.get("BENCH_API_PROFILE_DIR"))
+
+    def wait_ready(self, path: str, headers: dict[str, str], timeout: float = 60) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log.name}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}{path}", headers=headers, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def cpu_s(self) -> float:
+        return sum(_proc_cpu(pid) for pid in _tree(self.proc.pid))
+
+    def stop(self) -> None:
+        if self.profiled:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(3)
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def _tree(pid: int) -> list[int]:
+    out = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return out
+    for child in children:
+        out.extend(_tree(int(child)))
+    return out
+
+
+def _proc_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- load -----------------------------------------------------------------------------------------------------
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive GET client on asyncio streams: one connection, one request at a time.
+
+    Far cheaper per request than httpx, so that on a small machine the load generator is not what limits
+    the bare endpoint. Answers must carry Content-Length (both servers' do).
+    """
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(url)
+        self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
+        lines = [f"GET {u.path} HTTP/1.1", f"Host: {self.host}:{self.port}",
+                 *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+        self.request = "\r\n".join(lines).encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            sock = self.writer.get_extra_info("socket")
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        assert self.reader is not None
+        self.writer.write(self.request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        if length:
+            await self.reader.readexactly(length)
+        return status
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _client_proc(url: str, headers: dict[str, str], concurrency: int, warmup_s: float, seconds: float,
+                 start_at: float, out: Any, kind: str = "raw") -> None:
+    if kind == "raw":
+        asyncio.run(_raw_main(url, headers, concurrency, warmup_s, seconds, start_at, out))
+        return
+    _httpx_main(url, headers, concurrency, warmup_s, seconds, start_at, out)
+
+
+async def _raw_main(url: str, headers: dict[str, str], concurrency: int, warmup_s: float, seconds: float,
+                    start_at: float, out: Any) -> None:
+    cpu0 = os.times()
+    latencies: list[float] = []
+    errors = 0
+    clients = [RawClient(url, headers) for _ in range(concurrency)]
+    for c in clients:  # connect before the clock starts, as httpx's pool would after warm-up
+        await c.get()
+    while time.time() < start_at:
+        await asyncio.sleep(0.005)
+    t_measure = time.perf_counter() + warmup_s
+    t_end = t_measure + seconds
+
+    async def one(c: RawClient) -> None:
+        nonlocal errors
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= t_end:
+                return
+            status = await c.get()
+            t1 = time.perf_counter()
+            if status != 200:
+                errors += 1
+            elif t0 >= t_measure and t1 <= t_end:
+                latencies.append(t1 - t0)
+
+    await asyncio.gather(*(one(c) for c in clients))
+    for c in clients:
+        await c.close()
+    cpu1 = os.times()
+    out.put({"latencies": latencies, "errors": errors,
+             "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)})
+
+
+def _httpx_main(url: str, headers: dict[str, str], concurrency: int, warmup_s: float, seconds: float,
+                start_at: float, out: Any) -> None:
+    import httpx
+
+    async def main() -> tuple[list[float], int, int]:
+        latencies: list[float] = []
+        errors = 0
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(headers=headers, limits=limits, timeout=30) as client:
+            while time.time() < start_at:
+                await asyncio.sleep(0.005)
+            t_measure = time.perf_counter() + warmup_s
+            t_end = t_measure + seconds
+
+            async def one() -> None:
+                nonlocal errors
+                while True:
+                    t0 = time.perf_counter()
+                    if t0 >= t_end:
+                        return
+                    r = await client.get(url)
+                    t1 = time.perf_counter()
+                    if r.status_code != 200:
+                        errors += 1
+                    elif t0 >= t_measure and t1 <= t_end:
+                        latencies.append(t1 - t0)
+
+            await asyncio.gather(*(one() for _ in range(concurrency)))
+        return latencies, errors, len(latencies)
+
+    cpu0 = os.times()
+    latencies, errors, _ = asyncio.run(main())
+    cpu1 = os.times()
+    out.put({"latencies": latencies, "errors": errors,
+             "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)})
+
+
+def load(url: str, headers: dict[str, str], concurrency: int, procs: int, warmup_s: float,
+         seconds: float, client: str = "raw") -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    per = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
+    start_at = time.time() + 2.0  # every client process is up before the first request
+    ps = [ctx.Process(target=_client_proc, args=(url, headers, n, warmup_s, seconds, start_at, q, client))
+          for n in per]
+    for p in ps:
+        p.start()
+    results = [q.get(timeout=warmup_s + seconds + 120) for _ in ps]
+    for p in ps:
+        p.join(10)
+    lat = sorted(x for r in results for x in r["latencies"])
+    return {"latencies": lat, "errors": sum(r["errors"] for r in results),
+            "client_cpu_s": sum(r["cpu_s"] for r in results)}
+
+
+def pct(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = max(0, min(len(sorted_values) - 1, math.ceil(q / 100 * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+def run_one(name: str, factory: str, path: str, headers: dict[str, str], env: dict[str, str],
+            args: argparse.Namespace, log: Path) -> dict[str, Any]:
+    server = Server(factory, env, args.workers, log)
+    try:
+        server.wait_ready(path, headers)
+        cpu0 = server.cpu_s()
+        got = load(f"http://127.0.0.1:{server.port}{path}", headers, args.concurrency, args.client_procs,
+                   args.warmup, args.seconds, args.client)
+        # The server's CPU over warm-up + timed part + client start: per request over all answers sent.
+        server_cpu = server.cpu_s() - cpu0
+    finally:
+        server.stop()
+    lat = got["latencies"]
+    n = len(lat)
+    return {
+        "server": name, "requests": n, "errors": got["errors"],
+        "requests_per_s": round(n / args.seconds, 1),
+        "latency_ms": {"p50": round(pct(lat, 50) * 1000, 2), "p90": round(pct(lat, 90) * 1000, 2),
+                       "p99": round(pct(lat, 99) * 1000, 2), "max": round(lat[-1] * 1000, 2) if lat else None,
+                       "mean": round(statistics.fmean(lat) * 1000, 2) if lat else None},
+        "server_cpu_s": round(server_cpu, 2), "client_cpu_s": round(got["client_cpu_s"], 2),
+        "client_cpu_ms_per_request": round(got["client_cpu_s"] / max(1, n) * 1000, 3),
+    }
+
+
+def median_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    out = dict(rounds[0])
+    for key in ("requests", "requests_per_s", "server_cpu_s", "client_cpu_s", "client_cpu_ms_per_request", "errors"):
+        out[key] = statistics.median(r[key] for r in rounds)
+    out["latency_ms"] = {k: statistics.median(r["latency_ms"][k] for r in rounds) for k in rounds[0]["latency_ms"]}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (both servers)")
+    ap.add_argument("--client-procs", type=int, default=1)
+    ap.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                    help="load generator: minimal asyncio HTTP/1.1 client, or httpx.AsyncClient")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    ap.add_argument("--servers", default="bare,reelforge,reelforge-tuned,reelforge-lean",
+                    help="comma list of bare, reelforge, and the measured what-ifs reelforge-tuned, reelforge-lean")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--profile", type=Path, default=None, help="cProfile the reelforge server into DIR")
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="rf-bench-api-") as tmp:
+        data_dir = Path(tmp) / "var"
+        env, token, job_id = prepare(data_dir, args.database_url)
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            env["BENCH_API_PROFILE_DIR"] = str(args.profile.resolve())
+        log = Path(tmp) / "servers.log"
+        auth = {"Authorization": f"Bearer {token}"}
+        servers = {"bare": ("bare_app", "/v1/ping", {}),
+                   "reelforge": ("reelforge_app", f"/v1/jobs/{job_id}", auth),
+                   "reelforge-tuned": ("reelforge_tuned_app", f"/v1/jobs/{job_id}", auth),
+                   "reelforge-lean": ("reelforge_lean_app", f"/v1/jobs/{job_id}", auth)}
+        names = [n.strip() for n in args.servers.split(",") if n.strip()]
+        rounds: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+        for r in range(args.rounds):
+            # Alternate the order so that drift on a shared machine hits every server alike.
+            for name in (names if r % 2 == 0 else names[::-1]):
+                factory, path, headers = servers[name]
+                res = run_one(name, factory, path, headers, env, args, log)
+                rounds[name].append(res)
+                print(json.dumps({"round": r + 1, **{k: v for k, v in res.items()}}), flush=True)
+        tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
+    medians = {n: median_of(rs) for n, rs in rounds.items()}
+    rf, bare = medians["reelforge"], medians["bare"]
+    result = {
+        "benchmark": "api_latency",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "database": "postgresql" if args.database_url else "sqlite",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "loadavg_at_end": os.getloadavg()},
+        "versions": {p: _version(p) for p in ("fastapi", "starlette", "uvicorn", "httpx", "pydantic", "sqlalchemy")},
+        **medians,
+        "ratio": {n: {"throughput_vs_bare": round(m["requests_per_s"] / max(1e-9, bare["requests_per_s"]), 3),
+                      "p99_vs_bare": round(m["latency_ms"]["p99"] / max(1e-9, bare["latency_ms"]["p99"]), 2)}
+                  for n, m in medians.items() if n != "bare"},
+        "goal": {"p99_ms_below": 100, "throughput_vs_bare_at_least": 0.5},
+        "rounds": rounds,
+        "server_log_tail": tail[-5:],
+    }
+    result["goal"]["met"] = (rf["latency_ms"]["p99"] < 100
+                             and result["ratio"]["reelforge"]["throughput_vs_bare"] >= 0.5)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({**{n: {"rps": m["requests_per_s"], **m["latency_ms"]} for n, m in medians.items()},
+                      "ratio": result["ratio"], "goal_met": result["goal"]["met"]}, indent=2))
+    return result
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Prefetch (claim_jobs), batched finishing (succeed_many) and prefetch release, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from reelforge import errors
+from reelforge.domain.types import Principal, Role
+from reelforge.runtime.worker import Finisher, Worker
+from reelforge.services.jobs import SucceedItem
+
+
+@pytest.fixture
+def owner(container: Any) -> Principal:
+    u = container.auth.register("prefetch@example.com", "password-123", grant=1000)
+    return Principal(user_id=u.id, email=u.email, role=Role.user)
+
+
+def submit(container: Any, owner: Principal, echo: Any = None, priority: int = 0) -> Any:
+    job, _ = container.jobs.submit(owner, "system.noop", {"echo": echo}, priority=priority)
+    return job
+
+
+def claim_many(container: Any, limit: int, worker: str = "w1", lease_s: float = 30) -> list[Any]:
+    with container.store.tx() as tx:
+        return tx.claim_jobs(worker, lease_s, None, limit)
+
+
+def events(container: Any, job_id: str) -> list[str]:
+    with container.store.tx(write=False) as tx:
+        return [e.type for e in tx.events(job_id)]
+
+
+def test_claim_jobs_order_and_limit(container: Any, owner: Principal) -> None:
+    low = submit(container, owner, "low", priority=-5)
+    first = submit(container, owner, "first")
+    second = submit(container, owner, "second")
+    high = submit(container, owner, "high", priority=10)
+    third = submit(container, owner, "third")
+    got = claim_many(container, 3)
+    assert [j.id for j in got] == [high.id, first.id, second.id]
+    assert all(j.status == "running" and j.attempt == 1 and j.worker_id == "w1" for j in got)
+    assert all(j.lease_expires_at > container.store.now() + 20 for j in got)
+    rest = claim_many(container, 3)
+    assert [j.id for j in rest] == [third.id, low.id]
+    assert claim_many(container, 3) == []
+
+
+def test_claim_jobs_is_exclusive_under_concurrency(container: Any, owner: Principal) -> None:
+    ids = {submit(container, owner, i).id for i in range(40)}
+    taken: list[list[str]] = []
+    lock = threading.Lock()
+
+    def claimer(n: int) -> None:
+        while True:
+            got = claim_many(container, 3, worker=f"w{n}")
+            if not got:
+                return
+            with lock:
+                taken.append([j.id for j in got])
+
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    flat = [jid for batch in taken for jid in batch]
+    assert len(flat) == len(set(flat)) == 40  # every job once, none twice
+    assert set(flat) == ids
+    assert all(len(b) <= 3 for b in taken)
+
+
+def test_succeed_many_one_lost_lease_others_commit(container: Any, owner: Principal) -> None:
+    for i in range(3):
+        submit(container, owner, i)
+    a, b, c = claim_many(container, 3)
+    with container.store.tx() as tx:  # b's lease ran out (a reaper or another worker may take it)
+        tx.update_job(b.id, lease_expires_at=tx.now() - 1)
+    items = [SucceedItem(j.id, j.attempt, {"echo": j.id}, [("TaskSucceeded", "noop", {"duration_s": 0.0})],
+                         {"noop": {"echo": j.id}}) for j in (a, b, c)]
+    results = container.jobs.succeed_many(items)
+    assert isinstance(results[1], errors.StaleLease)
+    assert results[0].status == "succeeded" and results[2].status == "succeeded"
+    with container.store.tx(write=False) as tx:
+        for j in (a, c):
+            row = tx.job(j.id)
+            assert row.status == "succeeded" and row.outputs == {"echo": j.id} and row.lease_expires_at is None
+            assert tx.checkpoint(j.id, "noop").output == {"echo": j.id}
+        stale = tx.job(b.id)
+        assert stale.status == "running" and stale.outputs is None and stale.attempt == 1
+        assert tx.checkpoint(b.id, "noop") is None
+        outbox = [(e.type, e.subject_id) for e in tx.events_after(0)]
+    assert ("job.succeeded", a.id) in outbox and ("job.succeeded", c.id) in outbox
+    assert all(subject != b.id for _, subject in outbox)
+    assert events(container, a.id)[-2:] == ["TaskSucceeded", "JobSucceeded"]
+    assert "JobSucceeded" not in events(container, b.id) and "TaskSucceeded" not in events(container, b.id)
+
+
+def test_finisher_raises_stale_lease_in_the_job_thread(container: Any, owner: Principal) -> None:
+    for i in range(2):
+        submit(container, owner, i)
+    good, lost = claim_many(container, 2)
+    with container.store.tx() as tx:
+        tx.update_job(lost.id, lease_expires_at=tx.now() - 1)
+    fin = Finisher(container.jobs, window_s=0.05, max_batch=16)
+    outcome: dict[str, Any] = {}
+
+    def run(job: Any) -> None:
+        try:
+            outcome[job.id] = fin.succeed(SucceedItem(job.id, job.attempt, {"ok": True}))
+        except errors.StaleLease as exc:
+            outcome[job.id] = exc
+
+    threads = [threading.Thread(target=run, args=(j,)) for j in (good, lost)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    fin.close()
+    assert outcome[good.id].status == "succeeded"
+    assert isinstance(outcome[lost.id], errors.StaleLease)
+
+
+def test_prefetched_jobs_renewed_and_released_on_shutdown(container: Any, owner: Principal) -> None:
+    container.settings.jobs.prefetch = 4
+    jobs = [submit(container, owner, i) for i in range(3)]
+    w = Worker(container, concurrency=1, worker_id="prefetcher", maintenance=False)
+    first = w._claim()
+    assert first is not None and first.id == jobs[0].id
+    assert [j.id for j in w.prefetched] == [jobs[1].id, jobs[2].id]
+    with container.store.tx() as tx:  # leases short: the heartbeat renews the prefetched ones in one UPDATE
+        for j in jobs:
+            tx.update_job(j.id, lease_expires_at=tx.now() + 1)
+    w._renew([], list(w.prefetched))
+    with container.store.tx(write=False) as tx:
+        assert all(tx.job(j.id).lease_expires_at > tx.now() + 5 for j in jobs[1:])  # lease_s is 10 here
+    w.stop(grace_s=0)
+    assert not w.prefetched
+    with container.store.tx(write=False) as tx:
+        for j in jobs[1:]:
+            row = tx.job(j.id)
+            assert row.status == "queued" and row.worker_id is None and row.failures == 0
+        assert tx.job(jobs[0].id).status == "running"  # claimed by the slot, not a prefetched one
+    assert events(container, jobs[1].id)[-1] == "JobReleased"
+
+
+def test_prefetched_job_cancelled_while_waiting(container: Any, owner: Principal) -> None:
+    container.settings.jobs.prefetch = 2
+    jobs = [submit(container, owner, i) for i in range(2)]
+    w = Worker(container, concurrency=1, worker_id="prefetcher", maintenance=False)
+    w._claim()
+    waiting = list(w.prefetched)
+    assert [j.id for j in waiting] == [jobs[1].id]
+    container.jobs.cancel(owner, jobs[1].id)  # running (claimed): flagged
+    w._renew([], waiting)
+    assert not w.prefetched
+    with container.store.tx(write=False) as tx:
+        assert tx.job(jobs[1].id).status == "cancelled"
