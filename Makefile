@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test demo lint bench install clean help
+.PHONY: run test demo lint bench install clean help chromium screenshots
 
 help:
 	@echo "make run    - install, migrate, start API + worker + console on http://127.0.0.1:8000"
@@ -14,6 +14,7 @@ help:
 	@echo "make demo   - run every available application once through the real API and worker"
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - benchmarks (results in bench/results/, summary in docs/benchmarks.md)"
+	@echo "make screenshots - browser tests that save each console page to docs/screenshots/"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,13 +35,26 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
-test: $(STAMP)
+# Debian's chromium for the console's browser tests (tests/e2e): Playwright drives it and never downloads
+# a browser of its own. Installed when missing, where we are root and have apt-get; elsewhere they skip.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "chromium is missing and cannot be installed here (needs root and apt-get): browser tests will skip"; fi; }
+
+test: $(STAMP) chromium
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -m "not bench and not slow" $(PYTEST_ARGS)
 
+screenshots: $(STAMP) chromium
+	rm -f docs/screenshots/*.png
+	REELFORGE_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(PY) -m bench.queue_throughput
+	$(PY) -m bench.api_latency
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

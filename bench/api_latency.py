@@ -128,6 +128,7 @@ def reelforge_lean_app() -> Any:
     from starlette.concurrency import run_in_threadpool
 
     from reelforge import errors
+    from reelforge.adapters.db.engine import _begin_mode
     from reelforge.adapters.db.models import Job
 
     _what_if_deps()
@@ -138,8 +139,12 @@ def reelforge_lean_app() -> Any:
     table = Job.__table__
 
     def read(c: Any, job_id: str) -> Any:
-        with c.db.engine.connect() as conn:
-            return conn.execute(select(table).where(table.c.id == job_id)).first()
+        token = _begin_mode.set("DEFERRED")  # a reader: SQLite's BEGIN must not take the write lock
+        try:
+            with c.db.engine.connect() as conn:
+                return conn.execute(select(table).where(table.c.id == job_id)).first()
+        finally:
+            _begin_mode.reset(token)
 
     async def get_job(job_id: str, p: Any = Depends(deps.principal), c: Any = Depends(deps.container)) -> Any:
         row = await run_in_threadpool(read, c, job_id)

@@ -80,9 +80,39 @@ class Container:
 
     @cached_property
     def metrics(self) -> Metrics:
+        from reelforge.observability import FiguresCollector
+
         m = Metrics()
         m.add_db_collector(self._db_stats)
+        # Worker-side figures (steps, jobs, models, credits, deliveries) come from the database at scrape time.
+        mc = self.settings.metrics
+        m.add_collector(FiguresCollector(self.stats.read_figures, lag_s=mc.db_lag_s,
+                                         max_rows=mc.max_rows_per_scrape))
         return m
+
+    @cached_property
+    def tracing(self) -> Any:
+        from reelforge.tracing import Tracing
+
+        return Tracing(self.settings)
+
+    @cached_property
+    def stats(self) -> Any:
+        from reelforge.services.stats import StatsService
+
+        return StatsService(self.store, self.settings)
+
+    @cached_property
+    def alarms(self) -> Any:
+        from reelforge.services.alarms import AlarmService
+
+        return AlarmService(self.store, self.settings)
+
+    @cached_property
+    def recovery(self) -> Any:
+        from reelforge.services.recovery import RecoveryService
+
+        return RecoveryService(self.store, self.settings, self.jobs)
 
     @cached_property
     def ip_limiter(self) -> Any:
@@ -109,5 +139,7 @@ class Container:
         upgrade(self.settings.database_url)
 
     def close(self) -> None:
+        if "tracing" in self.__dict__:
+            self.tracing.shutdown()
         if "db" in self.__dict__:
             self.db.dispose()

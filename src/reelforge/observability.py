@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import bisect
 import contextvars
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from reelforge.tracing import log_ids, step_name
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
@@ -31,6 +35,9 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, None) or var.get()
             if value:
                 out[name] = value
+        ids = log_ids()
+        if ids is not None:
+            out["trace_id"], out["span_id"] = ids
         for k, v in record.__dict__.items():
             if k not in _RESERVED and k not in out and not k.startswith("_"):
                 out[k] = v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
@@ -82,6 +89,191 @@ class _DbCollector(Collector):
         yield deliveries
 
 
+# Step and job durations run from milliseconds (a no-op step) to hours (a film); model calls likewise.
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+LOAD_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+_END_STATUS = {"JobSucceeded": "succeeded", "JobFailed": "failed", "JobDead": "dead", "JobCancelled": "cancelled"}
+
+
+class _Hist:
+    """Histogram series accumulated in memory: labels -> (per-bucket counts, sum, count)."""
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self.series: dict[tuple[str, ...], list[Any]] = {}
+
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        entry = self.series.setdefault(labels, [[0] * len(self.buckets), 0.0, 0])
+        i = bisect.bisect_left(self.buckets, value)
+        if i < len(self.buckets):
+            entry[0][i] += 1
+        entry[1] += value
+        entry[2] += 1
+
+    def family(self, name: str, doc: str, labels: list[str]) -> HistogramMetricFamily:
+        fam = HistogramMetricFamily(name, doc, labels=labels)
+        for key, (counts, total, n) in sorted(self.series.items()):
+            cumulative, running = [], 0
+            for bound, c in zip(self.buckets, counts, strict=True):
+                running += c
+                cumulative.append((_fmt(bound), running))
+            cumulative.append(("+Inf", n))
+            fam.add_metric(list(key), cumulative, total)
+        return fam
+
+
+def _fmt(bound: float) -> str:
+    return repr(float(bound))
+
+
+class FiguresCollector(Collector):
+    """Figures that workers produce, read from the database at scrape time (see docs/decisions.md).
+
+    Append-only tables (job history, credit ledger, model invocations) are tailed by id: each scrape
+    reads only the rows added since the last one and adds them to counters and histograms held here,
+    so every API replica converges on the same cluster-wide totals whatever worker produced them.
+    Rows younger than `lag_s` are left for the next scrape: on PostgreSQL ids are handed out before
+    commit, and a transaction that commits a smaller id late must not be skipped. Deliveries and alarms
+    are read as current state (their rows change in place).
+    """
+
+    def __init__(self, read: Callable[[dict[str, int], int], dict[str, Any]], *, lag_s: float = 2.0,
+                 max_rows: int = 50_000, batch: int = 5_000) -> None:
+        self.read = read
+        self.lag_s = lag_s
+        self.max_rows = max_rows
+        self.batch = batch
+        self._lock = threading.Lock()
+        self.cursors = {"history": 0, "ledger": 0, "invocations": 0}
+        self.steps = _Hist(DURATION_BUCKETS)
+        self.job_duration = _Hist(DURATION_BUCKETS)
+        self.job_latency = _Hist(DURATION_BUCKETS)
+        self.jobs_ended: dict[tuple[str, str], int] = {}
+        self.credits_spent: dict[tuple[str], int] = {}
+        self.credits_refunded: dict[tuple[str], int] = {}
+        self.invocations: dict[tuple[str, str, str], int] = {}
+        self.invocation_seconds = _Hist(DURATION_BUCKETS)
+        self.units: dict[tuple[str, str, str], float] = {}
+        self.loads = _Hist(LOAD_BUCKETS)
+        self.deliveries: list[tuple[str, int, int]] = []
+        self.alarms: list[tuple[str, int]] = []
+
+    def describe(self) -> Iterable[Metric]:
+        # Names only: registering must not touch the database.
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            try:
+                self._catch_up()
+            except Exception:  # a scrape must not fail because the database blinked; totals stay as they were
+                logging.getLogger("reelforge.metrics").debug("reading figures failed", exc_info=True)
+            return list(self._families())
+
+    def _catch_up(self) -> None:
+        read_rows = 0
+        while True:
+            data = self.read(dict(self.cursors), self.batch)
+            cutoff = float(data["now"]) - self.lag_s
+            self.deliveries = list(data.get("deliveries", []))
+            self.alarms = list(data.get("alarms", []))
+            more = False
+            for stream, handle in (("history", self._history), ("ledger", self._ledger),
+                                   ("invocations", self._invocation)):
+                rows = data.get(stream, [])
+                done = 0
+                for row in rows:
+                    if float(row[1]) > cutoff:
+                        break
+                    handle(row)
+                    self.cursors[stream] = int(row[0])
+                    done += 1
+                read_rows += done
+                if done == len(rows) == self.batch:
+                    more = True
+            if not more or read_rows >= self.max_rows:
+                return
+
+    def _history(self, row: tuple[Any, ...]) -> None:
+        _id, ts, type_, path, details, kind, created_at, started_at = row
+        if type_ in ("TaskSucceeded", "TaskFailed"):
+            duration = (details or {}).get("duration_s")
+            if isinstance(duration, int | float):
+                outcome = "succeeded" if type_ == "TaskSucceeded" else "failed"
+                self.steps.observe((kind, step_name(path or ""), outcome), float(duration))
+            return
+        status = _END_STATUS.get(type_)
+        if status is None:
+            return
+        key = (kind, status)
+        self.jobs_ended[key] = self.jobs_ended.get(key, 0) + 1
+        if created_at is not None:
+            self.job_latency.observe(key, max(0.0, float(ts) - float(created_at)))
+        if started_at is not None:
+            self.job_duration.observe(key, max(0.0, float(ts) - float(started_at)))
+
+    def _ledger(self, row: tuple[Any, ...]) -> None:
+        _id, _ts, kind, amount, job_kind, job_credits = row
+        key = (job_kind or "unknown",)
+        if kind == "settle":
+            self.credits_spent[key] = self.credits_spent.get(key, 0) + int(job_credits or 0)
+        elif kind == "refund":
+            self.credits_refunded[key] = self.credits_refunded.get(key, 0) + int(amount or 0)
+
+    def _invocation(self, row: tuple[Any, ...]) -> None:
+        _id, _ts, task, model, ok, error, seconds, load_s, unit, units = row
+        outcome = "ok" if ok else ("cancelled" if error == "cancelled" else "error")
+        key = (task, model, outcome)
+        self.invocations[key] = self.invocations.get(key, 0) + 1
+        self.invocation_seconds.observe((task, model), float(seconds or 0.0))
+        if unit:
+            ukey = (task, model, unit)
+            self.units[ukey] = self.units.get(ukey, 0.0) + float(units or 0.0)
+        if load_s is not None:
+            self.loads.observe((task, model), float(load_s))
+
+    def _families(self) -> Iterable[Metric]:
+        yield self.steps.family("reelforge_step_duration_seconds", "Duration of step attempts",
+                                ["kind", "step", "outcome"])
+        yield self.job_duration.family("reelforge_job_duration_seconds", "First claim to end of a job",
+                                       ["kind", "status"])
+        yield self.job_latency.family("reelforge_job_latency_seconds", "Submit to end of a job (includes queueing)",
+                                      ["kind", "status"])
+        yield _counter("reelforge_jobs_finished", "Jobs that reached an end status", ["kind", "status"],
+                       self.jobs_ended)
+        yield _counter("reelforge_credits_spent", "Credits charged by succeeded jobs", ["kind"], self.credits_spent)
+        yield _counter("reelforge_credits_refunded", "Credits given back by failed or cancelled jobs", ["kind"],
+                       self.credits_refunded)
+        yield _counter("reelforge_model_invocations", "Model adapter runs", ["task", "model", "outcome"],
+                       self.invocations)
+        yield self.invocation_seconds.family("reelforge_model_invocation_seconds", "Model adapter run time",
+                                             ["task", "model"])
+        yield _counter("reelforge_model_units", "Units processed by model adapters (images, frames, audio seconds)",
+                       ["task", "model", "unit"], self.units)
+        yield self.loads.family("reelforge_model_load_seconds", "Model adapter load (setup) time", ["task", "model"])
+        outcomes = CounterMetricFamily("reelforge_webhook_delivery_outcomes", "Webhook deliveries that ended",
+                                       labels=["outcome"])
+        attempts = CounterMetricFamily("reelforge_webhook_delivery_attempts", "Webhook delivery attempts (POSTs)")
+        done = {status: n for status, n, _ in self.deliveries}
+        for outcome in ("delivered", "failed"):
+            outcomes.add_metric([outcome], done.get(outcome, 0))
+        attempts.add_metric([], sum(a for _, _, a in self.deliveries))
+        yield outcomes
+        yield attempts
+        firing = GaugeMetricFamily("reelforge_alarms_firing", "Alarms in the alarm state", labels=["rule"])
+        for rule, n in self.alarms:
+            firing.add_metric([rule], n)
+        yield firing
+
+
+def _counter(name: str, doc: str, labels: list[str], values: dict[Any, Any]) -> CounterMetricFamily:
+    fam = CounterMetricFamily(name, doc, labels=labels)
+    for key, value in sorted(values.items()):
+        fam.add_metric(list(key), value)
+    return fam
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -97,6 +289,9 @@ class Metrics:
 
     def add_db_collector(self, read: Callable[[], dict[str, Any]]) -> None:
         self.registry.register(_DbCollector(read))
+
+    def add_collector(self, collector: Collector) -> None:
+        self.registry.register(collector)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

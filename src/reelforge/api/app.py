@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from reelforge import __version__
 from reelforge.api import problems
 from reelforge.api.middleware import GuardMiddleware
-from reelforge.api.routes import auth, jobs, misc, storage, system
+from reelforge.api.routes import admin, auth, console, jobs, misc, storage, system
 from reelforge.config import Settings
 
 CONSOLE = Path(__file__).resolve().parent.parent / "console"
@@ -30,16 +29,18 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
     app.state.container = c
     problems.install(app)
     app.include_router(system.router)
-    for r in (auth.router, jobs.router, storage.router, misc.router):
+    for r in (auth.router, jobs.router, storage.router, misc.router, admin.router):
         app.include_router(r, prefix="/v1")
     static = CONSOLE / "static"
     if static.is_dir():
         app.mount("/static", StaticFiles(directory=str(static)), name="static")
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def console_index() -> HTMLResponse:
-        page = CONSOLE / "templates" / "index.html"
-        return HTMLResponse(page.read_text() if page.exists() else "<h1>reelforge</h1>")
+    app.include_router(console.router)  # the web console's HTML pages (not in the OpenAPI document)
 
+    if c.tracing.enabled:
+        from reelforge.tracing import TracingMiddleware
+
+        # Inside GuardMiddleware, so the span knows the request id (answers the guard gives itself are not traced).
+        app.add_middleware(TracingMiddleware, tracing=c.tracing)
     app.add_middleware(GuardMiddleware, container=c)
     return app

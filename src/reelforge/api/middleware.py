@@ -128,9 +128,13 @@ class GuardMiddleware:
                           or "unmatched")
             self.c.metrics.observe_request(method, route_path, status_holder["status"], elapsed)
             if not path.startswith(("/metrics", "/healthz", "/static")):
+                # The account is resolved in the route's thread (a copied context), so its contextvar never
+                # reaches this line; the principal left on the request state does.
+                principal = (scope.get("state") or {}).get("principal")
                 log.info("%s %s %s %.1fms", method, path, status_holder["status"], elapsed * 1000,
                          extra={"method": method, "path": path, "status": status_holder["status"],
-                                "duration_ms": round(elapsed * 1000, 2)})
+                                "duration_ms": round(elapsed * 1000, 2),
+                                **({"account_id": principal.user_id} if principal is not None else {})})
             request_id_var.reset(token)
 
 

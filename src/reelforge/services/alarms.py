@@ -94,7 +94,7 @@ class AlarmService:
         with self.store.tx() as tx:
             now = tx.now()
             queue = tx.queue_now()
-            tx.add_queue_sample(queued=queue["queued"], running=queue["running"],
+            tx.add_queue_sample(queued=int(queue["queued"]), running=int(queue["running"]),
                                 oldest_age_s=queue["oldest_ready_age_s"])
             observations = self._observe(tx, now, queue)
             changes = self._apply(tx, now, observations)
@@ -128,12 +128,12 @@ class AlarmService:
         r = self.rule("worker_heartbeat")
         if r.enabled:
             last = tx.last_worker_heartbeat()
-            age = (now - last) if last is not None else None
+            silence = (now - last) if last is not None else None
             ready = int(queue["ready"])
-            silent = age is None or age > r.threshold
-            breaching = ready > 0 and silent
-            what = "no running worker has ever reported" if age is None else f"last worker heartbeat {age:.0f} s ago"
-            out.append(Observation("worker_heartbeat", "worker_heartbeat", age, r.threshold, breaching,
+            breaching = ready > 0 and (silence is None or silence > r.threshold)
+            what = ("no running worker has reported" if silence is None
+                    else f"last worker heartbeat {silence:.0f} s ago")
+            out.append(Observation("worker_heartbeat", "worker_heartbeat", silence, r.threshold, breaching,
                                    f"{what}; {ready} job(s) due", {"ready": ready}))
         r = self.rule("model_error_rate")
         if r.enabled:

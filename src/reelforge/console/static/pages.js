@@ -1,0 +1,733 @@
+/* reelforge console pages: one function per page (body[data-page]), run once the session is known. */
+(function () {
+  "use strict";
+  const RF = (window.RF = window.RF || {});
+  const pages = (RF.pages = RF.pages || {});
+  const prepare = (RF.prepare = RF.prepare || {});
+  const fmt = RF.fmt;
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const TERMINAL = ["succeeded", "failed", "cancelled", "dead"];
+  const enc = encodeURIComponent;
+
+  function setText(sel, value) { $$(sel).forEach((el) => { el.textContent = value; }); }
+
+  function nextUrl() {
+    const next = new URLSearchParams(location.search).get("next") || "/";
+    // Only paths on this site: never an absolute or protocol-relative URL from the query string.
+    return /^\/(?!\/)/.test(next) && !next.includes("\\") ? next : "/";
+  }
+
+  // ---- sign in, register -----------------------------------------------------------------------------------------
+  pages.signin = function () {
+    if (RF.auth.load()) { location.replace(nextUrl()); return; }
+    RF.onSubmit("#signin-form", async (v) => {
+      const pair = await RF.api("POST", "/v1/auth/token", { email: v.email, password: v.password }, { anonymous: true });
+      RF.auth.save(pair);
+      location.assign(nextUrl());
+    });
+  };
+
+  pages.register = function () {
+    RF.onSubmit("#register-form", async (v) => {
+      await RF.api("POST", "/v1/auth/register", { email: v.email, password: v.password }, { anonymous: true });
+      const pair = await RF.api("POST", "/v1/auth/token", { email: v.email, password: v.password }, { anonymous: true });
+      RF.auth.save(pair);
+      location.assign("/");
+    });
+  };
+
+  // ---- images of jobs -------------------------------------------------------------------------------------------------
+  /** Image cards for a finished image job: one signed URL per image from GET /v1/assets/{id}. */
+  async function jobImages(job) {
+    const out = job.outputs || {};
+    const images = out.images || [];
+    const cards = await Promise.all(images.map(async (img) => {
+      try {
+        const a = await RF.get("/v1/assets/" + enc(img.asset_id));
+        return {
+          job_id: job.id, url: a.download ? a.download.url : "", filename: a.filename || "image.png",
+          prompt: out.prompt || (job.input || {}).prompt || "", width: img.width, height: img.height, seed: img.seed,
+          model: out.model || (job.input || {}).model, pixel: img.width <= 128 ? "pixel" : "",
+        };
+      } catch (e) {
+        return null;
+      }
+    }));
+    return cards.filter(Boolean);
+  }
+
+  async function imageGallery(el, limit) {
+    if (!el) return;
+    try {
+      const jobs = (await RF.get("/v1/jobs?kind=image.generate&status=succeeded&limit=" + Math.max(4, limit))).data;
+      const cards = [];
+      for (const batch of await Promise.all(jobs.map(jobImages))) cards.push(...batch);
+      el.replaceChildren();
+      if (!cards.length) {
+        const p = document.createElement("p");
+        p.className = "muted";
+        p.textContent = "No images yet. Your generations will appear here.";
+        el.append(p);
+        return;
+      }
+      cards.slice(0, limit).forEach((c) => el.append(RF.render("tpl-image-card", c)));
+    } catch (e) {
+      el.textContent = e.message;
+    }
+  }
+
+  // ---- dashboard ------------------------------------------------------------------------------------------------------------
+  pages.dashboard = async function () {
+    const greet = $("[data-me-greeting]");
+    if (greet && RF.user) greet.textContent = ", " + RF.user.email.split("@")[0];
+    const stats = async () => {
+      try {
+        const jobs = (await RF.get("/v1/jobs?limit=100")).data;
+        const count = (...s) => jobs.filter((j) => s.includes(j.status)).length;
+        setText('[data-stat="running"]', count("running"));
+        setText('[data-stat="queued"]', count("queued"));
+        setText('[data-stat="succeeded"]', count("succeeded"));
+        setText('[data-stat="failed"]', count("failed", "dead", "cancelled"));
+        setText('[data-stat="total"]', jobs.length);
+      } catch (e) { /* the table shows errors */ }
+    };
+    stats();
+    setInterval(stats, 5000);
+    imageGallery($("#latest-images"), 4);
+  };
+
+  // ---- image generation ----------------------------------------------------------------------------------------------------------
+  pages.generate = async function () {
+    const form = $("#generate-form");
+    const sel = form.elements.model;
+    const note = $("#model-note");
+    let models = [];
+    try {
+      models = (await RF.get("/v1/models?task=image.generate")).data;
+    } catch (e) {
+      RF.toast(e.message, "bad");
+    }
+    models.sort((a, b) => Number(b.available) - Number(a.available) || a.name.localeCompare(b.name));
+    const byName = Object.fromEntries(models.map((m) => [m.name, m]));
+    sel.replaceChildren();
+    for (const m of models) {
+      const label = m.name + (m.test_model ? " · test model" : "") + (m.available ? "" : " · not installed");
+      const o = new Option(label, m.name);
+      o.disabled = !m.available;
+      sel.append(o);
+    }
+    if (!models.length) sel.append(new Option("No image models registered", ""));
+
+    const describe = () => {
+      const m = byName[sel.value];
+      const unavailable = models.filter((x) => !x.available).length;
+      note.textContent = m ? m.description + (unavailable ? " · " + unavailable + " more models are registered but need their weights installed." : "") : "";
+      if (!models.some((x) => x.available)) note.textContent = "No image model can run on this server yet: " + ((models[0] || {}).reason || "");
+    };
+    const defaults = () => {
+      const d = (byName[sel.value] || {}).details || {};
+      if (d.default_width) form.elements.width.value = d.default_width;
+      if (d.default_height) form.elements.height.value = d.default_height;
+      if (d.default_steps) form.elements.steps.value = d.default_steps;
+      if (d.default_guidance != null) form.elements.guidance_scale.value = d.default_guidance;
+    };
+    const cost = () => {
+      const w = Number(form.elements.width.value) || 0, h = Number(form.elements.height.value) || 0;
+      const s = Number(form.elements.steps.value) || 0, n = Number(form.elements.num_images.value) || 1;
+      // Mirrors the pipeline's price: one credit per image per 512x512x25-step unit, at least one.
+      const c = n * Math.max(1, Math.ceil((w * h * s) / (512 * 512 * 25)));
+      $("#cost").textContent = c + (c === 1 ? " credit" : " credits");
+    };
+    sel.addEventListener("change", () => { defaults(); describe(); cost(); });
+    form.addEventListener("input", cost);
+    const first = models.find((m) => m.available);
+    if (first) sel.value = first.name;
+    defaults();
+    describe();
+
+    async function reuse(jobId, seed) {
+      try {
+        const job = await RF.get("/v1/jobs/" + enc(jobId));
+        const input = Object.assign({}, job.input || {});
+        if (seed) input.seed = seed;
+        else if (input.seed == null && job.outputs && job.outputs.seed != null) input.seed = job.outputs.seed;
+        for (const [k, v] of Object.entries(input)) {
+          const el = form.elements.namedItem(k);
+          if (el && v != null) el.value = v;
+        }
+        if (input.negative_prompt || input.seed != null) $("#advanced").open = true;
+        describe();
+        cost();
+        return true;
+      } catch (e) {
+        RF.toast("Could not load that job's settings: " + e.message, "bad");
+        return false;
+      }
+    }
+    const params = new URLSearchParams(location.search);
+    if (params.get("reuse")) await reuse(params.get("reuse"), params.get("seed"));
+    cost();
+
+    document.addEventListener("click", async (e) => {
+      const a = e.target.closest("[data-reuse]");
+      if (!a) return;
+      e.preventDefault();
+      if (await reuse(a.dataset.job, a.dataset.seed)) {
+        window.scrollTo({ top: 0, behavior: "smooth" });
+        form.elements.prompt.focus();
+        RF.toast("Settings loaded: adjust them and generate");
+      }
+    });
+
+    RF.onSubmit(form, async (v) => {
+      const job = await RF.post("/v1/jobs", { kind: "image.generate", input: v });
+      RF.me(true).catch(() => {});
+      follow(job);
+    });
+    imageGallery($("#recent-images"), 12);
+  };
+
+  let running = null;
+
+  function runProgress(fraction, message, status) {
+    const pct = Math.round(Math.max(0, Math.min(1, Number(fraction) || 0)) * 100);
+    const bar = $("#run-bar");
+    bar.setAttribute("aria-valuenow", String(pct));
+    bar.firstElementChild.style.width = pct + "%";
+    $("#run-pct").textContent = pct + "%";
+    if (message) $("#run-message").textContent = message;
+    if (status) runStatus(status);
+  }
+
+  function runStatus(status) {
+    const badge = $("#run-status");
+    badge.className = "badge s-" + status;
+    badge.textContent = status;
+    $("#run-bar").classList.toggle("live", !TERMINAL.includes(status));
+    $("#run-bar").className = "bar bar-lg bar-" + status + (TERMINAL.includes(status) ? "" : " live");
+    $("#run-cancel").hidden = TERMINAL.includes(status);
+  }
+
+  async function follow(job) {
+    if (running) running.abort();
+    const ctl = (running = new AbortController());
+    const card = $("#run");
+    card.hidden = false;
+    $("#run-prompt").textContent = (job.input || {}).prompt || "";
+    $("#run-open").href = "/jobs/" + job.id;
+    $("#run-error").hidden = true;
+    $("#run-gallery").replaceChildren();
+    $("#run-message").textContent = job.status === "queued" ? "Waiting for a worker…" : job.progress.message || "";
+    runProgress(job.progress.fraction, null, job.status);
+    $("#run-cancel").onclick = async () => {
+      try { await RF.post("/v1/jobs/" + enc(job.id) + "/cancel"); RF.toast("Cancellation requested"); } catch (e) { RF.toast(e.message, "bad"); }
+    };
+    card.scrollIntoView({ behavior: "smooth", block: "nearest" });
+    const final = await watch(job.id, ctl.signal, (type, data) => {
+      if (type === "progress") runProgress(data.fraction, data.message, data.status);
+      else if (type === "status") runStatus(data.status);
+    });
+    if (!final || ctl.signal.aborted) return;
+    runStatus(final.status);
+    if (final.status === "succeeded") {
+      runProgress(1, "Done in " + fmt.jobdur(final), "succeeded");
+      const cards = await jobImages(final);
+      cards.forEach((c) => $("#run-gallery").append(RF.render("tpl-image-card", c)));
+      imageGallery($("#recent-images"), 12);
+    } else {
+      $("#run-message").textContent = "The job ended " + final.status + ".";
+      if (final.error) {
+        $("#run-error").hidden = false;
+        $("#run-error-code").textContent = final.error.code;
+        $("#run-error-message").textContent = final.error.message || "";
+      }
+    }
+    RF.me(true).catch(() => {});
+  }
+
+  /** Follow a job's server-sent events until it ends; reconnects, and falls back to polling. Returns the final job. */
+  async function watch(jobId, signal, onEvent) {
+    for (let attempt = 0; attempt < 60 && !signal.aborted; attempt++) {
+      let final = null;
+      try {
+        await RF.stream("/v1/jobs/" + enc(jobId) + "/events", (type, data) => {
+          if (type === "end") { final = data; return false; }
+          onEvent(type, data);
+          return true;
+        }, signal);
+      } catch (e) {
+        if (signal.aborted || (e && e.name === "AbortError")) return null;
+        if (e.status === 404) return null;
+      }
+      if (final && final.id) return final;
+      if (final && final.reason) return null;
+      // The stream ended without the job's end (server restart, timeout): look, then listen again.
+      try {
+        const j = await RF.get("/v1/jobs/" + enc(jobId));
+        if (TERMINAL.includes(j.status)) return j;
+      } catch (e) { /* try again */ }
+      await sleep(Math.min(5000, 500 * (attempt + 1)));
+    }
+    return null;
+  }
+  RF.watch = watch;
+
+  // ---- jobs ---------------------------------------------------------------------------------------------------------------------------
+  pages.jobs = async function () {
+    const sel = $("#f-kind");
+    const params = new URLSearchParams(location.search);
+    try {
+      const kinds = (await RF.get("/v1/pipelines")).data.map((p) => p.kind).sort();
+      kinds.forEach((k) => sel.append(new Option(k, k)));
+    } catch (e) { /* the filter still works without the list */ }
+    if (params.get("status")) $("#f-status").value = params.get("status");
+    if (params.get("kind")) sel.value = params.get("kind");
+    // Keep the filters in the address bar, so a filtered view can be bookmarked or shared.
+    $("#job-filters").addEventListener("change", () => {
+      const q = new URLSearchParams();
+      for (const [k, v] of new FormData($("#job-filters"))) if (v && !(k === "limit" && v === "50")) q.set(k, String(v));
+      history.replaceState(null, "", "/jobs" + (q.toString() ? "?" + q : ""));
+    });
+    if (params.get("status") || params.get("kind")) htmx.trigger("#jobs", "refresh");
+  };
+
+  // ---- job detail -------------------------------------------------------------------------------------------------------------------------
+  function jobView(job) {
+    const v = Object.assign({}, job);
+    v._pct = job.status === "succeeded" ? 100 : Math.round((job.progress.fraction || 0) * 100);
+    v._active = ["queued", "running"].includes(job.status);
+    v._retryable = ["failed", "dead", "cancelled"].includes(job.status);
+    v._reuse = job.kind === "image.generate";
+    return v;
+  }
+
+  function timelineView(events) {
+    if (!events.length) return [];
+    const t = (e) => new Date(e.ts).getTime() / 1000;
+    const t0 = t(events[0]);
+    // Bars compare durations (each against the longest). Recorded times are when the worker committed the
+    // events, which for buffered history can be later than the step itself, so bars are not placed by them.
+    const longest = Math.max(1e-6, ...events.map((e) => Number((e.details || {}).duration_s) || 0));
+    return events.map((e) => {
+      const d = e.details || {};
+      const dur = d.duration_s == null ? null : Number(d.duration_s);
+      const v = Object.assign({}, e);
+      v._offset = "+" + fmt.dur(Math.max(0, t(e) - t0));
+      const type = e.type || "";
+      v._tone = /Succeeded$/.test(type) ? "tl-ok" : /(Failed|Aborted|Dead|Cancelled)$/.test(type) ? "tl-bad"
+        : /Retry|Caught|Resumed/.test(type) ? "tl-warn" : /(Entered|Started|Queued|Claimed)$/.test(type) ? "tl-run" : "";
+      const parts = [];
+      if (d.error) parts.push(d.error + (d.cause ? ": " + d.cause : ""));
+      else if (d.cause) parts.push(d.cause);
+      if (d.next) parts.push("next: " + d.next);
+      if (d.interval_s != null) parts.push("retry in " + fmt.dur(d.interval_s));
+      if (d.worker_id) parts.push("worker " + d.worker_id);
+      if (type === "JobQueued" && d.credits != null) parts.push(d.credits + (d.credits === 1 ? " credit" : " credits") + " reserved");
+      v._detail = parts.join(" · ");
+      v._attempt = e.attempt > 1 ? e.attempt : "";
+      if (dur != null && !isNaN(dur)) {
+        v._span = true;
+        v._left = 0;
+        v._width = Math.max(0.6, Math.min(100, (dur / longest) * 100)).toFixed(2);
+        v._dur = fmt.dur(dur);
+      }
+      return v;
+    });
+  }
+
+  function assetRefs(outputs) {
+    const ids = [];
+    const walk = (o, key) => {
+      if (o == null) return;
+      if (typeof o === "string" && key && /(^|_)asset_id$/.test(key)) ids.push(o);
+      else if (Array.isArray(o)) o.forEach((x) => walk(x, key && key.endsWith("asset_ids") ? "asset_id" : null));
+      else if (typeof o === "object") Object.entries(o).forEach(([k, x]) => walk(x, k));
+    };
+    walk(outputs, null);
+    return Array.from(new Set(ids));
+  }
+
+  pages.job = async function () {
+    const box = $("#job");
+    const id = box.dataset.jobId;
+    let job;
+    try {
+      job = await RF.get("/v1/jobs/" + enc(id));
+    } catch (e) {
+      box.replaceChildren();
+      const s = document.createElement("section");
+      s.className = "card empty-state";
+      const h = document.createElement("h2");
+      h.textContent = e.status === 404 ? "Job not found" : "Could not load this job";
+      const p = document.createElement("p");
+      p.className = "muted";
+      p.textContent = e.status === 404 ? "It does not exist, it expired, or it belongs to another account." : e.message;
+      s.append(h, p);
+      box.append(s);
+      return;
+    }
+    let events = [];
+    const paint = () => {
+      RF.renderInto(box, "tpl-job-head", jobView(job));
+      document.title = "Job " + job.id.slice(0, 8) + " · reelforge";
+    };
+    const paintHistory = () => {
+      $("#job-history-card").hidden = false;
+      RF.renderInto("#job-history", "tpl-tl-item", timelineView(events));
+      setText("#job-history-count", events.length + " events");
+    };
+    const paintBody = async () => {
+      $("#job-panels").hidden = false;
+      $("#job-input").textContent = fmt.json(job.input);
+      $("#copy-input").onclick = () => RF.copy(JSON.stringify(job.input, null, 2), "Input");
+      const out = $("#job-outputs");
+      if (!job.outputs) {
+        out.innerHTML = "";
+        const p = document.createElement("p");
+        p.className = "muted";
+        p.textContent = TERMINAL.includes(job.status) ? "This job produced no outputs." : "Outputs appear here when the job succeeds.";
+        out.append(p);
+        return;
+      }
+      const refs = assetRefs(job.outputs);
+      const assets = (await Promise.all(refs.map((a) => RF.get("/v1/assets/" + enc(a)).catch(() => null)))).filter(Boolean);
+      out.replaceChildren();
+      const images = assets.filter((a) => (a.content_type || "").startsWith("image/"));
+      const others = assets.filter((a) => !(a.content_type || "").startsWith("image/"));
+      if (images.length) {
+        const g = document.createElement("div");
+        g.className = "outputs-grid";
+        const meta = job.outputs.images || [];
+        images.forEach((a) => {
+          const m = meta.find((x) => x.asset_id === a.id) || {};
+          g.append(RF.render("tpl-image-card", {
+            job_id: job.id, url: a.download ? a.download.url : "", filename: a.filename, prompt: (job.input || {}).prompt || a.filename,
+            width: m.width || (a.metadata || {}).width || "?", height: m.height || (a.metadata || {}).height || "?",
+            seed: m.seed != null ? m.seed : (a.metadata || {}).seed, model: (job.input || {}).model || "",
+            pixel: (m.width || 512) <= 128 ? "pixel" : "",
+          }));
+        });
+        out.append(g);
+      }
+      if (others.length) {
+        const list = document.createElement("div");
+        list.className = "stack";
+        list.style.marginTop = images.length ? "1rem" : "0";
+        others.forEach((a) => list.append(RF.render("tpl-asset-link", { url: a.download ? a.download.url : "", filename: a.filename, content_type: a.content_type, size: a.size })));
+        out.append(list);
+      }
+      const raw = document.createElement("details");
+      raw.style.marginTop = "1rem";
+      const sum = document.createElement("summary");
+      sum.textContent = "Raw outputs";
+      const pre = document.createElement("pre");
+      pre.textContent = fmt.json(job.outputs);
+      raw.append(sum, pre);
+      out.append(raw);
+    };
+    paint();
+    await paintBody();
+    try {
+      events = (await RF.get("/v1/jobs/" + enc(id) + "/history")).events;
+    } catch (e) { events = []; }
+    paintHistory();
+    if (TERMINAL.includes(job.status)) return;
+
+    const ctl = new AbortController();
+    const seen = new Set(events.map((e) => [e.ts, e.type, e.path].join("|")));
+    const final = await watch(id, ctl.signal, (type, data) => {
+      if (type === "progress") {
+        job.progress = { fraction: data.fraction, message: data.message || "" };
+        if (data.status && data.status !== job.status) { job.status = data.status; paint(); return; }
+        const pct = Math.round((data.fraction || 0) * 100);
+        const bar = $("#job-bar");
+        if (bar) { bar.setAttribute("aria-valuenow", String(pct)); bar.firstElementChild.style.width = pct + "%"; }
+        setText("#job-pct", pct + "%");
+        setText("#job-message", data.message || "");
+      } else if (type === "status") {
+        RF.get("/v1/jobs/" + enc(id)).then((j) => { job = j; paint(); }).catch(() => {});
+      } else if (type === "history") {
+        // The stream replays history from the start on each connection: keep each event once.
+        const key = [data.ts, data.type, data.path].join("|");
+        if (seen.has(key)) return;
+        seen.add(key);
+        events.push(Object.assign({ id: key, attempt: 0 }, data));
+        events.sort((a, b) => new Date(a.ts) - new Date(b.ts));
+        paintHistory();
+      }
+    });
+    if (final) {
+      job = final;
+      paint();
+      await paintBody();
+      try { events = (await RF.get("/v1/jobs/" + enc(id) + "/history")).events; } catch (e) { /* keep streamed */ }
+      paintHistory();
+      RF.me(true).catch(() => {});
+    }
+  };
+
+  // ---- uploads -----------------------------------------------------------------------------------------------------------------------------
+  function xhrPut(req, body, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open(req.method || "PUT", req.url);
+      for (const [k, v] of Object.entries(req.headers || {})) {
+        if (!/^(content-length|host)$/i.test(k)) xhr.setRequestHeader(k, v);
+      }
+      xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded); };
+      xhr.onload = () => {
+        if (xhr.status >= 200 && xhr.status < 300) { onProgress(body.size); resolve(xhr.getResponseHeader("ETag")); return; }
+        let p = null;
+        try { p = JSON.parse(xhr.responseText); } catch (e) { p = { detail: "Storage answered HTTP " + xhr.status }; }
+        reject(new RF.ApiError(xhr.status, p));
+      };
+      xhr.onerror = () => reject(new RF.ApiError(0, { detail: "The upload was interrupted (network error)." }));
+      xhr.send(body);
+    });
+  }
+
+  async function uploadOne(file, lifecycle) {
+    const list = $("#upload-list");
+    const frag = RF.render("tpl-upload-item", { name: file.name, size: file.size });
+    const item = frag.firstElementChild;
+    list.prepend(frag);
+    const bar = $(".bar", item);
+    const show = (loaded) => {
+      const pct = file.size ? Math.floor((loaded / file.size) * 100) : 100;
+      bar.setAttribute("aria-valuenow", String(pct));
+      bar.firstElementChild.style.width = pct + "%";
+      $("[data-upload-pct]", item).textContent = pct + "%";
+    };
+    try {
+      const up = await RF.post("/v1/uploads", {
+        filename: file.name, content_type: file.type || "application/octet-stream", size: file.size, lifecycle,
+      });
+      let complete = {};
+      if (up.parts && up.parts.length) {
+        $(".meta", item).append(" · " + up.parts.length + " parts");
+        const loaded = {};
+        const sum = () => Object.values(loaded).reduce((a, b) => a + b, 0);
+        const done = [];
+        const queue = up.parts.slice();
+        // Three parts in flight at a time: fast on real links, gentle on the server.
+        const lane = async () => {
+          while (queue.length) {
+            const part = queue.shift();
+            const start = (part.part_number - 1) * up.part_size;
+            const blob = file.slice(start, start + part.size);
+            const etag = await xhrPut(part, blob, (n) => { loaded[part.part_number] = n; show(sum()); });
+            done.push({ part_number: part.part_number, etag: etag || "" });
+          }
+        };
+        await Promise.all([lane(), lane(), lane()]);
+        done.sort((a, b) => a.part_number - b.part_number);
+        complete = { parts: done };
+      } else {
+        await xhrPut(up.put, file, show);
+      }
+      await RF.post("/v1/uploads/" + enc(up.id) + "/complete", complete);
+      item.classList.add("done");
+      show(file.size);
+      $("[data-upload-pct]", item).textContent = "Uploaded";
+      htmx.trigger("#assets", "refresh");
+    } catch (e) {
+      item.classList.add("failed");
+      const err = $(".field-error", item);
+      const fields = (e.problem && e.problem.errors) || [];
+      err.textContent = fields.length ? fields.map((f) => (f.field ? f.field + ": " : "") + f.message).join("; ") : e.message;
+      err.hidden = false;
+      $("[data-upload-pct]", item).textContent = "Failed";
+    }
+  }
+
+  pages.uploads = function () {
+    const zone = $("#dropzone");
+    const input = $("#files");
+    const start = (files) => {
+      const lifecycle = $("#lifecycle").value;
+      Array.from(files).forEach((f) => uploadOne(f, lifecycle));
+    };
+    ["dragenter", "dragover"].forEach((t) => zone.addEventListener(t, (e) => { e.preventDefault(); zone.classList.add("over"); }));
+    ["dragleave", "drop"].forEach((t) => zone.addEventListener(t, () => zone.classList.remove("over")));
+    zone.addEventListener("drop", (e) => { e.preventDefault(); if (e.dataTransfer) start(e.dataTransfer.files); });
+    input.addEventListener("change", () => { start(input.files); input.value = ""; });
+    document.addEventListener("click", async (e) => {
+      const b = e.target.closest("[data-download-asset]");
+      if (!b) return;
+      try {
+        const a = await RF.get("/v1/assets/" + enc(b.dataset.id));
+        if (a.download) location.assign(a.download.url);
+      } catch (err) { RF.toast(err.message, "bad"); }
+    });
+  };
+
+  // ---- credits, webhooks ----------------------------------------------------------------------------------------------------------------------
+  prepare.credits = function (d) {
+    const ledger = d.ledger || [];
+    const sum = (kinds) => ledger.filter((e) => kinds.includes(e.kind)).reduce((a, e) => a + e.amount, 0);
+    $("#credit-balance").textContent = fmt.num(d.balance);
+    $("#credit-spent").textContent = fmt.num(-sum(["reserve", "settle", "refund"]));
+    $("#credit-granted").textContent = fmt.num(sum(["grant"]));
+    ledger.forEach((e) => { e._tone = e.amount > 0 ? "pos" : e.amount < 0 ? "neg" : ""; });
+    return d;
+  };
+
+  prepare.recent = function (d) {
+    const data = (d.data || []).slice().sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+    return { data: data.slice(0, 10) };
+  };
+
+  // ---- admin: overview --------------------------------------------------------------------------------------------------------------------------
+  function pick(o, keys, dflt) {
+    for (const k of keys) if (o && o[k] != null && o[k] !== "") return o[k];
+    return dflt;
+  }
+
+  function alarmView(a) {
+    const o = a || {};
+    const when = pick(o, ["raised_at", "changed_at", "ts", "evaluated_at"], null);
+    const value = o.value == null ? "" : Math.round(Number(o.value) * 100) / 100;
+    let state = pick(o, ["event", "state"], null);
+    if (state == null) state = o.enabled === false ? "disabled" : "ok";
+    return Object.assign({}, o, {
+      _name: pick(o, ["rule", "name", "key"], "alarm"),
+      _severity: String(pick(o, ["severity"], o.state || "firing")).toLowerCase(),
+      _message: pick(o, ["message"], "") || (value !== "" ? "value " + value + ", threshold " + o.threshold : ""),
+      _description: pick(o, ["description"], ""),
+      _condition: o.threshold == null ? "" : "≥ " + o.threshold + (o.unit ? " " + o.unit : "") + (o.window_s ? " over " + fmt.dur(o.window_s) : ""),
+      _state: String(state).toLowerCase(),
+      _since: when ? "since " + fmt.ago(when) : "",
+      _when: when ? fmt.date(when) : "",
+    });
+  }
+
+  pages.admin = async function () {
+    const hoursSel = $("#stats-hours");
+    const charts = async () => {
+      const hours = hoursSel.value;
+      let s;
+      try { s = await RF.get("/v1/admin/stats?hours=" + enc(hours)); } catch (e) { RF.toast("Stats: " + e.message, "bad"); return; }
+      const jph = s.jobs_per_hour || [];
+      const total = (k) => jph.reduce((a, r) => a + (Number(r[k]) || 0), 0);
+      const ok = total("succeeded"), bad = total("failed") + total("dead"), fin = ok + bad + total("cancelled");
+      setText('[data-kpi="finished"]', fmt.num(fin));
+      setText('[data-kpi="period"]', "in the last " + hours + " hours");
+      setText('[data-kpi="success"]', ok + bad ? Math.round((ok / (ok + bad)) * 100) + "%" : "–");
+      setText('[data-kpi="failed"]', fmt.num(bad));
+      const qd = s.queue_depth || [];
+      setText('[data-kpi="depth"]', qd.length ? fmt.num(qd[qd.length - 1].depth) : "–");
+      setText('[data-kpi="credits"]', fmt.num((s.credits_used_per_hour || []).reduce((a, r) => a + (Number(r.credits) || 0), 0)));
+      RF.barChart($("#chart-jobs"), jph, "hour", [
+        { key: "succeeded", label: "succeeded", color: "var(--c2)" },
+        { key: "failed", label: "failed", color: "var(--c3)" },
+        { key: "cancelled", label: "cancelled", color: "var(--c4)" },
+        { key: "dead", label: "dead", color: "var(--c5)" },
+      ], { empty: "No finished jobs in this period" });
+      RF.lineChart($("#chart-queue"), qd.map((p) => ({ ts: p.ts, value: p.depth })), { empty: "No queue samples yet", color: "var(--c1)" });
+      RF.barChart($("#chart-credits"), s.credits_used_per_hour || [], "hour", [{ key: "credits", label: "credits", color: "var(--c6)" }],
+        { empty: "No credits used in this period" });
+      const rows = s.duration_by_kind || [];
+      const slowest = Math.max(1e-9, ...rows.map((r) => Number(r.p95_s) || 0));
+      rows.forEach((r) => { r._rel = Math.round(((Number(r.p95_s) || 0) / slowest) * 100); });
+      RF.renderInto("#durations", "tpl-duration-row", rows);
+      if (!rows.length) $("#durations").innerHTML = '<tr><td colspan="5" class="empty">No finished jobs in this period.</td></tr>';
+    };
+    const alarms = async () => {
+      let a;
+      try { a = await RF.get("/v1/admin/alarms"); } catch (e) { $("#alarms-active").textContent = e.message; return; }
+      const active = (a.active || []).map(alarmView);
+      const box = $("#alarms-active");
+      box.replaceChildren();
+      if (active.length) active.forEach((x) => box.append(RF.render("tpl-alarm-active", x)));
+      else box.append(RF.render("tpl-alarms-clear", {}));
+      const activeNames = new Set(active.map((x) => x._name));
+      const rules = (a.rules || []).map(alarmView).map((r) => {
+        if (activeNames.has(r._name)) r._state = "firing";
+        return r;
+      });
+      RF.renderInto("#alarm-rules", "tpl-alarm-rule", rules);
+      if (!rules.length) $("#alarm-rules").innerHTML = '<tr><td colspan="3" class="empty">No rules configured.</td></tr>';
+      const recent = (a.recent || []).map(alarmView);
+      RF.renderInto("#alarm-recent", "tpl-alarm-event", recent);
+      if (!recent.length) $("#alarm-recent").innerHTML = '<tr><td colspan="4" class="empty">No alarm has fired recently.</td></tr>';
+    };
+    hoursSel.addEventListener("change", charts);
+    let width = window.innerWidth;
+    window.addEventListener("resize", () => { if (Math.abs(window.innerWidth - width) > 40) { width = window.innerWidth; charts(); } });
+    await Promise.all([charts(), alarms()]);
+    setInterval(alarms, 10000);
+    setInterval(charts, 30000);
+  };
+
+  // ---- admin: users, queue, system -------------------------------------------------------------------------------------------------------------------
+  pages["admin-users"] = function () {
+    const search = $("#user-search");
+    const apply = () => {
+      const q = search.value.trim().toLowerCase();
+      $$("#users tr[data-email]").forEach((tr) => { tr.hidden = !!q && !tr.dataset.email.toLowerCase().includes(q); });
+    };
+    search.addEventListener("input", apply);
+    document.body.addEventListener("htmx:afterSettle", apply);
+  };
+
+  prepare.queue = function (q) {
+    const depth = q.depth || [];
+    const sum = (status) => depth.filter((d) => d.status === status).reduce((a, d) => a + d.count, 0);
+    setText('[data-q="queued"]', fmt.num(sum("queued")));
+    setText('[data-q="running"]', fmt.num(sum("running")));
+    setText('[data-q="dead"]', fmt.num(sum("dead")));
+    setText('[data-q="kinds"]', fmt.num(new Set(depth.filter((d) => ["queued", "running"].includes(d.status) && d.count).map((d) => d.kind)).size));
+    setText('[data-q="oldest"]', !sum("queued") || q.oldest_queued_age_s == null ? "–" : fmt.dur(q.oldest_queued_age_s));
+    RF.renderInto("#running", "tpl-running-row", q.running || [], { empty: "tpl-empty-running" });
+    RF.renderInto("#depth", "tpl-depth-row", depth, { empty: "tpl-empty-depth" });
+    RF.renderInto("#dead", "tpl-dead-row", q.dead || [], { empty: "tpl-empty-dead" });
+    return q;
+  };
+
+  prepare.workers = function (d) {
+    const list = Array.isArray(d) ? d : (d && d.data) || [];
+    list.forEach((w) => { w._stale = w.status !== "stopped" && Number(w.heartbeat_age_s) > 30 ? "bad" : ""; });
+    return { data: list };
+  };
+
+  function kvRows(obj, prefix, out) {
+    for (const [k, v] of Object.entries(obj || {})) {
+      const key = prefix ? prefix + " " + k : k;
+      if (v && typeof v === "object" && !Array.isArray(v)) kvRows(v, key, out);
+      else out.push([key.replace(/_/g, " "), Array.isArray(v) ? v.join(", ") : /bytes$/.test(k) ? fmt.bytes(v) : String(v)]);
+    }
+    return out;
+  }
+
+  pages["admin-system"] = async function () {
+    try {
+      const s = await RF.get("/v1/admin/system");
+      setText('[data-sys="version"]', s.version || "–");
+      const st = s.storage || {};
+      const w = s.workers || {};
+      setText('[data-sys="assets"]', fmt.num(st.assets));
+      setText('[data-sys="bytes"]', st.bytes != null ? fmt.bytes(st.bytes) + " stored" : "");
+      setText('[data-sys="workers"]', fmt.num(w.total));
+      setText('[data-sys="online"]', fmt.num(w.live));
+      const models = s.models || [];
+      setText('[data-sys="models"]', fmt.num(models.filter((m) => m.available).length));
+      setText('[data-sys="models-total"]', fmt.num(models.length));
+      const rows = [["database", String(s.database || "–")]];
+      kvRows(st, "storage", rows);
+      kvRows(w, "workers", rows);
+      const kv = $("#system-kv");
+      kv.replaceChildren();
+      rows.forEach(([k, v]) => {
+        const dt = document.createElement("dt");
+        dt.textContent = k;
+        const dd = document.createElement("dd");
+        dd.textContent = v;
+        kv.append(dt, dd);
+      });
+    } catch (e) {
+      RF.toast("System: " + e.message, "bad");
+    }
+  };
+})();
