@@ -178,3 +178,34 @@ def test_json_logs_carry_ids(client: Any, container: Any, alice: UserHandle, wor
     (post,) = [line for line in handler.lines
                if line["logger"] == "reelforge.access" and line.get("path") == "/v1/jobs"]
     assert post["request_id"] == "req-logs-1" and post["account_id"] == alice.id and post["status"] == 200
+
+
+def test_otlp_endpoint_from_the_environment(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """REELFORGE_OTEL__ENDPOINT turns tracing on with the OTLP/HTTP exporter; an unreachable collector
+    costs nothing on the request path and does not hold up shutdown."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from reelforge import tracing
+    from reelforge.api.app import create_app
+    from reelforge.config import Settings
+    from reelforge.container import Container
+
+    monkeypatch.setenv("REELFORGE_OTEL__ENDPOINT", "http://127.0.0.1:9/v1/traces")
+    monkeypatch.setenv("REELFORGE_OTEL__TIMEOUT_S", "1")
+    monkeypatch.setenv("REELFORGE_OTEL__SERVICE_NAME", "reelforge-test")
+    settings = Settings(data_dir=tmp_path / "var", database={"url": sqlite_url})
+    assert settings.otel.endpoint == "http://127.0.0.1:9/v1/traces" and settings.otel.timeout_s == 1
+    c = Container(settings)
+    try:
+        assert c.tracing.enabled
+        assert c.tracing.provider.resource.attributes["service.name"] == "reelforge-test"
+        app = create_app(container=c)
+        assert any(m.cls is tracing.TracingMiddleware for m in app.user_middleware)
+        with TestClient(app) as client:
+            assert client.get("/healthz").status_code == 200
+    finally:
+        started = time.monotonic()
+        c.close()
+        assert time.monotonic() - started < 15

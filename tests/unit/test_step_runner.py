@@ -247,7 +247,7 @@ def test_failure_raises_pipeline_failed_with_code_and_retryable(h: Harness) -> N
     fn2, _ = flaky([ValueError("bad value")])
     with pytest.raises(PipelineFailed) as info2:
         h.run(pipe(Task("b", fn2, end=True)), {})
-    assert (info2.value.code, info2.value.message, info2.value.retryable) == ("ValueError", "bad value", False)
+    assert (info2.value.code, info2.value.message, info2.value.retryable) == ("ValueError", "bad value", True)
 
 
 # -- catch ---------------------------------------------------------------------------------------------

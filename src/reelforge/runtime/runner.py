@@ -352,7 +352,12 @@ class _Execution:
             path = getattr(exc, "_reelforge_path", None)
             self.store.history("ExecutionFailed", None, error=name, cause=cause, step=path,
                                duration_s=_secs(t0))
-            retryable = exc.retryable if isinstance(exc, ReelforgeError) else False
+            # Errors we know are typed (ReelforgeError says); anything else may be transient (a network
+            # blip inside a library) and is retried at the job level, except our own output-contract error.
+            if isinstance(exc, ReelforgeError):
+                retryable = exc.retryable
+            else:
+                retryable = not isinstance(exc, StepOutputError)
             raise PipelineFailed(name, cause, path=path, retryable=retryable) from exc
         self.store.history("ExecutionSucceeded", None, duration_s=_secs(t0))
         return out

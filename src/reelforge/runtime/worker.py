@@ -279,6 +279,9 @@ class Worker:
             self.finisher.close()
         if self._waker:
             self._waker.stop()
+        for t in self._threads:
+            # Slots and heartbeats end on their own once stopping is set; never write after stop() returns.
+            t.join(timeout=max(1.0, self.settings.jobs.heartbeat_s * 2))
         try:
             self._heartbeat_worker("stopped")
         except Exception:

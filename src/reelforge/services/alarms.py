@@ -83,6 +83,9 @@ class AlarmService:
         a = self.settings.alarms
         if not a.enabled:
             return False
+        with self.store.tx(write=False) as tx:
+            if tx.schedule_pending(SCHEDULE):  # the common case: no write transaction at all
+                return False
         with self.store.tx() as tx:
             due = tx.try_schedule(SCHEDULE, a.interval_s, runner)
         if due:

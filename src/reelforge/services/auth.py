@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from dataclasses import dataclass
 
 from reelforge import errors
@@ -121,8 +122,10 @@ class AuthService:
             raise errors.Unauthorized("Invalid or revoked API key", code="invalid_api_key")
         if user.disabled:
             raise errors.Unauthorized("Account disabled", code="account_disabled")
-        with self.store.tx() as tx:
-            tx.touch_api_key(key.id)
+        # last_used_at is informative: refresh it at most once a minute, not a write on every request.
+        if key.last_used_at is None or time.time() - key.last_used_at > 60:
+            with self.store.tx() as tx:
+                tx.touch_api_key(key.id)
         return Principal(user_id=user.id, email=user.email, role=Role(user.role), via="api_key")
 
     # --- API keys -------------------------------------------------------------------------------

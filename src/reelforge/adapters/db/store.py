@@ -836,3 +836,10 @@ class Tx:
             .order_by(Job.finished_at.desc()).limit(limit)
         ).all()
         return [(r[0], float(r[1] or 0.0)) for r in rows]
+
+    def schedule_pending(self, name: str) -> bool:
+        """True while a schedule's next run is still in the future: a read, so callers can skip
+        `try_schedule`'s write transaction (on SQLite, the write lock) on every loop."""
+        return self.s.execute(
+            select(Schedule.name).where(Schedule.name == name, Schedule.next_run_at > db_epoch())
+        ).first() is not None
