@@ -48,7 +48,7 @@ DEFAULT_OUT = ROOT / "bench" / "results" / "api_latency.json"
 SECRET = "bench-secret-" + "x" * 40
 
 
-# --- the two applications (uvicorn --factory imports these) ---------------------------------------------------
+# --- the applications (uvicorn --factory imports these) -------------------------------------------------------
 def reelforge_app() -> Any:
     """reelforge's API exactly as `reelforge api` serves it (settings from REELFORGE_* variables)."""
     from reelforge.api.app import create_app
@@ -65,97 +65,103 @@ def reelforge_app() -> Any:
     return app
 
 
-def _what_if_deps() -> None:
-    """Swap two dependencies in reelforge.api.deps before the routes import them (a server process imports the
-    app once, so this changes exactly what a code change would; dependency_overrides would instead make FastAPI
-    re-analyze the override on every request and add its own cost)."""
+def _before_deps() -> None:
+    """Put back the dependencies of api/deps.py as they were before the fast paths (sync `container` and
+    `principal`, so two threadpool hops, and no principal cache: one database read per request), before the
+    routes import them. A server process imports the app once, so this serves exactly what that code served;
+    dependency_overrides would instead make FastAPI re-analyze the override on every request."""
     from typing import Annotated
 
     from fastapi import Depends
-    from starlette.concurrency import run_in_threadpool
 
+    from reelforge import errors
     from reelforge.api import deps
     from reelforge.domain.types import Principal
 
     if "reelforge.api.app" in sys.modules:
-        raise RuntimeError("the what-if servers must patch reelforge.api.deps before the app is imported")
-    cache: dict[str, tuple[float, Principal]] = {}
+        raise RuntimeError("the before/what-if servers must patch reelforge.api before the app is imported")
 
-    async def container(request: Request) -> Any:
+    def container(request: Request) -> Any:
         return request.app.state.container
 
     # Plain defaults, not Annotated: under `from __future__ import annotations` FastAPI resolves annotation
     # strings in this module's globals, where these local names do not exist.
-    async def principal(request: Request, c: Any = Depends(container)) -> Any:
-        bearer = deps._bearer(request)
-        now = time.monotonic()
-        hit = cache.get(bearer)
-        if hit is not None and hit[0] > now:
-            p = hit[1]
-        else:
-            p = await run_in_threadpool(c.auth.authenticate, bearer)
-            if len(cache) > 10_000:
-                cache.clear()
-            cache[bearer] = (now + 5.0, p)
+    def principal(request: Request, c: Any = Depends(container)) -> Any:
+        p = c.auth.authenticate(deps._bearer(request))
         deps.account_id_var.set(p.user_id)
         request.state.principal = p
+        if request.method in deps.WRITE_METHODS and c.settings.rate_limit.enabled:
+            wait = c.account_limiter.hit(p.user_id)
+            if wait is not None:
+                raise errors.RateLimited(f"Write limit reached for this account; retry in {wait} s",
+                                         retry_after=wait)
         return p
 
     deps.container = container  # type: ignore[assignment]
     deps.principal = principal  # type: ignore[assignment]
     deps.Container = Annotated[Any, Depends(container)]  # type: ignore[misc]
-    deps.CurrentUser = Annotated[Principal, Depends(principal)]  # type: ignore[misc]
+    deps.CurrentUser = Annotated[Principal, Depends(principal)]  # type: ignore[misc,assignment]
 
 
-def reelforge_tuned_app() -> Any:
-    """What-if 1 (measured, not shipped): two changes to api/deps.py.
+def _replace_get_job(endpoint: Any) -> None:
+    """Swap the GET /v1/jobs/{job_id} operation on the jobs router (before the app includes it; FastAPI keeps
+    included routers nested, so filtering app.router.routes afterwards would not find it)."""
+    from fastapi.routing import APIRoute
 
-    - `container` as an `async def` dependency (it only reads app.state): one threadpool hop fewer.
-    - `principal` as an `async def` that keeps resolved principals for 5 s per bearer token and goes to a
-      thread (JWT check + user row) only on a miss: one hop and one transaction fewer per request, at the
-      price of a disabled account or revoked key keeping access for up to 5 s.
-    """
-    _what_if_deps()
+    from reelforge.api.routes import jobs
+    from reelforge.api.schemas.jobs import JobPublic
+
+    before = len(jobs.router.routes)
+    jobs.router.routes[:] = [r for r in jobs.router.routes
+                             if not (isinstance(r, APIRoute) and r.path == "/jobs/{job_id}" and "GET" in (r.methods or ()))]
+    if len(jobs.router.routes) != before - 1:
+        raise RuntimeError("GET /jobs/{job_id} not found on the jobs router")
+    jobs.router.add_api_route("/jobs/{job_id}", endpoint, methods=["GET"], response_model=JobPublic)
+
+
+def reelforge_before_app() -> Any:
+    """The code path before the fast paths, for a same-run comparison: the dependencies above and the sync
+    route reading the job through the ORM (`JobsService.get` in its own Session: a third threadpool hop, and
+    response validation in a fourth)."""
+    from fastapi import Depends
+
+    _before_deps()
+    from reelforge.api import convert, deps
+
+    def get_job(job_id: str, p: Any = Depends(deps.principal), c: Any = Depends(deps.container)) -> Any:
+        return convert.job(c.jobs.get(p, job_id))
+
+    _replace_get_job(get_job)
     return reelforge_app()
 
 
-def reelforge_lean_app() -> Any:
-    """What-if 2: what-if 1 plus a lean GET /v1/jobs/{id}: an `async def` route that makes one threadpool hop
-    for one SQLAlchemy Core SELECT by primary key (no ORM session, no explicit BEGIN/COMMIT)."""
-    from fastapi import Depends
-    from fastapi.routing import APIRoute
-    from sqlalchemy import select
-    from starlette.concurrency import run_in_threadpool
-
-    from reelforge import errors
-    from reelforge.adapters.db.engine import _begin_mode
-    from reelforge.adapters.db.models import Job
-
-    _what_if_deps()
-    from reelforge.api import convert, deps
-    from reelforge.api.schemas.jobs import JobPublic
+def reelforge_tuned_app() -> Any:
+    """What-if (measured, not shipped): reelforge without the JSON access-log line (the access logger's level
+    raised to WARNING), to show what that line costs per request."""
+    import logging
 
     app = reelforge_app()
-    table = Job.__table__
+    logging.getLogger("reelforge.access").setLevel(logging.WARNING)
+    return app
 
-    def read(c: Any, job_id: str) -> Any:
-        token = _begin_mode.set("DEFERRED")  # a reader: SQLite's BEGIN must not take the write lock
-        try:
-            with c.db.engine.connect() as conn:
-                return conn.execute(select(table).where(table.c.id == job_id)).first()
-        finally:
-            _begin_mode.reset(token)
+
+def reelforge_lean_app() -> Any:
+    """What-if (measured, not shipped): reelforge with the job read run on the event loop, no threadpool hop.
+    Fine for a local SQLite file, but it would stall every request behind one PostgreSQL round trip."""
+    from fastapi import Depends
+
+    from reelforge import errors
+    from reelforge.adapters.db.store import read_owned_job
+    from reelforge.api import convert, deps
 
     async def get_job(job_id: str, p: Any = Depends(deps.principal), c: Any = Depends(deps.container)) -> Any:
-        row = await run_in_threadpool(read, c, job_id)
-        if row is None or row.owner_id != p.user_id:
+        row = read_owned_job(c.db, job_id, p.user_id)
+        if row is None:
             raise errors.NotFound("Job not found", code="job_not_found")
         return convert.job(row)
 
-    app.router.routes[:] = [r for r in app.router.routes
-                            if not (isinstance(r, APIRoute) and r.path == "/v1/jobs/{job_id}" and "GET" in r.methods)]
-    app.add_api_route("/v1/jobs/{job_id}", get_job, methods=["GET"], response_model=JobPublic)
-    return app
+    _replace_get_job(get_job)
+    return reelforge_app()
 
 
 def bare_app() -> Any:
@@ -234,11 +240,12 @@ def prepare(data_dir: Path, database_url: str | None) -> tuple[dict[str, str], s
 
 
 class Server:
-    def __init__(self, factory: str, env: dict[str, str], workers: int, log: Path) -> None:
+    def __init__(self, factory: str, env: dict[str, str], workers: int, log: Path,
+                 stack: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.log = log.open("ab")
         args = [sys.executable, "-m", "uvicorn", f"bench.api_latency:{factory}", "--factory", "--host", "127.0.0.1",
-                "--port", str(self.port), "--log-level", "warning", "--no-access-log"]
+                "--port", str(self.port), "--log-level", "warning", "--no-access-log", *stack]
         if workers > 1:
             args += ["--workers", str(workers)]
         self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
@@ -250,7 +257,9 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log.name}")
+                self.log.flush()
+                tail = Path(self.log.name).read_text(errors="replace").strip().splitlines()[-15:]
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n" + "\n".join(tail))
             try:
                 if httpx.get(f"http://127.0.0.1:{self.port}{path}", headers=headers, timeout=2).status_code == 200:
                     return
@@ -438,9 +447,14 @@ def pct(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
+# uvicorn picks uvloop and httptools when they are installed (uvicorn[standard]); a "-h11" server name runs the
+# same application on the pure-Python stack instead, as a default `pip install uvicorn` serves it.
+PURE_PYTHON_STACK = ("--http", "h11", "--loop", "asyncio")
+
+
 def run_one(name: str, factory: str, path: str, headers: dict[str, str], env: dict[str, str],
             args: argparse.Namespace, log: Path) -> dict[str, Any]:
-    server = Server(factory, env, args.workers, log)
+    server = Server(factory, env, args.workers, log, PURE_PYTHON_STACK if name.endswith("-h11") else ())
     try:
         server.wait_ready(path, headers)
         cpu0 = server.cpu_s()
@@ -482,8 +496,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="load generator: minimal asyncio HTTP/1.1 client, or httpx.AsyncClient")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
-    ap.add_argument("--servers", default="bare,reelforge,reelforge-tuned,reelforge-lean",
-                    help="comma list of bare, reelforge, and the measured what-ifs reelforge-tuned, reelforge-lean")
+    ap.add_argument("--servers", default="bare,reelforge,reelforge-before,reelforge-tuned,reelforge-lean",
+                    help="comma list of bare, reelforge, reelforge-before (the code before the fast paths), the "
+                         "what-ifs reelforge-tuned (no access log) and reelforge-lean (job read on the event "
+                         "loop); NAME-h11 serves NAME on uvicorn's pure-Python stack (h11, asyncio loop)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--profile", type=Path, default=None, help="cProfile the reelforge server into DIR")
     args = ap.parse_args(argv)
@@ -498,9 +514,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         auth = {"Authorization": f"Bearer {token}"}
         servers = {"bare": ("bare_app", "/v1/ping", {}),
                    "reelforge": ("reelforge_app", f"/v1/jobs/{job_id}", auth),
+                   "reelforge-before": ("reelforge_before_app", f"/v1/jobs/{job_id}", auth),
                    "reelforge-tuned": ("reelforge_tuned_app", f"/v1/jobs/{job_id}", auth),
                    "reelforge-lean": ("reelforge_lean_app", f"/v1/jobs/{job_id}", auth)}
+        servers.update({f"{n}-h11": v for n, v in list(servers.items())})
         names = [n.strip() for n in args.servers.split(",") if n.strip()]
+        unknown = [n for n in names if n not in servers]
+        if unknown or "bare" not in names or "reelforge" not in names:
+            ap.error(f"--servers needs bare and reelforge, and knows {', '.join(servers)}; got {args.servers!r}")
         rounds: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
         for r in range(args.rounds):
             # Alternate the order so that drift on a shared machine hits every server alike.
@@ -512,7 +533,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
     medians = {n: median_of(rs) for n, rs in rounds.items()}
     rf, bare = medians["reelforge"], medians["bare"]
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "api_latency",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

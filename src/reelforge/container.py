@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from reelforge.adapters.db.engine import Database
@@ -70,7 +70,26 @@ class Container:
 
         svc = JobService(self.store, self.settings, self.pipelines, url_guard=self.events.guard)
         svc.checks[image_generate.TASK] = lambda data: image_generate.check(self.models, data)
+        from reelforge.pipelines import image_upscale, video_upscale
+
+        for up in (image_upscale, video_upscale):
+            svc.checks[up.KIND] = lambda data: image_upscale.check_model(self.models, data)
+            svc.owner_checks[up.KIND] = partial(up.submit_check, self)
+        svc.owner_checks["video.analyze"] = lambda p, data: self.mobs.check_analyze(p, data)
         return svc
+
+    @cached_property
+    def vectors(self) -> Any:
+        from reelforge.adapters.vectors import build_vector_index
+
+        return build_vector_index(self.settings, self.db)
+
+    @cached_property
+    def mobs(self) -> Any:
+        from reelforge.services.mobs import MobService
+
+        return MobService(self.store, self.settings, assets=self.assets, objects=self.objects, jobs=self.jobs,
+                          vectors=lambda: self.vectors)
 
     @cached_property
     def assets(self) -> Any:
@@ -141,5 +160,7 @@ class Container:
     def close(self) -> None:
         if "tracing" in self.__dict__:
             self.tracing.shutdown()
+        if "vectors" in self.__dict__:
+            self.vectors.close()
         if "db" in self.__dict__:
             self.db.dispose()

@@ -61,8 +61,14 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         settings = self.c.settings
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        rid = headers.get("x-request-id", "")
+        # Only two headers matter here: pick them out of the raw list instead of decoding every header.
+        rid = ""
+        declared: str | None = None
+        for k, v in scope.get("headers", ()):
+            if len(k) == 12 and k.lower() == b"x-request-id":
+                rid = v.decode("latin-1")
+            elif len(k) == 14 and k.lower() == b"content-length":
+                declared = v.decode("latin-1")
         if not rid or len(rid) > 128 or not rid.replace("-", "").replace("_", "").isalnum():
             rid = uuid.uuid4().hex
         token = request_id_var.set(rid)
@@ -97,7 +103,6 @@ class GuardMiddleware:
                     return
             limit = None if path.startswith("/v1/storage/") else settings.max_body_bytes
             if limit is not None:
-                declared = headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > limit:
                     resp = problem(413, "payload_too_large", "Payload too large",
                                    f"Request bodies are limited to {limit} bytes", instance=path)
@@ -127,7 +132,7 @@ class GuardMiddleware:
             route_path = (getattr(effective, "path_format", None) or getattr(scope.get("route"), "path", None)
                           or "unmatched")
             self.c.metrics.observe_request(method, route_path, status_holder["status"], elapsed)
-            if not path.startswith(("/metrics", "/healthz", "/static")):
+            if log.isEnabledFor(logging.INFO) and not path.startswith(("/metrics", "/healthz", "/static")):
                 # The account is resolved in the route's thread (a copied context), so its contextvar never
                 # reaches this line; the principal left on the request state does.
                 principal = (scope.get("state") or {}).get("principal")

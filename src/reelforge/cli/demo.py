@@ -53,7 +53,8 @@ def run_demo(url: str | None = None) -> int:
             http.post("/v1/auth/register", json={"email": email, "password": password}).raise_for_status()
             token = http.post("/v1/auth/token", json={"email": email, "password": password}).json()["access_token"]
             http.headers["Authorization"] = f"Bearer {token}"
-            return _image_generation(http, out_dir)
+            rc = _image_generation(http, out_dir)
+            return max(rc, _video_upscale(http, out_dir))
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -99,4 +100,55 @@ def _image_generation(http: httpx.Client, out_dir: Path) -> int:
         print(f"  image {img['width']}x{img['height']} seed {img['seed']}: {path}")
     if job["outputs"].get("test_model"):
         print("  note: tiny-sd has random weights (a test model): the images are noise, by design.")
+    return 0
+
+
+def _video_upscale(http: httpx.Client, out_dir: Path) -> int:
+    """A 2 s generated test video (colour bars, a tone) upscaled x2, every stream kept."""
+    from reelforge.adapters.media.ffmpeg import run_ffmpeg
+
+    models = http.get("/v1/models", params={"task": "image.upscale"}).json()["data"]
+    usable = [m["name"] for m in models if m["available"]]
+    print("image.upscale models:", ", ".join(f"{m['name']}{'' if m['available'] else ' (unavailable)'}"
+                                             for m in models) or "none")
+    model = next((n for n in ("realesr-animevideov3", "lanczos") if n in usable), None)
+    if model is None:
+        print("no upscaling model can run here; skipped")
+        return 1
+    src = out_dir / "upscale-source.mp4"
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc=size=160x120:rate=24:duration=2", "-f", "lavfi",
+                "-i", "sine=frequency=440:duration=2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "12",
+                "-c:a", "aac", "-shortest", str(src)], timeout=60)
+    data = src.read_bytes()
+    up = http.post("/v1/uploads", json={"filename": src.name, "content_type": "video/mp4", "size": len(data)})
+    up.raise_for_status()
+    ticket = up.json()
+    put = ticket["put"]
+    httpx.request(put["method"], put["url"], content=data, headers=put.get("headers") or {},
+                  timeout=60).raise_for_status()
+    done = http.post(f"/v1/uploads/{ticket['id']}/complete", json={})
+    done.raise_for_status()
+    asset_id = done.json()["id"]
+    t0 = time.monotonic()
+    r = http.post("/v1/jobs", json={"kind": "video.upscale", "input": {
+        "asset_id": asset_id, "model": model, "scale": 2, "chunk_seconds": 1,
+        "output": {"container": "mp4", "video_codec": "h264", "crf": 20, "preset": "veryfast"}}})
+    if r.status_code >= 400:
+        print(f"video.upscale refused: {r.status_code} {r.text}")
+        return 1
+    job = r.json()
+    while job["status"] in ("queued", "running"):
+        time.sleep(0.5)
+        job = http.get(f"/v1/jobs/{job['id']}").json()
+    print(f"video.upscale job {job['id']} ({model} x2): {job['status']} in {time.monotonic() - t0:.1f}s "
+          f"({job['credits']} credits)")
+    if job["status"] != "succeeded":
+        print(f"  error: {job['error']}")
+        return 1
+    out = job["outputs"]
+    asset = http.get(f"/v1/assets/{out['asset_id']}").json()
+    path = out_dir / f"{job['id']}-upscaled.mp4"
+    path.write_bytes(httpx.get(asset["download"]["url"], timeout=60).content)
+    print(f"  {out['source']['width']}x{out['source']['height']} -> {out['width']}x{out['height']}, "
+          f"{out['frames']} frames in {out['chunk_count']} chunks: {path}")
     return 0

@@ -10,7 +10,7 @@ Safe with several threads and several worker processes on one cache directory:
 - one lock file per entry (``fcntl.flock``): an exclusive lock while an entry is checked or
   downloaded, then a shared lock for as long as a caller uses the file;
 - downloads go to a temporary file in the cache directory and are renamed into place;
-- eviction (least recently used first, by the entry's mtime, which every use refreshes) runs after
+- eviction (least recently used first, by the entry's access time, which every use sets) runs after
   each download, under a directory-wide lock, and skips entries that anyone holds, so a file is never
   removed under a reader.
 
@@ -89,6 +89,7 @@ class SourceCache:
         (self.root / "locks").mkdir(exist_ok=True)
         self.stats = CacheStats()
         self._stats_lock = threading.Lock()
+        self._checked: dict[str, tuple[int, int, int]] = {}
 
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
@@ -118,7 +119,7 @@ class SourceCache:
             fcntl.flock(fd, fcntl.LOCK_EX)
             hit, corrupt = False, False
             if target.exists():
-                if (size is None or target.stat().st_size == size) and file_sha256(target) == sha256:
+                if (size is None or target.stat().st_size == size) and self._verified(target, sha256):
                     hit = True
                 else:
                     corrupt = True
@@ -126,7 +127,8 @@ class SourceCache:
                     target.unlink(missing_ok=True)
             if not hit:
                 self._download(sha256, size, target, fetch)
-            os.utime(target)  # most recently used
+            # Most recently used: the access time says so (the mtime stays, it stamps the verification).
+            os.utime(target, ns=(time.time_ns(), target.stat().st_mtime_ns))
             self._count(hits=int(hit), misses=int(not hit), corrupt=int(corrupt))
             # Downgrade: others may use the entry too; the evictor (LOCK_EX | LOCK_NB) skips it.
             fcntl.flock(fd, fcntl.LOCK_SH)
@@ -135,6 +137,20 @@ class SourceCache:
             yield CacheUse(path=target, hit=hit, corrupt=corrupt)
         finally:
             os.close(fd)
+
+    def _verified(self, path: Path, sha256: str) -> bool:
+        """Rehash the entry, unless this process already did since the file last changed (same inode, size and
+        mtime): a source read by many chunk steps is hashed once per process, and any rewrite is caught."""
+        st = path.stat()
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._stats_lock:
+            if self._checked.get(sha256) == stamp:
+                return True
+        ok = file_sha256(path) == sha256
+        if ok:
+            with self._stats_lock:
+                self._checked[sha256] = stamp
+        return ok
 
     def _download(self, sha256: str, size: int | None, target: Path, fetch: Callable[[Path], object]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +162,9 @@ class SourceCache:
                 raise errors.ChecksumMismatch("The stored object does not match its asset record",
                                               expected=sha256, received=got)
             os.replace(tmp, target)
+            st = target.stat()
+            with self._stats_lock:
+                self._checked[sha256] = (st.st_ino, st.st_size, st.st_mtime_ns)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -162,7 +181,7 @@ class SourceCache:
                     st = f.stat()
                 except FileNotFoundError:
                     continue
-                out.append((f, st.st_size, st.st_mtime))
+                out.append((f, st.st_size, st.st_atime))
         return out
 
     def total_bytes(self) -> int:

@@ -42,6 +42,7 @@ class StepServices:
     assets: Any
     objects: Any
     store: Any
+    mobs: Any = None  # services.mobs.MobService (video.analyze writes through it)
 
 
 class DbCheckpoints:
@@ -214,7 +215,8 @@ class Worker:
         self.services = StepServices(settings=self.settings, models=MeteredModels(container.models, container.store,
                                                                                   worker_id=self.worker_id),
                                      assets=container.assets,
-                                     objects=container.objects, store=container.store)
+                                     objects=container.objects, store=container.store,
+                                     mobs=getattr(container, "mobs", None))
         self.jobs_done = 0
         # Prefetched jobs: claimed (leased, attempt bumped) but not started; any idle slot takes the next one.
         self.prefetched: deque[Job] = deque()
@@ -532,6 +534,9 @@ class Worker:
                 if sweep:
                     self.sweep()
                 self.c.alarms.tick(self.worker_id)  # evaluates only when this worker wins the tick
+                mobs = getattr(self.c, "mobs", None)
+                if mobs is not None:
+                    mobs.tick(self.worker_id)  # hourly re-clustering: one runner per tick across workers
             except Exception:
                 log.exception("maintenance failed")
             self.stopping.wait(0.25)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import math
 import mimetypes
 import re
@@ -218,6 +220,86 @@ class AssetService:
                                 job_id=job_id, meta=metadata or {},
                                 expires_at=(tx.now() + TEMPORARY_TTL_S) if lifecycle == "temporary" else None,
                                 **extra)
+
+    def store_output_file(self, path: Path, *, owner_id: str, job_id: str | None, content_type: str,
+                          filename: str | None = None, lifecycle: str = "hot",
+                          metadata: dict[str, Any] | None = None, category: str = "outputs",
+                          asset_id: str | None = None, multipart_threshold: int | None = None,
+                          part_size: int | None = None) -> Asset:
+        """Store a file a job produced, streamed from disk, and register the asset.
+
+        Above ``multipart_threshold`` (default: the storage setting) the file goes up as a multipart
+        upload through the ObjectStore port, ``part_size`` bytes per part read from disk one at a time, so
+        memory stays flat whatever the size. With ``asset_id`` a retried step reuses its asset; a retry of
+        an interrupted upload starts a new one (the sweeper removes abandoned parts).
+        """
+        if asset_id:
+            with self.store.tx(write=False) as tx:
+                existing = tx.asset(asset_id)
+            if existing is not None:
+                return existing
+        path = Path(path)
+        size = path.stat().st_size
+        cfg = self.settings.storage
+        threshold = cfg.multipart_threshold if multipart_threshold is None else multipart_threshold
+        psize = max(part_size or cfg.part_size, MIN_PART, math.ceil(size / MAX_PARTS))
+        key = new_key(f"{owner_id}/{category}", ext_for(filename, content_type))
+        if size > threshold:
+            upload_id = self.objects.create_multipart(key, content_type)
+            try:
+                parts: builtins.list[CompletedPart] = []
+                with open(path, "rb") as f:
+                    number = 1
+                    while True:
+                        block = f.read(psize)
+                        if not block:
+                            break
+                        parts.append(self.objects.upload_part(key, upload_id, number, block))
+                        number += 1
+                info = self.objects.complete_multipart(key, upload_id, parts)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.objects.abort_multipart(key, upload_id)
+                raise
+            metadata = {**(metadata or {}), "multipart_parts": len(parts)}
+        else:
+            info = self.objects.put_file(key, path, content_type)
+        with self.store.tx() as tx:
+            extra = {"id": asset_id} if asset_id else {}
+            return tx.add_asset(owner_id=owner_id, key=key, content_type=content_type, size=info.size,
+                                sha256=info.sha256, lifecycle=lifecycle, filename=safe_filename(filename),
+                                job_id=job_id, meta=metadata or {},
+                                expires_at=(tx.now() + TEMPORARY_TTL_S) if lifecycle == "temporary" else None,
+                                **extra)
+
+    def fetch_to(self, asset: Asset, path: Path) -> None:
+        """Download an asset's object to a local file, checked against the asset record's size and sha256."""
+        info = self.objects.download_to(asset.key, Path(path))
+        if info.size != asset.size or (asset.sha256 and info.sha256 != asset.sha256):
+            Path(path).unlink(missing_ok=True)
+            raise errors.ChecksumMismatch("The stored object does not match its asset record", asset_id=asset.id)
+
+    def owned_asset(self, owner_id: str, asset_id: str) -> Asset:
+        """For pipelines: the asset record, if it belongs to the job's owner (else 404 asset_not_found)."""
+        with self.store.tx(write=False) as tx:
+            asset = tx.asset(asset_id, owner_id=owner_id)
+        if asset is None:
+            raise errors.NotFound("Asset not found", code="asset_not_found", asset_id=asset_id)
+        return asset
+
+    def delete_owned(self, owner_id: str, asset_ids: builtins.list[str]) -> int:
+        """For pipelines: delete some of the owner's assets (objects first, then rows); missing ones are skipped."""
+        removed = 0
+        for asset_id in asset_ids:
+            with self.store.tx(write=False) as tx:
+                asset = tx.asset(asset_id, owner_id=owner_id)
+            if asset is None:
+                continue
+            self.objects.delete(asset.key)
+            with self.store.tx() as tx:
+                tx.delete_asset(asset.id)
+            removed += 1
+        return removed
 
     # --- sweeping --------------------------------------------------------------------------------
     def sweep(self) -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from reelforge import errors
@@ -36,6 +37,17 @@ class AuthService:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
+        self._principal_listeners: list[Callable[[str], None]] = []
+
+    # --- change notices (principal caches) ---------------------------------------------------
+    def on_principal_change(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(user_id)` after anything that changes who a token resolves to (a key revoked, an
+        account disabled or its role changed), once the change is committed. In this process only."""
+        self._principal_listeners.append(listener)
+
+    def _principal_changed(self, user_id: str) -> None:
+        for listener in list(self._principal_listeners):
+            listener(user_id)
 
     # --- accounts --------------------------------------------------------------------------
     def register(self, email: str, password: str, *, role: Role = Role.user, grant: int | None = None) -> User:
@@ -147,7 +159,8 @@ class AuthService:
             key = owned(tx.api_key(key_id), principal, "API key")
             if key.revoked_at is None:
                 key.revoked_at = tx.now()
-            return key
+        self._principal_changed(principal.user_id)
+        return key
 
     # --- admin ------------------------------------------------------------------------------
     def ensure_admin(self, email: str) -> str | None:
@@ -177,4 +190,5 @@ class AuthService:
             if disabled is not None:
                 values["disabled"] = disabled
             tx.update_user(user, **values)
-            return user
+        self._principal_changed(user_id)
+        return user

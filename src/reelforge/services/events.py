@@ -14,7 +14,7 @@ from reelforge.config import Settings
 from reelforge.domain.types import Principal, retry_delay
 from reelforge.services.ownership import owned
 
-KNOWN_EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled", "webhook.test")
+KNOWN_EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled", "webhook.test", "video.analyzed")
 
 
 def matches(patterns: list[str], type_: str) -> bool:

@@ -59,9 +59,12 @@ class JobService:
         self._rng = random.Random()
         # Per-kind checks that need more than the input model (e.g. is the model installed here?).
         self.checks: dict[str, Callable[[dict[str, Any]], None]] = {}
+        # Checks that need the caller (is the input asset theirs?); they may note facts for price() in the input.
+        self.owner_checks: dict[str, Callable[[Principal, dict[str, Any]], None]] = {}
 
     # --- submit ------------------------------------------------------------------------------
-    def validate_input(self, kind: str, data: dict[str, Any]) -> tuple[Any, dict[str, Any], int]:
+    def validate_input(self, kind: str, data: dict[str, Any],
+                       principal: Principal | None = None) -> tuple[Any, dict[str, Any], int]:
         try:
             pipeline = self.pipelines.get(kind)
         except errors.NotFound as exc:
@@ -79,6 +82,9 @@ class JobService:
         check = self.checks.get(kind)
         if check is not None:
             check(clean)
+        owner_check = self.owner_checks.get(kind)
+        if owner_check is not None and principal is not None:
+            owner_check(principal, clean)
         price = int(pipeline.price(clean)) if self.settings.credits.enabled else 0
         return pipeline, clean, max(0, price)
 
@@ -88,7 +94,7 @@ class JobService:
 
         The same Idempotency-Key with the same body returns the first job; with another body, 409.
         """
-        pipeline, clean, price = self.validate_input(kind, data)
+        pipeline, clean, price = self.validate_input(kind, data, principal)
         if callback_url and self.url_guard:
             self.url_guard(callback_url)
         body_hash = hashlib.sha256(json.dumps(
@@ -145,7 +151,7 @@ class JobService:
             callback_url = item.get("callback_url")
             priority = int(item.get("priority", 0) or 0)
             try:
-                pipeline, clean, price = self.validate_input(kind, dict(item.get("input") or {}))
+                pipeline, clean, price = self.validate_input(kind, dict(item.get("input") or {}), principal)
                 if callback_url and self.url_guard:
                     self.url_guard(callback_url)
             except errors.ReelforgeError as exc:

@@ -88,6 +88,10 @@ class MeteredModels:
                      units=units)
         return result
 
+    def record_native(self, task: str, name: str, *, seconds: float, unit: str, units: float) -> None:
+        """Record a run that a step did without calling run() (e.g. a resample done inside the video decoder)."""
+        self._record(task, name, ok=True, seconds=seconds, unit=unit, units=units)
+
     def _new_load(self, task: str, name: str) -> float | None:
         """The load time of this adapter if it loaded and no run has reported that load yet."""
         key = f"{task}/{name}"

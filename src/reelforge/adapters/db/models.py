@@ -320,3 +320,32 @@ class ModelInvocation(Base):
     load_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     unit: Mapped[str | None] = mapped_column(String(32), nullable=True)
     units: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+# Vector index (adapters/vectors/numpy_index.py) ----------------------------------------------------------------
+from sqlalchemy import LargeBinary  # noqa: E402
+
+
+class VectorNamespace(Base):
+    """Every write to a namespace bumps its version, so NumPy indexes in other processes know to reload."""
+
+    __tablename__ = "vector_namespaces"
+    namespace: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class VectorItem(Base):
+    """One vector as little-endian float32 bytes (BLOB on SQLite, bytea on PostgreSQL)."""
+
+    __tablename__ = "vectors"
+    namespace: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(64))
+    visibility: Mapped[str] = mapped_column(String(16))
+    model_version: Mapped[str] = mapped_column(String(64), default="")
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_vectors_namespace_owner", "namespace", "owner_id"),)

@@ -236,4 +236,13 @@ def build_default_registry(settings: Settings) -> ModelRegistry:
                     description=f"local diffusers {kind} pipeline in {folder}", max_pixels=max_pixels,
                 )
             )
+    from reelforge.adapters.models.image_upscale import upscale_adapters
+
+    for upscaler in upscale_adapters(settings):
+        registry.register(upscaler)
+    # video.participation / video.embed: "local" and "bedrock"; settings.mobs picks which one runs.
+    from reelforge.adapters.models.video_understanding import video_understanding_adapters
+
+    for understanding in video_understanding_adapters(settings):
+        registry.register(understanding)
     return registry

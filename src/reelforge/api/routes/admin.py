@@ -90,7 +90,10 @@ def alarms(admin: Admin, c: Container, hours: Annotated[int, Query(ge=1, le=24 *
 
 @router.get("/admin/stats", response_model=StatsPublic, tags=["admin"])
 def stats(admin: Admin, c: Container, hours: Annotated[int, Query(ge=1, le=24 * 7)] = 24) -> StatsPublic:
-    """Per hour: jobs ended by status and credits charged; run-time percentiles by kind; queue-depth samples."""
+    """Per hour: jobs ended by status and credits charged; run-time percentiles by kind; queue-depth samples;
+    and the video-understanding application's statistics under `videos`."""
+    from reelforge.api.routes.mobs import video_stats
+
     s = c.stats.stats(hours)
     return StatsPublic(
         hours=s["hours"],
@@ -99,6 +102,7 @@ def stats(admin: Admin, c: Container, hours: Annotated[int, Query(ge=1, le=24 * 
         queue_depth=[DepthSample(ts=iso(q["ts"]), depth=q["depth"], running=q["running"]) for q in s["queue_depth"]],
         credits_used_per_hour=[HourCredits(hour=iso(h["hour"]), credits=h["credits"])
                                for h in s["credits_used_per_hour"]],
+        videos=video_stats(c),
     )
 
 

@@ -49,8 +49,12 @@ class NavItem:
 NAV: tuple[NavItem, ...] = (
     NavItem("dashboard", "/", "Dashboard", "home", "Workspace"),
     NavItem("generate", "/generate", "Generate image", "sparkles", "Workspace"),
+    NavItem("upscale", "/upscale", "Upscale video", "sparkles", "Workspace"),
     NavItem("jobs", "/jobs", "Jobs", "list", "Workspace"),
     NavItem("uploads", "/uploads", "Uploads", "upload", "Workspace"),
+    NavItem("mobs-feed", "/mobs/feed", "Video feed", "list", "Videos"),
+    NavItem("mobs-list", "/mobs", "Mobs", "users", "Videos"),
+    NavItem("mobs-upload", "/mobs/upload", "Upload video", "upload", "Videos"),
     NavItem("credits", "/credits", "Credits", "coins", "Account"),
     NavItem("api-keys", "/api-keys", "API keys", "key", "Account"),
     NavItem("webhooks", "/webhooks", "Webhooks", "webhook", "Account"),
@@ -58,6 +62,8 @@ NAV: tuple[NavItem, ...] = (
     NavItem("admin-users", "/admin/users", "Users", "users", "Admin", admin=True),
     NavItem("admin-queue", "/admin/queue", "Queue", "queue", "Admin", admin=True),
     NavItem("admin-system", "/admin/system", "System", "server", "Admin", admin=True),
+    NavItem("mobs-admin-videos", "/admin/videos", "Videos", "list", "Admin", admin=True),
+    NavItem("mobs-admin-stats", "/admin/video-stats", "Video statistics", "chart", "Admin", admin=True),
 )
 
 router = APIRouter(include_in_schema=False)

@@ -5,11 +5,14 @@ import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
+from anyio import CapacityLimiter, to_thread
+from anyio.lowlevel import RunVar
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from reelforge import errors
+from reelforge.adapters.db.store import read_owned_job
 from reelforge.api import convert
 from reelforge.api.deps import Container, CurrentUser
 from reelforge.api.schemas.common import MAX_ID, iso
@@ -85,9 +88,32 @@ def list_jobs(p: CurrentUser, c: Container,
     return JobsPublic(data=[convert.job(j) for j in rows], next_cursor=nxt)
 
 
+# Job reads get their own small set of threadpool tokens, per event loop: at most as many reads in flight as the
+# database pool keeps connections (more would open and close overflow connections on every burst), and polling
+# clients cannot take every thread of the shared pool from the other routes.
+_JOB_READ_LIMITER: RunVar[CapacityLimiter] = RunVar("reelforge_job_read_limiter")
+
+
+def _job_read_limiter(c: Any) -> CapacityLimiter:
+    try:
+        return _JOB_READ_LIMITER.get()
+    except LookupError:
+        size = getattr(getattr(c.settings, "database", None), "pool_size", 10)
+        limiter = CapacityLimiter(max(1, min(int(size), 16)))
+        _JOB_READ_LIMITER.set(limiter)
+        return limiter
+
+
 @router.get("/jobs/{job_id}", response_model=JobPublic)
-def get_job(job_id: str, p: CurrentUser, c: Container) -> JobPublic:
-    return convert.job(c.jobs.get(p, job_id))
+async def get_job(job_id: str, p: CurrentUser, c: Container) -> JobPublic:
+    """The hot polling read: `async def`, so the route and its response validation stay on the event loop, and
+    one threadpool hop for one precompiled SELECT on a pooled DB-API cursor (`read_owned_job`) whose WHERE
+    clause holds the ownership rule (`owned()` semantics: another user's job, even an admin's view of it, reads
+    as missing)."""
+    row = await to_thread.run_sync(read_owned_job, c.db, job_id, p.user_id, limiter=_job_read_limiter(c))
+    if row is None:
+        raise errors.NotFound("Job not found", code="job_not_found")
+    return convert.job(row)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic)

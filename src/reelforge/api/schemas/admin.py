@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from reelforge.api.schemas.common import Public
 from reelforge.api.schemas.jobs import JobError
 from reelforge.api.schemas.misc import ModelPublic
@@ -155,3 +157,5 @@ class StatsPublic(Public):
     duration_by_kind: list[KindDuration]
     queue_depth: list[DepthSample]
     credits_used_per_hour: list[HourCredits]
+    videos: dict[str, Any] | None = Field(default=None, description="The video-understanding application's "
+                                          "statistics (the same document as /v1/admin/videos/stats)")

@@ -1,0 +1,137 @@
+"""The upscale page in a real browser: a generated video goes up through the page's file control, lanczos x2 runs
+in chunks with live progress (per chunk, frames per second), then the before/after players play in sync and the
+split slider compares a paused frame. Timing-tolerant: waits for states, never sleeps a fixed time."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Live, shot, sign_in
+from tests.fixtures.videos import make_testsrc
+
+pytestmark = pytest.mark.e2e
+
+JOB_TIMEOUT = 60_000  # ms
+
+
+def expect(locator: Any) -> Any:
+    from playwright.sync_api import expect as _expect
+
+    return _expect(locator)
+
+
+# Records, while the job runs, every value of the progress bar and every state each chunk square goes through.
+RECORD = """() => {
+    window.__pcts = [];
+    window.__chunks = {};
+    const bar = document.querySelector('#run-bar');
+    new MutationObserver(() => window.__pcts.push(Number(bar.getAttribute('aria-valuenow'))))
+        .observe(bar, {attributes: true, attributeFilter: ['aria-valuenow']});
+    const note = (el) => {
+        const i = Array.prototype.indexOf.call(el.parentNode.children, el);
+        const seen = (window.__chunks[i] = window.__chunks[i] || []);
+        if (seen[seen.length - 1] !== el.dataset.state) seen.push(el.dataset.state);
+    };
+    new MutationObserver((records) => {
+        for (const r of records) {
+            if (r.type === 'childList') r.addedNodes.forEach((n) => n.nodeType === 1 && note(n));
+            else note(r.target);
+        }
+    }).observe(document.querySelector('#chunks'),
+               {childList: true, subtree: true, attributes: true, attributeFilter: ['data-state']});
+}"""
+
+
+def video_state(page: Any, sel: str) -> dict[str, Any]:
+    return dict(page.evaluate("""(sel) => {
+        const v = document.querySelector(sel);
+        return {src: v.currentSrc, ready: v.readyState, width: v.videoWidth, height: v.videoHeight,
+                time: v.currentTime, duration: v.duration, paused: v.paused};
+    }""", sel))
+
+
+def test_upscale_video_in_chunks_and_compare(page: Any, live: Live, tmp_path: Path) -> None:
+    clip = make_testsrc(tmp_path / "clip.mp4", seconds=2.0, size=(160, 120))  # 48 frames, a keyframe every 0.5 s
+    user = live.user("uma@example.com")
+    sign_in(page, live, user, "/upscale")
+    expect(page.locator("#model option[value=lanczos]")).to_have_count(1)
+    page.select_option("#model", "lanczos")
+    page.select_option("#scale", "2")
+    page.set_input_files("#file", str(clip))
+    page.click("#advanced summary")
+    page.fill("#chunk_seconds", "0.5")
+    page.select_option("#preset", "veryfast")
+    page.evaluate(RECORD)
+    page.click("#upscale-form button[type=submit]")
+
+    expect(page.locator("#run")).to_be_visible()
+    expect(page.locator("#run-title")).to_have_text("clip.mp4 · lanczos x2")
+    expect(page.locator("#run-bar")).to_have_attribute("aria-valuenow", "100", timeout=JOB_TIMEOUT)
+    expect(page.locator("#run-status")).to_have_text("succeeded")
+    expect(page.locator("#run-message")).to_have_text("Done: 320x240, 48 frames")
+    expect(page.locator("#run-fps")).to_have_text(re.compile(r"^\d+(\.\d+)? frames per second"))
+    cells = page.locator("#chunks > span")
+    expect(cells).to_have_count(4)  # 2 s cut at keyframes into 0.5 s chunks
+    for i in range(4):
+        expect(cells.nth(i)).to_have_attribute("data-state", "done")
+    chunk_states = page.evaluate("window.__chunks")
+    assert sorted(chunk_states) == ["0", "1", "2", "3"], chunk_states
+    assert all(s[-2:] == ["running", "done"] for s in chunk_states.values()), chunk_states
+    pcts = page.evaluate("window.__pcts")
+    assert pcts[-1] == 100 and pcts == sorted(pcts) and any(0 < p < 100 for p in pcts), pcts
+
+    # The comparison: two players with sources, of the source's size and twice it.
+    expect(page.locator("#compare")).to_be_visible()
+    page.wait_for_function("() => ['#before', '#after'].every((s) => document.querySelector(s).readyState >= 2)")
+    before, after = video_state(page, "#before"), video_state(page, "#after")
+    assert before["src"].startswith("blob:") and after["src"], (before, after)
+    assert (before["width"], before["height"]) == (160, 120) and (after["width"], after["height"]) == (320, 240)
+    assert after["duration"] == pytest.approx(2.0, abs=0.1)
+
+    # Seeking the result (the position slider drives it) moves the source to the same time, and back.
+    page.locator("#seek").fill("600")
+    page.wait_for_function("""() => {
+        const b = document.querySelector('#before'), a = document.querySelector('#after');
+        return !a.seeking && !b.seeking && Math.abs(a.currentTime - 1.2) < 0.1 && Math.abs(b.currentTime - a.currentTime) < 0.05;
+    }""")
+    expect(page.locator("#time")).to_have_text("0:01 / 0:02")
+    page.evaluate("document.querySelector('#before').currentTime = 0.5")
+    page.wait_for_function("""() => {
+        const b = document.querySelector('#before'), a = document.querySelector('#after');
+        return !a.seeking && !b.seeking && Math.abs(b.currentTime - 0.5) < 0.05 && Math.abs(a.currentTime - 0.5) < 0.05;
+    }""")
+
+    # The split view shows the paused frame: both canvases hold it at the result's size, and the slider moves
+    # the line and the clip of the upscaled side.
+    assert video_state(page, "#after")["paused"]
+    page.wait_for_function("""() => ['#cv-before', '#cv-after'].every((s) => {
+        const c = document.querySelector(s);
+        if (c.width !== 320 || c.height !== 240) return false;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let lit = 0;
+        for (let i = 0; i < d.length; i += 4 * 97) lit += d[i] + d[i + 1] + d[i + 2] > 60;
+        return lit > 50;
+    })""")
+    assert page.locator("#cv-after").evaluate("(c) => c.style.clipPath") == "inset(0px 0px 0px 50%)"
+    page.locator("#split").scroll_into_view_if_needed()
+    box = page.locator("#split").bounding_box()
+    assert box
+    page.mouse.click(box["x"] + box["width"] * 0.2, box["y"] + box["height"] / 2)
+    value = int(page.locator("#split").input_value())
+    assert 10 <= value <= 30, value
+    expect(page.locator("#cv-after")).to_have_attribute("style", re.compile(rf"clip-path: inset\(0px 0px 0px {value}%\)"))
+    expect(page.locator("#divider")).to_have_attribute("style", re.compile(rf"left: {value}%"))
+    shot(page, "upscale")
+
+    # Play: both run and stay together; pause stops both.
+    page.click("#play")
+    page.wait_for_function("() => !document.querySelector('#after').paused && document.querySelector('#after').currentTime > 0.8")
+    page.click("#play")
+    page.wait_for_function("""() => {
+        const b = document.querySelector('#before'), a = document.querySelector('#after');
+        return a.paused && b.paused && !a.seeking && !b.seeking && Math.abs(b.currentTime - a.currentTime) < 0.05;
+    }""")
