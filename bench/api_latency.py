@@ -1,12 +1,17 @@
 """API latency: `GET /v1/jobs/{id}` under concurrent load vs a bare FastAPI endpoint (the ceiling).
 
-Two servers, in the same run on the same machine, one after the other (never at once), each served by
-uvicorn in a subprocess on 127.0.0.1 with the same worker count:
+Servers, in the same run on the same machine, one after the other (never at once), each served by uvicorn in
+a subprocess on 127.0.0.1 with the same worker count:
 
-- reelforge: `create_app()` as `reelforge api` builds it (JSON access log, metrics, request ids, auth), on a
-  fresh SQLite file (or --database-url). The client sends a JWT access token and reads one job it owns.
 - bare: a FastAPI app with one `async def` route that returns a constant: no middleware, no auth, no
   database. What the same server stack answers when the application does nothing.
+- reelforge: `create_app()` as `reelforge api` builds it (JSON access log, metrics, request ids, auth), on a
+  fresh SQLite file (or --database-url). The client sends a JWT access token and reads one job it owns.
+- reelforge-before: the same app with the code path this route had before its fast paths (sync dependencies,
+  no principal cache, the sync ORM route), for a same-run comparison.
+- reelforge-tuned / reelforge-lean: what-ifs, measured and not shipped: no JSON access-log line / the job
+  read on the event loop without a threadpool hop.
+- NAME-h11: NAME on uvicorn's pure-Python stack (h11 parser, asyncio loop) instead of httptools + uvloop.
 
 The load comes from C concurrent clients (asyncio tasks with one keep-alive connection each, spread over
 P client processes), each sending its next request as soon as the previous answer arrives, for S seconds

@@ -28,22 +28,28 @@ def expect(locator: Any) -> Any:
 RECORD = """() => {
     window.__pcts = [];
     window.__chunks = {};
+    window.__fps = [];
     const bar = document.querySelector('#run-bar');
+    const fps = document.querySelector('#run-fps');
+    new MutationObserver(() => window.__fps.push(fps.textContent))
+        .observe(fps, {childList: true, characterData: true, subtree: true});
     new MutationObserver(() => window.__pcts.push(Number(bar.getAttribute('aria-valuenow'))))
         .observe(bar, {attributes: true, attributeFilter: ['aria-valuenow']});
-    const note = (el) => {
-        const i = Array.prototype.indexOf.call(el.parentNode.children, el);
-        const seen = (window.__chunks[i] = window.__chunks[i] || []);
-        if (seen[seen.length - 1] !== el.dataset.state) seen.push(el.dataset.state);
-    };
+    // Several changes may land in one batch of records: each record's old value is a state the square left.
+    const box = document.querySelector('#chunks');
     new MutationObserver((records) => {
         for (const r of records) {
-            if (r.type === 'childList') r.addedNodes.forEach((n) => n.nodeType === 1 && note(n));
-            else note(r.target);
+            const i = Array.prototype.indexOf.call(box.children, r.target);
+            const seen = (window.__chunks[i] = window.__chunks[i] || []);
+            if (seen[seen.length - 1] !== r.oldValue) seen.push(r.oldValue);
         }
-    }).observe(document.querySelector('#chunks'),
-               {childList: true, subtree: true, attributes: true, attributeFilter: ['data-state']});
+    }).observe(box, {subtree: true, attributes: true, attributeFilter: ['data-state'], attributeOldValue: true});
 }"""
+# Each chunk square's states, in order: the ones it left, then the one it shows now.
+CHUNK_STATES = """() => Array.from(document.querySelectorAll('#chunks > span'), (el, i) => {
+    const seen = (window.__chunks[i] || []).concat([el.dataset.state]);
+    return seen.filter((s, k) => k === 0 || s !== seen[k - 1]);
+})"""
 
 
 def video_state(page: Any, sel: str) -> dict[str, Any]:
@@ -52,6 +58,24 @@ def video_state(page: Any, sel: str) -> dict[str, Any]:
         return {src: v.currentSrc, ready: v.readyState, width: v.videoWidth, height: v.videoHeight,
                 time: v.currentTime, duration: v.duration, paused: v.paused};
     }""", sel))
+
+
+# True when each split-view canvas holds the frame its player shows now (drawn again here to compare).
+SHOWS_CURRENT_FRAME = """() => [['#cv-before', '#before'], ['#cv-after', '#after']].every(([cs, vs]) => {
+    const c = document.querySelector(cs), v = document.querySelector(vs);
+    if (v.seeking || v.readyState < 2 || !c.width) return false;
+    const fresh = document.createElement('canvas');
+    fresh.width = c.width;
+    fresh.height = c.height;
+    const ctx = fresh.getContext('2d');
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(v, 0, 0, c.width, c.height);
+    const a = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const b = ctx.getImageData(0, 0, c.width, c.height).data;
+    let diff = 0;
+    for (let i = 0; i < a.length; i++) diff += Math.abs(a[i] - b[i]);
+    return diff / a.length < 1;
+})"""
 
 
 def test_upscale_video_in_chunks_and_compare(page: Any, live: Live, tmp_path: Path) -> None:
@@ -78,11 +102,14 @@ def test_upscale_video_in_chunks_and_compare(page: Any, live: Live, tmp_path: Pa
     expect(cells).to_have_count(4)  # 2 s cut at keyframes into 0.5 s chunks
     for i in range(4):
         expect(cells.nth(i)).to_have_attribute("data-state", "done")
-    chunk_states = page.evaluate("window.__chunks")
-    assert sorted(chunk_states) == ["0", "1", "2", "3"], chunk_states
-    assert all(s[-2:] == ["running", "done"] for s in chunk_states.values()), chunk_states
+    # Every square showed its chunk running, then done (from the job's history events, as they came).
+    assert page.evaluate(CHUNK_STATES) == [["waiting", "running", "done"]] * 4
     pcts = page.evaluate("window.__pcts")
     assert pcts[-1] == 100 and pcts == sorted(pcts) and any(0 < p < 100 for p in pcts), pcts
+    # The readout followed the run (from the workers' progress messages), then gave the whole job's rate.
+    readouts = page.evaluate("window.__fps")
+    assert any(re.fullmatch(r"\d+(\.\d+)? frames per second", r) for r in readouts[:-1]), readouts
+    assert re.fullmatch(r"\d+(\.\d+)? frames per second over the whole job", readouts[-1]), readouts
 
     # The comparison: two players with sources, of the source's size and twice it.
     expect(page.locator("#compare")).to_be_visible()
@@ -116,6 +143,7 @@ def test_upscale_video_in_chunks_and_compare(page: Any, live: Live, tmp_path: Pa
         for (let i = 0; i < d.length; i += 4 * 97) lit += d[i] + d[i + 1] + d[i + 2] > 60;
         return lit > 50;
     })""")
+    page.wait_for_function(SHOWS_CURRENT_FRAME)
     assert page.locator("#cv-after").evaluate("(c) => c.style.clipPath") == "inset(0px 0px 0px 50%)"
     page.locator("#split").scroll_into_view_if_needed()
     box = page.locator("#split").bounding_box()
@@ -125,13 +153,21 @@ def test_upscale_video_in_chunks_and_compare(page: Any, live: Live, tmp_path: Pa
     assert 10 <= value <= 30, value
     expect(page.locator("#cv-after")).to_have_attribute("style", re.compile(rf"clip-path: inset\(0px 0px 0px {value}%\)"))
     expect(page.locator("#divider")).to_have_attribute("style", re.compile(rf"left: {value}%"))
+    page.evaluate("window.scrollTo(0, 0)")
     shot(page, "upscale")
 
-    # Play: both run and stay together; pause stops both.
+    # Play: both run; pause stops both on the same frame, and the split view shows that frame.
     page.click("#play")
-    page.wait_for_function("() => !document.querySelector('#after').paused && document.querySelector('#after').currentTime > 0.8")
-    page.click("#play")
+    expect(page.locator("#play")).to_have_text("Pause")
     page.wait_for_function("""() => {
         const b = document.querySelector('#before'), a = document.querySelector('#after');
-        return a.paused && b.paused && !a.seeking && !b.seeking && Math.abs(b.currentTime - a.currentTime) < 0.05;
+        return !a.paused && !b.paused && a.currentTime > 0.8;
     }""")
+    page.click("#play")
+    expect(page.locator("#play")).to_have_text("Play")
+    page.wait_for_function("""() => {
+        const b = document.querySelector('#before'), a = document.querySelector('#after');
+        return a.paused && b.paused && !a.seeking && !b.seeking && Math.abs(b.currentTime - a.currentTime) <= 0.04;
+    }""")
+    assert video_state(page, "#after")["time"] > 0.8
+    page.wait_for_function(SHOWS_CURRENT_FRAME)

@@ -551,9 +551,9 @@ def test_native_scale_matches_the_rgb_path(media: dict[str, Path], tmp_path: Pat
     bare = tmp_path / "bare.mp4"
     run_ffmpeg(["-i", str(src), "-vf", f"scale={w}:{h}:flags=lanczos", "-c:v", "libx264", "-crf", "0",
                 "-preset", "ultrafast", "-fps_mode", "passthrough", "-an", str(bare)])
-    for a, b, c in zip(v.frames_rgb(native, 8), v.frames_rgb(bare, 8), v.frames_rgb(rgb, 8), strict=True):
+    for a, b, p in zip(v.frames_rgb(native, 8), v.frames_rgb(bare, 8), v.frames_rgb(rgb, 8), strict=True):
         assert psnr(a, b) > 30  # swscale flags differ slightly from the scale filter's defaults
-        assert psnr(a, c) > 24 and abs(float(a.mean()) - float(c.mean())) < 1.5
+        assert psnr(a, p) > 24 and abs(float(a.mean()) - float(p.mean())) < 1.5
 
     calls = {"n": 0}
 

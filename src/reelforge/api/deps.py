@@ -167,7 +167,6 @@ def _consume(fut: asyncio.Future[Principal]) -> None:
 async def principal(request: Request) -> Principal:
     c = request.app.state.container  # not a sub-dependency: one less for FastAPI to solve per request
     bearer = _bearer(request)
-    p: Principal
     cache = principal_cache(request, c)
     key = cache.key(bearer)
     cached = cache.get(key)

@@ -8,6 +8,7 @@ step ever falls back to made-up results.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import threading
@@ -110,6 +111,29 @@ def _asset_of(ctx: StepContext) -> str | None:
     return v.asset_id if v is not None else None
 
 
+def _duration(path: Path) -> float | None:
+    """The video's duration from its headers (the units the video tasks are metered in), None when unknown."""
+    from reelforge.adapters.models.video_understanding.frames import probe
+
+    try:
+        seconds = probe(path).duration_s
+    except (errors.ReelforgeError, ImportError):  # the model run says what is wrong with the file (or the setup)
+        return None
+    return float(seconds) if seconds > 0 else None
+
+
+def _raw_to_text(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    return base64.b64encode(np.ascontiguousarray(raw, dtype=np.float32).tobytes()).decode("ascii")
+
+
+def _raw_from_text(text: str | None) -> np.ndarray | None:
+    if not text:
+        return None
+    return np.frombuffer(base64.b64decode(text), dtype=np.float32).copy()
+
+
 def _model_name(ctx: StepContext, task: str) -> str:
     mobs = ctx.services.settings.mobs
     return str(mobs.participation_adapter if task == TASK_PARTICIPATION else mobs.embed_adapter)
@@ -142,34 +166,45 @@ def participation(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     path = local_video(ctx, data["video_id"])
     name = _model_name(ctx, TASK_PARTICIPATION)
     result = ctx.services.models.run(
-        TASK_PARTICIPATION, name, VideoAnalysisRequest(path=path, caption=data.get("caption", "")),
+        TASK_PARTICIPATION, name,
+        VideoAnalysisRequest(path=path, caption=data.get("caption", ""), duration_s=_duration(path)),
         progress=lambda f, m: ctx.progress(0.1 + 0.6 * f, m), cancelled=ctx.stopping)
     return {**data, "participation": _jsonable(result), "participation_model": name}
 
 
 def embed(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
-    """The 256-d video embedding and the version of the space it lives in."""
+    """The 256-d video embedding and the version of the space it lives in; with the local model also the raw
+    features it was projected from (float32, base64), which are stored so that a refitted projection can
+    re-project the video."""
     from reelforge.ports.models import VideoAnalysisRequest
 
     path = local_video(ctx, data["video_id"])
     name = _model_name(ctx, TASK_EMBED)
     result = ctx.services.models.run(
-        TASK_EMBED, name, VideoAnalysisRequest(path=path, caption=data.get("caption", "")),
+        TASK_EMBED, name,
+        VideoAnalysisRequest(path=path, caption=data.get("caption", ""), duration_s=_duration(path)),
         progress=lambda f, m: ctx.progress(0.1 + 0.6 * f, m), cancelled=ctx.stopping)
     vec = np.asarray(result.vector, dtype=np.float32)
     if vec.ndim != 1 or not np.all(np.isfinite(vec)) or float(np.linalg.norm(vec)) == 0.0:
         raise errors.ReelforgeError("the embedding model returned an unusable vector", code="invalid_embedding")
+    raw = getattr(result, "raw", None)
+    if raw is not None:
+        raw = np.asarray(raw, dtype=np.float32).ravel()
+        if raw.size == 0 or not np.all(np.isfinite(raw)):
+            raise errors.ReelforgeError("the embedding model returned unusable raw features",
+                                        code="invalid_embedding")
     return {"video_id": data["video_id"], "vector": [float(x) for x in vec], "model_version": result.model_version,
-            "embed_model": name}
+            "embed_model": name, "raw_features": _raw_to_text(raw)}
 
 
 def store_results(ctx: StepContext, data: list[dict[str, Any]]) -> dict[str, Any]:
-    """Analysis on the video row; the vector into the index, private until validated."""
+    """Analysis, vector and raw features on the video row; the vector into the index, private until validated."""
     left, right = data
     _mobs(ctx).store_results(
         left["video_id"], analysis=left["participation"], vector=np.asarray(right["vector"], dtype=np.float32),
         model_version=right["model_version"], participation_model=left["participation_model"],
-        embed_model=right["embed_model"], thumbnail_asset_id=left.get("thumbnail_asset_id"))
+        embed_model=right["embed_model"], thumbnail_asset_id=left.get("thumbnail_asset_id"),
+        raw_features=_raw_from_text(right.get("raw_features")))
     drop_local_video(ctx)
     ctx.progress(0.8, "results stored")
     return {"video_id": left["video_id"], "model_version": right["model_version"]}

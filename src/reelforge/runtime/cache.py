@@ -7,8 +7,8 @@ rehashing the file: a corrupted entry is detected, dropped and downloaded again.
 
 Safe with several threads and several worker processes on one cache directory:
 
-- one lock file per entry (``fcntl.flock``): an exclusive lock while an entry is checked or
-  downloaded, then a shared lock for as long as a caller uses the file;
+- one lock file per entry (``fcntl.flock``): a shared lock to check and use a present entry (so all
+  chunks of a video read it at once), an exclusive lock only to download or replace it;
 - downloads go to a temporary file in the cache directory and are renamed into place;
 - eviction (least recently used first, by the entry's access time, which every use sets) runs after
   each download, under a directory-wide lock, and skips entries that anyone holds, so a file is never
@@ -116,27 +116,38 @@ class SourceCache:
         lock_path = self._lock_path(sha256)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            hit, corrupt = False, False
-            if target.exists():
-                if (size is None or target.stat().st_size == size) and self._verified(target, sha256):
-                    hit = True
-                else:
-                    corrupt = True
-                    log.warning("cache entry %s does not match its sha256; downloading it again", sha256[:12])
-                    target.unlink(missing_ok=True)
+            # The common case, a verified entry, needs only a shared lock: every chunk of a video (threads of
+            # one worker, other workers) reads the same source at once. The exclusive lock is taken only to
+            # download or replace the entry, and waits until no one is reading it.
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            hit, corrupt = self._usable(target, sha256, size), False
             if not hit:
-                self._download(sha256, size, target, fetch)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                hit = self._usable(target, sha256, size)  # someone may have fetched it meanwhile
+                if not hit:
+                    if target.exists():
+                        corrupt = True
+                        log.warning("cache entry %s does not match its sha256; downloading it again", sha256[:12])
+                        target.unlink(missing_ok=True)
+                    self._download(sha256, size, target, fetch)
             # Most recently used: the access time says so (the mtime stays, it stamps the verification).
             os.utime(target, ns=(time.time_ns(), target.stat().st_mtime_ns))
             self._count(hits=int(hit), misses=int(not hit), corrupt=int(corrupt))
-            # Downgrade: others may use the entry too; the evictor (LOCK_EX | LOCK_NB) skips it.
-            fcntl.flock(fd, fcntl.LOCK_SH)
             if not hit:
+                # Downgrade: others may use the entry too; the evictor (LOCK_EX | LOCK_NB) skips it.
+                fcntl.flock(fd, fcntl.LOCK_SH)
                 self.evict(keep=sha256)
             yield CacheUse(path=target, hit=hit, corrupt=corrupt)
         finally:
             os.close(fd)
+
+    def _usable(self, target: Path, sha256: str, size: int | None) -> bool:
+        try:
+            st = target.stat()
+        except FileNotFoundError:
+            return False
+        return (size is None or st.st_size == size) and self._verified(target, sha256)
 
     def _verified(self, path: Path, sha256: str) -> bool:
         """Rehash the entry, unless this process already did since the file last changed (same inode, size and

@@ -26,11 +26,17 @@ def units_of(task: str, request: Any, result: Any) -> tuple[str | None, float]:
 
     An adapter result may say it itself with a `units` attribute, a (unit, amount) pair; otherwise the
     common result shapes are recognized: `images` (a list), `frames` (a list or a count), and audio
-    durations (`audio_s`, `duration_s`) for speech tasks.
+    durations (`audio_s`, `duration_s`) for speech tasks. The video-understanding tasks (`video.participation`,
+    `video.embed`) count seconds of video analysed ("video_seconds"): the request's `duration_s` (the
+    pipeline reads it from the file's headers), else the duration the result reports (an `activity` or
+    `duration_s` value) — the same unit whichever adapter, local or hosted, ran.
     """
     declared = getattr(result, "units", None)
     if isinstance(declared, tuple) and len(declared) == 2:
         return str(declared[0]), float(declared[1])
+    if task in VIDEO_TASKS:
+        seconds = _video_seconds(request, result)
+        return ("video_seconds", seconds) if seconds is not None else (None, 0.0)
     images = getattr(result, "images", None)
     if isinstance(images, Sized) and not isinstance(images, str | bytes):
         return "images", float(len(images))
@@ -44,6 +50,25 @@ def units_of(task: str, request: Any, result: Any) -> tuple[str | None, float]:
         if isinstance(value, int | float) and task.startswith("speech."):
             return "audio_seconds", float(value)
     return None, 0.0
+
+
+VIDEO_TASKS = ("video.participation", "video.embed")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
+
+
+def _video_seconds(request: Any, result: Any) -> float | None:
+    seconds = _number(getattr(request, "duration_s", None))
+    if seconds is None:
+        activity = getattr(result, "activity", None)
+        seconds = _number(activity.get("duration_s")) if isinstance(activity, dict) else None
+    if seconds is None:
+        seconds = _number(getattr(result, "duration_s", None))
+    return seconds
 
 
 def error_code(exc: BaseException) -> str:

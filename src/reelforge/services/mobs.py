@@ -650,7 +650,7 @@ class MobService:
             MobsRepo(tx).add_run(id=run_id, runner=runner, status="running", started_at=tx.now(), videos=0,
                                  criterion=cl.CRITERION, model_version="", details={})
         try:
-            projection = self.refit_projection()
+            projection = self.refit_projection(run_id=run_id)
         except Exception as exc:  # the clustering still runs, in the space the videos are in
             log.exception("refitting the embedding projection failed")
             projection = {"refit": False, "error": f"{type(exc).__name__}: {exc}"[:2000]}
@@ -660,19 +660,26 @@ class MobService:
             summary = self._recluster(run_id, snapshot, projection)
         except Exception as exc:
             with self.store.tx() as tx:
-                MobsRepo(tx).update_run(run_id, status="failed", finished_at=tx.now(), error=str(exc)[:2000],
-                                        details={"projection": projection})
+                repo = MobsRepo(tx)
+                repo.update_run(run_id, status="failed", finished_at=tx.now(), error=str(exc)[:2000],
+                                details=self._run_details(repo, run_id, {"projection": projection}))
             raise
         return summary
 
     # --- projection refit ------------------------------------------------------------------------
-    def refit_projection(self, *, force: bool = False) -> dict[str, Any]:
+    @staticmethod
+    def _run_details(repo: MobsRepo, run_id: str, details: dict[str, Any]) -> dict[str, Any]:
+        """`details` added to what the run recorded so far (an `index_pending` mark stays until cleared)."""
+        run = repo.run(run_id)
+        return {**((run.details or {}) if run is not None else {}), **details}
+
+    def refit_projection(self, *, run_id: str | None = None) -> dict[str, Any]:
         """Refit the local embedding's projection when it is due, and bring every stored vector into it.
 
         Due (clustering.refit_due): at least `projection_min_videos` validated local-model videos have raw
         features, and the current projection is the seeded random one or was fitted on fewer than half as
-        many (`force` skips the check, not the minimum of fit_projection). The PCA is fitted on the raw
-        features of the validated videos (rejected and failed ones say little about the content).
+        many. The PCA is fitted on the raw features of the validated videos (rejected and failed ones say
+        little about the content); every local-model video is re-projected.
 
         Then, holding the mobs lock: the new projection is saved (atomic file replace; adapters in every
         process load it on their next run), every local-model video whose vector is not in the current
@@ -682,18 +689,21 @@ class MobService:
         leaves its mob (videos stored since raw features are kept always have them). Last, the index gets the
         new vectors, each record keeping its visibility; a video not in the index (rejected) stays out.
         Videos of other embed models (hosted) are never touched.
+
+        The re-clustering run (`run_id`) is marked `index_pending` in the same transaction as the rows and
+        cleared once the index has every new vector; a mark left by a refit that stopped in between (the
+        process died) makes the next call bring the index up to the rows first.
         """
         from reelforge.adapters.models.video_understanding import explained_variance, fit_projection
 
         cfg = self.cfg
         files = self.projections
         current = files.current()
+        repaired = self._repair_index(current.version)
         with self.store.tx(write=False) as tx:
             n = MobsRepo(tx).count_raw_features(LOCAL_EMBED, status="validated")
         due, reason = cl.refit_due(n, min_videos=int(cfg.projection_min_videos), kind=current.kind,
                                    n_fit=current.n_fit)
-        if force and n >= int(cfg.projection_min_videos):
-            due, reason = True, "forced"
         info: dict[str, Any] = {"refit": False, "reason": reason, "old_version": current.version,
                                 "new_version": current.version, "videos": n, "n_fit": current.n_fit or None,
                                 "explained_variance": None}
@@ -710,17 +720,18 @@ class MobService:
             else:
                 new = fitted
                 info.update(refit=True, new_version=fitted.version, n_fit=fitted.n_fit, videos=len(raw))
-        moved = self._move_to_projection(new)
+        moved = self._move_to_projection(new, run_id)
         info.update(moved)
+        if repaired is not None:
+            info["index_repaired"] = repaired
         if new is not None:
             log.info("embedding projection refitted: %s -> %s on %d videos (explained variance %s); "
                      "%d vectors re-projected", current.version, new.version, new.n_fit,
                      info["explained_variance"], moved["reprojected"])
         return info
 
-    def _move_to_projection(self, new: Any) -> dict[str, Any]:
+    def _move_to_projection(self, new: Any, run_id: str | None) -> dict[str, Any]:
         """Save `new` (when given) and re-project every local-model vector not in the current space."""
-        from reelforge.ports.vectors import VectorRecord
 
         files = self.projections
         with self.store.tx() as tx:
@@ -736,6 +747,8 @@ class MobService:
             vectors = target.project(np.vstack([r[4] for r in stale]))
             repo.set_embeddings([(r[0], f32_to_blob(vec), target.version) for r, vec in
                                  zip(stale, vectors, strict=True)])
+            if run_id is not None:
+                repo.update_run(run_id, details=self._run_details(repo, run_id, {"index_pending": target.version}))
             mob_ids = sorted({r[2] for r in stale if r[2] and r[1] == "validated"})
             left = 0
             for mob_id, members in repo.mob_vectors(mob_ids).items():
@@ -758,15 +771,45 @@ class MobService:
                     self._save_mob(repo, mob_id, c, len(keep), cl.term_counts(cl.terms_of(an) for _, _, an in keep))
                 else:
                     repo.update_mob(mob_id, centroid=vec_to_blob(c), count=len(keep))
-        indexed = 0
-        for r, vec in zip(stale, vectors, strict=True):
-            rec = self.vectors.get(NAMESPACE, r[0])
+        indexed = self._reindex([(r[0], vec) for r, vec in zip(stale, vectors, strict=True)], target.version)
+        if run_id is not None:
+            with self.store.tx() as tx:
+                repo = MobsRepo(tx)
+                repo.update_run(run_id, details=self._run_details(repo, run_id, {"index_pending": None}))
+        return {"reprojected": len(stale), "mobs_updated": len(mob_ids), "left_mobs": left, "indexed": indexed}
+
+    def _reindex(self, items: builtins.list[tuple[str, np.ndarray]], version: str) -> int:
+        """Put (id, vector) into the index in `version`, each record keeping its owner and visibility; ids
+        not in the index (rejected videos) stay out."""
+        from reelforge.ports.vectors import VectorRecord
+
+        n = 0
+        for vid, vec in items:
+            rec = self.vectors.get(NAMESPACE, vid)
             if rec is None:
                 continue
-            self.vectors.upsert(NAMESPACE, [VectorRecord(id=r[0], vector=vec, owner_id=rec.owner_id,
-                                                         visibility=rec.visibility, model_version=target.version)])
-            indexed += 1
-        return {"reprojected": len(stale), "mobs_updated": len(mob_ids), "left_mobs": left, "indexed": indexed}
+            if rec.model_version != version or not np.array_equal(np.asarray(rec.vector, np.float32), vec):
+                self.vectors.upsert(NAMESPACE, [VectorRecord(id=vid, vector=vec, owner_id=rec.owner_id,
+                                                             visibility=rec.visibility, model_version=version)])
+            n += 1
+        return n
+
+    def _repair_index(self, version: str) -> int | None:
+        """When a refit stopped between its row update and the end of its index update (an `index_pending`
+        run), the index gets the rows' vectors of `version` now; returns how many (None: nothing pending)."""
+        with self.store.tx(write=False) as tx:
+            repo = MobsRepo(tx)
+            pending = [r.id for r in repo.runs(50) if (r.details or {}).get("index_pending")]
+            if not pending:
+                return None
+            rows = repo.embeddings(LOCAL_EMBED, version)
+        n = self._reindex(rows, version)
+        with self.store.tx() as tx:
+            repo = MobsRepo(tx)
+            for run_id in pending:
+                repo.update_run(run_id, details=self._run_details(repo, run_id, {"index_pending": None}))
+        log.warning("a projection refit had stopped before the index was updated; %d index records checked", n)
+        return n
 
     def _recluster(self, run_id: str, snapshot: builtins.list[Any],
                    projection: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -777,8 +820,9 @@ class MobService:
         ids = [r[0] for r in rows]
         if not rows:
             with self.store.tx() as tx:
-                MobsRepo(tx).update_run(run_id, status="succeeded", finished_at=tx.now(), videos=0, k=0,
-                                        details={"projection": projection})
+                repo = MobsRepo(tx)
+                repo.update_run(run_id, status="succeeded", finished_at=tx.now(), videos=0, k=0,
+                                details=self._run_details(repo, run_id, {"projection": projection}))
             return {"run_id": run_id, "videos": 0, "k": 0, "events": [], "projection": projection}
         x = np.vstack([r[3] for r in rows]).astype(np.float64)
         choice = cl.choose_k(x, k_min=cfg.recluster_k_min, k_max=max(cfg.recluster_k_min, cfg.recluster_k_max),
@@ -865,8 +909,9 @@ class MobService:
                                 term_counts=counts, top_terms=top, name=cl.mob_name(top, cfg.mob_name_terms))
             repo.update_run(run_id, status="succeeded", finished_at=tx.now(), videos=len(ids), k=k,
                             score=choice.score, model_version=version,
-                            details={"silhouette_by_k": {str(kk): round(s, 6) for kk, s in choice.scores.items()},
-                                     "mobs": cluster_ids, "events": events, "projection": projection})
+                            details=self._run_details(repo, run_id, {
+                                "silhouette_by_k": {str(kk): round(s, 6) for kk, s in choice.scores.items()},
+                                "mobs": cluster_ids, "events": events, "projection": projection}))
         return {"run_id": run_id, "videos": len(ids), "k": k, "score": choice.score, "mobs": cluster_ids,
                 "events": events, "projection": projection}
 

@@ -274,6 +274,20 @@ class MobsRepo:
                 out.append((r[0], r[1], r[2], r[3], raw))
         return out
 
+    def embeddings(self, embed_model: str, version: str) -> list[tuple[str, np.ndarray]]:
+        """(id, vector) of every video of `embed_model` whose vector is in `version` (deleted ones have none)."""
+        rows = self.s.execute(
+            select(Video.id, Video.embedding).where(Video.embed_model == embed_model,
+                                                    Video.embed_model_version == version,
+                                                    Video.embedding.is_not(None)).order_by(Video.id)
+        ).all()
+        out = []
+        for vid, blob in rows:
+            vec = blob_to_f32(blob)
+            if vec is not None:
+                out.append((vid, vec))
+        return out
+
     def count_raw_features(self, embed_model: str, *, status: str = "validated") -> int:
         return int(self.s.execute(
             select(func.count()).select_from(Video).where(Video.embed_model == embed_model, Video.status == status,
@@ -398,6 +412,7 @@ class MobsRepo:
 
     def update_run(self, run_id: str, **values: Any) -> None:
         self.s.execute(update(ReclusterRun).where(ReclusterRun.id == run_id).values(**values))
+        self.s.expire_all()
 
     def delete_all_for_tests(self) -> None:  # pragma: no cover - test helper
         for model in (MobEvent, ReclusterRun, Mob, Video):

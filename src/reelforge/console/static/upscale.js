@@ -69,7 +69,8 @@
   }
   function chunkState(index, state) {
     const c = $("#chunks").children[index];
-    if (!c) return;
+    // A reconnected event stream replays the history from the start: a finished chunk stays finished.
+    if (!c || (c.dataset.state === "done" && state === "running")) return;
     c.dataset.state = state;
     c.title = "chunk " + (index + 1) + ": " + state;
     c.style.background = state === "done" ? "var(--ok,#2e9d5b)" : state === "running" ? "var(--accent,#3b6cf6)" : state === "failed" ? "var(--bad,#d33)" : "var(--border,#ccc)";
@@ -169,6 +170,19 @@
       });
       self.addEventListener("loadeddata", redraw);
     }
+    // A format the browser cannot open fails with an error; a video codec it cannot decode (H.265 in most
+    // browsers without hardware decoding) loads as sound only, with no picture size.
+    for (const v of [before, after]) {
+      const unplayable = (why) => {
+        if (!v.getAttribute("src")) return;
+        const note = $("#compare-note");
+        note.textContent = (v === after ? "The result" : "The source") + " cannot be shown in this browser (" + why +
+          "): download it to compare in a video player.";
+        note.hidden = false;
+      };
+      v.addEventListener("error", () => unplayable((v.error && v.error.message) || "unsupported format"));
+      v.addEventListener("loadedmetadata", () => { if (!v.videoWidth) unplayable("its video codec is not supported"); });
+    }
     after.addEventListener("ratechange", () => { before.playbackRate = after.playbackRate; });
     after.addEventListener("timeupdate", () => {
       if (!after.paused && !before.seeking && Math.abs(before.currentTime - after.currentTime) > 0.15) follow(after, before);
@@ -187,6 +201,7 @@
     for (const u of compareUrls) URL.revokeObjectURL(u);
     compareUrls = urls;
     $("#compare").hidden = false;
+    $("#compare-note").hidden = true;
     const before = $("#before"), after = $("#after");
     $("#before-img").hidden = !isImage;
     $("#after-img").hidden = !isImage;

@@ -33,11 +33,11 @@ if TYPE_CHECKING:
     from reelforge.ports.models import ModelAdapter
 
 __all__ = [
+    "RAW_DIM",
     "TASK_EMBED",
     "TASK_PARTICIPATION",
     "EmbedResult",
     "ParticipationResult",
-    "RAW_DIM",
     "Projection",
     "ProjectionFile",
     "ValidationResult",

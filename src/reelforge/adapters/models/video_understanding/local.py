@@ -31,15 +31,11 @@ FRAME_SIDE = 480  # sampled frames' longest side: enough for overlay text, small
 @dataclass(frozen=True)
 class LocalEmbedResult(EmbedResult):
     """The local embedding, with the raw features it was projected from (1664 float32), which the application
-    stores so that a later projection can be applied without the video, and the seconds of video embedded."""
+    stores so that a later projection can be applied without the video, and the seconds of video embedded
+    (what metering counts)."""
 
     raw: np.ndarray | None = None
     duration_s: float = 0.0
-
-    @property
-    def units(self) -> tuple[str, float]:
-        """What the run processed, for metering: seconds of video."""
-        return ("video_seconds", float(self.duration_s))
 
 
 @dataclass(frozen=True)
@@ -245,9 +241,12 @@ class LocalEmbedAdapter:
         req = _request(request)
         _report(progress, 0.05, "computing frame and text features")
         raw = self.raw_features(req, cancelled=cancelled)
-        proj = self.projection()
-        media = self.cache.get(Path(req.path), self.mobs.frames, self.mobs.ocr_frames, self.mobs.scan_fps, cancelled)
+        duration = req.duration_s
+        if duration is None:  # the analysis is cached: raw_features just read it
+            media = self.cache.get(Path(req.path), self.mobs.frames, self.mobs.ocr_frames, self.mobs.scan_fps)
+            duration = media.samples.info.duration_s
+        proj = self.projection()  # the newest projection, also when another process saved it since the last run
         _report(progress, 1.0, "embedded")
         return LocalEmbedResult(vector=proj.project(raw), model_version=proj.version, frame_dim=embeddings.FRAME_DIM,
                                 text_dim=embeddings.TEXT_DIM, model=EMBED_MODEL, notes=self._notes, raw=raw,
-                                duration_s=float(media.samples.info.duration_s))
+                                duration_s=float(duration))
