@@ -206,13 +206,25 @@ class AssetService:
                      filename: str | None = None, lifecycle: str = "hot", metadata: dict[str, Any] | None = None,
                      category: str = "outputs", asset_id: str | None = None) -> Asset:
         """Store bytes a job produced and register the asset. With asset_id, a retried step reuses its asset."""
-        if asset_id:
-            with self.store.tx(write=False) as tx:
-                existing = tx.asset(asset_id)
-            if existing is not None:
-                return existing
+        existing = self._existing_output(asset_id)
+        if existing is not None:
+            return existing
         key = new_key(f"{owner_id}/{category}", ext_for(filename, content_type))
         info = self.objects.put_bytes(key, data, content_type)
+        return self._register_output(owner_id=owner_id, job_id=job_id, key=key, info=info,
+                                     content_type=content_type, filename=filename, lifecycle=lifecycle,
+                                     metadata=metadata, asset_id=asset_id)
+
+    def _existing_output(self, asset_id: str | None) -> Asset | None:
+        """A retried step's output, stored by an earlier attempt under the same id."""
+        if not asset_id:
+            return None
+        with self.store.tx(write=False) as tx:
+            return tx.asset(asset_id)
+
+    def _register_output(self, *, owner_id: str, job_id: str | None, key: str, info: Any, content_type: str,
+                         filename: str | None, lifecycle: str, metadata: dict[str, Any] | None,
+                         asset_id: str | None) -> Asset:
         with self.store.tx() as tx:
             extra = {"id": asset_id} if asset_id else {}
             return tx.add_asset(owner_id=owner_id, key=key, content_type=content_type, size=info.size,
@@ -233,11 +245,9 @@ class AssetService:
         memory stays flat whatever the size. With ``asset_id`` a retried step reuses its asset; a retry of
         an interrupted upload starts a new one (the sweeper removes abandoned parts).
         """
-        if asset_id:
-            with self.store.tx(write=False) as tx:
-                existing = tx.asset(asset_id)
-            if existing is not None:
-                return existing
+        existing = self._existing_output(asset_id)
+        if existing is not None:
+            return existing
         path = Path(path)
         size = path.stat().st_size
         cfg = self.settings.storage
@@ -264,13 +274,9 @@ class AssetService:
             metadata = {**(metadata or {}), "multipart_parts": len(parts)}
         else:
             info = self.objects.put_file(key, path, content_type)
-        with self.store.tx() as tx:
-            extra = {"id": asset_id} if asset_id else {}
-            return tx.add_asset(owner_id=owner_id, key=key, content_type=content_type, size=info.size,
-                                sha256=info.sha256, lifecycle=lifecycle, filename=safe_filename(filename),
-                                job_id=job_id, meta=metadata or {},
-                                expires_at=(tx.now() + TEMPORARY_TTL_S) if lifecycle == "temporary" else None,
-                                **extra)
+        return self._register_output(owner_id=owner_id, job_id=job_id, key=key, info=info,
+                                     content_type=content_type, filename=filename, lifecycle=lifecycle,
+                                     metadata=metadata, asset_id=asset_id)
 
     def fetch_to(self, asset: Asset, path: Path) -> None:
         """Download an asset's object to a local file, checked against the asset record's size and sha256."""
