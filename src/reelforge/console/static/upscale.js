@@ -86,25 +86,8 @@
     else if (h.type === "MapIterationFailed") chunkState(i, "failed");
   }
 
-  async function watch(jobId, signal, onEvent) {
-    for (let attempt = 0; attempt < 120 && !signal.aborted; attempt++) {
-      let final = null;
-      try {
-        await RF.stream("/v1/jobs/" + enc(jobId) + "/events", (type, data) => {
-          if (type === "end") { final = data; return false; }
-          onEvent(type, data);
-          return true;
-        }, signal);
-      } catch (e) {
-        if (signal.aborted) return null;
-      }
-      if (final) return final.status ? final : RF.get("/v1/jobs/" + enc(jobId));
-      const job = await RF.get("/v1/jobs/" + enc(jobId)).catch(() => null);
-      if (job && TERMINAL.includes(job.status)) return job;
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-    return null;
-  }
+  // Following a job (server-sent events, reconnects, polling fallback) is the console's shared RF.watch (pages.js).
+  const watch = (jobId, signal, onEvent) => RF.watch(jobId, signal, onEvent);
 
   // ---- compare: synchronized players and a before/after slider on the paused frame ----
   function fmtTime(s) {
