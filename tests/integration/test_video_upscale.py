@@ -152,6 +152,15 @@ def test_lanczos_keeps_every_stream(tmp_path: Path, db_url: str) -> None:
         # per-frame progress reached the job with frames per second in the message
         hist = user.get(f"/v1/jobs/{job['id']}/history").json()["events"]
         assert sum(1 for e in hist if e["type"] == "MapIterationSucceeded") == job["outputs"]["chunk_count"]
+        # Lanczos runs inside the decoder's scaler (no RGB arrays): one metered run per chunk, every frame counted.
+        from sqlalchemy import select
+
+        from reelforge.adapters.db.models import ModelInvocation
+
+        with env.container.store.tx(write=False) as tx:
+            runs = tx.s.execute(select(ModelInvocation).where(ModelInvocation.job_id == job["id"])).scalars().all()
+        assert len(runs) == job["outputs"]["chunk_count"] and all(r.ok and r.unit == "frames" for r in runs)
+        assert sum(r.units for r in runs) == job["outputs"]["frames"]
 
 
 def test_animevideov3_x2_mp4(tmp_path: Path, sqlite_url: str) -> None:
@@ -368,3 +377,13 @@ def test_console_page(tmp_path: Path, sqlite_url: str) -> None:
         assert "script-src 'self'" in csp and "media-src 'self' blob:" in csp
         js = env.client.get("/static/upscale.js")
         assert js.status_code == 200 and "pages.upscale" in js.text
+
+
+def test_encoder_threads_split_the_cores_between_parallel_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reelforge.pipelines import video_upscale
+
+    monkeypatch.setattr(video_upscale.os, "cpu_count", lambda: 8)
+    assert video_upscale._encoder_threads(1, 4) == 0  # alone: the encoder's own choice
+    assert video_upscale._encoder_threads(10, 2) == 4
+    assert video_upscale._encoder_threads(3, 8) == 2  # only as many in parallel as there are chunks
+    assert video_upscale._encoder_threads(10, 16) == 1

@@ -148,3 +148,33 @@ def test_cache_for_keeps_one_instance_per_holder(tmp_path: Path) -> None:
     a = cache_for(h, tmp_path / "c", 100)
     assert cache_for(h, tmp_path / "c", 100) is a
     assert cache_for(Holder(), tmp_path / "c", 100) is not a
+
+
+def test_readers_of_a_present_entry_do_not_wait_for_each_other(tmp_path: Path) -> None:
+    """Every chunk of a video holds the source while it works: a second reader must get it while the first
+    still holds it (an exclusive check lock would make chunks of one video run one after another)."""
+    src, sha = _blob(tmp_path, "a.bin", 8192, 7)
+    cache = SourceCache(tmp_path / "cache", 1_000_000)
+    fetch = Fetcher(src)
+    with cache.use(sha, 8192, fetch):
+        pass  # present and verified from here on
+    first_in, second_in, release = threading.Event(), threading.Event(), threading.Event()
+
+    def reader(entered: threading.Event) -> None:
+        with cache.use(sha, 8192, fetch) as u:
+            assert u.hit
+            entered.set()
+            release.wait(10)
+
+    t1 = threading.Thread(target=reader, args=(first_in,))
+    t1.start()
+    assert first_in.wait(10)
+    t2 = threading.Thread(target=reader, args=(second_in,))
+    t2.start()
+    try:
+        assert second_in.wait(5), "the second reader waited for the first to finish"
+    finally:
+        release.set()
+        t1.join(10)
+        t2.join(10)
+    assert fetch.calls == 1

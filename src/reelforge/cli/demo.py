@@ -67,6 +67,20 @@ def run_demo(url: str | None = None) -> int:
                 p.kill()
 
 
+def _finish(http: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
+    """Poll a job until it ends."""
+    while job["status"] in ("queued", "running"):
+        time.sleep(0.5)
+        job = http.get(f"/v1/jobs/{job['id']}").json()
+    return job
+
+
+def _put(target: dict[str, Any], data: bytes) -> None:
+    """Send bytes to a signed upload URL (method, url and the headers it is bound to)."""
+    httpx.request(target["method"], target["url"], content=data, headers=target.get("headers") or {},
+                  timeout=60).raise_for_status()
+
+
 def _image_generation(http: httpx.Client, out_dir: Path) -> int:
     models = http.get("/v1/models", params={"task": "image.generate"}).json()["data"]
     usable = [m for m in models if m["available"]]
@@ -86,9 +100,7 @@ def _image_generation(http: httpx.Client, out_dir: Path) -> int:
     r = http.post("/v1/jobs", json=body, params={"wait": 60})
     r.raise_for_status()
     job = r.json()
-    while job["status"] in ("queued", "running"):
-        time.sleep(0.5)
-        job = http.get(f"/v1/jobs/{job['id']}").json()
+    job = _finish(http, job)
     print(f"image.generate job {job['id']}: {job['status']} in {time.monotonic() - t0:.1f}s "
           f"({job['credits']} credits)")
     if job["status"] != "succeeded":
@@ -126,8 +138,7 @@ def _video_upscale(http: httpx.Client, out_dir: Path) -> int:
     up.raise_for_status()
     ticket = up.json()
     put = ticket["put"]
-    httpx.request(put["method"], put["url"], content=data, headers=put.get("headers") or {},
-                  timeout=60).raise_for_status()
+    _put(put, data)
     done = http.post(f"/v1/uploads/{ticket['id']}/complete", json={})
     done.raise_for_status()
     asset_id = done.json()["id"]
@@ -139,9 +150,7 @@ def _video_upscale(http: httpx.Client, out_dir: Path) -> int:
         print(f"video.upscale refused: {r.status_code} {r.text}")
         return 1
     job = r.json()
-    while job["status"] in ("queued", "running"):
-        time.sleep(0.5)
-        job = http.get(f"/v1/jobs/{job['id']}").json()
+    job = _finish(http, job)
     print(f"video.upscale job {job['id']} ({model} x2): {job['status']} in {time.monotonic() - t0:.1f}s "
           f"({job['credits']} credits)")
     if job["status"] != "succeeded":
@@ -217,8 +226,7 @@ def _video_analyze(http: httpx.Client, out_dir: Path) -> int:
         return 1
     ticket = r.json()
     up = ticket["upload"]
-    httpx.request(up["method"], up["url"], content=payload, headers=up.get("headers") or {},
-                  timeout=60).raise_for_status()
+    _put(up, payload)
     t0 = time.monotonic()
     done = http.post(up["complete_url"], json={})
     if done.status_code >= 400:
@@ -226,9 +234,7 @@ def _video_analyze(http: httpx.Client, out_dir: Path) -> int:
         return 1
     video_id = ticket["video"]["id"]
     job = http.get(f"/v1/jobs/{done.json()['job_id']}").json()
-    while job["status"] in ("queued", "running"):
-        time.sleep(0.5)
-        job = http.get(f"/v1/jobs/{job['id']}").json()
+    job = _finish(http, job)
     video = http.get(f"/v1/videos/{video_id}").json()
     print(f"video.analyze job {job['id']}: {job['status']} in {time.monotonic() - t0:.1f}s; video {video_id} "
           f"is {video['status']} (score {video['score']}), mob {video['mob_id']}")

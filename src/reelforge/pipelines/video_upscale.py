@@ -256,9 +256,9 @@ def probe_source(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _encoder_threads(chunks: int, max_parallel: int) -> int:
-    """Split the cores between the chunks that encode at once: with one encoder per core, parallel chunks run
-    about 40 % faster on 2 cores than with each encoder starting its own full set of threads (0 = the
-    encoder's automatic choice, kept when a single chunk has the machine to itself)."""
+    """Split the cores between the chunks that encode at once, rather than each encoder starting its own full
+    set of threads and all of them contending for the same cores (0 = the encoder's automatic choice, kept
+    when a single chunk has the machine to itself)."""
     parallel = max(1, min(chunks, max_parallel))
     if parallel == 1:
         return 0

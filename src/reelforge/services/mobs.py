@@ -429,10 +429,7 @@ class MobService:
         raw = np.asarray(raw_features, dtype=np.float32).ravel() if raw_features is not None else None
         with self.store.tx() as tx:
             repo = MobsRepo(tx)
-            repo.lock_mobs()
-            v = repo.video(video_id, lock=True)
-            if v is None or v.status == "deleted":
-                raise errors.ReelforgeError("The video was deleted", code="video_deleted")
+            self._locked_live_video(repo, video_id)
             if raw is not None and embed_model == LOCAL_EMBED:
                 vec, model_version = self._in_current_space(raw, vec, model_version)
             repo.update_video(video_id, analysis=analysis, embedding=f32_to_blob(vec),
@@ -440,6 +437,15 @@ class MobService:
                               embed_model_version=model_version, participation_model=participation_model,
                               embed_model=embed_model, thumbnail_asset_id=thumbnail_asset_id, analyzed_at=tx.now())
         self._publish(video_id, lambda _v: "private")
+
+    @staticmethod
+    def _locked_live_video(repo: MobsRepo, video_id: str) -> Video:
+        """Under the mobs lock: the video's row, locked, unless it was deleted meanwhile."""
+        repo.lock_mobs()
+        v = repo.video(video_id, lock=True)
+        if v is None or v.status == "deleted":
+            raise errors.ReelforgeError("The video was deleted", code="video_deleted")
+        return v
 
     def _in_current_space(self, raw: np.ndarray, vec: np.ndarray, version: str) -> tuple[np.ndarray, str]:
         try:
@@ -481,10 +487,7 @@ class MobService:
             raise errors.ReelforgeError(f"validation returned {status!r}", code="invalid_validation")
         with self.store.tx() as tx:
             repo = MobsRepo(tx)
-            repo.lock_mobs()
-            v = repo.video(video_id, lock=True)
-            if v is None or v.status == "deleted":
-                raise errors.ReelforgeError("The video was deleted", code="video_deleted")
+            v = self._locked_live_video(repo, video_id)
             values: dict[str, Any] = {"status": status, "score": float(result["score"]), "scores": result,
                                       "error_code": None, "error_message": None}
             if status == "validated":

@@ -364,8 +364,6 @@ def process_chunk(src: Path, info: VideoInfo, chunk: Chunk, out: Path, frame_fn:
         with av.open(str(src)) as container:
             vs = _video_stream(container, info)
             vs.thread_type = "AUTO"
-            if encode.threads > 0:  # the caller splits the cores between parallel chunks: decode within them too
-                vs.codec_context.thread_count = encode.threads
             tb = _time_base(vs)
             rate = vs.average_rate or vs.guessed_rate
             size: tuple[int, int] | None = None
