@@ -7,10 +7,11 @@ a subprocess on 127.0.0.1 with the same worker count:
   database. What the same server stack answers when the application does nothing.
 - reelforge: `create_app()` as `reelforge api` builds it (JSON access log, metrics, request ids, auth), on a
   fresh SQLite file (or --database-url). The client sends a JWT access token and reads one job it owns.
-- reelforge-before: the same app with the code path this route had before its fast paths (sync dependencies,
-  no principal cache, the sync ORM route), for a same-run comparison.
-- reelforge-tuned / reelforge-lean: what-ifs, measured and not shipped: no JSON access-log line / the job
-  read on the event loop without a threadpool hop.
+- reelforge-route: the same app without its hot-read layer (api/hot.py), so every request goes through the
+  FastAPI route, dependencies and response validation: what this route cost before that layer.
+- reelforge-before: the FastAPI route with the code path it had before its first fast paths (sync
+  dependencies, no principal cache, the sync ORM route), for a same-run comparison.
+- reelforge-tuned: what-if (measured, not shipped): reelforge without the JSON access-log line.
 - NAME-h11: NAME on uvicorn's pure-Python stack (h11 parser, asyncio loop) instead of httptools + uvloop.
 
 The load comes from C concurrent clients (asyncio tasks with one keep-alive connection each, spread over
@@ -124,10 +125,26 @@ def _replace_get_job(endpoint: Any) -> None:
     jobs.router.add_api_route("/jobs/{job_id}", endpoint, methods=["GET"], response_model=JobPublic)
 
 
+def _without_hot_reads(app: Any) -> Any:
+    from reelforge.api.hot import HotReads
+
+    before = len(app.user_middleware)
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not HotReads]
+    if len(app.user_middleware) != before - 1:
+        raise RuntimeError("the app has no HotReads layer to remove")
+    app.middleware_stack = None
+    return app
+
+
+def reelforge_route_app() -> Any:
+    """reelforge without the hot-read layer: every GET /v1/jobs/{id} through the FastAPI route."""
+    return _without_hot_reads(reelforge_app())
+
+
 def reelforge_before_app() -> Any:
     """The code path before the fast paths, for a same-run comparison: the dependencies above and the sync
     route reading the job through the ORM (`JobsService.get` in its own Session: a third threadpool hop, and
-    response validation in a fourth)."""
+    response validation in a fourth), with no hot-read layer."""
     from fastapi import Depends
 
     _before_deps()
@@ -137,7 +154,7 @@ def reelforge_before_app() -> Any:
         return convert.job(c.jobs.get(p, job_id))
 
     _replace_get_job(get_job)
-    return reelforge_app()
+    return _without_hot_reads(reelforge_app())
 
 
 def reelforge_tuned_app() -> Any:
@@ -148,25 +165,6 @@ def reelforge_tuned_app() -> Any:
     app = reelforge_app()
     logging.getLogger("reelforge.access").setLevel(logging.WARNING)
     return app
-
-
-def reelforge_lean_app() -> Any:
-    """What-if (measured, not shipped): reelforge with the job read run on the event loop, no threadpool hop.
-    Fine for a local SQLite file, but it would stall every request behind one PostgreSQL round trip."""
-    from fastapi import Depends
-
-    from reelforge import errors
-    from reelforge.adapters.db.store import read_owned_job
-    from reelforge.api import convert, deps
-
-    async def get_job(job_id: str, p: Any = Depends(deps.principal), c: Any = Depends(deps.container)) -> Any:
-        row = read_owned_job(c.db, job_id, p.user_id)
-        if row is None:
-            raise errors.NotFound("Job not found", code="job_not_found")
-        return convert.job(row)
-
-    _replace_get_job(get_job)
-    return reelforge_app()
 
 
 def bare_app() -> Any:
@@ -501,10 +499,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="load generator: minimal asyncio HTTP/1.1 client, or httpx.AsyncClient")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
-    ap.add_argument("--servers", default="bare,reelforge,reelforge-before,reelforge-tuned,reelforge-lean",
-                    help="comma list of bare, reelforge, reelforge-before (the code before the fast paths), the "
-                         "what-ifs reelforge-tuned (no access log) and reelforge-lean (job read on the event "
-                         "loop); NAME-h11 serves NAME on uvicorn's pure-Python stack (h11, asyncio loop)")
+    ap.add_argument("--servers", default="bare,reelforge,reelforge-route,reelforge-before,reelforge-tuned",
+                    help="comma list of bare, reelforge, reelforge-route (without the hot-read layer), "
+                         "reelforge-before (the route before its first fast paths) and the what-if "
+                         "reelforge-tuned (no access log); NAME-h11 serves NAME on uvicorn's pure-Python stack "
+                         "(h11, asyncio loop)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--profile", type=Path, default=None, help="cProfile the reelforge server into DIR")
     args = ap.parse_args(argv)
@@ -519,9 +518,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         auth = {"Authorization": f"Bearer {token}"}
         servers = {"bare": ("bare_app", "/v1/ping", {}),
                    "reelforge": ("reelforge_app", f"/v1/jobs/{job_id}", auth),
+                   "reelforge-route": ("reelforge_route_app", f"/v1/jobs/{job_id}", auth),
                    "reelforge-before": ("reelforge_before_app", f"/v1/jobs/{job_id}", auth),
-                   "reelforge-tuned": ("reelforge_tuned_app", f"/v1/jobs/{job_id}", auth),
-                   "reelforge-lean": ("reelforge_lean_app", f"/v1/jobs/{job_id}", auth)}
+                   "reelforge-tuned": ("reelforge_tuned_app", f"/v1/jobs/{job_id}", auth)}
         servers.update({f"{n}-h11": v for n, v in list(servers.items())})
         names = [n.strip() for n in args.servers.split(",") if n.strip()]
         unknown = [n for n in names if n not in servers]

@@ -40,6 +40,11 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
     app.include_router(console_mobs.router)
     app.include_router(console_upscale.router)
 
+    # Innermost of our layers: the hot job read answers inside the tracing and guard layers, so it has a request
+    # id, a span, metrics and its access-log line like every other request.
+    from reelforge.api.hot import HotReads
+
+    app.add_middleware(HotReads, container=c)
     if c.tracing.enabled:
         from reelforge.tracing import TracingMiddleware
 

@@ -6,21 +6,27 @@ from typing import Any
 
 from reelforge.api.schemas.auth import ApiKeyPublic, UserPublic
 from reelforge.api.schemas.common import iso
-from reelforge.api.schemas.jobs import JobError, JobEventPublic, JobProgress, JobPublic
+from reelforge.api.schemas.jobs import JobEventPublic, JobPublic
 from reelforge.api.schemas.misc import CreditEntryPublic, DeliveryPublic, WebhookPublic
 from reelforge.api.schemas.storage import AssetPublic, SignedRequestPublic, UploadPart, UploadPublic
 
 
 def job(j: Any) -> JobPublic:
-    return JobPublic(
-        id=j.id, kind=j.kind, status=j.status, input=j.input, outputs=j.outputs,
-        error=JobError(code=j.error_code, message=j.error_message) if j.error_code else None,
-        progress=JobProgress(fraction=round(j.progress or 0.0, 4), message=j.progress_message or ""),
-        credits=j.credits, credits_state=j.credits_state, attempt=j.attempt, max_attempts=j.max_attempts,
-        priority=j.priority, cancel_requested=j.cancel_requested, callback_url=j.callback_url,
-        idempotency_key=j.idempotency_key, created_at=iso(j.created_at), started_at=iso(j.started_at),
-        finished_at=iso(j.finished_at), expires_at=iso(j.expires_at),
-    )
+    return JobPublic.model_validate(job_fields(j))
+
+
+def job_fields(j: Any) -> dict[str, Any]:
+    """A job row as JobPublic's fields, in its field order: `job()` validates it, and the hot read
+    (api/hot.py) serializes it as is, so the two give the same bytes."""
+    return {
+        "id": j.id, "kind": j.kind, "status": j.status, "input": j.input, "outputs": j.outputs,
+        "error": {"code": j.error_code, "message": j.error_message} if j.error_code else None,
+        "progress": {"fraction": round(j.progress or 0.0, 4), "message": j.progress_message or ""},
+        "credits": j.credits, "credits_state": j.credits_state, "attempt": j.attempt,
+        "max_attempts": j.max_attempts, "priority": j.priority, "cancel_requested": j.cancel_requested,
+        "callback_url": j.callback_url, "idempotency_key": j.idempotency_key, "created_at": iso(j.created_at),
+        "started_at": iso(j.started_at), "finished_at": iso(j.finished_at), "expires_at": iso(j.expires_at),
+    }
 
 
 def event(e: Any) -> JobEventPublic:

@@ -34,11 +34,19 @@ async def container(request: Request) -> Any:
 
 
 def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request.headers.get("authorization", ""))
+    if token is None:
         raise errors.Unauthorized("Send `Authorization: Bearer <token or API key>`", code="missing_credentials")
-    return token.strip()
+    return token
+
+
+def bearer_token(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header value, or None."""
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
 
 
 def _jwt_exp(token: str) -> float | None:
@@ -112,7 +120,11 @@ class PrincipalCache:
 
 def principal_cache(request: Request, c: Any) -> PrincipalCache:
     """The app's cache, created on first use and subscribed to the auth service's change notices."""
-    state = request.app.state
+    return principal_cache_for(request.app.state, c)
+
+
+def principal_cache_for(state: Any, c: Any) -> PrincipalCache:
+    """principal_cache() from an app's state (for ASGI layers that have no Request)."""
     cache: PrincipalCache | None = getattr(state, "principal_cache", None)
     if cache is None:
         ttl = getattr(getattr(c.settings, "auth", None), "principal_cache_ttl_s", PRINCIPAL_CACHE_TTL_S)

@@ -129,8 +129,8 @@ class GuardMiddleware:
             # ("/jobs" for /v1/jobs); its effective route context carries the full template.
             effective = (scope.get("fastapi") or {}).get("effective_route_context")
             # Never the raw path: requests answered before routing (413, 429, ...) would make a series per URL.
-            route_path = (getattr(effective, "path_format", None) or getattr(scope.get("route"), "path", None)
-                          or "unmatched")
+            route_path = (scope.get("reelforge.route") or getattr(effective, "path_format", None)
+                          or getattr(scope.get("route"), "path", None) or "unmatched")
             self.c.metrics.observe_request(method, route_path, status_holder["status"], elapsed)
             if log.isEnabledFor(logging.INFO) and not path.startswith(("/metrics", "/healthz", "/static")):
                 # The account is resolved in the route's thread (a copied context), so its contextvar never

@@ -890,24 +890,35 @@ class _CompiledRead:
 _compiled_reads: weakref.WeakKeyDictionary[Any, _CompiledRead] = weakref.WeakKeyDictionary()
 
 
+def compiled_job_read(db: Database) -> _CompiledRead:
+    """The owned-job SELECT compiled for db's dialect (SQL text with `job_id` and `owner_id` parameters)."""
+    q = _compiled_reads.get(db.engine)
+    if q is None:
+        q = _compiled_reads[db.engine] = _CompiledRead(db.engine, _OWNED_JOB, _JOB_PUBLIC_COLUMNS)
+    return q
+
+
 def read_owned_job(db: Database, job_id: str, owner_id: str) -> SimpleNamespace | None:
     """The job's public columns (attribute access like `Job`), or None when it is missing or not owner_id's.
 
     One statement, no explicit transaction: a single SELECT reads one consistent snapshot on SQLite and on
     PostgreSQL; the pool rolls the connection back when it is returned. Takes no SQLite write lock.
     """
-    q = _compiled_reads.get(db.engine)
-    if q is None:
-        q = _compiled_reads[db.engine] = _CompiledRead(db.engine, _OWNED_JOB, _JOB_PUBLIC_COLUMNS)
     conn = db.engine.raw_connection()
     try:
-        cur = conn.cursor()
-        try:
-            cur.execute(q.sql, q.params({"job_id": job_id, "owner_id": owner_id}))
-            raw = cur.fetchone()
-            procs = q.processors(cur.description)
-        finally:
-            cur.close()
+        return read_owned_job_dbapi(db, conn, job_id, owner_id)
     finally:
         conn.close()
+
+
+def read_owned_job_dbapi(db: Database, conn: Any, job_id: str, owner_id: str) -> SimpleNamespace | None:
+    """read_owned_job() on a DB-API connection of db's dialect that the caller holds."""
+    q = compiled_job_read(db)
+    cur = conn.cursor()
+    try:
+        cur.execute(q.sql, q.params({"job_id": job_id, "owner_id": owner_id}))
+        raw = cur.fetchone()
+        procs = q.processors(cur.description)
+    finally:
+        cur.close()
     return None if raw is None else q.row(raw, procs)
