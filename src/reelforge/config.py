@@ -63,9 +63,13 @@ class JobSettings(BaseModel):
     poll_interval_s: float = 1.0
     shutdown_grace_s: float = 30.0
     max_wait_s: int = 60
-    # Jobs a worker claims per claim transaction (prefetch); 1 claims one at a time. Prefetched jobs wait in
-    # the worker (leases renewed by its heartbeat) and are handed back on shutdown.
-    prefetch: int = Field(default=4, ge=1, le=100)
+    # Jobs a worker claims per claim transaction (prefetch); 1 claims one at a time; unset: 4 per slot (as
+    # Celery's default prefetch multiplier). Prefetched jobs wait in the worker (leases renewed by its
+    # heartbeat) and are handed back on shutdown. A worker prefetches only while its recent jobs are short: when
+    # their moving-average run time reaches prefetch_max_job_s it claims one job per free slot, so a long job
+    # never waits in one worker's buffer while another worker is idle (0 = never prefetch).
+    prefetch: int | None = Field(default=None, ge=1, le=100)
+    prefetch_max_job_s: float = Field(default=1.0, ge=0.0, le=86400.0)
     # Successes finishing within this window go into one transaction (each job fenced on its own); 0 = one
     # transaction per job.
     finish_window_s: float = Field(default=0.005, ge=0.0, le=1.0)

@@ -285,7 +285,8 @@ class TracingMiddleware:
             raise
         finally:
             effective = (scope.get("fastapi") or {}).get("effective_route_context")
-            route = getattr(effective, "path_format", None) or getattr(scope.get("route"), "path", None)
+            route = (scope.get("reelforge.route") or getattr(effective, "path_format", None)
+                     or getattr(scope.get("route"), "path", None))
             if route:
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)

@@ -24,13 +24,14 @@ from typing import Any
 
 import pytest
 
+from reelforge.domain.types import Principal, Role
 from tests.reliability.conftest import WorkerProcs, balance, job_record, wait_until
 from tests.reliability.pipelines import STEPS_PRICE, expected_steps_output, read_log, steps_task_paths
 
 ROUNDS = 20
 JOBS = 10  # kept unfinished until the last kill: more than the slots, so an idle worker finds work
 WORKERS = 3  # a replacement takes seconds to import; the others keep the jobs moving meanwhile
-MAX_JOBS = 30  # the starting grant (100) pays for 33
+MAX_JOBS = 60  # enough that 20 kills find work however fast the workers finish (credits granted below)
 ITEMS = 8
 
 
@@ -53,6 +54,8 @@ def test_sigkill_at_random_points(container: Any, user: Any, procs: WorkerProcs,
     print(f"chaos seed {seed} (rerun with REELFORGE_CHAOS_SEED={seed})")
     rng = random.Random(seed)
     log = tmp_path / "effects.log"
+    root = Principal(user_id="chaos-admin", email="chaos@example.com", role=Role.admin)
+    container.credits.grant(root, user.user_id, MAX_JOBS * STEPS_PRICE, note="chaos test budget")
     grant = balance(container, user.user_id)
 
     inputs: dict[str, dict[str, Any]] = {}

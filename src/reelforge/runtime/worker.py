@@ -132,8 +132,9 @@ class _Running:
 class Finisher:
     """Batches job successes: those arriving within `window_s` of each other commit in one transaction.
 
-    Each job is still fenced on its own (JobService.succeed_many, a SAVEPOINT per job); the step thread waits
-    on a Future for its own job's outcome, so a lost lease still raises StaleLease in the thread that ran it.
+    Each job is still fenced on its own attempt (JobService.succeed_many, one fenced UPDATE). `submit` hands a
+    success over and returns at once (the worker's slot goes on to its next job while the batch commits; the
+    callback reports the outcome); `succeed` waits for it and raises StaleLease in the calling thread.
     """
 
     def __init__(self, jobs: Any, window_s: float, max_batch: int,
@@ -143,22 +144,34 @@ class Finisher:
         self.max_batch = max(1, max_batch)
         # how many jobs could still join (running in this worker): stop waiting once all of them are here
         self.in_flight = in_flight
-        self._queue: deque[tuple[SucceedItem, Future[Any]]] = deque()
+        self._queue: deque[tuple[SucceedItem, Callable[[Any], None]]] = deque()
         self._cond = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="reelforge-finisher", daemon=True)
         self._thread.start()
 
-    def succeed(self, item: SucceedItem) -> Any:
-        fut: Future[Any] = Future()
+    def submit(self, item: SucceedItem, done: Callable[[Any], None]) -> None:
+        """Queue a success; `done` gets the finished job, its StaleLease, or the exception that failed the batch.
+
+        After close() the success commits here, in the calling thread, before this returns.
+        """
         with self._cond:
             closed = self._closed
             if not closed:
-                self._queue.append((item, fut))
+                self._queue.append((item, done))
                 self._cond.notify()
-        # a job that ends after shutdown closed the finisher commits on its own, in this thread
-        out = self.jobs.succeed_many([item])[0] if closed else fut.result()
-        if isinstance(out, errors.StaleLease):
+        if closed:
+            try:
+                out: Any = self.jobs.succeed_many([item])[0]
+            except BaseException as exc:
+                out = exc
+            done(out)
+
+    def succeed(self, item: SucceedItem) -> Any:
+        fut: Future[Any] = Future()
+        self.submit(item, fut.set_result)
+        out = fut.result()
+        if isinstance(out, BaseException):
             raise out
         return out
 
@@ -187,13 +200,14 @@ class Finisher:
                     self._cond.wait(left)
                 batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
             try:
-                results = self.jobs.succeed_many([item for item, _ in batch])
+                results: list[Any] = list(self.jobs.succeed_many([item for item, _ in batch]))
             except BaseException as exc:  # the whole transaction failed: every job in it is unrecorded
-                for _, fut in batch:
-                    fut.set_exception(exc)
-                continue
-            for (_, fut), res in zip(batch, results, strict=True):
-                fut.set_result(res)
+                results = [exc] * len(batch)
+            for (_, done), res in zip(batch, results, strict=True):
+                try:
+                    done(res)
+                except Exception:
+                    log.exception("finisher callback failed")
 
 
 class Worker:
@@ -220,7 +234,10 @@ class Worker:
         self.jobs_done = 0
         # Prefetched jobs: claimed (leased, attempt bumped) but not started; any idle slot takes the next one.
         self.prefetched: deque[Job] = deque()
-        self.prefetch = max(1, int(getattr(self.settings.jobs, "prefetch", 1)))
+        configured = getattr(self.settings.jobs, "prefetch", None)
+        self.prefetch = max(1, int(configured)) if configured else min(100, 4 * self.concurrency)
+        self.prefetch_max_job_s = float(getattr(self.settings.jobs, "prefetch_max_job_s", 1.0))
+        self.job_s_avg: float | None = None  # moving average of this worker's job run times (None: none ran yet)
         self.finisher: Finisher | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -361,7 +378,7 @@ class Worker:
                 if not tx.has_ready_job(self.kinds):
                     return None
         with self.c.store.tx() as tx:
-            jobs = tx.claim_jobs(self.worker_id, self.settings.jobs.lease_s, self.kinds, self.prefetch)
+            jobs = tx.claim_jobs(self.worker_id, self.settings.jobs.lease_s, self.kinds, self.claim_limit())
             tx.add_events_bulk([{"job_id": j.id, "type": "JobStarted", "attempt": j.attempt,
                                  "details": {"worker": self.worker_id}} for j in jobs])
         if not jobs:
@@ -375,8 +392,27 @@ class Worker:
             self._release_prefetched()
         return jobs[0]
 
+    def claim_limit(self) -> int:
+        """Jobs to claim now: `prefetch` while recent jobs are short, else one (for the slot asking).
+
+        Until a job has run here, one: a worker that starts on a queue of long jobs must not take a batch of
+        them for itself.
+        """
+        avg = self.job_s_avg
+        if avg is None or avg >= self.prefetch_max_job_s:
+            return 1
+        return self.prefetch
+
+    def _ran(self, seconds: float) -> None:
+        with self._lock:
+            avg = self.job_s_avg
+            # An exponential moving average over about the last ten jobs.
+            self.job_s_avg = seconds if avg is None else avg + 0.2 * (seconds - avg)
+
     # --- running one job ------------------------------------------------------------------------
     def execute(self, job: Job) -> None:
+        started = time.monotonic()
+        handed_off = False  # a success handed to the finisher: the job stays "running" here until it commits
         run = _Running(job)
         with self._lock:
             self.running[job.id] = run
@@ -393,7 +429,7 @@ class Worker:
             try:
                 output = runner.run(pipeline, job.input)
                 outputs = output if isinstance(output, dict) else {"result": output}
-                self._succeed(job, outputs, cp.take_history(), cp.take_pending())
+                handed_off = self._succeed(job, run, outputs, cp.take_history(), cp.take_pending())
                 self.jobs_done += 1
             except errors.JobCancelled:
                 if run.release.is_set() and not run.stale.is_set():
@@ -418,17 +454,38 @@ class Worker:
         except Exception:
             log.exception("could not record the end of job %s; the lease will expire and it will resume", job.id)
         finally:
+            self._ran(time.monotonic() - started)
             trace.end()
-            run.done.set()
-            with self._lock:
-                self.running.pop(job.id, None)
+            if not handed_off:
+                self._done(run)
             job_id_var.reset(token)
 
-    def _succeed(self, job: Job, outputs: dict[str, Any], history: History, checkpoints: dict[str, Any]) -> None:
+    def _done(self, run: _Running) -> None:
+        run.done.set()
+        with self._lock:
+            self.running.pop(run.job.id, None)
+
+    def _succeed(self, job: Job, run: _Running, outputs: dict[str, Any], history: History,
+                 checkpoints: dict[str, Any]) -> bool:
+        """Record a success; True when it was handed to the finisher (which ends the run when it commits)."""
         if self.finisher is None:
             self.c.jobs.succeed(job.id, job.attempt, outputs, history=history, checkpoints=checkpoints)
-            return
-        self.finisher.succeed(SucceedItem(job.id, job.attempt, outputs, history, checkpoints))
+            return False
+
+        def committed(outcome: Any) -> None:
+            # The finisher's thread: the slot that ran the job has gone on to its next one.
+            try:
+                if isinstance(outcome, errors.StaleLease):
+                    log.warning("job %s attempt %d lost its lease; its writes were refused", job.id, job.attempt,
+                                extra={"job_id": job.id})
+                elif isinstance(outcome, BaseException):
+                    log.error("could not record the end of job %s; the lease will expire and it will resume",
+                              job.id, exc_info=outcome, extra={"job_id": job.id})
+            finally:
+                self._done(run)
+
+        self.finisher.submit(SucceedItem(job.id, job.attempt, outputs, history, checkpoints), committed)
+        return True
 
     def _context(self, job: Job, path: str, run: _Running) -> StepContext:
         return StepContext(job_id=job.id, owner_id=job.owner_id, kind=job.kind, attempt=job.attempt, path=path,

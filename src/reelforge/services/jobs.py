@@ -298,33 +298,36 @@ class JobService:
             tx.emit("job.succeeded", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
             return job
 
-    def succeed_many(self, items: Sequence[SucceedItem]) -> builtins.list[Job | errors.StaleLease]:
+    def succeed_many(self, items: Sequence[SucceedItem]) -> builtins.list[Any | errors.StaleLease]:
         """Several jobs' successes in one transaction (the worker's batched finisher).
 
-        Each job is fenced on its own inside a SAVEPOINT (fence + credit settle), so a job whose lease was lost
-        gets StaleLease and writes nothing while the others commit. Checkpoints, history and outbox events of the
-        jobs that passed go in one multi-row INSERT each. Returns, per item, the finished job or its StaleLease.
+        One fenced UPDATE for all of them (`Tx.succeed_jobs`): a job whose lease was lost is not matched, gets
+        StaleLease and writes nothing, while the others commit. Credits of the jobs that had some reserved are
+        settled; checkpoints, history and outbox events go in one multi-row INSERT each. Returns, per item, the
+        finished job (its public fields) or its StaleLease.
         """
-        results: builtins.list[Job | errors.StaleLease] = []
+        if len({it.job_id for it in items}) != len(items):
+            raise ValueError("succeed_many: one job twice in a batch")
+        results: builtins.list[Any | errors.StaleLease] = []
         with self.store.tx() as tx:
-            now = tx.now()
-            expires = now + self.settings.jobs.ttl_s
-            done: builtins.list[tuple[SucceedItem, Job]] = []
+            won = tx.succeed_jobs([(it.job_id, it.attempt, it.outputs) for it in items],
+                                  ttl_s=self.settings.jobs.ttl_s)
+            done: builtins.list[tuple[SucceedItem, Any]] = []
+            settled: builtins.list[str] = []
             for item in items:
-                try:
-                    with tx.s.begin_nested():
-                        job = tx.fence(item.job_id, item.attempt, status="succeeded", finished_at=now,
-                                       expires_at=expires, lease_expires_at=None, outputs=item.outputs,
-                                       progress=1.0, error_code=None, error_message=None)
-                        if job.credits_state == "reserved":
-                            tx.credit(job.owner_id, 0, CreditKind.settle, job_id=job.id,
-                                      note=f"{job.kind}: {job.credits} spent")
-                            job = tx.update_job_returning(job.id, credits_state="settled")
-                except errors.StaleLease as exc:
-                    results.append(exc)
+                job = won.get(item.job_id)
+                if job is None:
+                    results.append(errors.StaleLease(f"job {item.job_id} attempt {item.attempt} no longer holds "
+                                                     "its lease"))
                     continue
+                if job.credits_state == "reserved":
+                    tx.credit(job.owner_id, 0, CreditKind.settle, job_id=job.id,
+                              note=f"{job.kind}: {job.credits} spent")
+                    job.credits_state = "settled"
+                    settled.append(job.id)
                 results.append(job)
                 done.append((item, job))
+            tx.set_credits_state(settled, "settled")
             tx.put_checkpoints([(it.job_id, path, out, it.attempt)
                                 for it, _ in done for path, out in (it.checkpoints or {}).items()])
             rows: builtins.list[dict[str, Any]] = []

@@ -128,6 +128,7 @@ def test_prefetched_jobs_renewed_and_released_on_shutdown(container: Any, owner:
     container.settings.jobs.prefetch = 4
     jobs = [submit(container, owner, i) for i in range(3)]
     w = Worker(container, concurrency=1, worker_id="prefetcher", maintenance=False)
+    w.job_s_avg = 0.01  # its recent jobs were short: it prefetches
     first = w._claim()
     assert first is not None and first.id == jobs[0].id
     assert [j.id for j in w.prefetched] == [jobs[1].id, jobs[2].id]
@@ -151,6 +152,7 @@ def test_prefetched_job_cancelled_while_waiting(container: Any, owner: Principal
     container.settings.jobs.prefetch = 2
     jobs = [submit(container, owner, i) for i in range(2)]
     w = Worker(container, concurrency=1, worker_id="prefetcher", maintenance=False)
+    w.job_s_avg = 0.01
     w._claim()
     waiting = list(w.prefetched)
     assert [j.id for j in waiting] == [jobs[1].id]
@@ -159,3 +161,38 @@ def test_prefetched_job_cancelled_while_waiting(container: Any, owner: Principal
     assert not w.prefetched
     with container.store.tx(write=False) as tx:
         assert tx.job(jobs[1].id).status == "cancelled"
+
+
+def test_prefetch_follows_recent_job_durations(container: Any, owner: Principal) -> None:
+    container.settings.jobs.prefetch = None  # the default: 4 per slot
+    container.settings.jobs.prefetch_max_job_s = 1.0
+    jobs = [submit(container, owner, i) for i in range(12)]
+    w = Worker(container, concurrency=2, worker_id="adaptive", maintenance=False)
+    assert w.prefetch == 8
+    # Nothing ran here yet: one job per claim, whatever the queue holds.
+    assert w.claim_limit() == 1 and w._claim().id == jobs[0].id and not w.prefetched
+    for _ in range(3):
+        w._ran(0.002)
+    assert w.claim_limit() == 8
+    assert w._claim().id == jobs[1].id and [j.id for j in w.prefetched] == [j.id for j in jobs[2:9]]
+    w.prefetched.clear()  # (left leased; this test only looks at claim sizes)
+    for _ in range(3):  # long jobs now: the moving average crosses the bound within a few of them
+        w._ran(30.0)
+    assert w.job_s_avg is not None and w.job_s_avg >= 1.0
+    assert w.claim_limit() == 1 and w._claim().id == jobs[9].id and not w.prefetched
+    for _ in range(40):
+        w._ran(0.01)
+    assert w.claim_limit() == 8
+    container.settings.jobs.prefetch_max_job_s = 0.0  # never prefetch
+    assert Worker(container, concurrency=2, worker_id="never", maintenance=False).claim_limit() == 1
+
+
+def test_worker_measures_job_run_time(container: Any, owner: Principal) -> None:
+    job = submit(container, owner, "timed")
+    w = Worker(container, concurrency=1, worker_id="timer", maintenance=False)
+    claimed = w._claim()
+    assert claimed is not None and claimed.id == job.id and w.job_s_avg is None
+    w.execute(claimed)
+    assert w.job_s_avg is not None and 0 < w.job_s_avg < 5
+    with container.store.tx(write=False) as tx:
+        assert tx.job(job.id).status == "succeeded"

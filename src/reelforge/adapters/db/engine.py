@@ -24,14 +24,18 @@ class db_epoch(FunctionElement[float]):
     inherit_cache = True
 
 
+EPOCH_SQL_SQLITE = "((julianday('now') - 2440587.5) * 86400.0)"
+EPOCH_SQL_PG = "(extract(epoch from clock_timestamp())::float8)"
+
+
 @compiles(db_epoch)
 def _epoch_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
-    return "((julianday('now') - 2440587.5) * 86400.0)"
+    return EPOCH_SQL_SQLITE
 
 
 @compiles(db_epoch, "postgresql")
 def _epoch_pg(element: Any, compiler: Any, **kw: Any) -> str:
-    return "(extract(epoch from clock_timestamp())::float8)"
+    return EPOCH_SQL_PG
 
 
 def normalize_url(url: str) -> str:

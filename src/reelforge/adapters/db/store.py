@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import uuid
 import weakref
 from collections.abc import Iterator, Sequence
@@ -14,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from reelforge import errors
-from reelforge.adapters.db.engine import Database, db_epoch
+from reelforge.adapters.db.engine import EPOCH_SQL_PG, EPOCH_SQL_SQLITE, Database, db_epoch
 from reelforge.adapters.db.models import (
     Alarm,
     AlarmHistory,
@@ -64,6 +66,38 @@ STEP_EVENTS = ("TaskSucceeded", "TaskFailed")
 END_EVENTS = ("JobSucceeded", "JobFailed", "JobDead", "JobCancelled")
 
 TERMINAL = ("succeeded", "failed", "cancelled", "dead")
+
+
+_JSON_COLUMNS = frozenset({"details", "payload", "output", "outputs"})
+_ROWS_PER_STATEMENT = 500  # well under SQLite's 32766 bound parameters per statement
+
+
+@functools.lru_cache(maxsize=512)
+def _values_sql(columns: tuple[str, ...], n: int, pg: bool) -> str:
+    """`(?, ?), (?, ?)` for n rows (`%s` on PostgreSQL, with a jsonb cast on JSON columns)."""
+    if pg:
+        one = "(" + ", ".join("CAST(%s AS JSONB)" if c in _JSON_COLUMNS else "%s" for c in columns) + ")"
+    else:
+        one = "(" + ", ".join("?" for _ in columns) + ")"
+    return ", ".join([one] * n)
+
+
+@functools.lru_cache(maxsize=64)
+def _claim_sql(pg: bool, n_kinds: int) -> str:
+    """The claim statement (Tx.claim_jobs) for a dialect; parameters: kinds..., limit, worker id, lease seconds."""
+    ph = "%s" if pg else "?"
+    clock = EPOCH_SQL_PG if pg else EPOCH_SQL_SQLITE
+    kinds = f" AND kind IN ({', '.join([ph] * n_kinds)})" if n_kinds else ""
+    # PostgreSQL: a MATERIALIZED CTE runs the locking SELECT once (a plain IN (subquery) can be re-scanned by the
+    # planner and take more than `limit` rows). SQLite has one writer: the transaction's lock is the lock.
+    lock, mat = (" FOR UPDATE SKIP LOCKED", "MATERIALIZED ") if pg else ("", "")
+    cols = ", ".join(f"jobs.{c.name}" for c in Job.__table__.c)
+    return (f"WITH picked AS {mat}(SELECT id FROM jobs WHERE status = 'queued' AND run_at <= {clock}{kinds} "
+            f"ORDER BY priority DESC, run_at, created_at LIMIT {ph}{lock}), clock AS {mat}(SELECT {clock} AS now) "
+            f"UPDATE jobs SET status = 'running', attempt = jobs.attempt + 1, worker_id = {ph}, "
+            f"lease_expires_at = clock.now + {ph}, heartbeat_at = clock.now, "
+            f"started_at = COALESCE(jobs.started_at, clock.now), updated_at = clock.now "
+            f"FROM picked, clock WHERE jobs.id = picked.id AND jobs.status = 'queued' RETURNING {cols}")
 
 
 def new_id() -> str:
@@ -261,51 +295,32 @@ class Tx:
             q = q.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < jid)))
         return self.s.execute(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)).scalars().all()
 
-    def claim_job(self, worker_id: str, lease_s: float, kinds: Sequence[str] | None = None) -> Job | None:
+    def claim_job(self, worker_id: str, lease_s: float, kinds: Sequence[str] | None = None) -> Any | None:
         """Take the most urgent ready job: status queued, run_at due. Bumps the attempt (fencing token)."""
-        q = select(Job.id).where(Job.status == "queued", Job.run_at <= db_epoch())
-        if kinds:
-            q = q.where(Job.kind.in_(list(kinds)))
-        q = q.order_by(Job.priority.desc(), Job.run_at, Job.created_at).limit(1)
-        if self.pg:
-            q = q.with_for_update(skip_locked=True)
-        now = self.now()
-        # one statement, UPDATE ... WHERE id = (SELECT ... SKIP LOCKED) RETURNING *.
-        stmt = update(Job).where(Job.id == q.scalar_subquery(), Job.status == "queued").values(
-            status="running", attempt=Job.attempt + 1, worker_id=worker_id, lease_expires_at=now + lease_s,
-            heartbeat_at=now, started_at=func.coalesce(Job.started_at, now), updated_at=now,
-        ).returning(Job)
-        return self.s.execute(stmt, execution_options={"synchronize_session": False,
-                                                       "populate_existing": True}).scalar_one_or_none()
+        jobs = self.claim_jobs(worker_id, lease_s, kinds, 1)
+        return jobs[0] if jobs else None
 
     def claim_jobs(self, worker_id: str, lease_s: float, kinds: Sequence[str] | None = None,
-                   limit: int = 1) -> list[Job]:
+                   limit: int = 1) -> list[Any]:
         """Take up to `limit` ready jobs in one statement (prefetch), most urgent first.
 
-        UPDATE ... WHERE id IN (SELECT ... ORDER BY priority DESC, run_at, created_at LIMIT k FOR UPDATE SKIP
-        LOCKED) RETURNING: concurrent claimers never get the same job. Every claimed job's attempt is bumped
-        (its fencing token) and its lease starts now. Returned in claim order (priority, run_at, created_at).
+        `WITH picked AS (SELECT ... ORDER BY priority DESC, run_at, created_at LIMIT k FOR UPDATE SKIP LOCKED)
+        UPDATE jobs ... FROM picked RETURNING`: concurrent claimers never get the same job. Every claimed job's
+        attempt is bumped (its fencing token) and its lease starts at one reading of the database clock taken in
+        the statement (no separate round trip for it). Returned in claim order (priority, run_at, created_at), as
+        records with every column of the job (attribute access like `Job`).
         """
-        if limit <= 1:
-            one = self.claim_job(worker_id, lease_s, kinds)
-            return [one] if one is not None else []
-        q = select(Job.id).where(Job.status == "queued", Job.run_at <= db_epoch())
-        if kinds:
-            q = q.where(Job.kind.in_(list(kinds)))
-        q = q.order_by(Job.priority.desc(), Job.run_at, Job.created_at).limit(limit)
-        picked: Any = q.scalar_subquery()
-        if self.pg:
-            # A MATERIALIZED CTE runs the locking SELECT once; a plain IN (subquery) can be re-scanned by the
-            # planner and take more than `limit` rows.
-            cte = q.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
-            picked = select(cte.c.id)
-        now = self.now()
-        stmt = update(Job).where(Job.id.in_(picked), Job.status == "queued").values(
-            status="running", attempt=Job.attempt + 1, worker_id=worker_id, lease_expires_at=now + lease_s,
-            heartbeat_at=now, started_at=func.coalesce(Job.started_at, now), updated_at=now,
-        ).returning(Job)
-        jobs = list(self.s.execute(stmt, execution_options={"synchronize_session": False,
-                                                            "populate_existing": True}).scalars().all())
+        params: list[Any] = [*(kinds or ()), max(1, int(limit)), worker_id, float(lease_s)]
+        res = self.s.connection().exec_driver_sql(_claim_sql(self.pg, len(kinds or ())), tuple(params))
+        description = res.cursor.description
+        raw = res.fetchall()
+        if not raw:
+            return []
+        shape = _job_rows(self.s.get_bind())
+        procs = shape.processors(description)
+        jobs = [shape.row(r, procs) for r in raw]
+        if self._now is None:
+            self._now = float(jobs[0].heartbeat_at)  # this statement's clock reading: the transaction's now()
         jobs.sort(key=lambda j: (-j.priority, j.run_at, j.created_at))
         return jobs
 
@@ -328,49 +343,109 @@ class Tx:
         return {str(r[0]): bool(r[2]) for r in rows if attempts.get(r[0]) == r[1]}
 
     def add_events_bulk(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Many history rows in one executemany INSERT (Core, not ORM objects one by one).
+        """Many history rows in one multi-row INSERT.
 
         Each row: job_id, type, path, attempt, details; ts is this transaction's clock.
         """
         if not rows:
             return
-        from sqlalchemy import insert
-
         now = self.now()
-        self.s.flush()
-        self.s.execute(insert(JobEvent.__table__), [  # type: ignore[arg-type]  # Core, not ORM bulk
-            {"job_id": r["job_id"], "ts": now, "type": r["type"], "path": r.get("path"),
-             "attempt": r.get("attempt", 0), "details": r.get("details") or {}} for r in rows
-        ])
+        self._insert_many("job_events", ("job_id", "ts", "type", "path", "attempt", "details"),
+                          [(r["job_id"], now, r["type"], r.get("path"), r.get("attempt", 0), r.get("details") or {})
+                           for r in rows])
 
     def emit_many(self, events: Sequence[tuple[str, dict[str, Any], str | None, str | None]]) -> None:
         """Many outbox events (type, payload, owner_id, subject_id) in one INSERT, inside the caller's transaction."""
         if not events:
             return
-        from sqlalchemy import insert
-
         now = self.now()
-        self.s.flush()
-        self.s.execute(insert(OutboxEvent.__table__), [  # type: ignore[arg-type]
-            {"id": new_id(), "type": t, "payload": payload, "owner_id": owner, "subject_id": subject,
-             "created_at": now} for t, payload, owner, subject in events
-        ])
+        self._insert_many("outbox", ("id", "type", "payload", "owner_id", "subject_id", "created_at"),
+                          [(new_id(), t, payload, owner, subject, now) for t, payload, owner, subject in events])
 
     def put_checkpoints(self, rows: Sequence[tuple[str, str, Any, int]]) -> None:
         """Many checkpoints (job_id, path, output, attempt) in one INSERT ... ON CONFLICT DO UPDATE."""
         if not rows:
             return
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        dialect_insert: Any = postgresql.insert if self.pg else sqlite.insert
-        self.s.flush()
         now = self.now()
-        stmt = dialect_insert(Checkpoint).values([
-            {"job_id": j, "path": p, "output": out, "attempt": a, "created_at": now} for j, p, out, a in rows
-        ])
-        stmt = stmt.on_conflict_do_update(index_elements=[Checkpoint.job_id, Checkpoint.path],
-                                          set_={"output": stmt.excluded.output, "attempt": stmt.excluded.attempt})
-        self.s.execute(stmt)
+        self._insert_many("checkpoints", ("job_id", "path", "output", "attempt", "created_at"),
+                          [(j, p, out, a, now) for j, p, out, a in rows],
+                          suffix=" ON CONFLICT (job_id, path) DO UPDATE SET output = excluded.output, "
+                                 "attempt = excluded.attempt")
+
+    # --- set-based writes of the worker's hot path --------------------------------------------------------------
+    # The batched finisher and the history/outbox/checkpoint INSERTs run once per job. Built through SQLAlchemy
+    # (a multi-row `insert().values([...])`, an UPDATE per job inside its own SAVEPOINT) they cost more worker CPU
+    # than everything else a no-op job does; as plain SQL on the session's connection they are one statement
+    # each, whatever the batch size (docs/benchmarks.md, "Queue throughput"). JSON values are serialized as the
+    # JSON column type does (json.dumps) and cast to jsonb on PostgreSQL.
+    def _insert_many(self, table: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]],
+                     suffix: str = "") -> None:
+        json_at = [i for i, c in enumerate(columns) if c in _JSON_COLUMNS]
+        self.s.flush()  # ORM objects added earlier in this transaction go first (foreign keys, order)
+        conn = self.s.connection()
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[start:start + _ROWS_PER_STATEMENT]
+            params: list[Any] = []
+            for row in chunk:
+                values = list(row)
+                for i in json_at:
+                    values[i] = json.dumps(values[i])
+                params.extend(values)
+            conn.exec_driver_sql(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                f"{_values_sql(columns, len(chunk), self.pg)}{suffix}", tuple(params))
+
+    def succeed_jobs(self, items: Sequence[tuple[str, int, Any]], *, ttl_s: float) -> dict[str, SimpleNamespace]:
+        """Fenced success of many jobs in one UPDATE: (job id, attempt, outputs) each; records expire after ttl_s.
+
+        The fence is the one `fence()` applies (same attempt, running, lease alive), in the WHERE clause of a
+        single `UPDATE jobs ... FROM (VALUES ...)`. Returns the jobs that passed, by id (id, owner_id, kind,
+        credits, credits_state, attempt, created_at, plus the new status, outputs and finished_at); a job missing
+        from the result lost its lease and nothing of it was written. The statement reads the database clock
+        itself when this transaction has not yet (and that reading becomes the transaction's now()).
+        """
+        if not items:
+            return {}
+        ph = "%s" if self.pg else "?"
+        mat = "MATERIALIZED " if self.pg else ""
+        out_expr = "CAST(v.outputs AS JSONB)" if self.pg else "v.outputs"
+        done: dict[str, SimpleNamespace] = {}
+        outputs = {job_id: out for job_id, _, out in items}
+        conn = self.s.connection()
+        for start in range(0, len(items), _ROWS_PER_STATEMENT):
+            chunk = items[start:start + _ROWS_PER_STATEMENT]
+            params: list[Any] = []
+            if self._now is None:
+                clock = EPOCH_SQL_PG if self.pg else EPOCH_SQL_SQLITE
+            else:
+                clock = f"CAST({ph} AS DOUBLE PRECISION)" if self.pg else f"CAST({ph} AS REAL)"
+                params.append(self._now)
+            for job_id, attempt, out in chunk:
+                params += [job_id, attempt, json.dumps(out)]
+            params.append(float(ttl_s))
+            rows = conn.exec_driver_sql(
+                f"WITH clock AS {mat}(SELECT {clock} AS now), v(id, attempt, outputs) AS "
+                f"(VALUES {_values_sql(('id', 'attempt', 'o'), len(chunk), self.pg)}) "
+                f"UPDATE jobs SET status = 'succeeded', finished_at = clock.now, expires_at = clock.now + {ph}, "
+                f"lease_expires_at = NULL, heartbeat_at = clock.now, updated_at = clock.now, outputs = {out_expr}, "
+                "progress = 1.0, error_code = NULL, error_message = NULL "
+                "FROM v, clock WHERE jobs.id = v.id AND jobs.attempt = v.attempt AND jobs.status = 'running' "
+                "AND jobs.lease_expires_at >= clock.now "
+                "RETURNING jobs.id, jobs.owner_id, jobs.kind, jobs.credits, jobs.credits_state, jobs.attempt, "
+                "jobs.created_at, jobs.finished_at", tuple(params)).all()
+            for r in rows:
+                if self._now is None:
+                    self._now = float(r[7])
+                done[r[0]] = SimpleNamespace(
+                    id=r[0], owner_id=r[1], kind=r[2], credits=int(r[3]), credits_state=r[4], attempt=int(r[5]),
+                    created_at=float(r[6]), status="succeeded", outputs=outputs[r[0]], finished_at=float(r[7]),
+                    error_code=None, error_message=None)
+        return done
+
+    def set_credits_state(self, job_ids: Sequence[str], state: str) -> None:
+        if job_ids:
+            self.s.execute(update(Job).where(Job.id.in_(list(job_ids))).values(credits_state=state,
+                                                                               updated_at=self.now()))
 
     def has_ready_job(self, kinds: Sequence[str] | None = None) -> bool:
         q = select(Job.id).where(Job.status == "queued", Job.run_at <= db_epoch())
@@ -860,15 +935,11 @@ _OWNED_JOB = select(*_JOB_PUBLIC_COLUMNS).where(
     Job.__table__.c.id == bindparam("job_id"), Job.__table__.c.owner_id == bindparam("owner_id"))
 
 
-class _CompiledRead:
-    """One SELECT compiled for one engine's dialect: SQL text, parameter order and per-column result processors."""
+class _Rows:
+    """Rows of known columns from a DB-API cursor, through the columns' own result processors (JSON, booleans)."""
 
-    def __init__(self, engine: Any, stmt: Any, columns: Sequence[Any]) -> None:
-        dialect = engine.dialect
-        compiled = stmt.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.order = list(compiled.positiontup or []) if dialect.positional else None
-        self.dialect = dialect
+    def __init__(self, engine: Any, columns: Sequence[Any]) -> None:
+        self.dialect = engine.dialect
         self.columns = list(columns)
         self.names = [c.name for c in columns]
         self.procs: list[Any] | None = None  # from the first cursor's description (drivers' type codes)
@@ -879,12 +950,33 @@ class _CompiledRead:
                           for c, d in zip(self.columns, description, strict=True)]
         return self.procs
 
-    def params(self, values: dict[str, Any]) -> Any:
-        return tuple(values[k] for k in self.order) if self.order is not None else values
-
     def row(self, raw: Sequence[Any], procs: list[Any]) -> SimpleNamespace:
         return SimpleNamespace(**{n: (p(v) if p is not None else v) for n, p, v in zip(self.names, procs, raw,
                                                                                         strict=True)})
+
+
+class _CompiledRead(_Rows):
+    """One SELECT compiled for one engine's dialect: SQL text, parameter order and per-column result processors."""
+
+    def __init__(self, engine: Any, stmt: Any, columns: Sequence[Any]) -> None:
+        super().__init__(engine, columns)
+        compiled = stmt.compile(dialect=self.dialect)
+        self.sql = str(compiled)
+        self.order = list(compiled.positiontup or []) if self.dialect.positional else None
+
+    def params(self, values: dict[str, Any]) -> Any:
+        return tuple(values[k] for k in self.order) if self.order is not None else values
+
+
+_job_row_shapes: weakref.WeakKeyDictionary[Any, _Rows] = weakref.WeakKeyDictionary()
+
+
+def _job_rows(engine: Any) -> _Rows:
+    """Whole job rows (every column of `jobs`, in table order) for one engine."""
+    shape = _job_row_shapes.get(engine)
+    if shape is None:
+        shape = _job_row_shapes[engine] = _Rows(engine, list(Job.__table__.c))
+    return shape
 
 
 _compiled_reads: weakref.WeakKeyDictionary[Any, _CompiledRead] = weakref.WeakKeyDictionary()
