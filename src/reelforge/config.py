@@ -67,7 +67,7 @@ class JobSettings(BaseModel):
     # Celery's default prefetch multiplier). Prefetched jobs wait in the worker (leases renewed by its
     # heartbeat) and are handed back on shutdown. A worker prefetches only while its recent jobs are short: when
     # their moving-average run time reaches prefetch_max_job_s it claims one job per free slot, so a long job
-    # never waits in one worker's buffer while another worker is idle (0 = never prefetch).
+    # never waits in one worker's buffer while another worker is idle (prefetch_max_job_s 0: never prefetch).
     prefetch: int | None = Field(default=None, ge=1, le=100)
     prefetch_max_job_s: float = Field(default=1.0, ge=0.0, le=86400.0)
     # Successes finishing within this window go into one transaction (each job fenced on its own); 0 = one
