@@ -41,6 +41,10 @@ def test_claim_jobs_order_and_limit(container: Any, owner: Principal) -> None:
     second = submit(container, owner, "second")
     high = submit(container, owner, "high", priority=10)
     third = submit(container, owner, "third")
+    with container.store.tx() as tx:  # one submit per millisecond at least (the SQLite clock's resolution)
+        now = tx.now()
+        for i, j in enumerate((low, first, second, high, third)):
+            tx.update_job(j.id, run_at=now - 10, created_at=now - 10 + i * 0.01)
     got = claim_many(container, 3)
     assert [j.id for j in got] == [high.id, first.id, second.id]
     assert all(j.status == "running" and j.attempt == 1 and j.worker_id == "w1" for j in got)
