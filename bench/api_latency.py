@@ -43,11 +43,12 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request  # resolved at module level: the what-if dependencies below annotate with it
+
+from bench.common import package_version
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "api_latency.json"
@@ -544,7 +545,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "database": "postgresql" if args.database_url else "sqlite",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "loadavg_at_end": os.getloadavg()},
-        "versions": {p: _version(p) for p in ("fastapi", "starlette", "uvicorn", "httpx", "pydantic", "sqlalchemy")},
+        "versions": {p: package_version(p) for p in ("fastapi", "starlette", "uvicorn", "httpx", "pydantic", "sqlalchemy")},
         **medians,
         "ratio": {n: {"throughput_vs_bare": round(m["requests_per_s"] / max(1e-9, bare["requests_per_s"]), 3),
                       "p99_vs_bare": round(m["latency_ms"]["p99"] / max(1e-9, bare["latency_ms"]["p99"]), 2)}
@@ -560,13 +561,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(json.dumps({**{n: {"rps": m["requests_per_s"], **m["latency_ms"]} for n, m in medians.items()},
                       "ratio": result["ratio"], "goal_met": result["goal"]["met"]}, indent=2))
     return result
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

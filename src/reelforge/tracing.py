@@ -31,6 +31,24 @@ log = logging.getLogger("reelforge.tracing")
 _INDEX = re.compile(r"\[\d+\]|#\d+")
 
 
+# An ASGI layer that answers a request below the framework (api/hot.py) names the route template here, so
+# metrics, access logs and spans label its requests like the framework's own.
+ROUTE_SCOPE_KEY = "reelforge.route"
+
+
+def route_template(scope: Any) -> str | None:
+    """The route template a request matched ("/v1/jobs/{job_id}"), or None when none did.
+
+    FastAPI keeps the router's own route in scope["route"], whose path lacks the include prefix ("/jobs" for
+    /v1/jobs); its effective route context carries the full template.
+    """
+    named = scope.get(ROUTE_SCOPE_KEY)
+    if named:
+        return str(named)
+    effective = (scope.get("fastapi") or {}).get("effective_route_context")
+    return getattr(effective, "path_format", None) or getattr(scope.get("route"), "path", None)
+
+
 def step_name(path: str) -> str:
     """A path without its item indexes and visit counters: a low-cardinality step name."""
     return _INDEX.sub("", path)
@@ -284,9 +302,7 @@ class TracingMiddleware:
             span.record_exception(exc)
             raise
         finally:
-            effective = (scope.get("fastapi") or {}).get("effective_route_context")
-            route = (scope.get("reelforge.route") or getattr(effective, "path_format", None)
-                     or getattr(scope.get("route"), "path", None))
+            route = route_template(scope)
             if route:
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)

@@ -16,6 +16,7 @@ from reelforge.adapters.db.mobs import MobsRepo, blob_to_f32, blob_to_vec
 from reelforge.domain.types import Principal, Role
 from tests.conftest import UserHandle
 from tests.fixtures.hashing import fast_password_hashing  # noqa: F401
+from tests.fixtures.mob_corpus import clean_mobs
 
 PROBLEM = "application/problem+json"
 DIM = 256
@@ -34,11 +35,7 @@ def assert_problem(r: Any, status: int, code: str | None = None) -> dict[str, An
 @pytest.fixture(autouse=True)
 def _clean(container: Any) -> Any:
     """PostgreSQL databases are shared by the session: start from empty mobs tables and namespace."""
-    with container.store.tx() as tx:
-        MobsRepo(tx).delete_all_for_tests()
-    ids = [r.id for r in container.vectors.iter_all("videos")]
-    if ids:
-        container.vectors.delete("videos", ids)
+    clean_mobs(container)
     yield
 
 

@@ -20,6 +20,7 @@ from reelforge.adapters.models.video_understanding import RAW_DIM, Projection
 from reelforge.domain.types import Principal, Role
 from tests.conftest import UserHandle, wait_for
 from tests.fixtures.hashing import fast_password_hashing  # noqa: F401
+from tests.fixtures.mob_corpus import clean_mobs
 
 MIN_VIDEOS = 10
 HOSTED_VERSION = "marengo-2.7/test"
@@ -28,11 +29,7 @@ HOSTED_VERSION = "marengo-2.7/test"
 @pytest.fixture(autouse=True)
 def _clean(container: Any) -> Any:
     """PostgreSQL databases are shared by the session: start from empty mobs tables and namespace."""
-    with container.store.tx() as tx:
-        MobsRepo(tx).delete_all_for_tests()
-    ids = [r.id for r in container.vectors.iter_all("videos")]
-    if ids:
-        container.vectors.delete("videos", ids)
+    clean_mobs(container)
     container.settings.mobs.projection_min_videos = MIN_VIDEOS
     yield
 

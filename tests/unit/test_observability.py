@@ -166,3 +166,45 @@ def test_step_names_and_percentiles() -> None:
     assert percentile([], 0.5) == 0.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 0.5) == 2.5
     assert percentile([float(i) for i in range(101)], 0.95) == 95.0
+
+
+def test_request_metrics_reuse_their_labelled_children() -> None:
+    from reelforge.observability import Metrics
+
+    m = Metrics()
+    for _ in range(3):
+        m.observe_request("GET", "/v1/jobs/{job_id}", 200, 0.004)
+    m.observe_request("GET", "/v1/jobs/{job_id}", 404, 0.02)
+    assert len(m._request_children) == 2  # one (counter, histogram) pair per (method, route, status)
+    families = {f.name: f for f in text_string_to_metric_families(m.render().decode())}
+    counts = {s.labels["status"]: s.value for s in families["reelforge_http_requests"].samples
+              if s.name == "reelforge_http_requests_total"}
+    assert counts == {"200": 3.0, "404": 1.0}
+    hist = [s for s in families["reelforge_http_request_duration_seconds"].samples
+            if s.name.endswith("_count")]
+    assert [s.value for s in hist] == [4.0]
+
+
+def test_log_records_skip_what_no_formatter_prints() -> None:
+    import json
+    import logging
+
+    from reelforge.observability import JsonFormatter, configure_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging._srcfile, logging.logThreads,  # type: ignore[attr-defined]
+             logging.logProcesses, logging.logMultiprocessing)
+    try:
+        configure_logging("INFO", json_logs=True)
+        record = logging.getLogger("reelforge.test").makeRecord(
+            "reelforge.test", logging.INFO, "(unknown file)", 0, "hello %s", ("there",), None)
+        assert record.thread is None and record.threadName is None and record.process is None
+        assert record.processName is None
+        line = json.loads(JsonFormatter().format(record))
+        assert line["msg"] == "hello there" and line["level"] == "info" and line["logger"] == "reelforge.test"
+        assert logging._srcfile is None  # type: ignore[attr-defined]  # no caller lookup per record
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        (logging._srcfile, logging.logThreads, logging.logProcesses,  # type: ignore[attr-defined]
+         logging.logMultiprocessing) = saved[2:]

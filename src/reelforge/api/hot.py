@@ -42,6 +42,7 @@ from reelforge.adapters.db.store import compiled_job_read, read_owned_job_dbapi
 from reelforge.api import convert
 from reelforge.api.deps import bearer_token, principal_cache_for
 from reelforge.observability import account_id_var
+from reelforge.tracing import ROUTE_SCOPE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,8 @@ class HotReads:
     def __init__(self, app: ASGIApp, *, container: Any) -> None:
         self.app = app
         self.c = container
-        db = container.db
-        path = db.url.split("///", 1)[-1] if db.dialect == "sqlite" else ""
-        # A file database only: ":memory:" (or a URI) is one database per connection.
-        self.sqlite_path = path if path and path != ":memory:" and not path.startswith("file:") else None
-        self.postgres = db.dialect == "postgresql"
+        self.sqlite_path = container.db.sqlite_file
+        self.postgres = container.db.is_postgres
         # One connection per thread (an app can be served from more than one event loop, as in tests); it closes
         # when its thread ends or the app is dropped.
         self._local = threading.local()
@@ -101,7 +99,7 @@ class HotReads:
             return False  # 404 (or a failed read) in the route's words
         body = to_json(convert.job_fields(row))
         scope.setdefault("state", {})["principal"] = p
-        scope["reelforge.route"] = ROUTE
+        scope[ROUTE_SCOPE_KEY] = ROUTE
         account_id_var.set(p.user_id)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(len(body)).encode()),

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reelforge import errors
 from reelforge.api.problems import problem
 from reelforge.observability import request_id_var
+from reelforge.tracing import route_template
 
 log = logging.getLogger("reelforge.access")
 
@@ -125,12 +126,8 @@ class GuardMiddleware:
             raise
         finally:
             elapsed = time.perf_counter() - started
-            # FastAPI keeps the router's own route in scope["route"], whose path lacks the include prefix
-            # ("/jobs" for /v1/jobs); its effective route context carries the full template.
-            effective = (scope.get("fastapi") or {}).get("effective_route_context")
             # Never the raw path: requests answered before routing (413, 429, ...) would make a series per URL.
-            route_path = (scope.get("reelforge.route") or getattr(effective, "path_format", None)
-                          or getattr(scope.get("route"), "path", None) or "unmatched")
+            route_path = route_template(scope) or "unmatched"
             self.c.metrics.observe_request(method, route_path, status_holder["status"], elapsed)
             if log.isEnabledFor(logging.INFO) and not path.startswith(("/metrics", "/healthz", "/static")):
                 # The account is resolved in the route's thread (a copied context), so its contextvar never

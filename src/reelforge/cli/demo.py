@@ -81,6 +81,13 @@ def _put(target: dict[str, Any], data: bytes) -> None:
                   timeout=60).raise_for_status()
 
 
+def _download(http: httpx.Client, asset_id: str, path: Path) -> Path:
+    """Save an asset through its signed download URL."""
+    asset = http.get(f"/v1/assets/{asset_id}").json()
+    path.write_bytes(httpx.get(asset["download"]["url"], timeout=60).content)
+    return path
+
+
 def _image_generation(http: httpx.Client, out_dir: Path) -> int:
     models = http.get("/v1/models", params={"task": "image.generate"}).json()["data"]
     usable = [m for m in models if m["available"]]
@@ -107,10 +114,7 @@ def _image_generation(http: httpx.Client, out_dir: Path) -> int:
         print(f"  error: {job['error']}")
         return 1
     for img in job["outputs"]["images"]:
-        asset = http.get(f"/v1/assets/{img['asset_id']}").json()
-        data = httpx.get(asset["download"]["url"], timeout=60).content
-        path = out_dir / f"{job['id']}-{img['asset_id'][:8]}.png"
-        path.write_bytes(data)
+        path = _download(http, img["asset_id"], out_dir / f"{job['id']}-{img['asset_id'][:8]}.png")
         print(f"  image {img['width']}x{img['height']} seed {img['seed']}: {path}")
     if job["outputs"].get("test_model"):
         print("  note: tiny-sd has random weights (a test model): the images are noise, by design.")
@@ -157,9 +161,7 @@ def _video_upscale(http: httpx.Client, out_dir: Path) -> int:
         print(f"  error: {job['error']}")
         return 1
     out = job["outputs"]
-    asset = http.get(f"/v1/assets/{out['asset_id']}").json()
-    path = out_dir / f"{job['id']}-upscaled.mp4"
-    path.write_bytes(httpx.get(asset["download"]["url"], timeout=60).content)
+    path = _download(http, out["asset_id"], out_dir / f"{job['id']}-upscaled.mp4")
     print(f"  {out['source']['width']}x{out['source']['height']} -> {out['width']}x{out['height']}, "
           f"{out['frames']} frames in {out['chunk_count']} chunks: {path}")
     return 0

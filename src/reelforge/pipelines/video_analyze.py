@@ -159,16 +159,21 @@ def thumbnail(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "thumbnail_asset_id": asset.id, "thumbnail_time_s": round(float(at), 3)}
 
 
-def participation(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
-    """OCR, transcript, hashtags and mentions, visual activity and the participation score."""
+def _run_video_model(ctx: StepContext, data: dict[str, Any], task: str) -> tuple[str, Any]:
+    """Run the configured model of `task` on the job's video (cached locally); (model name, result)."""
     from reelforge.ports.models import VideoAnalysisRequest
 
     path = local_video(ctx, data["video_id"])
-    name = _model_name(ctx, TASK_PARTICIPATION)
+    name = _model_name(ctx, task)
     result = ctx.services.models.run(
-        TASK_PARTICIPATION, name,
-        VideoAnalysisRequest(path=path, caption=data.get("caption", ""), duration_s=_duration(path)),
+        task, name, VideoAnalysisRequest(path=path, caption=data.get("caption", ""), duration_s=_duration(path)),
         progress=lambda f, m: ctx.progress(0.1 + 0.6 * f, m), cancelled=ctx.stopping)
+    return name, result
+
+
+def participation(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
+    """OCR, transcript, hashtags and mentions, visual activity and the participation score."""
+    name, result = _run_video_model(ctx, data, TASK_PARTICIPATION)
     return {**data, "participation": _jsonable(result), "participation_model": name}
 
 
@@ -176,14 +181,7 @@ def embed(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     """The 256-d video embedding and the version of the space it lives in; with the local model also the raw
     features it was projected from (float32, base64), which are stored so that a refitted projection can
     re-project the video."""
-    from reelforge.ports.models import VideoAnalysisRequest
-
-    path = local_video(ctx, data["video_id"])
-    name = _model_name(ctx, TASK_EMBED)
-    result = ctx.services.models.run(
-        TASK_EMBED, name,
-        VideoAnalysisRequest(path=path, caption=data.get("caption", ""), duration_s=_duration(path)),
-        progress=lambda f, m: ctx.progress(0.1 + 0.6 * f, m), cancelled=ctx.stopping)
+    name, result = _run_video_model(ctx, data, TASK_EMBED)
     vec = np.asarray(result.vector, dtype=np.float32)
     if vec.ndim != 1 or not np.all(np.isfinite(vec)) or float(np.linalg.norm(vec)) == 0.0:
         raise errors.ReelforgeError("the embedding model returned an unusable vector", code="invalid_embedding")

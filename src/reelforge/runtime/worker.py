@@ -15,7 +15,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,7 +133,7 @@ class Finisher:
 
     Each job is still fenced on its own attempt (JobService.succeed_many, one fenced UPDATE). `submit` hands a
     success over and returns at once (the worker's slot goes on to its next job while the batch commits; the
-    callback reports the outcome); `succeed` waits for it and raises StaleLease in the calling thread.
+    callback reports the outcome: the finished job, its StaleLease, or the error that failed the batch).
     """
 
     def __init__(self, jobs: Any, window_s: float, max_batch: int,
@@ -166,14 +165,6 @@ class Finisher:
             except BaseException as exc:
                 out = exc
             done(out)
-
-    def succeed(self, item: SucceedItem) -> Any:
-        fut: Future[Any] = Future()
-        self.submit(item, fut.set_result)
-        out = fut.result()
-        if isinstance(out, BaseException):
-            raise out
-        return out
 
     def close(self) -> None:
         with self._cond:

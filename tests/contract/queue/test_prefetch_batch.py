@@ -104,29 +104,36 @@ def test_succeed_many_one_lost_lease_others_commit(container: Any, owner: Princi
     assert "JobSucceeded" not in events(container, b.id) and "TaskSucceeded" not in events(container, b.id)
 
 
-def test_finisher_raises_stale_lease_in_the_job_thread(container: Any, owner: Principal) -> None:
-    for i in range(2):
+def test_finisher_reports_each_jobs_outcome(container: Any, owner: Principal) -> None:
+    for i in range(3):
         submit(container, owner, i)
-    good, lost = claim_many(container, 2)
+    good, lost, late = claim_many(container, 3)
     with container.store.tx() as tx:
         tx.update_job(lost.id, lease_expires_at=tx.now() - 1)
     fin = Finisher(container.jobs, window_s=0.05, max_batch=16)
     outcome: dict[str, Any] = {}
+    reported = threading.Event()
 
-    def run(job: Any) -> None:
-        try:
-            outcome[job.id] = fin.succeed(SucceedItem(job.id, job.attempt, {"ok": True}))
-        except errors.StaleLease as exc:
-            outcome[job.id] = exc
+    def report(job_id: str) -> Any:
+        def done(out: Any) -> None:
+            outcome[job_id] = out
+            if len(outcome) == 2:
+                reported.set()
+        return done
 
-    threads = [threading.Thread(target=run, args=(j,)) for j in (good, lost)]
+    threads = [threading.Thread(target=fin.submit, args=(SucceedItem(j.id, j.attempt, {"ok": True}), report(j.id)))
+               for j in (good, lost)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(10)
+    assert reported.wait(10)
     fin.close()
     assert outcome[good.id].status == "succeeded"
     assert isinstance(outcome[lost.id], errors.StaleLease)
+    # After close() a success commits in the calling thread, before submit() returns.
+    fin.submit(SucceedItem(late.id, late.attempt, {"ok": True}), report(late.id))
+    assert outcome[late.id].status == "succeeded"
 
 
 def test_prefetched_jobs_renewed_and_released_on_shutdown(container: Any, owner: Principal) -> None:

@@ -52,10 +52,13 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = normalize_url(url)
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
+        # The SQLite database file; None for PostgreSQL, ":memory:" (one database per connection) and URIs.
+        self.sqlite_file: str | None = None
         if self.dialect == "sqlite":
             path = self.url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+                self.sqlite_file = None if path.startswith("file:") else path
             self.engine: Engine = create_engine(
                 self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size * 2,
                 connect_args={"timeout": 60, "check_same_thread": False}
