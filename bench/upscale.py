@@ -161,8 +161,8 @@ def _photo(w: int, h: int) -> Any:
 
 def part_models(root: Path, device: str) -> list[dict[str, Any]]:
     from reelforge.adapters.models.registry import build_default_registry
+    from reelforge.apps.upscale.ports import UpscaleRequest
     from reelforge.config import Settings
-    from reelforge.ports.models import UpscaleRequest
 
     settings = Settings(data_dir=root / "models-var", models={"device": device})
     reg = build_default_registry(settings)

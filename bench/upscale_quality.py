@@ -123,13 +123,13 @@ def metrics(restored: np.ndarray, original: np.ndarray, shave: int) -> tuple[flo
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from reelforge.adapters.models.registry import build_default_registry
+    from reelforge.apps.upscale.ports import UpscaleRequest
     from reelforge.config import Settings
-    from reelforge.ports.models import UpscaleRequest
 
     workdir = Path(tempfile.mkdtemp(prefix="upscale-quality-"))
-    models: dict[str, Any] = {"device": args.device, "upscale_backend": args.backend,
-                              "upscale_threads": args.threads}
-    settings = Settings(data_dir=Path(args.data_dir) if args.data_dir else workdir, models=models)
+    models: dict[str, Any] = {"device": args.device}
+    upscale = {"backend": args.backend, "threads": args.threads}
+    settings = Settings(data_dir=Path(args.data_dir) if args.data_dir else workdir, models=models, upscale=upscale)
     registry = build_default_registry(settings)
     infos = {i.name: i for i in registry.list(TASK)}
     names = [n for n in args.models if n in infos]
@@ -194,7 +194,7 @@ def measure_speed(registry: Any, names: list[str], infos: dict[str, Any], size: 
     an 854x480 input frame by pixel count, next to the estimate behind the model's speed class."""
     from skimage import data
 
-    from reelforge.ports.models import UpscaleRequest
+    from reelforge.apps.upscale.ports import UpscaleRequest
 
     height, width = size
     frame = centre_crop(data.hubble_deep_field(), height, width)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -96,12 +96,6 @@ class ModelSettings(BaseModel):
     dir: str = ""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_pixels: int = 2048 * 2048
-    # image.upscale: "auto" = torch fp16 batched on CUDA when found, else ncnn on the CPU; "torch" forces the
-    # converted torch models (fp32 on a CPU); "ncnn" forces ncnn on the CPU.
-    upscale_backend: Literal["auto", "ncnn", "torch"] = "auto"
-    upscale_tile: int = Field(default=0, ge=0, le=8192)  # tile side in input pixels; 0 = each model's default
-    upscale_threads: int = Field(default=2, ge=1, le=256)  # CPU threads per ncnn network
-    upscale_batch: int = Field(default=8, ge=1, le=256)  # frames per forward pass on CUDA
 
 
 class OtelSettings(BaseModel):
@@ -142,85 +136,6 @@ class AlarmSettings(BaseModel):
     model_error_rate: AlarmRule = Field(default_factory=lambda: AlarmRule(threshold=0.10))
 
 
-class VideoSettings(BaseModel):
-    """Video jobs (video.upscale): input limits, chunking and the worker-side source cache."""
-
-    # Inputs longer or larger (width x height of the source) than these are refused at probe time.
-    max_duration_s: float = Field(default=15 * 60, gt=0)
-    max_pixels: int = Field(default=1920 * 1080, gt=0)
-    # Output frames (width x height after upscaling) are capped too, for memory per batch.
-    max_output_pixels: int = Field(default=3840 * 2160, gt=0)
-    chunk_seconds: float = Field(default=10.0, gt=0)
-    # Chunks of one job processed at once in a worker (the Map's MaxConcurrency).
-    max_chunk_concurrency: int = Field(default=2, ge=1, le=64)
-    # Frames handed to the upscaling model per call; a cancel is honoured between batches.
-    batch_size: int = Field(default=4, ge=1, le=256)
-    # Worker-side cache of source videos (empty: data_dir / "cache" / "sources").
-    cache_dir: str = ""
-    cache_max_bytes: int = Field(default=2 * 1024**3, ge=0)
-    # Job outputs larger than this go to object storage as a multipart upload (parts of part_size; S3 takes a
-    # smaller last part, so any threshold works).
-    multipart_threshold: int = Field(default=64 * 1024**2, ge=0)
-    part_size: int = Field(default=16 * 1024**2, ge=5 * 1024**2)
-    # image.upscale: Pillow's decompression-bomb cap for input images.
-    max_image_pixels: int = Field(default=4096 * 4096, gt=0)
-
-
-class MobsBedrockSettings(BaseModel):
-    """Hosted TwelveLabs models on Amazon Bedrock (used when a mobs task's adapter is "bedrock")."""
-
-    region: str = "us-east-1"
-    endpoint_url: str = ""  # empty: the AWS endpoint for the region
-    s3_endpoint_url: str = ""  # empty: AWS S3
-    access_key_id: str = ""  # empty: boto3's default credential chain
-    secret_access_key: str = ""
-    bucket: str = ""  # uploads of large videos and StartAsyncInvoke output; required for Marengo
-    prefix: str = "mobs-bedrock/"
-    bucket_owner: str = ""
-    pegasus_model_id: str = "twelvelabs.pegasus-1-2-v1:0"
-    marengo_model_id: str = "twelvelabs.marengo-embed-2-7-v1:0"
-    inline_max_bytes: int = Field(default=20 * 1024**2, ge=0)  # larger videos go through the bucket
-    poll_interval_s: float = Field(default=2.0, gt=0)
-    timeout_s: float = Field(default=900.0, gt=0)
-
-
-class MobsSettings(BaseModel):
-    """Video understanding: sampling, validation weights and threshold, embedding size, adapters per task."""
-
-    frames: int = Field(default=8, ge=1, le=64)
-    ocr_frames: int = Field(default=3, ge=0, le=32)
-    scan_fps: float = Field(default=6.0, gt=0, le=30)
-    embedding_dim: int = Field(default=256, ge=8, le=4096)
-    projection_seed: int = 0
-    # Where the fitted projection lives; empty means data_dir / "mobs" / "projection.npz".
-    projection_path: str = ""
-    # The re-clustering refits the projection (PCA) once this many validated local-model videos have raw
-    # features, and again whenever that number has more than doubled since the last fit.
-    projection_min_videos: int = Field(default=20, ge=8)
-    validation_weights: dict[str, float] = Field(
-        default_factory=lambda: {"visual": 0.25, "audio": 0.25, "ocr": 0.25, "hashtags": 0.25}
-    )
-    validation_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-    participation_adapter: Literal["local", "bedrock"] = "local"
-    embed_adapter: Literal["local", "bedrock"] = "local"
-    bedrock: MobsBedrockSettings = Field(default_factory=MobsBedrockSettings)
-    # Application layer (services/mobs.py, services/clustering.py).
-    # A validated video joins the nearest mob when its cosine distance to the centroid is at most this.
-    mob_distance_threshold: float = Field(default=0.35, gt=0.0, le=2.0)
-    # Hourly batch re-clustering (one runner per tick across workers); 0 turns it off.
-    recluster_interval_s: float = Field(default=3600.0, ge=0.0)
-    # k-means tries every k in [k_min, k_max] (capped at n - 1) and keeps the best mean silhouette.
-    recluster_k_min: int = Field(default=2, ge=2, le=100)
-    recluster_k_max: int = Field(default=12, ge=2, le=200)
-    # Below this best silhouette the videos are taken as one group (no structure worth splitting).
-    recluster_min_silhouette: float = Field(default=0.1, ge=-1.0, le=1.0)
-    recluster_seed: int = 0
-    feed_page_size: int = Field(default=24, ge=1, le=200)
-    mob_name_terms: int = Field(default=2, ge=1, le=5)
-    top_terms: int = Field(default=8, ge=1, le=50)
-    max_upload_bytes: int = Field(default=200 * 1024**2, gt=0)
-
-
 class VectorSettings(BaseModel):
     """Vector search (ports/vectors.py): NumPy exact search on the database, or pgvector HNSW."""
 
@@ -238,7 +153,9 @@ class VectorSettings(BaseModel):
     hnsw_max_scan_tuples: int = Field(default=20_000, ge=100)
 
 
-class Settings(BaseSettings):
+class CoreSettings(BaseSettings):
+    """The core's settings; each installed application adds its own section under its name (`Settings`)."""
+
     model_config = SettingsConfigDict(
         env_prefix="REELFORGE_", env_nested_delimiter="__", env_file=None, extra="ignore"
     )
@@ -262,8 +179,6 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)
-    video: VideoSettings = Field(default_factory=VideoSettings)
-    mobs: MobsSettings = Field(default_factory=MobsSettings)
     # Periodic work inside the worker (seconds between runs).
     # Extra modules that define pipelines (each exposes PIPELINES: list[Pipeline]); plugins and tests use it.
     extra_pipelines: list[str] = Field(default_factory=list)
@@ -280,10 +195,6 @@ class Settings(BaseSettings):
     @property
     def storage_root(self) -> Path:
         return Path(self.storage.root) if self.storage.root else self.data_dir / "objects"
-
-    @property
-    def video_cache_dir(self) -> Path:
-        return Path(self.video.cache_dir) if self.video.cache_dir else self.data_dir / "cache" / "sources"
 
     @property
     def models_dir(self) -> Path:
@@ -310,6 +221,26 @@ class Settings(BaseSettings):
     def signing_secret(self) -> str:
         """HMAC key for signed storage URLs and webhook signatures' default."""
         return self.auth.jwt_secret or self.secret("secret-key")
+
+
+def _with_app_sections() -> type[CoreSettings]:
+    """CoreSettings plus one section per installed application (`settings.<app>`, REELFORGE_<APP>__...)."""
+    from pydantic import create_model
+
+    from reelforge.applications import discover
+
+    sections: dict[str, Any] = {
+        app.name: (app.settings, Field(default_factory=app.settings)) for app in discover() if app.settings
+    }
+    if not sections:
+        return CoreSettings
+    return create_model("Settings", __base__=CoreSettings, __module__=__name__, **sections)
+
+
+if TYPE_CHECKING:
+    Settings = CoreSettings
+else:
+    Settings = _with_app_sections()
 
 
 @lru_cache(maxsize=1)

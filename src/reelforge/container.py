@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from functools import cached_property, partial
+import threading
+from functools import cached_property
 from typing import Any
 
 from reelforge.adapters.db.engine import Database
 from reelforge.adapters.db.store import Store
+from reelforge.applications import AppManifest, Tick, discover
 from reelforge.config import Settings, get_settings
 from reelforge.observability import Metrics
 
@@ -17,6 +19,8 @@ class Container:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._app_lock = threading.RLock()
+        self._app_services: dict[str, Any] = {}
 
     @cached_property
     def db(self) -> Database:
@@ -34,22 +38,48 @@ class Container:
         return build_object_store(self.settings)
 
     @cached_property
+    def apps(self) -> tuple[AppManifest, ...]:
+        """The installed applications (entry-point group `reelforge.apps`)."""
+        return tuple(discover())
+
+    def app(self, name: str) -> Any:
+        """Application `name`'s service object, built on first use."""
+        services = self._app_services
+        if name not in services:
+            manifest = next((a for a in self.apps if a.name == name), None)
+            if manifest is None or manifest.service is None:
+                raise LookupError(f"no installed application named {name!r} provides a service")
+            with self._app_lock:
+                if name not in services:
+                    services[name] = manifest.service(self)
+        return services[name]
+
+    def app_services(self) -> dict[str, Any]:
+        """Every application's service object by application name (what pipeline steps may use)."""
+        return {a.name: self.app(a.name) for a in self.apps if a.service is not None}
+
+    def ticks(self) -> list[Tick]:
+        """The periodic work the installed applications register, run by every worker's maintenance."""
+        return [t for a in self.apps for t in a.ticks]
+
+    @cached_property
     def models(self) -> Any:
         from reelforge.adapters.models.registry import build_default_registry
 
-        return build_default_registry(self.settings)
+        return build_default_registry(self.settings, self.apps)
 
     @cached_property
     def pipelines(self) -> Any:
         from reelforge.pipelines import build_registry
 
-        return build_registry(self.settings.extra_pipelines)
+        return build_registry(self.apps, self.settings.extra_pipelines)
 
     @cached_property
     def events(self) -> Any:
         from reelforge.services.events import EventService
 
-        return EventService(self.store, self.settings)
+        return EventService(self.store, self.settings,
+                            event_types=tuple(t for a in self.apps for t in a.event_types))
 
     @cached_property
     def auth(self) -> Any:
@@ -65,17 +95,12 @@ class Container:
 
     @cached_property
     def jobs(self) -> Any:
-        from reelforge.pipelines import image_generate
         from reelforge.services.jobs import JobService
 
         svc = JobService(self.store, self.settings, self.pipelines, url_guard=self.events.guard)
-        svc.checks[image_generate.TASK] = lambda data: image_generate.check(self.models, data)
-        from reelforge.pipelines import image_upscale, video_upscale
-
-        for up in (image_upscale, video_upscale):
-            svc.checks[up.KIND] = lambda data: image_upscale.check_model(self.models, data)
-            svc.owner_checks[up.KIND] = partial(up.submit_check, self)
-        svc.owner_checks["video.analyze"] = lambda p, data: self.mobs.check_analyze(p, data)
+        for application in self.apps:
+            svc.checks.update(application.submit_checks(self))
+            svc.owner_checks.update(application.owner_checks(self))
         return svc
 
     @cached_property
@@ -83,13 +108,6 @@ class Container:
         from reelforge.adapters.vectors import build_vector_index
 
         return build_vector_index(self.settings, self.db)
-
-    @cached_property
-    def mobs(self) -> Any:
-        from reelforge.services.mobs import MobService
-
-        return MobService(self.store, self.settings, assets=self.assets, objects=self.objects, jobs=self.jobs,
-                          vectors=lambda: self.vectors)
 
     @cached_property
     def assets(self) -> Any:
@@ -155,7 +173,11 @@ class Container:
     def migrate(self) -> None:
         from reelforge.adapters.db.migrate import upgrade
 
-        upgrade(self.settings.database_url)
+        upgrade(self.settings.database_url, locations=self.migration_folders())
+
+    def migration_folders(self) -> list[Any]:
+        """Each installed application's Alembic version folder."""
+        return [a.migrations for a in self.apps if a.migrations is not None]
 
     def close(self) -> None:
         if "tracing" in self.__dict__:

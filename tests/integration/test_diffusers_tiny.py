@@ -24,17 +24,17 @@ pytest.importorskip("transformers")
 import numpy as np
 from PIL import Image
 
-from reelforge.adapters.models.image_generate import (
+from reelforge.adapters.models.registry import ModelRegistry, build_default_registry
+from reelforge.apps.imagegen.models import (
     DiffusersImageGenerator,
     build_tiny_sd,
     known_adapter,
     pull,
 )
-from reelforge.adapters.models.image_generate.diffusers_sd import hub_offline
-from reelforge.adapters.models.registry import ModelRegistry, build_default_registry
+from reelforge.apps.imagegen.models.diffusers_sd import hub_offline
+from reelforge.apps.imagegen.ports import ImageGenerateRequest, ImageGenerateResult
 from reelforge.config import Settings
 from reelforge.errors import JobCancelled, ModelUnavailable, ServiceUnavailable, ValidationFailed
-from reelforge.ports.models import ImageGenerateRequest, ImageGenerateResult
 
 TASK = "image.generate"
 

@@ -62,7 +62,7 @@ def test_image_bad_input(tmp_path: Path, sqlite_url: str) -> None:
         assert_problem(submit(alice, "image.upscale", asset_id=vid, model="lanczos", scale=2), 422, "not_an_image")
         bad = upload(env, alice, junk, "image/png")["id"]
         assert_problem(submit(alice, "image.upscale", asset_id=bad, model="lanczos", scale=2), 422, "not_an_image")
-        env.container.settings.video.max_image_pixels = 32 * 32
+        env.container.settings.upscale.max_image_pixels = 32 * 32
         assert_problem(submit(alice, "image.upscale", asset_id=img, model="lanczos", scale=2), 422,
                        "image_too_large")
         assert alice.get("/v1/jobs").json()["data"] == []

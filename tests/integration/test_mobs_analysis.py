@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from reelforge.adapters.models.registry import build_default_registry
-from reelforge.adapters.models.video_understanding import (
+from reelforge.apps.mobs.models import (
     TASK_EMBED,
     TASK_PARTICIPATION,
     VideoAnalysisRequest,

@@ -17,14 +17,14 @@ import pytest
 from botocore.config import Config
 
 from reelforge.adapters.models.registry import ModelRegistry
-from reelforge.adapters.models.video_understanding import (
+from reelforge.apps.mobs.models import (
     TASK_EMBED,
     TASK_PARTICIPATION,
     VideoAnalysisRequest,
     validate_scores,
     video_understanding_adapters,
 )
-from reelforge.adapters.models.video_understanding.bedrock import HostedModelError, HostedModelRejected
+from reelforge.apps.mobs.models.bedrock import HostedModelError, HostedModelRejected
 from reelforge.config import Settings
 from tests.fixtures.fake_bedrock import FakeBedrock
 from tests.fixtures.mob_corpus import TRENDS, make_trend_video

@@ -231,15 +231,15 @@ def test_bad_input(tmp_path: Path, sqlite_url: str) -> None:
         bad = upload(env, alice, junk, "video/mp4")["id"]
         assert_problem(submit(alice, "video.upscale", asset_id=bad, model="lanczos", scale=2), 422, "not_a_video")
         # over the configured limits
-        env.container.settings.video.max_duration_s = 1.0
+        env.container.settings.upscale.max_duration_s = 1.0
         assert_problem(submit(alice, "video.upscale", asset_id=video, model="lanczos", scale=2), 422,
                        "video_too_long")
-        env.container.settings.video.max_duration_s = 600.0
-        env.container.settings.video.max_pixels = 100 * 100
+        env.container.settings.upscale.max_duration_s = 600.0
+        env.container.settings.upscale.max_pixels = 100 * 100
         assert_problem(submit(alice, "video.upscale", asset_id=video, model="lanczos", scale=2), 422,
                        "video_too_large")
-        env.container.settings.video.max_pixels = 1920 * 1080
-        env.container.settings.video.max_output_pixels = 200 * 200
+        env.container.settings.upscale.max_pixels = 1920 * 1080
+        env.container.settings.upscale.max_output_pixels = 200 * 200
         assert_problem(submit(alice, "video.upscale", asset_id=video, model="lanczos", scale=2), 422,
                        "output_too_large")
         # nothing was queued and no credits were taken
@@ -380,7 +380,7 @@ def test_console_page(tmp_path: Path, sqlite_url: str) -> None:
 
 
 def test_encoder_threads_split_the_cores_between_parallel_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    from reelforge.pipelines import video_upscale
+    from reelforge.apps.upscale import video_pipeline as video_upscale
 
     monkeypatch.setattr(video_upscale.os, "cpu_count", lambda: 8)
     assert video_upscale._encoder_threads(1, 4) == 0  # alone: the encoder's own choice

@@ -63,8 +63,8 @@ def test_sigkill_between_chunks_resumes_without_recomputing(container: Any, user
     base_env = procs.env
 
     def env(n: int, **overrides: Any) -> dict[str, str]:
-        return {**base_env(n, **overrides), "REELFORGE_VIDEO__MAX_CHUNK_CONCURRENCY": "1",
-                "REELFORGE_VIDEO__BATCH_SIZE": "4", "REELFORGE_VIDEO__CACHE_DIR": str(tmp_path / f"cache-{n}")}
+        return {**base_env(n, **overrides), "REELFORGE_UPSCALE__MAX_CHUNK_CONCURRENCY": "1",
+                "REELFORGE_UPSCALE__BATCH_SIZE": "4", "REELFORGE_UPSCALE__CACHE_DIR": str(tmp_path / f"cache-{n}")}
 
     procs.env = env  # type: ignore[method-assign]
     first = procs.start(concurrency=1)

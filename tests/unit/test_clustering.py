@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from reelforge.services import clustering as cl
+from reelforge.apps.mobs import clustering as cl
 
 
 def blobs(k: int, per: int, dim: int = 32, spread: float = 0.15, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

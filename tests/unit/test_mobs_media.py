@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reelforge.adapters.models.video_understanding import thumbnail
-from reelforge.adapters.models.video_understanding.activity import measure
-from reelforge.adapters.models.video_understanding.frames import frame_quality, is_black, sample
-from reelforge.adapters.models.video_understanding.speech import transcribe
+from reelforge.apps.mobs.models import thumbnail
+from reelforge.apps.mobs.models.activity import measure
+from reelforge.apps.mobs.models.frames import frame_quality, is_black, sample
+from reelforge.apps.mobs.models.speech import transcribe
 from reelforge.errors import ValidationFailed
 from tests.fixtures.mob_corpus import pan_zoom_frames, photo, write_video
 

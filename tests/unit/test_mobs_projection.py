@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reelforge.adapters.models.video_understanding import Projection, fit_projection, random_projection
-from reelforge.adapters.models.video_understanding.embeddings import RAW_DIM
+from reelforge.apps.mobs.models import Projection, fit_projection, random_projection
+from reelforge.apps.mobs.models.embeddings import RAW_DIM
 from reelforge.errors import ValidationFailed
 
 

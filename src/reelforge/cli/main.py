@@ -202,21 +202,6 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False,
         typer.echo(f"{mark}{i.task:<16} {i.name:<14}{extra} {'' if i.available else i.reason}")
 
 
-@models_app.command("pull")
-def models_pull(hub_id: str, name: Annotated[str | None, typer.Option()] = None) -> None:
-    """Download a diffusers pipeline from the hub into the models directory (needs internet)."""
-    from reelforge import errors
-    from reelforge.adapters.models.image_generate.diffusers_sd import pull
-    from reelforge.config import get_settings
-
-    s = get_settings()
-    try:
-        path = pull(hub_id, s.models_dir, name)
-    except errors.ReelforgeError as exc:
-        _die(f"error: {exc.message} ({exc.code})")
-    typer.echo(f"saved to {path}")
-
-
 @app.command()
 def demo(url: Annotated[str | None, typer.Option(help="A running server; default: start one here")] = None) -> None:
     """Run every available application once through the real API and worker and print where outputs are."""
@@ -226,6 +211,18 @@ def demo(url: Annotated[str | None, typer.Option(help="A running server; default
 
 
 remote.register(app)
+
+
+def _register_applications() -> None:
+    """Each installed application adds its own commands (and subcommands of the core's groups)."""
+    from reelforge.applications import discover
+
+    for application in discover():
+        if application.cli is not None:
+            application.cli(app, {"users": users_app, "models": models_app})
+
+
+_register_applications()
 
 
 def main() -> None:

@@ -1,21 +1,27 @@
-"""Job kinds: one module per kind. build_registry() collects them (plus any configured extra modules)."""
+"""Job kinds. build_registry() collects the core's own (system.*), each installed application's, and those of
+any configured extra module."""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from reelforge.domain.pipeline import Pipeline, PipelineRegistry
 
+if TYPE_CHECKING:
+    from reelforge.applications import AppManifest
 
-def build_registry(extra_modules: Iterable[str] = ()) -> PipelineRegistry:
-    """Built-in pipelines, then those of each extra module (a module exposing `PIPELINES`)."""
-    from reelforge.pipelines import image_generate, image_upscale, system, video_analyze, video_upscale
 
-    registry = PipelineRegistry([image_generate.PIPELINE, *system.PIPELINES])
-    registry.register(video_upscale.PIPELINE)
-    registry.register(image_upscale.PIPELINE)
-    registry.register(video_analyze.PIPELINE)
+def build_registry(apps: Iterable[AppManifest] = (), extra_modules: Iterable[str] = ()) -> PipelineRegistry:
+    """The core's pipelines, each application's, then those of each extra module (a module exposing
+    `PIPELINES`)."""
+    from reelforge.pipelines import system
+
+    registry = PipelineRegistry(list(system.PIPELINES))
+    for application in apps:
+        for p in application.pipelines():
+            registry.register(p)
     for name in extra_modules:
         module = importlib.import_module(name)
         found: list[Pipeline] = list(getattr(module, "PIPELINES", []))

@@ -14,7 +14,7 @@ from reelforge.config import Settings
 from reelforge.domain.types import Principal, retry_delay
 from reelforge.services.ownership import owned
 
-KNOWN_EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled", "webhook.test", "video.analyzed")
+CORE_EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled", "webhook.test")
 
 
 def matches(patterns: list[str], type_: str) -> bool:
@@ -32,8 +32,10 @@ def envelope(ev: OutboxEvent) -> dict[str, Any]:
 
 class EventService:
     def __init__(self, store: Store, settings: Settings,
-                 sender: Callable[..., SendResult] = send_signed) -> None:
+                 sender: Callable[..., SendResult] = send_signed, event_types: tuple[str, ...] = ()) -> None:
         self.store = store
+        # The core's event types and those the installed applications declare.
+        self.event_types = (*CORE_EVENT_TYPES, *event_types)
         self.settings = settings
         self.sender = sender
         self._rng = random.Random()
@@ -47,7 +49,7 @@ class EventService:
     def create_webhook(self, principal: Principal, url: str, event_types: list[str], description: str = "") -> Webhook:
         self.guard(url)
         for t in event_types:
-            if not (t in KNOWN_EVENT_TYPES or t == "*" or t.endswith(".*") or "." in t):
+            if not (t in self.event_types or t == "*" or t.endswith(".*") or "." in t):
                 raise errors.ValidationFailed(f"Unknown event type {t!r}", code="invalid_event_type",
                                               field="event_types")
         with self.store.tx() as tx:

@@ -16,6 +16,9 @@ from reelforge.errors import Conflict, JobCancelled, ModelUnavailable, NotFound,
 from reelforge.ports.models import Availability, CancelledFn, ModelAdapter, ModelInfo, ProgressFn
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from reelforge.applications import AppManifest
     from reelforge.config import Settings
 
 
@@ -198,51 +201,13 @@ class ModelRegistry:
         )
 
 
-def build_default_registry(settings: Settings) -> ModelRegistry:
-    """The registry with every built-in adapter, configured from `settings.models`.
-
-    image.generate: the tiny random-weight test model (`tiny-sd`, always available where the ML extra is
-    installed), the known hub models (`sd15`, `sdxl`, `sdxl-turbo`, `sd-turbo`, available once pulled
-    into the models folder), and any other Stable Diffusion / SDXL diffusers folder found there, under
-    its folder name.
-    """
-    from reelforge.adapters.models.image_generate import (
-        KNOWN_MODELS,
-        TASK,
-        DiffusersImageGenerator,
-        detect_kind,
-        known_adapter,
-        tiny_sd_adapter,
-    )
+def build_default_registry(settings: Settings, apps: Iterable[AppManifest] | None = None) -> ModelRegistry:
+    """The registry with the model adapters of `apps` (default: every installed application), configured
+    from `settings`."""
+    from reelforge.applications import discover
 
     registry = ModelRegistry()
-    models_dir = settings.models_dir
-    device = settings.models.device
-    max_pixels = settings.models.max_pixels
-    registry.register(tiny_sd_adapter(models_dir, device, max_pixels=max_pixels))
-    for name in KNOWN_MODELS:
-        registry.register(known_adapter(name, models_dir, device, max_pixels=max_pixels))
-    if models_dir.is_dir():
-        for folder in sorted(models_dir.iterdir()):
-            # Dot-folders are partial downloads and builds in progress.
-            if folder.name.startswith(".") or not folder.is_dir() or registry.has(TASK, folder.name):
-                continue
-            kind = detect_kind(folder)
-            if kind is None:
-                continue
-            registry.register(
-                DiffusersImageGenerator(
-                    folder.name, None, models_dir, device, kind=kind,
-                    description=f"local diffusers {kind} pipeline in {folder}", max_pixels=max_pixels,
-                )
-            )
-    from reelforge.adapters.models.image_upscale import upscale_adapters
-
-    for upscaler in upscale_adapters(settings):
-        registry.register(upscaler)
-    # video.participation / video.embed: "local" and "bedrock"; settings.mobs picks which one runs.
-    from reelforge.adapters.models.video_understanding import video_understanding_adapters
-
-    for understanding in video_understanding_adapters(settings):
-        registry.register(understanding)
+    for application in discover() if apps is None else apps:
+        for adapter in application.models(settings):
+            registry.register(adapter)
     return registry

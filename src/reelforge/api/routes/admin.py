@@ -91,10 +91,12 @@ def alarms(admin: Admin, c: Container, hours: Annotated[int, Query(ge=1, le=24 *
 @router.get("/admin/stats", response_model=StatsPublic, tags=["admin"])
 def stats(admin: Admin, c: Container, hours: Annotated[int, Query(ge=1, le=24 * 7)] = 24) -> StatsPublic:
     """Per hour: jobs ended by status and credits charged; run-time percentiles by kind; queue-depth samples;
-    and the video-understanding application's statistics under `videos`."""
-    from reelforge.api.routes.mobs import video_stats
-
+    and each installed application's own sections (named by the application)."""
     s = c.stats.stats(hours)
+    extra: dict[str, Any] = {}
+    for application in c.apps:
+        if application.admin_stats is not None:
+            extra.update(application.admin_stats(c))
     return StatsPublic(
         hours=s["hours"],
         jobs_per_hour=[HourJobs(**{**h, "hour": iso(h["hour"])}) for h in s["jobs_per_hour"]],
@@ -102,7 +104,7 @@ def stats(admin: Admin, c: Container, hours: Annotated[int, Query(ge=1, le=24 * 
         queue_depth=[DepthSample(ts=iso(q["ts"]), depth=q["depth"], running=q["running"]) for q in s["queue_depth"]],
         credits_used_per_hour=[HourCredits(hour=iso(h["hour"]), credits=h["credits"])
                                for h in s["credits_used_per_hour"]],
-        videos=video_stats(c),
+        **extra,
     )
 
 

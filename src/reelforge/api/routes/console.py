@@ -7,16 +7,18 @@ figure on a page comes from `/v1/...` (see docs/decisions.md, "The console is a 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from reelforge import __version__
+from reelforge.applications import AppManifest, NavItem
 
 CONSOLE = Path(__file__).resolve().parent.parent.parent / "console"
 TEMPLATES = CONSOLE / "templates"
@@ -36,25 +38,10 @@ HEADERS = {
 }
 
 
-@dataclass(frozen=True)
-class NavItem:
-    page: str
-    href: str
-    label: str
-    icon: str
-    section: str
-    admin: bool = False
-
-
-NAV: tuple[NavItem, ...] = (
+CORE_NAV: tuple[NavItem, ...] = (
     NavItem("dashboard", "/", "Dashboard", "home", "Workspace"),
-    NavItem("generate", "/generate", "Generate image", "sparkles", "Workspace"),
-    NavItem("upscale", "/upscale", "Upscale video", "sparkles", "Workspace"),
     NavItem("jobs", "/jobs", "Jobs", "list", "Workspace"),
     NavItem("uploads", "/uploads", "Uploads", "upload", "Workspace"),
-    NavItem("mobs-feed", "/mobs/feed", "Video feed", "list", "Videos"),
-    NavItem("mobs-list", "/mobs", "Mobs", "users", "Videos"),
-    NavItem("mobs-upload", "/mobs/upload", "Upload video", "upload", "Videos"),
     NavItem("credits", "/credits", "Credits", "coins", "Account"),
     NavItem("api-keys", "/api-keys", "API keys", "key", "Account"),
     NavItem("webhooks", "/webhooks", "Webhooks", "webhook", "Account"),
@@ -62,21 +49,61 @@ NAV: tuple[NavItem, ...] = (
     NavItem("admin-users", "/admin/users", "Users", "users", "Admin", admin=True),
     NavItem("admin-queue", "/admin/queue", "Queue", "queue", "Admin", admin=True),
     NavItem("admin-system", "/admin/system", "System", "server", "Admin", admin=True),
-    NavItem("mobs-admin-videos", "/admin/videos", "Videos", "list", "Admin", admin=True),
-    NavItem("mobs-admin-stats", "/admin/video-stats", "Video statistics", "chart", "Admin", admin=True),
 )
+
+
+def navigation(apps: Sequence[AppManifest]) -> tuple[NavItem, ...]:
+    """The core's entries and each application's. An application's entries in a core section follow the
+    section's first entry (the workspace's dashboard) or end it (admin); its own sections sit between the
+    workspace and the account sections, in application order."""
+    sections: dict[str, list[NavItem]] = {}
+    for item in CORE_NAV:
+        sections.setdefault(item.section, []).append(item)
+    own: dict[str, list[NavItem]] = {}
+    for app in apps:
+        for item in app.nav:
+            if item.section in sections:
+                items = sections[item.section]
+                at = 1 if item.section == "Workspace" else len(items)
+                while at < len(items) and items[at] not in CORE_NAV:
+                    at += 1
+                items.insert(at, item)
+            else:
+                own.setdefault(item.section, []).append(item)
+    order = ["Workspace", *own, *[name for name in sections if name != "Workspace"]]
+    merged = {**sections, **own}
+    return tuple(item for name in order for item in merged[name])
+
+
+class _Static(StaticFiles):
+    """Static files looked up in the core's folder first, then in each application's."""
+
+    def __init__(self, directories: Sequence[Path]) -> None:
+        super().__init__(directory=str(directories[0]))
+        self.all_directories = [str(d) for d in directories]
+
+
+def static_app(apps: Sequence[AppManifest]) -> StaticFiles:
+    """The `/static` mount: the console's shared files and every application's."""
+    return _Static(_static_dirs(apps))
+
+
+def _static_dirs(apps: Sequence[AppManifest]) -> list[Path]:
+    return [STATIC, *[a.static for a in apps if a.static is not None and a.static.is_dir()]]
+
 
 router = APIRouter(include_in_schema=False)
 
 
-def _static_version() -> str:
+def _static_version(directories: Sequence[Path]) -> str:
     """One hash over the static files: changes whenever any of them does, so browsers never mix versions."""
     h = hashlib.sha256(__version__.encode())
-    if STATIC.is_dir():
-        for f in sorted(STATIC.iterdir()):
-            if f.is_file():
-                h.update(f.name.encode())
-                h.update(f.read_bytes())
+    for directory in directories:
+        if directory.is_dir():
+            for f in sorted(directory.iterdir()):
+                if f.is_file():
+                    h.update(f.name.encode())
+                    h.update(f.read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -85,10 +112,12 @@ def _templates(request: Request) -> Jinja2Templates:
     state = request.app.state
     templates: Jinja2Templates | None = getattr(state, "console_templates", None)
     if templates is None:
-        templates = Jinja2Templates(directory=str(TEMPLATES))
-        version = _static_version()
+        apps = request.app.state.container.apps
+        folders = [TEMPLATES, *[a.templates for a in apps if a.templates is not None]]
+        templates = Jinja2Templates(directory=[str(f) for f in folders])
+        version = _static_version(_static_dirs(apps))
         templates.env.globals.update(
-            nav=NAV, version=__version__,
+            nav=navigation(apps), version=__version__,
             static=lambda name: f"/static/{name}?v={version}",
         )
         state.console_templates = templates
@@ -119,11 +148,6 @@ def signin(request: Request) -> Response:
 @router.get("/register", response_class=HTMLResponse)
 def register(request: Request) -> Response:
     return _page(request, "register.html", "register", "Create account", public=True)
-
-
-@router.get("/generate", response_class=HTMLResponse)
-def generate(request: Request) -> Response:
-    return _page(request, "generate.html", "generate", "Generate image")
 
 
 @router.get("/jobs", response_class=HTMLResponse)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict
 
 from reelforge.api.schemas.common import Public
 from reelforge.api.schemas.jobs import JobError
@@ -157,5 +157,6 @@ class StatsPublic(Public):
     duration_by_kind: list[KindDuration]
     queue_depth: list[DepthSample]
     credits_used_per_hour: list[HourCredits]
-    videos: dict[str, Any] | None = Field(default=None, description="The video-understanding application's "
-                                          "statistics (the same document as /v1/admin/videos/stats)")
+    # Each installed application adds its own sections (for example `videos`) next to the platform's figures.
+    model_config = ConfigDict(extra="allow", json_schema_extra={
+        "description": "Platform figures, plus one section per installed application that reports statistics"})

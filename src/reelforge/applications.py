@@ -1,0 +1,133 @@
+"""Installed applications, found through the `reelforge.apps` entry-point group; the core never names one.
+
+An application is a package (usually `reelforge.apps.<name>`, but any installed distribution can add one)
+whose entry point names one `AppManifest`. Importing a manifest must stay cheap: everything heavy (routes,
+pipelines, model adapters, services) is reached through the manifest's callables, which import their
+modules when first called. See docs/architecture.md, "How to add an application".
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+log = logging.getLogger("reelforge.apps")
+
+GROUP = "reelforge.apps"
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+# The core's own settings sections and attributes: an application may not take one of these names.
+RESERVED = frozenset({
+    "database", "storage", "auth", "rate_limit", "jobs", "credits", "webhooks", "models", "otel", "metrics",
+    "alarms", "vectors", "data_dir", "public_url", "host", "port", "log_level", "log_json", "max_body_bytes",
+    "extra_pipelines", "sweep_interval_s", "outbox_interval_s", "apps", "core", "system", "admin", "static",
+})
+
+
+@dataclass(frozen=True)
+class NavItem:
+    """One entry of the console's navigation. `section` groups entries under a heading."""
+
+    page: str
+    href: str
+    label: str
+    icon: str
+    section: str
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Periodic work run by every worker's maintenance loop; `run(container, worker_id)` schedules itself
+    (for example with a database schedule lock, so one worker runs it per interval)."""
+
+    name: str
+    run: Callable[[Any, str], None]
+
+
+def _none(*_: Any) -> tuple[()]:
+    return ()
+
+
+@dataclass(frozen=True)
+class AppManifest:
+    """What one application adds to the platform. Every field but `name` and `title` is optional.
+
+    Callables taking `c` receive the process's Container; they run on first use, never at import.
+    """
+
+    name: str  # package, settings section (REELFORGE_<NAME>__...), service name, static/template namespace
+    title: str
+    description: str = ""
+    # The settings section's model; `settings.<name>` holds it (read it with `app_settings`).
+    settings: type[BaseModel] | None = None
+    # Pipelines (job kinds) this application defines.
+    pipelines: Callable[[], Iterable[Any]] = _none
+    # Model adapters, given the Settings; registered in the model registry under their task.
+    models: Callable[[Any], Iterable[Any]] = _none
+    # The application's service object, reachable as `c.app(name)` and in steps as `ctx.services.app(name)`.
+    service: Callable[[Any], Any] | None = None
+    # Per job kind, a check of a submitted input (`check(data)`), and one that also knows the submitter
+    # (`check(principal, data)`); both raise a ReelforgeError to refuse the job.
+    submit_checks: Callable[[Any], Mapping[str, Callable[[Any], None]]] = lambda c: {}
+    owner_checks: Callable[[Any], Mapping[str, Callable[[Any, Any], None]]] = lambda c: {}
+    # FastAPI routers mounted under /v1 (in the OpenAPI document), and the console's page routers.
+    routers: Callable[[], Iterable[Any]] = _none
+    console: Callable[[], Iterable[Any]] = _none
+    nav: tuple[NavItem, ...] = ()
+    # Folders of console templates and static files (file names must not collide with other apps').
+    templates: Path | None = None
+    static: Path | None = None
+    ticks: tuple[Tick, ...] = ()
+    # Event types this application emits (webhook subscriptions may name them).
+    event_types: tuple[str, ...] = ()
+    # Alembic version folders for this application's own tables (applied with the core's on migrate).
+    migrations: Path | None = None
+    # The figures the admin statistics page shows for this application.
+    admin_stats: Callable[[Any], Mapping[str, Any]] | None = None
+    # Adds the application's commands to the `reelforge` CLI: given the Typer app and the core's command
+    # groups by name ("users", "models"), for subcommands such as `reelforge models pull`.
+    cli: Callable[[Any, Mapping[str, Any]], None] | None = None
+    # `reelforge demo` runs this with an authenticated httpx client and an output folder; returns an exit code.
+    demo: Callable[[Any, Path], int] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class AppError(RuntimeError):
+    """An installed application is malformed (bad name, a name taken twice, a reserved name)."""
+
+
+def _validate(apps: list[AppManifest]) -> list[AppManifest]:
+    seen: set[str] = set()
+    for app in apps:
+        if not isinstance(app, AppManifest):
+            raise AppError(f"entry point of group {GROUP!r} must name an AppManifest, got {type(app).__name__}")
+        if not _NAME.match(app.name):
+            raise AppError(f"application name {app.name!r} must match {_NAME.pattern}")
+        if app.name in RESERVED:
+            raise AppError(f"application name {app.name!r} is reserved by the core")
+        if app.name in seen:
+            raise AppError(f"two installed applications are named {app.name!r}")
+        seen.add(app.name)
+    return apps
+
+
+def discover() -> list[AppManifest]:
+    """Every installed application, sorted by name (so order never depends on the installer)."""
+    found = []
+    for ep in entry_points(group=GROUP):
+        found.append(ep.load())
+    return _validate(sorted(found, key=lambda a: a.name))
+
+
+def app_settings(settings: Any, name: str) -> Any:
+    """The settings section of application `name` (typed by the caller, which knows its own model)."""
+    return getattr(settings, name)

@@ -1,0 +1,61 @@
+"""Image generation: a prompt in, images out (`image.generate`), async or sync, with a console page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reelforge.applications import AppManifest, NavItem
+
+HERE = Path(__file__).parent
+
+
+def _pipelines() -> list[Any]:
+    from reelforge.apps.imagegen.pipelines import PIPELINE
+
+    return [PIPELINE]
+
+
+def _models(settings: Any) -> list[Any]:
+    from reelforge.apps.imagegen.models import image_generate_adapters
+
+    return image_generate_adapters(settings)
+
+
+def _checks(c: Any) -> dict[str, Any]:
+    from reelforge.apps.imagegen import pipelines
+
+    return {pipelines.TASK: lambda data: pipelines.check(c.models, data)}
+
+
+def _console() -> list[Any]:
+    from reelforge.apps.imagegen.console import router
+
+    return [router]
+
+
+def _cli(app: Any, groups: Any) -> None:
+    from reelforge.apps.imagegen.cli import register
+
+    register(app, groups)
+
+
+def _demo(http: Any, out_dir: Path) -> int:
+    from reelforge.apps.imagegen.demo import run_demo
+
+    return run_demo(http, out_dir)
+
+
+APP = AppManifest(
+    name="imagegen",
+    title="Image generation",
+    description="Text-to-image with diffusers pipelines (SD 1.5, SDXL, turbo) or the tiny test model.",
+    pipelines=_pipelines,
+    models=_models,
+    submit_checks=_checks,
+    console=_console,
+    nav=(NavItem("generate", "/generate", "Generate image", "sparkles", "Workspace"),),
+    templates=HERE / "templates",
+    cli=_cli,
+    demo=_demo,
+)

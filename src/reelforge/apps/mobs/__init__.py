@@ -1,0 +1,92 @@
+"""Video understanding ("mobs"): short videos analysed (OCR, speech, embeddings, validation), grouped into
+mobs, a feed, similar-video search and admin statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reelforge.applications import AppManifest, NavItem, Tick
+from reelforge.apps.mobs.settings import MobsSettings
+
+HERE = Path(__file__).parent
+KIND = "video.analyze"
+
+
+def _pipelines() -> list[Any]:
+    from reelforge.apps.mobs.pipelines import PIPELINE
+
+    return [PIPELINE]
+
+
+def _models(settings: Any) -> list[Any]:
+    from reelforge.apps.mobs.models import video_understanding_adapters
+
+    return list(video_understanding_adapters(settings))
+
+
+def _service(c: Any) -> Any:
+    from reelforge.apps.mobs.service import MobService
+
+    return MobService(c.store, c.settings, assets=c.assets, objects=c.objects, jobs=c.jobs,
+                      vectors=lambda: c.vectors)
+
+
+def _owner_checks(c: Any) -> dict[str, Any]:
+    return {KIND: lambda p, data: c.app("mobs").check_analyze(p, data)}
+
+
+def _routers() -> list[Any]:
+    from reelforge.apps.mobs.routes import router
+
+    return [router]
+
+
+def _console() -> list[Any]:
+    from reelforge.apps.mobs.console import router
+
+    return [router]
+
+
+def _recluster(c: Any, worker_id: str) -> None:
+    c.app("mobs").tick(worker_id)  # hourly re-clustering: one runner per interval across workers
+
+
+def _admin_stats(c: Any) -> dict[str, Any]:
+    from reelforge.apps.mobs.routes import video_stats
+
+    return {"videos": video_stats(c)}
+
+
+def _demo(http: Any, out_dir: Path) -> int:
+    from reelforge.apps.mobs.demo import run_demo
+
+    return run_demo(http, out_dir)
+
+
+APP = AppManifest(
+    name="mobs",
+    title="Video understanding",
+    description="Short videos analysed, validated and grouped into mobs; feed, similar search, statistics.",
+    settings=MobsSettings,
+    pipelines=_pipelines,
+    models=_models,
+    service=_service,
+    owner_checks=_owner_checks,
+    routers=_routers,
+    console=_console,
+    nav=(
+        NavItem("mobs-feed", "/mobs/feed", "Video feed", "list", "Videos"),
+        NavItem("mobs-list", "/mobs", "Mobs", "users", "Videos"),
+        NavItem("mobs-upload", "/mobs/upload", "Upload video", "upload", "Videos"),
+        NavItem("mobs-admin-videos", "/admin/videos", "Videos", "list", "Admin", admin=True),
+        NavItem("mobs-admin-stats", "/admin/video-stats", "Video statistics", "chart", "Admin", admin=True),
+    ),
+    templates=HERE / "templates",
+    static=HERE / "static",
+    ticks=(Tick("mobs.recluster", _recluster),),
+    event_types=("video.analyzed",),
+    migrations=HERE / "migrations",
+    admin_stats=_admin_stats,
+    demo=_demo,
+)

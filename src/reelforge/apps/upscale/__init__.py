@@ -1,0 +1,77 @@
+"""Upscaling: video super-resolution (`video.upscale`, chunked and streamed) and single images
+(`image.upscale`), with Real-ESRGAN and resampling baselines."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from reelforge.applications import AppManifest, NavItem
+from reelforge.apps.upscale.settings import UpscaleSettings
+
+HERE = Path(__file__).parent
+
+
+def _pipelines() -> list[Any]:
+    from reelforge.apps.upscale import image_pipeline, video_pipeline
+
+    return [video_pipeline.PIPELINE, image_pipeline.PIPELINE]
+
+
+def _models(settings: Any) -> list[Any]:
+    from reelforge.apps.upscale.models import upscale_adapters
+
+    return list(upscale_adapters(settings))
+
+
+def _checks(c: Any) -> dict[str, Any]:
+    from reelforge.apps.upscale import image_pipeline, video_pipeline
+
+    def check(data: dict[str, Any]) -> None:
+        image_pipeline.check_model(c.models, data)
+
+    return {video_pipeline.KIND: check, image_pipeline.KIND: check}
+
+
+def _owner_checks(c: Any) -> dict[str, Any]:
+    from reelforge.apps.upscale import image_pipeline, video_pipeline
+
+    return {video_pipeline.KIND: partial(video_pipeline.submit_check, c),
+            image_pipeline.KIND: partial(image_pipeline.submit_check, c)}
+
+
+def _console() -> list[Any]:
+    from reelforge.apps.upscale.console import router
+
+    return [router]
+
+
+def _cli(app: Any, groups: Any) -> None:
+    from reelforge.apps.upscale.cli import register
+
+    register(app, groups)
+
+
+def _demo(http: Any, out_dir: Path) -> int:
+    from reelforge.apps.upscale.demo import run_demo
+
+    return run_demo(http, out_dir)
+
+
+APP = AppManifest(
+    name="upscale",
+    title="Upscaling",
+    description="Video super-resolution in parallel chunks, every source stream kept; single images too.",
+    settings=UpscaleSettings,
+    pipelines=_pipelines,
+    models=_models,
+    submit_checks=_checks,
+    owner_checks=_owner_checks,
+    console=_console,
+    nav=(NavItem("upscale", "/upscale", "Upscale video", "sparkles", "Workspace"),),
+    templates=HERE / "templates",
+    static=HERE / "static",
+    cli=_cli,
+    demo=_demo,
+)
