@@ -28,7 +28,7 @@ def _install(site: Path) -> None:
 
 def _drive(tmp_path: Path, site: Path | None) -> dict[str, object]:
     paths = [str(EXAMPLE)] + ([str(site)] if site else [])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths + [os.environ.get("PYTHONPATH", "")]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]),
            "REELFORGE_GREETER__GREETING": "ahoy", "REELFORGE_DATA_DIR": str(tmp_path / "var")}
     proc = subprocess.run([sys.executable, str(EXAMPLE / "drive.py"), str(tmp_path / "var")], env=env,
                           capture_output=True, text=True, timeout=240)
