@@ -36,6 +36,17 @@ FORBIDDEN = [
     "http://127.1/hook",  # short form of 127.0.0.1
     "http://2130706433/hook",  # 127.0.0.1 as one decimal number
     "http://0x7f000001/hook",  # and in hex
+    # IPv6 forms that embed an IPv4 address
+    "http://[2002:7f00:1::]/hook",  # 6to4 of 127.0.0.1
+    "http://[2002:c0a8:101::1]/hook",  # 6to4 of 192.168.1.1
+    "http://[64:ff9b::7f00:1]/hook",  # NAT64 well-known prefix, 127.0.0.1
+    "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 of the metadata address
+    "http://[64:ff9b:1::a00:1]/hook",  # NAT64 local-use prefix
+    "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",  # Teredo
+    "http://[::127.0.0.1]/hook",  # IPv4-compatible (deprecated form)
+    "http://[::ffff:0:a00:1]/hook",  # IPv4-translated
+    "http://[::ffff:169.254.169.254]/hook",  # IPv4-mapped metadata address
+    "http://[2001:db8::5efe:a00:1]/hook",  # ISATAP interface id carrying 10.0.0.1
 ]
 
 
@@ -125,3 +136,24 @@ def test_redirects_are_not_followed(client: Any, alice: UserHandle, worker: Any)
         (d,) = wait_for(attempts)
         assert d["status"] != "delivered" and d["last_status_code"] == 307
         assert inner.received() == []
+
+
+@pytest.mark.parametrize("ip", ["2002:7f00:1::", "64:ff9b::808:808", "2001::1", "::8.8.8.8", "2a00:1450::5efe:a00:1"])
+def test_embedded_ipv4_forms_are_blocked(ip: str) -> None:
+    import ipaddress
+
+    from reelforge.adapters.events.http import _blocked_ip
+
+    # Refused even when the embedded address is public: the range itself reaches a translator or tunnel.
+    assert _blocked_ip(ipaddress.ip_address(ip))
+
+
+@pytest.mark.parametrize("ip", ["2606:4700::1111", "2a00:1450:4001:82b::200e", "::ffff:8.8.8.8",
+                                "2001:4860:4860::8888", "2a00:1450::5efe:808:808"])
+def test_public_ipv6_is_allowed(ip: str) -> None:
+    import ipaddress
+
+    from reelforge.adapters.events.http import _blocked_ip
+
+    assert not _blocked_ip(ipaddress.ip_address(ip))
+

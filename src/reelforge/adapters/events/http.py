@@ -21,9 +21,22 @@ _EXTRA_BLOCKED = [ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("f
                   ipaddress.ip_network("192.0.0.0/24"), ipaddress.ip_network("198.18.0.0/15")]
 
 
+# IPv6 forms that carry an IPv4 address a gateway or tunnel may forward to (6to4, NAT64 well-known and
+# local-use prefixes, Teredo, IPv4-compatible, IPv4-translated): a webhook has no business there, and the
+# embedded address could be a private one, so the whole ranges are refused.
+_EMBEDDED_IPV4 = [ipaddress.ip_network(n) for n in (
+    "2002::/16", "64:ff9b::/96", "64:ff9b:1::/48", "2001::/32", "::/96", "::ffff:0:0:0/96")]
+
+
 def _blocked_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        elif any(ip in net for net in _EMBEDDED_IPV4):
+            return True
+        elif (int(ip) >> 32) & 0xFDFFFFFF == 0x00005EFE:
+            # ISATAP interface id (::0:5efe:a.b.c.d or ::200:5efe:a.b.c.d) under any prefix: judge its IPv4.
+            return _blocked_ip(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
             or ip.is_unspecified or any(ip in net for net in _EXTRA_BLOCKED))
 
