@@ -44,10 +44,7 @@ class VideoAnalyzeInput(BaseModel):
 
 
 def _mobs(ctx: StepContext) -> Any:
-    svc = getattr(ctx.services, "mobs", None)
-    if svc is None:
-        raise errors.ReelforgeError("the worker was started without the mobs service", code="mobs_unavailable")
-    return svc
+    return ctx.services.app("mobs")
 
 
 def _jsonable(value: Any) -> Any:
