@@ -11,6 +11,7 @@ from reelforge.adapters.db.store import Store
 from reelforge.applications import AppManifest, Tick, discover
 from reelforge.config import Settings, get_settings
 from reelforge.observability import Metrics
+from reelforge.runtime.ticks import Tick
 
 
 class Container:
@@ -164,6 +165,14 @@ class Container:
 
         rl = self.settings.rate_limit
         return RateLimiter(rl.writes_per_window_account, rl.window_s)
+
+    # --- application hooks: replaced by manifest discovery (apps/<app>/) ------------------------
+    def app_services(self) -> dict[str, Any]:
+        return {"mobs": self.mobs}
+
+    def ticks(self) -> list[Tick]:
+        return [Tick("mobs.recluster", lambda c, wid: c.mobs.tick(wid))]
+    # --- end of application hooks ---------------------------------------------------------------
 
     def _db_stats(self) -> dict[str, Any]:
         with self.store.tx(write=False) as tx:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from reelforge import errors
-from reelforge.runtime.worker import DbCheckpoints, Worker, _Running
+from reelforge.runtime.checkpoints import DbCheckpoints
+from reelforge.runtime.worker import Worker, _Running
 from tests.reliability.conftest import WorkerProcs, balance, job_record, job_status, wait_until
 from tests.reliability.pipelines import SLOW_PRICE, STEPS_PRICE, read_log
 

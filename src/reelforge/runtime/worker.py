@@ -2,6 +2,8 @@
 
 Crash safety comes from the database, not from this process: a lease that stops being renewed expires,
 another worker takes the job and resumes from its checkpoints; the attempt number fences late writes.
+Successes commit on the finisher's thread (runtime/finisher.py); lease reaping, deliveries, the sweeper and
+the registered ticks run on the maintenance thread (runtime/maintenance.py).
 """
 
 from __future__ import annotations
@@ -14,22 +16,30 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from reelforge import errors
 from reelforge.adapters.db.store import Job
 from reelforge.observability import job_id_var
+from reelforge.runtime.checkpoints import DbCheckpoints, History
 from reelforge.runtime.context import StepContext
 from reelforge.runtime.executors import LocalExecutor
-from reelforge.runtime.runner import EXECUTION_MARKER, PipelineFailed, StepRunner
+from reelforge.runtime.finisher import Finisher
+from reelforge.runtime.maintenance import Maintenance
+from reelforge.runtime.runner import PipelineFailed, StepRunner
 from reelforge.services.jobs import SucceedItem
 from reelforge.services.metering import MeteredModels
 
 log = logging.getLogger("reelforge.worker")
 
-History = list[tuple[str, str | None, dict[str, Any]]]
+
+class AppUnavailable(errors.ReelforgeError, LookupError):
+    """A step asked for an application this worker was not given: a lookup miss that still fails the job
+    with a stable code (not retryable: another attempt on the same worker set-up would miss it too)."""
+
+    code, title = "app_unavailable", "Application not available in this worker"
 
 
 @dataclass
@@ -41,79 +51,22 @@ class StepServices:
     assets: Any
     objects: Any
     store: Any
-    mobs: Any = None  # services.mobs.MobService (video.analyze writes through it)
+    apps: Mapping[str, Any] = field(default_factory=dict)  # application name -> its service object
 
-
-class DbCheckpoints:
-    """The runner's checkpoint store for one attempt of one job, on the job tables, fenced by the attempt."""
-
-    def __init__(self, container: Any, job: Job) -> None:
-        self.c = container
-        self.job_id = job.id
-        self.attempt = job.attempt
-        self._lock = threading.Lock()
-        self._history: History = []
-        self._pending: dict[str, Any] = {}
-        if job.attempt <= 1:
-            # first attempt: no checkpoint can exist (only fenced attempts write them); skip the read.
-            self._cache: dict[str, Any] = {}
-        else:
-            with container.store.tx(write=False) as tx:
-                self._cache = {cp.path: cp.output for cp in tx.checkpoints(job.id)}
-
-    def get(self, path: str) -> tuple[bool, Any]:
-        with self._lock:
-            if path in self._cache:
-                return True, self._cache[path]
-        return False, None
-
-    def put(self, path: str, output: Any) -> None:
-        if path == EXECUTION_MARKER:
-            # Only tells a resumed run from a fresh one; written with the next real checkpoint, saving a
-            # transaction per job. A crash before that makes the resumed run say "started": harmless.
-            with self._lock:
-                self._cache[path] = output
-                self._pending[path] = output
-            return
-        with self._lock:
-            history, self._history = self._history, []
-            pending, self._pending = self._pending, {}
+    def app(self, name: str) -> Any:
+        """The service object of the application `name`; AppUnavailable when this worker has none."""
         try:
-            with self.c.store.tx() as tx:
-                tx.fence(self.job_id, self.attempt, self.c.settings.jobs.lease_s)
-                for type_, p, details in history:
-                    tx.add_event(self.job_id, type_, path=p, attempt=self.attempt, details=details)
-                for p, out in pending.items():
-                    tx.put_checkpoint(self.job_id, p, out, self.attempt)
-                tx.put_checkpoint(self.job_id, path, output, self.attempt)
-        except BaseException:
-            with self._lock:
-                self._history = history + self._history
-                self._pending = {**pending, **self._pending}
-            raise
-        with self._lock:
-            self._cache[path] = output
+            return self.apps[name]
+        except KeyError:
+            known = ", ".join(sorted(self.apps)) or "none"
+            raise AppUnavailable(f"the worker was started without the application {name!r} "
+                                 f"(registered: {known})", app=name) from None
 
-    def defer(self, path: str, output: Any) -> None:
-        """a checkpoint written with the next write of this attempt (next put or final transition)."""
-        with self._lock:
-            self._pending[path] = output
-            self._cache[path] = output
 
-    def take_pending(self) -> dict[str, Any]:
-        with self._lock:
-            out, self._pending = self._pending, {}
-        return out
-
-    def history(self, event: str, path: str | None, **details: Any) -> None:
-        # Buffered: written with the next checkpoint or the job's final transition (same fenced transaction).
-        with self._lock:
-            self._history.append((event, path, details))
-
-    def take_history(self) -> History:
-        with self._lock:
-            out, self._history = self._history, []
-        return out
+def _app_services(container: Any) -> dict[str, Any]:
+    """Each registered application's service object, by application name (none from a bare container)."""
+    provide = getattr(container, "app_services", None)
+    return dict(provide()) if provide is not None else {}
 
 
 class _Running:
@@ -126,79 +79,6 @@ class _Running:
         self.progress: tuple[float, str] | None = None
         self.progress_written = 0.0
         self.lock = threading.Lock()
-
-
-class Finisher:
-    """Batches job successes: those arriving within `window_s` of each other commit in one transaction.
-
-    Each job is still fenced on its own attempt (JobService.succeed_many, one fenced UPDATE). `submit` hands a
-    success over and returns at once (the worker's slot goes on to its next job while the batch commits; the
-    callback reports the outcome: the finished job, its StaleLease, or the error that failed the batch).
-    """
-
-    def __init__(self, jobs: Any, window_s: float, max_batch: int,
-                 in_flight: Callable[[], int] | None = None) -> None:
-        self.jobs = jobs
-        self.window_s = window_s
-        self.max_batch = max(1, max_batch)
-        # how many jobs could still join (running in this worker): stop waiting once all of them are here
-        self.in_flight = in_flight
-        self._queue: deque[tuple[SucceedItem, Callable[[Any], None]]] = deque()
-        self._cond = threading.Condition()
-        self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="reelforge-finisher", daemon=True)
-        self._thread.start()
-
-    def submit(self, item: SucceedItem, done: Callable[[Any], None]) -> None:
-        """Queue a success; `done` gets the finished job, its StaleLease, or the exception that failed the batch.
-
-        After close() the success commits here, in the calling thread, before this returns.
-        """
-        with self._cond:
-            closed = self._closed
-            if not closed:
-                self._queue.append((item, done))
-                self._cond.notify()
-        if closed:
-            try:
-                out: Any = self.jobs.succeed_many([item])[0]
-            except BaseException as exc:
-                out = exc
-            done(out)
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-        self._thread.join(timeout=5.0)
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closed:
-                    self._cond.wait()
-                if not self._queue and self._closed:
-                    return
-            # let the successes of jobs ending at about the same time join this batch
-            deadline = time.monotonic() + self.window_s
-            with self._cond:
-                while len(self._queue) < self.max_batch and not self._closed:
-                    if self.in_flight is not None and len(self._queue) >= self.in_flight():
-                        break
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
-                batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            try:
-                results: list[Any] = list(self.jobs.succeed_many([item for item, _ in batch]))
-            except BaseException as exc:  # the whole transaction failed: every job in it is unrecorded
-                results = [exc] * len(batch)
-            for (_, done), res in zip(batch, results, strict=True):
-                try:
-                    done(res)
-                except Exception:
-                    log.exception("finisher callback failed")
 
 
 class Worker:
@@ -221,7 +101,7 @@ class Worker:
                                                                                   worker_id=self.worker_id),
                                      assets=container.assets,
                                      objects=container.objects, store=container.store,
-                                     mobs=getattr(container, "mobs", None))
+                                     apps=_app_services(container))
         self.jobs_done = 0
         # Prefetched jobs: claimed (leased, attempt bumped) but not started; any idle slot takes the next one.
         self.prefetched: deque[Job] = deque()
@@ -230,6 +110,7 @@ class Worker:
         self.prefetch_max_job_s = float(getattr(self.settings.jobs, "prefetch_max_job_s", 1.0))
         self.job_s_avg: float | None = None  # moving average of this worker's job run times (None: none ran yet)
         self.finisher: Finisher | None = None
+        self.maintainer = Maintenance(container, self.worker_id, stopping=self.stopping, wake=self.wake)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -251,9 +132,7 @@ class Worker:
         t.start()
         self._threads.append(t)
         if self.maintenance:
-            t = threading.Thread(target=self._maintain, name="reelforge-maintenance", daemon=True)
-            t.start()
-            self._threads.append(t)
+            self._threads.append(self.maintainer.start())
         log.info("worker %s started with %d slot(s)", self.worker_id, self.concurrency)
 
     def stop(self, grace_s: float | None = None) -> None:
@@ -563,42 +442,6 @@ class Worker:
                                 concurrency=self.concurrency, status=status)
 
     # --- periodic work --------------------------------------------------------------------------
-    def _maintain(self) -> None:
-        s = self.settings
-        last_reap = last_outbox = 0.0
-        while not self.stopping.is_set():
-            now = time.monotonic()
-            try:
-                if now - last_reap >= max(0.5, min(5.0, s.jobs.lease_s / 3)):
-                    last_reap = now
-                    if self.c.jobs.reap_expired_leases():
-                        self.wake.set()
-                if now - last_outbox >= s.outbox_interval_s:
-                    last_outbox = now
-                    self.c.events.fan_out()
-                    self.c.events.deliver_due()
-                with self.c.store.tx() as tx:
-                    sweep = tx.try_schedule("sweeper", s.sweep_interval_s, self.worker_id)
-                if sweep:
-                    self.sweep()
-                self.c.alarms.tick(self.worker_id)  # evaluates only when this worker wins the tick
-                mobs = getattr(self.c, "mobs", None)
-                if mobs is not None:
-                    mobs.tick(self.worker_id)  # hourly re-clustering: one runner per tick across workers
-            except Exception:
-                log.exception("maintenance failed")
-            self.stopping.wait(0.25)
-
     def sweep(self) -> dict[str, int]:
         """Delete expired temporary assets, abandoned uploads and expired job records."""
-        counts = self.c.assets.sweep()
-        jobs = 0
-        for job_id in self.c.jobs.expired_job_ids():
-            self.c.assets.delete_job_temporaries(job_id)
-            with self.c.store.tx() as tx:
-                tx.delete_job(job_id)
-            jobs += 1
-        counts["jobs"] = jobs
-        if any(counts.values()):
-            log.info("sweeper removed %s", counts)
-        return counts
+        return self.maintainer.sweep()

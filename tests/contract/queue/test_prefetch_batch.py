@@ -10,7 +10,8 @@ import pytest
 
 from reelforge import errors
 from reelforge.domain.types import Principal, Role
-from reelforge.runtime.worker import Finisher, Worker
+from reelforge.runtime.finisher import Finisher
+from reelforge.runtime.worker import Worker
 from reelforge.services.jobs import SucceedItem
 
 

@@ -1,0 +1,100 @@
+"""The worker's periodic work: lease reaping, outbox delivery, the sweeper, alarms and registered ticks.
+
+Every worker runs it; work that must happen once per interval across all workers (sweeper, alarms, ticks)
+is scheduled through the database, so the worker that wins the turn does it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from reelforge.runtime.ticks import Tick
+
+log = logging.getLogger("reelforge.worker")
+
+PASS_INTERVAL_S = 0.25
+
+
+class Maintenance:
+    """Runs on its own thread, owned by the worker, until `stopping` is set."""
+
+    def __init__(self, container: Any, worker_id: str, *, stopping: threading.Event,
+                 wake: threading.Event) -> None:
+        self.c = container
+        self.worker_id = worker_id
+        self.stopping = stopping
+        self.wake = wake  # set when reaping made jobs claimable again, so idle slots look at once
+        self._ticks: list[Tick] | None = None
+        self._last_reap = 0.0
+        self._last_outbox = 0.0
+
+    def start(self) -> threading.Thread:
+        t = threading.Thread(target=self.run, name="reelforge-maintenance", daemon=True)
+        t.start()
+        return t
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.run_once()
+            self.stopping.wait(PASS_INTERVAL_S)
+
+    def run_once(self) -> None:
+        """One pass: the core work, then every registered tick; no failure in one stops another."""
+        try:
+            self._core(time.monotonic())
+        except Exception:
+            log.exception("maintenance failed")
+        self.run_ticks()
+
+    def _core(self, now: float) -> None:
+        s = self.c.settings
+        if now - self._last_reap >= max(0.5, min(5.0, s.jobs.lease_s / 3)):
+            self._last_reap = now
+            if self.c.jobs.reap_expired_leases():
+                self.wake.set()
+        if now - self._last_outbox >= s.outbox_interval_s:
+            self._last_outbox = now
+            self.c.events.fan_out()
+            self.c.events.deliver_due()
+        with self.c.store.tx() as tx:
+            sweep = tx.try_schedule("sweeper", s.sweep_interval_s, self.worker_id)
+        if sweep:
+            self.sweep()
+        self.c.alarms.tick(self.worker_id)  # evaluates only when this worker wins the tick
+
+    @property
+    def ticks(self) -> list[Tick]:
+        """The ticks the container registers (none when it has no `ticks()`), read once."""
+        if self._ticks is None:
+            registered = getattr(self.c, "ticks", None)
+            try:
+                self._ticks = list(registered()) if registered is not None else []
+            except Exception:
+                # read once, so this is logged once; the core maintenance goes on without ticks
+                log.exception("could not read the registered maintenance ticks")
+                self._ticks = []
+        return self._ticks
+
+    def run_ticks(self) -> None:
+        for tick in self.ticks:
+            try:
+                tick.run(self.c, self.worker_id)
+            except Exception:
+                log.exception("maintenance tick %s failed", tick.name, extra={"tick": tick.name})
+
+    def sweep(self) -> dict[str, int]:
+        """Delete expired temporary assets, abandoned uploads and expired job records."""
+        counts: dict[str, int] = self.c.assets.sweep()
+        jobs = 0
+        for job_id in self.c.jobs.expired_job_ids():
+            self.c.assets.delete_job_temporaries(job_id)
+            with self.c.store.tx() as tx:
+                tx.delete_job(job_id)
+            jobs += 1
+        counts["jobs"] = jobs
+        if any(counts.values()):
+            log.info("sweeper removed %s", counts)
+        return counts
