@@ -46,8 +46,10 @@ class NavItem:
 
 @dataclass(frozen=True)
 class Tick:
-    """Periodic work run by every worker's maintenance loop; `run(container, worker_id)` schedules itself
-    (for example with a database schedule lock, so one worker runs it per interval)."""
+    """Periodic work run by every worker's maintenance loop: `run(container, worker_id)` is called on every
+    pass (a few times a second, on every worker), so it decides for itself whether its time has come and
+    whether this worker wins the turn (for example with `tx.try_schedule`), and hands long work to a thread
+    of its own: the same loop reaps leases and delivers events."""
 
     name: str
     run: Callable[[Any, str], None]

@@ -11,7 +11,6 @@ from reelforge.adapters.db.store import Store
 from reelforge.applications import AppManifest, Tick, discover
 from reelforge.config import Settings, get_settings
 from reelforge.observability import Metrics
-from reelforge.runtime.ticks import Tick
 
 
 class Container:

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from reelforge import errors
+from reelforge.applications import Tick
 from reelforge.runtime.maintenance import Maintenance
-from reelforge.runtime.ticks import Tick
 from reelforge.runtime.worker import AppUnavailable, StepServices, Worker
 
 pytestmark = pytest.mark.timeout(30)

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from reelforge.runtime.ticks import Tick
+from reelforge.applications import Tick
 
 log = logging.getLogger("reelforge.worker")
 
