@@ -12,7 +12,7 @@ help:
 	@echo "make run    - install, migrate, start API + worker + console on http://127.0.0.1:8000"
 	@echo "make test   - install and run the whole test suite (lint, types, tests)"
 	@echo "make demo   - run every available application once through the real API and worker"
-	@echo "make lint   - ruff and mypy"
+	@echo "make lint   - ruff, mypy and lint-imports"
 	@echo "make bench  - benchmarks (results in bench/results/, summary in docs/benchmarks.md)"
 	@echo "make screenshots - browser tests that save each console page to docs/screenshots/"
 
@@ -37,6 +37,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Debian's chromium for the console's browser tests (tests/e2e): Playwright drives it and never downloads
 # a browser of its own. Installed when missing, where we are root and have apt-get; elsewhere they skip.
@@ -49,6 +50,7 @@ chromium:
 test: $(STAMP) chromium
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -m "not bench and not slow" $(PYTEST_ARGS)
 
 screenshots: $(STAMP) chromium
@@ -60,4 +62,4 @@ bench: $(STAMP)
 	$(PY) -m bench.api_latency
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .grimp_cache .import_linter_cache

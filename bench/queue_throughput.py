@@ -16,6 +16,7 @@ the timed part. With --rounds R the systems run R times, interleaved, and the me
 CPU seconds per job of each part (client, workers, database/broker server) are measured from /proc.
 
     python -m bench.queue_throughput --jobs 2000 --concurrency 4 --workers 2 [--only sqlite,postgres,celery]
+    python -m bench.queue_throughput --smoke     # 6 jobs, one worker of one slot: does it still run?
 
 Profiling (reelforge workers only): --profile DIR runs each worker under cProfile (every thread) and times each
 database transaction by the function that opened it; a summary is printed and written to DIR.
@@ -43,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import cpu_model, package_version
+from bench.common import cpu_model, package_version, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "queue_throughput.json"
@@ -668,7 +669,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the jobs to finish")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="JSON results file ('-' to skip)")
     ap.add_argument("--profile", default="", help="directory: profile the reelforge workers (cProfile, tx timing)")
-    args = ap.parse_args(argv)
+    args = parse_args(ap, argv, {"jobs": 6, "workers": 1, "concurrency": 1, "timeout": 120.0})
     systems = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(systems) - set(SYSTEMS)
     if unknown:

@@ -20,6 +20,7 @@ so the default filter (public only) passes all rows. A second, "filtered" pass a
 
     python -m bench.search                      # 10k and 100k, 200 queries
     python -m bench.search --sizes 2000 --queries 20 --out /tmp/search.json
+    python -m bench.search --smoke              # 1 500 vectors, 15 queries: does it still run?
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import cpu_model, package_version
+from bench.common import cpu_model, package_version, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "search.json"
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="shared_buffers of the embedded server ('' keeps PostgreSQL's default)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", default=str(DEFAULT_OUT))
-    args = p.parse_args(argv)
+    args = parse_args(p, argv, {"sizes": "1500", "queries": 15, "clusters": 10})
     args.ef_search = [int(v) for v in str(args.ef_search).split(",") if v]
     import faiss
 

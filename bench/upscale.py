@@ -1,6 +1,6 @@
 """Video upscaling: pipeline overhead against bare FFmpeg, model speed at 480p, and flat memory over length.
 
-Three parts, side by side in one run (a script: never part of the test suite):
+Three parts, side by side in one run (a script; the test suite runs only its --smoke mode):
 
 (a) overhead. The same generated clip (testsrc2 + a sine tone, H.264 + AAC) is upscaled x2 with Lanczos
     two ways, alternately, ``--rounds`` times: bare ``ffmpeg -vf scale=iw*2:ih*2:flags=lanczos`` (libx264, the
@@ -17,6 +17,7 @@ Three parts, side by side in one run (a script: never part of the test suite):
     each other.
 
     python -m bench.upscale --seconds 10 --size 320x180 --rounds 2 --memory 10,60
+    python -m bench.upscale --smoke     # tiny clips and frames, one round: does it still run?
 
 Writes bench/results/upscale.json.
 """
@@ -36,6 +37,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bench.common import parse_args
 
 RESULTS = Path(__file__).resolve().parent / "results" / "upscale.json"
 CRF = 18
@@ -159,14 +162,14 @@ def _photo(w: int, h: int) -> Any:
     return np.asarray(Image.fromarray(data.astronaut()).resize((w, h), Image.Resampling.BICUBIC))
 
 
-def part_models(root: Path, device: str) -> list[dict[str, Any]]:
+def part_models(root: Path, device: str, size: tuple[int, int] = (854, 480)) -> list[dict[str, Any]]:
     from reelforge.adapters.models.registry import build_default_registry
     from reelforge.apps.upscale.ports import UpscaleRequest
     from reelforge.config import Settings
 
     settings = Settings(data_dir=root / "models-var", models={"device": device})
     reg = build_default_registry(settings)
-    frame = _photo(854, 480)
+    frame = _photo(*size)
     out: list[dict[str, Any]] = []
     plan = [("realesr-animevideov3", 2, 1.0), ("realesr-animevideov3", 4, 1.0), ("realesrgan-x4plus", 4, 1 / 16),
             ("lanczos", 2, 1.0), ("bicubic", 2, 1.0)]
@@ -178,7 +181,7 @@ def part_models(root: Path, device: str) -> list[dict[str, Any]]:
         if not info.available:
             out.append({"model": name, "scale": scale, "device": device, "skipped": info.reason})
             continue
-        img = frame if area == 1.0 else frame[:120, :214].copy()
+        img = frame if area == 1.0 else frame[:size[1] // 4, :size[0] // 4].copy()
         t0 = time.perf_counter()
         reg.ensure_ready("image.upscale", name)
         load_s = time.perf_counter() - t0
@@ -189,9 +192,9 @@ def part_models(root: Path, device: str) -> list[dict[str, Any]]:
         per_480p = secs / (img.shape[0] * img.shape[1]) * (854 * 480)
         out.append({"model": name, "scale": scale, "device": device, "backend": getattr(res, "backend", None),
                     "measured_on": f"{img.shape[1]}x{img.shape[0]}", "seconds": round(secs, 3),
-                    "fps_480p": round(1 / per_480p, 4), "extrapolated": area != 1.0, "load_s": round(load_s, 2)})
+                    "fps_480p": round(1 / per_480p, 4), "extrapolated": img.shape[:2] != (480, 854), "load_s": round(load_s, 2)})
         print(f"  {name} x{scale} ({device}): {out[-1]['fps_480p']} fps at 480p"
-              f"{' (extrapolated)' if area != 1.0 else ''}", flush=True)
+              f"{' (extrapolated)' if out[-1]['extrapolated'] else ''}", flush=True)
     return out
 
 
@@ -247,20 +250,23 @@ def part_memory(lengths: list[float], size: tuple[int, int]) -> dict[str, Any]:
             "spread": round(spread, 4), "goal": 0.10, "goal_met": spread <= 0.10}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=40.0, help="overhead clip length")
     ap.add_argument("--size", default="640x360", help="source size for (a) and (c)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--memory", default="10,60", help="clip lengths for (c), seconds")
+    ap.add_argument("--frame", default="854x480", help="frame size for (b); its speed is scaled to 480p")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: overhead,models,memory")
     ap.add_argument("--memory-child", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--output", type=Path, default=RESULTS)
-    args = ap.parse_args()
+    args = parse_args(ap, argv, {"seconds": 2.0, "size": "96x64", "rounds": 1, "memory": "1", "frame": "96x64"},
+                      out="output")
     w, h = (int(x) for x in args.size.lower().split("x"))
     if args.memory_child is not None:
         memory_child(args.memory_child, (w, h))
-        return
+        return {}
+    fw, fh = (int(x) for x in args.frame.lower().split("x"))
     skip = set(filter(None, args.skip.split(",")))
     result: dict[str, Any] = {
         "benchmark": "upscale", "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -279,9 +285,9 @@ def main() -> None:
             import torch
 
             gpu = bool(torch.cuda.is_available())
-            result["models"] = {"gpu_present": gpu, "runs": part_models(root, "cpu")}
+            result["models"] = {"gpu_present": gpu, "frame": f"{fw}x{fh}", "runs": part_models(root, "cpu", (fw, fh))}
             if gpu:
-                result["models"]["runs"] += part_models(root, "cuda")
+                result["models"]["runs"] += part_models(root, "cuda", (fw, fh))
         if "memory" not in skip:
             print("(c) peak memory over clip length", flush=True)
             result["memory"] = part_memory([float(x) for x in args.memory.split(",")], (w, h))
@@ -289,6 +295,7 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.output}")
+    return result
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ Real-ESRGAN models are GAN-trained for perceived sharpness, not for PSNR: they u
 PSNR and can score above it on SSIM for flat, line-art content. The numbers say how faithful, not how sharp.
 
     python -m bench.upscale_quality            # full run, writes bench/results/upscale_quality.json
-    python -m bench.upscale_quality --quick    # tiny smoke run
+    python -m bench.upscale_quality --smoke    # tiny run (also --quick), results in a temp dir
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench.common import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "upscale_quality.json"
@@ -244,12 +246,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--data-dir", default="", help="where converted weights are cached (default: a temp dir)")
     ap.add_argument("--speed-size", type=int, nargs=2, default=[144, 256], metavar=("H", "W"),
                     help="frame size for the speed measurement (0 0 skips it)")
-    ap.add_argument("--quick", action="store_true", help="tiny smoke run: 48px samples, 2 frames, x2 only, "
-                                                         "no x4plus")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.size, args.frames, args.scales, args.speed_size = 48, 2, [2], [24, 36]
-        args.models = [m for m in args.models if m != "realesrgan-x4plus"]
+    # Smoke run: 48px samples, 2 frames, x2 only, no x4plus.
+    quick = {"size": 48, "frames": 2, "scales": [2], "speed_size": [24, 36],
+             "models": [m for m in ap.get_default("models") if m != "realesrgan-x4plus"]}
+    args = parse_args(ap, argv, quick, aliases=("--quick",))
     report = run(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

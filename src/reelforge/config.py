@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -161,9 +161,11 @@ class CoreSettings(BaseSettings):
     )
 
     data_dir: Path = Path("var")
-    public_url: str = "http://127.0.0.1:8000"
+    # Base of the URLs the API hands out (signed storage URLs). Empty: derived from host and port, so a
+    # server started on another port signs URLs that reach it; set it behind a proxy or a public name.
+    public_url: str = ""
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "INFO"
     log_json: bool = True
     max_body_bytes: int = 1024 * 1024
@@ -184,6 +186,23 @@ class CoreSettings(BaseSettings):
     extra_pipelines: list[str] = Field(default_factory=list)
     sweep_interval_s: float = 60.0
     outbox_interval_s: float = 1.0
+
+    _public_url_derived: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _derive_public_url(self) -> Settings:
+        if not self.public_url:
+            self.public_url = local_url(self.host, self.port)
+            self._public_url_derived = True
+        return self
+
+    def serving(self, host: str, port: int) -> Settings:
+        """These settings for a server bound to ``host:port``: a derived public_url follows the address, a
+        configured one is kept."""
+        public_url = local_url(host, port) if self._public_url_derived else self.public_url
+        copy = self.model_copy(update={"host": host, "port": port, "public_url": public_url})
+        copy._public_url_derived = self._public_url_derived
+        return copy
 
     # Derived paths -------------------------------------------------------------------
     @property
@@ -221,6 +240,16 @@ class CoreSettings(BaseSettings):
     def signing_secret(self) -> str:
         """HMAC key for signed storage URLs and webhook signatures' default."""
         return self.auth.jwt_secret or self.secret("secret-key")
+
+
+def local_url(host: str, port: int) -> str:
+    """``http://host:port`` for a listening address; a wildcard address gives the loopback one of its family."""
+    host = host.strip().removeprefix("[").removesuffix("]")
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _with_app_sections() -> type[CoreSettings]:

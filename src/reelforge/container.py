@@ -165,14 +165,6 @@ class Container:
         rl = self.settings.rate_limit
         return RateLimiter(rl.writes_per_window_account, rl.window_s)
 
-    # --- application hooks: replaced by manifest discovery (apps/<app>/) ------------------------
-    def app_services(self) -> dict[str, Any]:
-        return {"mobs": self.mobs}
-
-    def ticks(self) -> list[Tick]:
-        return [Tick("mobs.recluster", lambda c, wid: c.mobs.tick(wid))]
-    # --- end of application hooks ---------------------------------------------------------------
-
     def _db_stats(self) -> dict[str, Any]:
         with self.store.tx(write=False) as tx:
             return {"jobs": tx.queue_stats(), "oldest_age": tx.oldest_queued_age(),

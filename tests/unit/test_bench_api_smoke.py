@@ -5,10 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.bench
-
 
 def test_api_latency_smoke(tmp_path: Path) -> None:
     from bench import api_latency

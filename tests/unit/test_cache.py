@@ -89,7 +89,7 @@ def test_lru_eviction_at_the_size_limit(tmp_path: Path) -> None:
         pass
     names = {p.name for p, _, _ in cache.entries()}
     assert names == {blobs[0][1], blobs[2][1]}
-    assert cache.total_bytes() <= 25_000 and cache.stats.evictions == 1
+    assert sum(size for _, size, _ in cache.entries()) <= 25_000 and cache.stats.evictions == 1
 
 
 def test_entries_in_use_are_not_evicted(tmp_path: Path) -> None:

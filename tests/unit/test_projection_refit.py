@@ -112,6 +112,12 @@ class _SyntheticFeatures(LocalEmbedAdapter):
     def raw_features(self, request: Any, *, cancelled: Any = None) -> np.ndarray:
         return self.raw
 
+    def fit(self, raw: np.ndarray) -> Any:
+        """What the re-clustering's refit does: a PCA projection on stored raw features, saved for every worker."""
+        proj = fit_projection(raw, DIM, seed=0)
+        ProjectionFile(self.projection_path, DIM).save(proj)
+        return proj
+
 
 def test_another_worker_adapter_uses_the_refitted_projection_on_its_next_run(tmp_path: Path) -> None:
     path = tmp_path / "projection.npz"

@@ -29,8 +29,8 @@ from reelforge.domain.pipeline import (
 from reelforge.errors import JobCancelled, StaleLease, TransientError
 from reelforge.runtime.context import StepContext
 from reelforge.runtime.executors import LocalExecutor
-from reelforge.runtime.memory import InMemoryCheckpointStore
 from reelforge.runtime.runner import CATCH_SUFFIX, EXECUTION_MARKER, PipelineFailed, StepRunner
+from tests.fixtures.checkpoints import InMemoryCheckpointStore
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -61,6 +62,34 @@ def _bootstrap(c: Any) -> None:
         typer.echo(f"(saved to {path}, readable only by you; this is shown once)")
 
 
+def _listen(host: str | None, port: int | None) -> tuple[Settings, socket.socket]:
+    """The server's socket, bound before the container is built, and the settings for it: a derived
+    public_url (the base of signed upload URLs) names the port really bound, also for ``--port 0``."""
+    from reelforge.config import get_settings
+
+    s = get_settings()
+    host = s.host if host is None else host
+    port = s.port if port is None else port
+    bind_host = host.strip().removeprefix("[").removesuffix("]")
+    sock = socket.socket(socket.AF_INET6 if ":" in bind_host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((bind_host, port))
+    except OSError as exc:
+        sock.close()
+        _die(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    return s.serving(host, sock.getsockname()[1]), sock
+
+
+def _serve(asgi_app: Any, sock: socket.socket) -> None:
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(asgi_app, log_level="warning", access_log=False))
+    server.run(sockets=[sock])
+    if not server.started:
+        raise typer.Exit(EXIT_FAILED)
+
+
 @app.command()
 def migrate() -> None:
     """Apply database migrations."""
@@ -73,15 +102,13 @@ def migrate() -> None:
 def api(host: Annotated[str | None, typer.Option()] = None, port: Annotated[int | None, typer.Option()] = None,
         bootstrap: Annotated[bool, typer.Option(help="Migrate and create the admin first")] = True) -> None:
     """Serve the HTTP API and console."""
-    import uvicorn
-
     from reelforge.api.app import create_app
 
-    c = _container()
+    settings, sock = _listen(host, port)
+    c = _container(settings)
     if bootstrap:
         _bootstrap(c)
-    uvicorn.run(create_app(container=c), host=host or c.settings.host, port=port or c.settings.port,
-                log_level="warning", access_log=False)
+    _serve(create_app(container=c), sock)
 
 
 @app.command()
@@ -100,19 +127,19 @@ def run(host: Annotated[str | None, typer.Option()] = None, port: Annotated[int 
         workers: Annotated[int, typer.Option(min=0, max=16, help="Worker processes")] = 1,
         concurrency: Annotated[int, typer.Option(min=1, max=64)] = 1) -> None:
     """API + worker(s) + console on one machine; Ctrl-C stops everything."""
-    import uvicorn
-
     from reelforge.api.app import create_app
 
-    c = _container()
+    s, sock = _listen(host, port)
+    c = _container(s)
     _bootstrap(c)
-    procs = [subprocess.Popen([sys.executable, "-m", "reelforge", "worker", "--concurrency", str(concurrency)])
+    # The workers sign URLs with the same base as the API they stand beside.
+    env = {**os.environ, "REELFORGE_PUBLIC_URL": s.public_url}
+    procs = [subprocess.Popen([sys.executable, "-m", "reelforge", "worker", "--concurrency", str(concurrency)],
+                              env=env)
              for _ in range(workers)]
-    s = c.settings
     typer.secho(f"reelforge on {s.public_url} (API docs: {s.public_url}/docs)", fg=typer.colors.GREEN)
     try:
-        uvicorn.run(create_app(container=c), host=host or s.host, port=port or s.port, log_level="warning",
-                    access_log=False)
+        _serve(create_app(container=c), sock)
     finally:
         for p in procs:
             if p.poll() is None:

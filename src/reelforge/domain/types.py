@@ -37,13 +37,6 @@ class CreditKind(StrEnum):
     refund = "refund"
 
 
-class UploadStatus(StrEnum):
-    pending = "pending"
-    completed = "completed"
-    aborted = "aborted"
-    expired = "expired"
-
-
 JOB_EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled")
 
 

@@ -195,9 +195,6 @@ class SourceCache:
                 out.append((f, st.st_size, st.st_atime))
         return out
 
-    def total_bytes(self) -> int:
-        return sum(size for _, size, _ in self.entries())
-
     def evict(self, keep: str | None = None) -> int:
         """Remove least recently used entries until the cache fits; entries in use are skipped."""
         removed = 0

@@ -8,8 +8,6 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, inspect
-from sqlalchemy.pool import NullPool
 
 from reelforge.adapters.db.engine import normalize_url
 
@@ -38,11 +36,3 @@ def upgrade(url: str, revision: str = "heads", locations: Sequence[Path] | None 
     if url.startswith("sqlite:///"):
         Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url, locations), revision)
-
-
-def current_tables(url: str) -> set[str]:
-    engine = create_engine(normalize_url(url), poolclass=NullPool)
-    try:
-        return set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()

@@ -249,8 +249,3 @@ def _first_frame_rotation(container: Any, vs: Any, codec: str) -> int:
         raise refuse("not_a_video", f"The video stream cannot be decoded ({exc.strerror or exc})",
                      codec=codec) from exc
     raise refuse("not_a_video", "The video stream decodes to no frames", codec=codec)
-
-
-def parse_fraction(s: str) -> Fraction:
-    num, _, den = s.partition("/")
-    return Fraction(int(num), int(den or 1))

@@ -329,12 +329,6 @@ class PgVectorIndex:
             conn.execute(f"CREATE INDEX {t}_hnsw ON {t} USING hnsw (embedding vector_cosine_ops) "
                          f"WITH (m = {self.m}, ef_construction = {self.ef_construction})")
 
-    def drop_namespace(self, namespace: str) -> int:
-        """Delete every vector of a namespace; returns how many."""
-        check_namespace(namespace)
-        with self._tx() as conn:
-            return int(conn.execute(f"DELETE FROM {self.table} WHERE namespace = %s", (namespace,)).rowcount or 0)
-
 
 def _array(value: Any) -> np.ndarray[Any, Any]:
     return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)

@@ -279,13 +279,6 @@ class MarengoEmbedAdapter(_BedrockBase):
                     int(self.mobs.embedding_dim), seed=int(self.mobs.projection_seed), in_dim=self.raw_dim)
             return self._projection
 
-    def set_projection(self, projection: embeddings.Projection) -> None:
-        if projection.in_dim != self.raw_dim:
-            raise ValidationFailed(f"projection takes {projection.in_dim} values, Marengo features have "
-                                   f"{self.raw_dim}", code="dimension_mismatch")
-        with self._lock:
-            self._projection = projection
-
     def _start(self, path: Path) -> tuple[str, str]:
         out_uri = f"s3://{self.cfg.bucket}/{self.cfg.prefix}async/"
         output: dict[str, Any] = {"s3Uri": out_uri}

@@ -403,9 +403,3 @@ class ProjectionFile:
         with self._lock:
             projection.save(self.path)
             self._set(self._signature(), projection, ())
-
-    def use(self, projection: Projection) -> None:
-        """Use `projection` without saving it, until the file at the path changes."""
-        self._check(projection)
-        with self._lock:
-            self._set(self._signature(), projection, ())

@@ -197,20 +197,6 @@ class LocalEmbedAdapter:
         projection that another process (the re-clustering's refit) saved since is loaded and used."""
         return self._file.current()
 
-    def set_projection(self, projection: embeddings.Projection, *, save: bool = True) -> None:
-        """Use `projection` from now on (and keep it at projection_path when `save`; unsaved, it lasts until
-        the file at projection_path changes)."""
-        if save:
-            self._file.save(projection)
-        else:
-            self._file.use(projection)
-
-    def fit(self, raw: np.ndarray, *, save: bool = True) -> embeddings.Projection:
-        """Fit a PCA projection on stored raw features, make it current and return it."""
-        proj = embeddings.fit_projection(raw, int(self.mobs.embedding_dim), seed=int(self.mobs.projection_seed))
-        self.set_projection(proj, save=save)
-        return proj
-
     # Features ----------------------------------------------------------------------------------------
 
     def embed_text(self, req: VideoAnalysisRequest, media: MediaAnalysis) -> str:
