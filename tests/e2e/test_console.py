@@ -4,10 +4,13 @@ a fixed time); every page's screenshot is saved under REELFORGE_SCREENSHOTS when
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -240,6 +243,62 @@ def test_uploads_single_and_multipart(page: Any, live: Live, ada: dict[str, Any]
 
     page.set_input_files("#files", [{"name": "empty.txt", "mimeType": "text/plain", "buffer": b""}])
     expect(page.locator(".upload-item.failed", has_text="empty.txt")).to_contain_text("size")
+
+
+# Records every value the upload list's progress bar takes (each XHR event is a task of its own, so each report
+# reaches the observer separately).
+RECORD_UPLOAD_BAR = """() => {
+    window.__pcts = [];
+    const list = document.querySelector('#upload-list');
+    new MutationObserver(() => {
+        const bar = list.querySelector('.upload-item .bar');
+        if (bar) window.__pcts.push(Number(bar.getAttribute('aria-valuenow')));
+    }).observe(list, {subtree: true, childList: true, attributes: true, attributeFilter: ['aria-valuenow']});
+}"""
+
+
+def stored_asset(live: Live, token: str, filename: str) -> tuple[dict[str, Any], bytes]:
+    """The newest asset of that name, and its bytes as its signed download URL serves them."""
+    listed = live.api("GET", "/v1/assets", token, params={"limit": 200}).json()["data"]
+    asset_id = next(a["id"] for a in listed if a["filename"] == filename)
+    asset = live.api("GET", f"/v1/assets/{asset_id}", token).json()
+    with live.client() as c:
+        r = c.get(asset["download"]["url"])
+        assert r.status_code == 200, r.text
+    return asset, r.content
+
+
+def test_uploads_page_multipart_with_progress_and_retry(page: Any, live: Live, ada: dict[str, Any]) -> None:
+    """Three parts of 5 + 5 + 1 MiB, sent a few at a time; part 2 is refused once (503) and sent again."""
+    sign_in(page, live, ada, "/uploads")
+    data = os.urandom(11 * 1024 * 1024)
+    sent: list[int] = []
+
+    def storage(route: Any) -> None:
+        query = parse_qs(urlparse(route.request.url).query)
+        if route.request.method == "PUT" and query.get("op") == ["part"]:
+            number = int(query["part"][0])
+            sent.append(number)
+            if number == 2 and sent.count(2) == 1:
+                route.fulfill(status=503, content_type="application/problem+json",
+                              body=json.dumps({"title": "Service Unavailable", "status": 503, "code": "busy"}))
+                return
+        route.continue_()
+
+    page.route("**/v1/storage/objects/**", storage)
+    page.evaluate(RECORD_UPLOAD_BAR)
+    page.set_input_files("#files", [{"name": "reel.bin", "mimeType": "application/octet-stream", "buffer": data}])
+    item = page.locator(".upload-item", has_text="reel.bin")
+    expect(item).to_contain_text("Uploaded", timeout=60_000)
+    expect(item).to_contain_text("3 parts")
+    assert sorted(sent) == [1, 2, 2, 3], sent
+
+    pcts = page.evaluate("window.__pcts")
+    assert pcts[-1] == 100 and any(0 < p < 100 for p in pcts), pcts
+    asset, stored = stored_asset(live, ada["access_token"], "reel.bin")
+    digest = hashlib.sha256(data).hexdigest()
+    assert asset["size"] == len(data) and asset["sha256"] == digest
+    assert hashlib.sha256(stored).hexdigest() == digest
 
 
 def test_admin_pages_and_credit_grant(page: Any, live: Live) -> None:

@@ -6,7 +6,9 @@ test sends a real generated video through the signed URL and lands on its page."
 
 from __future__ import annotations
 
+import hashlib
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +152,41 @@ def test_admin_videos_and_stats(page: Any, live: Live, seeded: dict[str, Any]) -
     assert cells.nth(3).inner_text() == "2"  # k: the two seeded trends
     expect(page.locator("#usage-chart svg, #usage-chart .chart-empty")).to_be_visible()
     shot(page, "mobs-admin-stats")
+
+
+def test_upload_larger_than_multipart_threshold_intact_with_progress(page: Any, live: Live, tmp_path: Path) -> None:
+    """A 7 MiB video (a real clip, padded) goes up through the video routes and the console's shared upload; the
+    stored bytes are the file's and the page reported the upload's progress."""
+    from tests.e2e.conftest import MULTIPART_THRESHOLD
+    from tests.fixtures.mob_corpus import make_noise_video
+
+    clip = make_noise_video(tmp_path / "clip.mp4", 0, seconds=1.0)
+    data = clip.path.read_bytes()
+    data += bytes(7 * 1024 * 1024 - len(data))
+    assert len(data) > MULTIPART_THRESHOLD
+    big = tmp_path / "long.mp4"
+    big.write_bytes(data)
+    user = live.user("bigclip@example.com")
+    states: list[str] = []
+    # Exposed functions outlive the navigation to the video page that ends the upload.
+    page.expose_function("recordUploadState", lambda text: states.append(text))
+    sign_in(page, live, user, "/mobs/upload")
+    page.evaluate("""() => {
+        const state = document.querySelector('#video-upload-state');
+        new MutationObserver(() => window.recordUploadState(state.textContent))
+            .observe(state, {childList: true, characterData: true, subtree: true});
+    }""")
+    page.set_input_files("#video-file", str(big))
+    page.click("#video-upload-form button[type=submit]")
+    page.wait_for_url("**/mobs/videos/*")
+
+    pcts = [int(m.group(1)) for s in states if (m := re.fullmatch(r"Uploading… (\d+)%", s))]
+    assert pcts and pcts[-1] == 100 and pcts == sorted(pcts), states
+    assert "Uploaded; the analysis has started." in states, states
+    vid = page.url.rsplit("/", 1)[1]
+    v = live.api("GET", f"/v1/videos/{vid}", user["access_token"]).json()
+    assert v["job_id"] and v["playback_url"], v
+    with live.client() as c:
+        r = c.get(v["playback_url"])
+        assert r.status_code == 200
+    assert hashlib.sha256(r.content).hexdigest() == hashlib.sha256(data).hexdigest()

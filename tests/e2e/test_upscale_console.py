@@ -4,6 +4,7 @@ split slider compares a paused frame. Timing-tolerant: waits for states, never s
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,50 @@ def test_upscale_video_in_chunks_and_compare(page: Any, live: Live, tmp_path: Pa
     }""")
     assert video_state(page, "#after")["time"] > 0.8
     page.wait_for_function(SHOWS_CURRENT_FRAME)
+
+
+def test_upscale_image_uploaded_in_parts(page: Any, live: Live, tmp_path: Path) -> None:
+    """A noise picture over the multipart threshold goes up in two parts with the upload's progress in the run's
+    message; the job reads the very bytes that were chosen."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.e2e.conftest import MULTIPART_THRESHOLD
+
+    picture = tmp_path / "noise.png"
+    # RGBA noise hardly compresses: 6.4 MiB of PNG, and x2 stays under the output pixel cap (2800x2400).
+    pixels = np.random.default_rng(7).integers(0, 256, (1200, 1400, 4), dtype=np.uint8)
+    Image.fromarray(pixels).save(picture, compress_level=1)
+    data = picture.read_bytes()
+    assert MULTIPART_THRESHOLD < len(data) < 10 * 1024 * 1024
+    user = live.user("ivy@example.com")
+    sign_in(page, live, user, "/upscale")
+    expect(page.locator("#model option[value=lanczos]")).to_have_count(1)
+    page.select_option("#model", "lanczos")
+    page.select_option("#scale", "2")
+    parts: list[str] = []
+    page.on("request", lambda r: parts.append(r.url) if r.method == "PUT" and "op=part" in r.url else None)
+    page.evaluate("""() => {
+        window.__messages = [];
+        const m = document.querySelector('#run-message');
+        new MutationObserver(() => window.__messages.push(m.textContent))
+            .observe(m, {childList: true, characterData: true, subtree: true});
+    }""")
+    page.set_input_files("#file", str(picture))
+    page.click("#upscale-form button[type=submit]")
+
+    expect(page.locator("#run-status")).to_have_text("succeeded", timeout=JOB_TIMEOUT)
+    expect(page.locator("#run-message")).to_have_text("Done: 2800x2400")
+    assert len(parts) == 2, parts
+    messages = page.evaluate("window.__messages")
+    pcts = [int(m.group(1)) for s in messages if (m := re.fullmatch(r"Uploading… (\d+)%", s))]
+    assert pcts[-1] == 100 and any(0 < p < 100 for p in pcts), messages
+    href = page.locator("#run-open").get_attribute("href")
+    assert href and href.startswith("/jobs/")
+    job_id = href.rsplit("/", 1)[1]
+    job = live.api("GET", f"/v1/jobs/{job_id}", user["access_token"]).json()
+    asset = live.api("GET", f"/v1/assets/{job['input']['asset_id']}", user["access_token"]).json()
+    assert asset["size"] == len(data) and asset["sha256"] == hashlib.sha256(data).hexdigest()
+    with live.client() as c:
+        stored = c.get(asset["download"]["url"]).content
+    assert hashlib.sha256(stored).hexdigest() == asset["sha256"]

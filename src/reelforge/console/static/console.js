@@ -1,5 +1,5 @@
-/* reelforge console core: tokens, API calls, JSON -> HTML through <template>s, the HTMX extension "rf",
- * problem+json next to form fields, toasts. Plain JavaScript, no build step.
+/* reelforge console core: tokens, API calls, uploads by signed URL (RF.upload), JSON -> HTML through <template>s,
+ * the HTMX extension "rf", problem+json next to form fields, toasts. Plain JavaScript, no build step.
  *
  * Templates use a few attributes, filled from a JSON value (see RF.render):
  *   data-text="path|filter:arg"    text content          data-bind-ATTR="/jobs/{id}"   attribute, with {expr} parts
@@ -157,6 +157,178 @@
         try { parsed = JSON.parse(data); } catch (e) { /* keep text */ }
         if (onEvent(type, parsed, id) === false) { reader.cancel().catch(() => {}); return; }
       }
+    }
+  };
+
+  // ---- uploads by signed URL ----------------------------------------------------------------------------------------
+  const PART_CONCURRENCY = 3; // parts in flight at once: fast on real links, gentle on the server
+  const PART_RETRIES = 3; // further tries of a part that failed for a reason that may pass
+  const RETRY_BASE_MS = 500;
+  const RETRY_MAX_MS = 8000;
+
+  const aborted = () => new DOMException("The upload was cancelled.", "AbortError");
+
+  function storageError(xhr) {
+    let p = null;
+    try { p = JSON.parse(xhr.responseText); } catch (e) { /* not json */ }
+    if (!p || typeof p !== "object") p = { detail: "Storage answered HTTP " + xhr.status };
+    const err = new ApiError(xhr.status, p);
+    const after = Number(xhr.getResponseHeader("Retry-After"));
+    if (after > 0) err.retryAfterMs = after * 1000;
+    return err;
+  }
+
+  // Network errors, timeouts, throttling and server faults may pass on a second try; a refused signature, a
+  // closed upload or a too large body will not.
+  const retryable = (e) => e instanceof ApiError && (e.status === 0 || e.status === 408 || e.status === 429 || e.status >= 500);
+
+  function pause(ms, signal) {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) { reject(aborted()); return; }
+      const stop = () => { clearTimeout(t); reject(aborted()); };
+      const t = setTimeout(() => { signal.removeEventListener("abort", stop); resolve(); }, ms);
+      signal.addEventListener("abort", stop, { once: true });
+    });
+  }
+
+  /** One signed request with `body`; XMLHttpRequest, as fetch() reports no upload progress. Resolves to the ETag. */
+  function sendSigned(req, body, signal, onLoaded) {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) { reject(aborted()); return; }
+      const xhr = new XMLHttpRequest();
+      const stop = () => xhr.abort();
+      const settle = (fn, v) => { signal.removeEventListener("abort", stop); fn(v); };
+      xhr.open(req.method || "PUT", req.url);
+      for (const [k, v] of Object.entries(req.headers || {})) {
+        // The browser sets these itself and refuses to be told.
+        if (!/^(content-length|host)$/i.test(k)) xhr.setRequestHeader(k, v);
+      }
+      xhr.upload.onprogress = (e) => onLoaded(Math.min(e.loaded, body.size));
+      xhr.onload = () => {
+        if (xhr.status >= 200 && xhr.status < 300) {
+          onLoaded(body.size);
+          settle(resolve, xhr.getResponseHeader("ETag"));
+        } else {
+          settle(reject, storageError(xhr));
+        }
+      };
+      xhr.onerror = () => settle(reject, new ApiError(0, { detail: "The upload was interrupted (network error)." }));
+      xhr.ontimeout = xhr.onerror;
+      xhr.onabort = () => settle(reject, aborted());
+      signal.addEventListener("abort", stop, { once: true });
+      xhr.send(body);
+    });
+  }
+
+  async function sendWithRetry(req, body, signal, onLoaded, retries) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await sendSigned(req, body, signal, onLoaded);
+      } catch (e) {
+        if (signal.aborted || attempt >= retries || !retryable(e)) throw e;
+        onLoaded(0);
+        const backoff = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** attempt) * (0.5 + Math.random() / 2);
+        await pause(Math.max(backoff, e.retryAfterMs || 0), signal);
+      }
+    }
+  }
+
+  /** The generic steps of POST /v1/uploads; pages that upload through their own routes replace them. */
+  const uploadSteps = {
+    create(file, o, signal) {
+      const body = { filename: o.filename || file.name || undefined, content_type: o.contentType || file.type || "application/octet-stream", size: file.size };
+      // UploadCreate forbids unknown fields: send only what was asked for.
+      for (const k of ["lifecycle", "sha256", "multipart"]) if (o[k] !== undefined && o[k] !== null && o[k] !== "") body[k] = o[k];
+      return RF.post("/v1/uploads", body, { signal });
+    },
+    complete(upload, parts, signal) {
+      return RF.post("/v1/uploads/" + encodeURIComponent(upload.id) + "/complete", parts ? { parts } : {}, { signal });
+    },
+    abort(upload) {
+      return RF.post("/v1/uploads/" + encodeURIComponent(upload.id) + "/abort");
+    },
+  };
+
+  /**
+   * Upload a File (or Blob) by the platform's protocol: create the upload, PUT the bytes to the signed URL it
+   * gives (or each part to its own URL, a few at a time, a failed part tried again with backoff), then complete
+   * it with the parts' ETags. Resolves to what the completion answers (for /v1/uploads, the asset).
+   *
+   * options:
+   *   filename, contentType, lifecycle, sha256, multipart   the upload request (defaults from the file)
+   *   onProgress(sentBytes, totalBytes)                     as bytes go out (a retried part starts again)
+   *   onCreated(upload)                                     once the upload exists, before any bytes are sent
+   *   signal                                                an AbortSignal: stops every request, aborts the upload
+   *   concurrency, retries                                  parts in flight (3); further tries per part (3)
+   *   create(signal) -> Promise<upload>                     another route's create step, answering the
+   *                                                         UploadPublic shape: {id, put} or {id, part_size, parts}
+   *   complete(upload, parts, signal) -> Promise<result>    another route's completion; parts is null for a
+   *                                                         single PUT, else [{part_number, etag}] in order
+   *   abort(upload) -> Promise                              undo after a cancel (default POST .../abort; null: none)
+   */
+  RF.upload = async function (file, options) {
+    const o = options || {};
+    const total = file.size;
+    const ctl = new AbortController();
+    const outer = o.signal;
+    const follow = () => ctl.abort();
+    if (outer) {
+      if (outer.aborted) throw aborted();
+      outer.addEventListener("abort", follow, { once: true });
+    }
+    const signal = ctl.signal;
+    let reported = -1;
+    const report = (sent) => {
+      sent = Math.min(sent, total);
+      if (o.onProgress && sent !== reported) o.onProgress(sent, total);
+      reported = sent;
+    };
+    let upload = null;
+    try {
+      upload = await (o.create ? o.create(signal) : uploadSteps.create(file, o, signal));
+      if (signal.aborted) throw aborted();
+      if (o.onCreated) o.onCreated(upload);
+      report(0);
+      const retries = o.retries == null ? PART_RETRIES : o.retries;
+      let parts = null;
+      if (upload.parts && upload.parts.length) {
+        const loaded = new Map();
+        const sum = () => { let s = 0; loaded.forEach((n) => { s += n; }); return s; };
+        const queue = upload.parts.slice().sort((a, b) => a.part_number - b.part_number);
+        const done = [];
+        const lane = async () => {
+          while (queue.length && !signal.aborted) {
+            const part = queue.shift();
+            const start = (part.part_number - 1) * upload.part_size;
+            const blob = file.slice(start, start + part.size);
+            const etag = await sendWithRetry(part, blob, signal, (n) => { loaded.set(part.part_number, n); report(sum()); }, retries);
+            // Without the ETag the store cannot join the parts (an S3 bucket's CORS rule must expose it).
+            if (!etag) throw new ApiError(0, { detail: "The storage did not return the ETag of part " + part.part_number + "." });
+            done.push({ part_number: part.part_number, etag });
+          }
+        };
+        const lanes = Math.max(1, Math.min(o.concurrency || PART_CONCURRENCY, queue.length));
+        // The first part that fails for good stops the others; its error is the one to report.
+        let failure = null;
+        await Promise.all(Array.from({ length: lanes }, () => lane().catch((e) => { failure = failure || e; ctl.abort(); })));
+        if (outer && outer.aborted) throw aborted();
+        if (failure) throw failure;
+        parts = done.sort((a, b) => a.part_number - b.part_number);
+      } else if (upload.put) {
+        await sendWithRetry(upload.put, file, signal, report, retries);
+      } else {
+        throw new ApiError(0, { detail: "The upload has neither a signed URL nor parts." });
+      }
+      report(total);
+      return await (o.complete ? o.complete(upload, parts, signal) : uploadSteps.complete(upload, parts, signal));
+    } catch (e) {
+      if (upload && outer && outer.aborted) {
+        const undo = o.abort === undefined ? uploadSteps.abort : o.abort;
+        if (undo) Promise.resolve().then(() => undo(upload)).catch(() => {});
+      }
+      throw e;
+    } finally {
+      if (outer) outer.removeEventListener("abort", follow);
     }
   };
 

@@ -469,25 +469,6 @@
   };
 
   // ---- uploads -----------------------------------------------------------------------------------------------------------------------------
-  function xhrPut(req, body, onProgress) {
-    return new Promise((resolve, reject) => {
-      const xhr = new XMLHttpRequest();
-      xhr.open(req.method || "PUT", req.url);
-      for (const [k, v] of Object.entries(req.headers || {})) {
-        if (!/^(content-length|host)$/i.test(k)) xhr.setRequestHeader(k, v);
-      }
-      xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded); };
-      xhr.onload = () => {
-        if (xhr.status >= 200 && xhr.status < 300) { onProgress(body.size); resolve(xhr.getResponseHeader("ETag")); return; }
-        let p = null;
-        try { p = JSON.parse(xhr.responseText); } catch (e) { p = { detail: "Storage answered HTTP " + xhr.status }; }
-        reject(new RF.ApiError(xhr.status, p));
-      };
-      xhr.onerror = () => reject(new RF.ApiError(0, { detail: "The upload was interrupted (network error)." }));
-      xhr.send(body);
-    });
-  }
-
   async function uploadOne(file, lifecycle) {
     const list = $("#upload-list");
     const frag = RF.render("tpl-upload-item", { name: file.name, size: file.size });
@@ -501,33 +482,11 @@
       $("[data-upload-pct]", item).textContent = pct + "%";
     };
     try {
-      const up = await RF.post("/v1/uploads", {
-        filename: file.name, content_type: file.type || "application/octet-stream", size: file.size, lifecycle,
+      await RF.upload(file, {
+        lifecycle,
+        onCreated: (up) => { if (up.parts && up.parts.length) $(".meta", item).append(" · " + up.parts.length + " parts"); },
+        onProgress: show,
       });
-      let complete = {};
-      if (up.parts && up.parts.length) {
-        $(".meta", item).append(" · " + up.parts.length + " parts");
-        const loaded = {};
-        const sum = () => Object.values(loaded).reduce((a, b) => a + b, 0);
-        const done = [];
-        const queue = up.parts.slice();
-        // Three parts in flight at a time: fast on real links, gentle on the server.
-        const lane = async () => {
-          while (queue.length) {
-            const part = queue.shift();
-            const start = (part.part_number - 1) * up.part_size;
-            const blob = file.slice(start, start + part.size);
-            const etag = await xhrPut(part, blob, (n) => { loaded[part.part_number] = n; show(sum()); });
-            done.push({ part_number: part.part_number, etag: etag || "" });
-          }
-        };
-        await Promise.all([lane(), lane(), lane()]);
-        done.sort((a, b) => a.part_number - b.part_number);
-        complete = { parts: done };
-      } else {
-        await xhrPut(up.put, file, show);
-      }
-      await RF.post("/v1/uploads/" + enc(up.id) + "/complete", complete);
       item.classList.add("done");
       show(file.size);
       $("[data-upload-pct]", item).textContent = "Uploaded";

@@ -9,29 +9,6 @@
   const TERMINAL = ["succeeded", "failed", "cancelled", "dead"];
   const MAX_BLOB_BYTES = 512 * 1024 * 1024;
 
-  /** Upload a File through the signed URL(s) the API hands out; returns the asset. */
-  async function uploadFile(file, onProgress) {
-    const type = file.type || "application/octet-stream";
-    const ticket = await RF.post("/v1/uploads", { filename: file.name, content_type: type, size: file.size });
-    if (ticket.put) {
-      const r = await fetch(ticket.put.url, { method: ticket.put.method, headers: ticket.put.headers || {}, body: file });
-      if (!r.ok) throw new Error("Upload failed (" + r.status + ")");
-      onProgress(1);
-      return RF.post("/v1/uploads/" + enc(ticket.id) + "/complete", {});
-    }
-    const parts = [];
-    const size = ticket.part_size;
-    for (const p of ticket.parts || []) {
-      const n = p.part_number;
-      const blob = file.slice((n - 1) * size, Math.min(file.size, n * size));
-      const r = await fetch(p.url, { method: p.method || "PUT", headers: p.headers || {}, body: blob });
-      if (!r.ok) throw new Error("Upload of part " + n + " failed (" + r.status + ")");
-      parts.push({ part_number: n, etag: (r.headers.get("ETag") || "").replace(/"/g, "") });
-      onProgress(n / ticket.parts.length);
-    }
-    return RF.post("/v1/uploads/" + enc(ticket.id) + "/complete", { parts });
-  }
-
   function setProgress(fraction, message, status) {
     const pct = Math.round(Math.max(0, Math.min(1, Number(fraction) || 0)) * 100);
     const bar = $("#run-bar");
@@ -260,7 +237,17 @@
       $("#run-title").textContent = file.name + " · " + v.model + " x" + v.scale;
       setStatus("queued");
       setProgress(0, "Uploading " + file.name + "…");
-      const asset = await uploadFile(file, (f) => setProgress(0, "Uploading… " + Math.round(f * 100) + "%"));
+      // The bar stays for the job; the upload's progress is in the message.
+      let asset;
+      try {
+        asset = await RF.upload(file, {
+          signal: ctl.signal,
+          onProgress: (sent, total) => setProgress(0, "Uploading… " + Math.floor((100 * sent) / (total || 1)) + "%"),
+        });
+      } catch (e) {
+        if (ctl.signal.aborted) return; // a newer run replaced this one
+        throw e;
+      }
       const input = { asset_id: asset.id, model: v.model, scale: Number(v.scale) };
       let kind = "image.upscale";
       if (isImage) {
