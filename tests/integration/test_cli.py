@@ -77,8 +77,8 @@ def cli(tmp_path: Path) -> Cli:
 
 def user(url: str, email: str) -> Client:
     c = Client(url, api_key="")
-    c.register(email, PW)
-    c.login(email, PW)
+    c.auth.register(email, PW)
+    c.auth.login(email, PW)
     return c
 
 
@@ -138,7 +138,7 @@ def test_login_submit_jobs_and_files(url: str, cli: Cli, tmp_path: Path) -> None
     assert "status    failed" in cli("jobs", "wait", retried, expect=1).stdout
     timed_out = cli("submit", "test.slow", "--set", "step_s=1", "--wait", "--timeout", "0.5", "--json", expect=6)
     assert "timed out" in timed_out.stderr
-    ada.cancel_job(json.loads(timed_out.stdout)["id"])  # the last state seen, as JSON
+    ada.jobs.cancel(json.loads(timed_out.stdout)["id"])  # the last state seen, as JSON
 
     # Files: upload (single PUT, and forced multipart) and download, checked byte for byte.
     data = tmp_path / "clip.bin"
@@ -154,7 +154,7 @@ def test_login_submit_jobs_and_files(url: str, cli: Cli, tmp_path: Path) -> None
     assert {a["id"] for a in cli.json("assets", "list")} == {asset["id"], asset_id}
     cli("assets", "delete", asset_id)
     credits = cli.json("credits")
-    assert credits["balance"] == ada.credits().balance < 100 and credits["ledger"]
+    assert credits["balance"] == ada.credits.get().balance < 100 and credits["ledger"]
 
     # models list asks the server when logged in; --local lists this machine's adapters.
     remote = cli.json("models", "list", "--task", "image.generate")
@@ -177,10 +177,10 @@ def test_login_submit_jobs_and_files(url: str, cli: Cli, tmp_path: Path) -> None
 @SQLITE_ONLY
 def test_exit_codes(url: str, cli: Cli, tmp_path: Path) -> None:
     ada = user(url, "ada@example.com")
-    key = ada.create_api_key("cli").key or ""
+    key = ada.api_keys.create("cli").key or ""
     cli("login", "--url", url, "--api-key", key)
     assert json.loads(cli.credentials.read_text())["api_key"] == key
-    bob_job = user(url, "bob@example.com").submit("system.noop").id
+    bob_job = user(url, "bob@example.com").jobs.submit("system.noop").id
     (tmp_path / "list.json").write_text("[1, 2]")
     down = closed_port_url()
 

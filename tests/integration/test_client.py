@@ -67,8 +67,8 @@ def url(container: Any, worker: Any, server_socket: Any) -> Iterator[str]:
 
 def account(url: str, email: str, **kw: Any) -> Client:
     c = Client(url, api_key="", **kw)
-    c.register(email, PW)
-    c.login(email, PW)
+    c.auth.register(email, PW)
+    c.auth.login(email, PW)
     return c
 
 
@@ -103,119 +103,119 @@ def test_accounts_tokens_keys_admin_webhooks(url: str, container: Any) -> None:
     from reelforge.domain.types import Role
 
     with Client(url, api_key="") as anon:
-        assert anon.health()["status"] == "ok"
-        assert anon.ready()["status"] == "ready"
+        assert anon.system.health()["status"] == "ok"
+        assert anon.system.ready()["status"] == "ready"
         with raises(401, "missing_credentials"):
-            anon.me()
-        user = anon.register("ada@example.com", PW)
+            anon.auth.me()
+        user = anon.auth.register("ada@example.com", PW)
         assert isinstance(user, User) and user.email == "ada@example.com" and user.credits == 100
         with raises(409, "email_taken"):
-            anon.register("ada@example.com", PW)
+            anon.auth.register("ada@example.com", PW)
         with raises(422, "validation_error") as bad:
-            anon.register("bob@example.com", "short")
+            anon.auth.register("bob@example.com", "short")
         assert [e["field"] for e in bad.error.errors] == ["password"]
         with raises(401, "invalid_credentials") as wrong:
-            anon.login("ada@example.com", "not the password")
+            anon.auth.login("ada@example.com", "not the password")
         assert wrong.error.request_id
 
     seen: list[Any] = []
     ada = Client(url, api_key="", on_tokens=seen.append)
-    pair = ada.login("ada@example.com", PW)
+    pair = ada.auth.login("ada@example.com", PW)
     assert seen == [pair] and pair.expires_in > 0
-    me = ada.me()
+    me = ada.auth.me()
     assert me.id == user.id and me.role == "user" and me.to_dict()["email"] == me.email
 
     # Refresh tokens rotate: the old one stops working.
     old = pair.refresh_token
-    again = ada.refresh()
+    again = ada.auth.refresh()
     assert again.refresh_token != old and ada.refresh_token == again.refresh_token
     with raises(401, "invalid_refresh_token"), Client(url, refresh_token=old) as stale:
-        stale.me()
+        stale.auth.me()
     # A refused access token is refreshed once, transparently, and the new pair is reported.
     fresh: list[Any] = []
     with Client(url, access_token="not-a-token", refresh_token=ada.refresh_token, on_tokens=fresh.append) as c2:
-        assert c2.me().id == me.id
+        assert c2.auth.me().id == me.id
         assert c2.access_token != "not-a-token" and len(fresh) == 1
         # An access token about to expire is refreshed before the request is sent.
         with Client(url, access_token=c2.access_token, refresh_token=c2.refresh_token,
                     token_expires_at=time.time() - 1) as c3:
-            assert c3.me().id == me.id and c3.access_token != c2.access_token
+            assert c3.auth.me().id == me.id and c3.access_token != c2.access_token
 
     # API keys.
-    key = ada.create_api_key("ci")
+    key = ada.api_keys.create("ci")
     assert key.key and key.key.startswith("rf_") and key.name == "ci"
-    assert key.id in [k.id for k in ada.list_api_keys()]
+    assert key.id in [k.id for k in ada.api_keys.list()]
     with Client(url, api_key=key.key) as by_key:
-        assert by_key.me().id == me.id
-        assert ada.revoke_api_key(key.id).revoked_at
+        assert by_key.auth.me().id == me.id
+        assert ada.api_keys.revoke(key.id).revoked_at
         with raises(401, "invalid_api_key"):
-            by_key.me()
+            by_key.auth.me()
 
     # Credits and admin.
-    credits = ada.credits()
+    credits = ada.credits.get()
     assert credits.balance == 100 and credits.ledger[0].kind == "grant"
     container.auth.register("root@example.com", PW, role=Role.admin)
     root = Client(url, api_key="")
-    root.login("root@example.com", PW)
-    assert {"ada@example.com", "root@example.com"} <= {u.email for u in root.list_users()}
-    entry = root.grant_credits(me.id, 5, "bonus")
-    assert entry.amount == 5 and entry.balance_after == 105 and ada.credits().balance == 105
-    assert root.update_user(me.id, disabled=True).disabled
+    root.auth.login("root@example.com", PW)
+    assert {"ada@example.com", "root@example.com"} <= {u.email for u in root.admin.users()}
+    entry = root.admin.grant_credits(me.id, 5, "bonus")
+    assert entry.amount == 5 and entry.balance_after == 105 and ada.credits.get().balance == 105
+    assert root.admin.update_user(me.id, disabled=True).disabled
     with raises(401), Client(url, access_token=ada.access_token) as disabled:
-        disabled.me()
-    assert not root.update_user(me.id, disabled=False).disabled
+        disabled.auth.me()
+    assert not root.admin.update_user(me.id, disabled=False).disabled
     with raises(403, "admin_only"):
-        ada.list_users()
+        ada.admin.users()
     with raises(403, "admin_only"):
-        ada.grant_credits(me.id, 1000)
+        ada.admin.grant_credits(me.id, 1000)
     with raises(404):
-        root.update_user("no-such-user", role="admin")
+        root.admin.update_user("no-such-user", role="admin")
     # The admin console's routes.
-    assert "depth" in root.admin_queue() and isinstance(root.admin_workers(), list)
-    assert root.admin_system()["database"] and "rules" in root.admin_alarms(hours=1)
-    assert root.admin_stats(hours=1)["hours"] == 1
+    assert "depth" in root.admin.queue() and isinstance(root.admin.workers(), list)
+    assert root.admin.system()["database"] and "rules" in root.admin.alarms(hours=1)
+    assert root.admin.stats(hours=1)["hours"] == 1
     with raises(403, "admin_only"):
-        ada.admin_queue()
+        ada.admin.queue()
     with raises(404):
-        root.redrive_job("no-such-job")
+        root.admin.redrive("no-such-job")
 
     # Pipelines and models.
-    kinds = {p.kind for p in ada.list_pipelines()}
+    kinds = {p.kind for p in ada.pipelines.list()}
     assert {"system.noop", "image.generate"} <= kinds
-    noop = ada.get_pipeline("system.noop")
+    noop = ada.pipelines.get("system.noop")
     assert noop.version == 1 and noop.asl["StartAt"] == "noop"
     with raises(404):
-        ada.get_pipeline("no.such.kind")
-    models = ada.list_models("image.generate")
+        ada.pipelines.get("no.such.kind")
+    models = ada.models.list("image.generate")
     assert any(m.name == "tiny-sd" and m.available and m.test_model for m in models)
     assert all(m.task == "image.generate" for m in models)
 
     # Webhooks (loopback targets are allowed in this server's settings; nothing listens there).
-    hook = ada.create_webhook(f"{closed_port_url()}/hook", ["job.succeeded"], "ci hook")
+    hook = ada.webhooks.create(f"{closed_port_url()}/hook", ["job.succeeded"], "ci hook")
     assert hook.secret and hook.event_types == ["job.succeeded"] and hook.active
-    assert [h.id for h in ada.list_webhooks()] == [hook.id]
-    assert ada.get_webhook(hook.id).secret is None  # shown once
-    test = ada.test_webhook(hook.id)
+    assert [h.id for h in ada.webhooks.list()] == [hook.id]
+    assert ada.webhooks.get(hook.id).secret is None  # shown once
+    test = ada.webhooks.test(hook.id)
     assert test.status == "queued" and test.event_id
-    deliveries = wait_for(lambda: ada.webhook_deliveries(hook.id), timeout=10)
+    deliveries = wait_for(lambda: ada.webhooks.deliveries(hook.id), timeout=10)
     assert deliveries[0].event_id == test.event_id and deliveries[0].webhook_id == hook.id
-    assert len(ada.signing_secret()) >= 16
+    assert len(ada.webhooks.signing_secret()) >= 16
     with raises(422):
-        ada.create_webhook("not a url")
+        ada.webhooks.create("not a url")
 
     # Another user's objects answer 404, never 403.
     bob = account(url, "bob@example.com")
     with raises(404):
-        bob.get_webhook(hook.id)
+        bob.webhooks.get(hook.id)
     with raises(404):
-        bob.webhook_deliveries(hook.id)
+        bob.webhooks.deliveries(hook.id)
     with raises(404):
-        bob.delete_webhook(hook.id)
+        bob.webhooks.delete(hook.id)
     with raises(404):
-        bob.revoke_api_key(key.id)
-    ada.delete_webhook(hook.id)
+        bob.api_keys.revoke(key.id)
+    ada.webhooks.delete(hook.id)
     with raises(404):
-        ada.get_webhook(hook.id)
+        ada.webhooks.get(hook.id)
     for c in (ada, root, bob):
         c.close()
 
@@ -226,57 +226,57 @@ def test_jobs_followed_to_the_end(url: str, tmp_path: Path) -> None:
 
     # system.noop: submit, follow the events, read the result.
     progress: list[Progress] = []
-    handle = ada.submit("system.noop", {"echo": {"a": [1, 2]}})
+    handle = ada.jobs.submit("system.noop", {"echo": {"a": [1, 2]}})
     assert handle.job.status in ("queued", "running", "succeeded") and handle.id == handle.job.id
     job = handle.wait(30, on_progress=progress.append)
     assert isinstance(job, Job) and job.ok and job.done and job.outputs == {"echo": {"a": [1, 2]}}
     assert progress and progress[-1].status == "succeeded" and progress[-1].job_id == job.id
     assert job.idempotency_key and job.idempotency_key.startswith("client-")  # safe automatic retries
     # The same Idempotency-Key makes one job.
-    first = ada.submit("system.noop", {"echo": 2}, idempotency_key="k-1")
-    assert ada.submit("system.noop", {"echo": 2}, idempotency_key="k-1").id == first.id
+    first = ada.jobs.submit("system.noop", {"echo": 2}, idempotency_key="k-1")
+    assert ada.jobs.submit("system.noop", {"echo": 2}, idempotency_key="k-1").id == first.id
     with raises(409, "idempotency_key_reused"):
-        ada.submit("system.noop", {"echo": 3}, idempotency_key="k-1")
+        ada.jobs.submit("system.noop", {"echo": 3}, idempotency_key="k-1")
     # ?wait= lets the server hold the answer until the end.
-    assert ada.submit("system.noop", {"echo": 4}, wait=20).job.status == "succeeded"
+    assert ada.jobs.submit("system.noop", {"echo": 4}, wait=20).job.status == "succeeded"
 
     # image.generate on the tiny random-weight model: progress from the worker, then the PNG.
     updates: list[Progress] = []
-    image = ada.submit("image.generate", TINY).wait(120, on_progress=updates.append)
+    image = ada.jobs.submit("image.generate", TINY).wait(120, on_progress=updates.append)
     assert image.ok, image.error
     assert updates[-1].status == "succeeded"
     fractions = [u.fraction for u in updates]
     assert fractions == sorted(fractions) and fractions[-1] >= 0.95
     asset_id = image.outputs["images"][0]["asset_id"] if image.outputs else ""
     got: list[tuple[int, int]] = []
-    png = ada.download(asset_id, tmp_path / "fox.png", on_progress=lambda d, t: got.append((d, t)))
-    asset = ada.get_asset(asset_id)
+    png = ada.assets.download(asset_id, tmp_path / "fox.png", on_progress=lambda d, t: got.append((d, t)))
+    asset = ada.assets.get(asset_id)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and sha256(png) == asset.sha256
     assert got[-1] == (asset.size, asset.size) and asset.job_id == image.id
-    assert asset_id in [a.id for a in ada.list_assets(job_id=image.id)]  # with the metadata JSON
+    assert asset_id in [a.id for a in ada.assets.list(job_id=image.id)]  # with the metadata JSON
 
     # Listing, paging, history and the raw event stream.
-    assert [j.id for j in ada.list_jobs(kind="image.generate").data] == [image.id]
-    page = ada.list_jobs(status="succeeded", limit=2)
+    assert [j.id for j in ada.jobs.list(kind="image.generate").data] == [image.id]
+    page = ada.jobs.list(status="succeeded", limit=2)
     assert len(page.data) == 2 and page.next_cursor
-    assert len(list(ada.iter_jobs(page_size=2))) == 4
-    history = ada.job_history(image.id)
+    assert len(list(ada.jobs.iterate(page_size=2))) == 4
+    history = ada.jobs.history(image.id)
     assert history.status == "succeeded" and history.events[0].type == "JobQueued"
-    assert [e.id for e in ada.job_history(image.id, after=history.events[0].id).events] == \
+    assert [e.id for e in ada.jobs.history(image.id, after=history.events[0].id).events] == \
         [e.id for e in history.events[1:]]
-    events = list(ada.job_events(job.id))
+    events = list(ada.jobs.events(job.id))
     assert events[-1].event == "end" and events[-1].data["status"] == "succeeded"
     assert {"history", "status", "progress", "end"} <= {e.event for e in events}
 
     # Cancel a running job; the waiter sees the end.
-    slow = ada.submit("test.slow", {"step_s": 5})
+    slow = ada.jobs.submit("test.slow", {"step_s": 5})
     wait_for(lambda: slow.refresh().status == "running", timeout=15)
-    assert ada.cancel_job(slow.id).cancel_requested
+    assert ada.jobs.cancel(slow.id).cancel_requested
     assert slow.wait(20).status == "cancelled"
     with raises(409, "job_finished"):
         slow.cancel()
     # A wait that runs out of time says so, with the last state seen.
-    slow2 = ada.submit("test.slow", {"step_s": 0.4})  # four steps: 1.6 s at least
+    slow2 = ada.jobs.submit("test.slow", {"step_s": 0.4})  # four steps: 1.6 s at least
     with pytest.raises(WaitTimeout) as timeout:
         slow2.wait(0.5)
     assert timeout.value.job.id == slow2.id and not timeout.value.job.done
@@ -284,36 +284,36 @@ def test_jobs_followed_to_the_end(url: str, tmp_path: Path) -> None:
     assert slow2.wait(30, use_events=False, poll_interval=0.1).ok
 
     # A failed job: retried as a new job by its owner, redriven in place by an admin.
-    failed = ada.submit("test.invalid", {}).wait(30)
+    failed = ada.jobs.submit("test.invalid", {}).wait(30)
     assert failed.status == "failed" and failed.error and failed.error.code == "validation_error"
-    again = ada.retry_job(failed.id)
+    again = ada.jobs.retry(failed.id)
     assert again.id != failed.id and again.kind == "test.invalid" and again.input == failed.input
-    assert ada.job(again.id).wait(30).status == "failed"
+    assert ada.jobs.handle(again.id).wait(30).status == "failed"
     with raises(409, "job_not_retryable"):
-        ada.retry_job(job.id)  # it succeeded
+        ada.jobs.retry(job.id)  # it succeeded
     with raises(403, "admin_only"):
-        ada.redrive_job(failed.id)
+        ada.admin.redrive(failed.id)
 
     # A batch: all or none.
-    batch = ada.submit_batch([{"kind": "system.noop", "input": {"echo": i}} for i in range(3)])
+    batch = ada.jobs.batch([{"kind": "system.noop", "input": {"echo": i}} for i in range(3)])
     assert [h.wait(30).outputs for h in batch] == [{"echo": i} for i in range(3)]
     with raises(422):
-        ada.submit_batch([{"kind": "system.noop"}, {"kind": "system.noop", "input": {"bogus": 1}}])
+        ada.jobs.batch([{"kind": "system.noop"}, {"kind": "system.noop", "input": {"bogus": 1}}])
 
     # Bad input and unknown kinds are 422 problems with the field.
     with raises(422, "validation_error") as bad:
-        ada.submit("image.generate", {**TINY, "width": 63})
+        ada.jobs.submit("image.generate", {**TINY, "width": 63})
     assert bad.error.errors[0]["field"] == "width"
     with raises(422, "unknown_kind"):
-        ada.submit("no.such.kind")
+        ada.jobs.submit("no.such.kind")
     # Another user's job answers 404 on every route.
-    for call in (lambda: bob.get_job(job.id), lambda: bob.cancel_job(job.id), lambda: bob.job_history(job.id),
-                 lambda: list(bob.job_events(job.id)), lambda: bob.get_asset(asset_id),
-                 lambda: bob.download(asset_id, tmp_path / "stolen.png"), lambda: bob.delete_asset(asset_id)):
+    for call in (lambda: bob.jobs.get(job.id), lambda: bob.jobs.cancel(job.id), lambda: bob.jobs.history(job.id),
+                 lambda: list(bob.jobs.events(job.id)), lambda: bob.assets.get(asset_id),
+                 lambda: bob.assets.download(asset_id, tmp_path / "stolen.png"), lambda: bob.assets.delete(asset_id)):
         with raises(404):
             call()
     assert not (tmp_path / "stolen.png").exists()
-    assert bob.list_jobs().data == []
+    assert bob.jobs.list().data == []
     ada.close()
     bob.close()
 
@@ -326,14 +326,14 @@ def test_uploads_and_downloads(url: str, container: Any, tmp_path: Path) -> None
     small = tmp_path / "notes.txt"
     small.write_bytes(b"hello reelforge\n" * 1000)
     sent: list[tuple[int, int]] = []
-    asset = ada.upload_file(small, lifecycle="temporary", on_progress=lambda d, t: sent.append((d, t)))
+    asset = ada.assets.upload(small, lifecycle="temporary", on_progress=lambda d, t: sent.append((d, t)))
     assert isinstance(asset, Asset) and asset.size == small.stat().st_size and asset.sha256 == sha256(small)
     assert asset.content_type == "text/plain" and asset.filename == "notes.txt" and asset.lifecycle == "temporary"
     assert asset.expires_at and sent[-1] == (asset.size, asset.size)
-    back = ada.download(asset.id, tmp_path / "out.txt")
+    back = ada.assets.download(asset.id, tmp_path / "out.txt")
     assert back.read_bytes() == small.read_bytes()
     (tmp_path / "dir").mkdir()
-    assert ada.download(asset.id, tmp_path / "dir") == tmp_path / "dir" / "notes.txt"
+    assert ada.assets.download(asset.id, tmp_path / "dir") == tmp_path / "dir" / "notes.txt"
     assert list(state.iterdir()) == []  # the journal goes once the upload completes
 
     # Multipart: three parts of at least 5 MiB but the last; interrupted after the first, then resumed.
@@ -348,71 +348,71 @@ def test_uploads_and_downloads(url: str, container: Any, tmp_path: Path) -> None
             raise Interrupted  # as if the connection broke (or the user pressed Ctrl-C) during part 2
 
     with pytest.raises(Interrupted) as interrupted:
-        ada.upload_file(big, "application/octet-stream", on_progress=stop_after_first_part)
+        ada.assets.upload(big, "application/octet-stream", on_progress=stop_after_first_part)
     upload_id = interrupted.value.__notes__[0].rsplit(" ", 1)[1]
-    pending = ada.get_upload(upload_id)
+    pending = ada.uploads.get(upload_id)
     assert pending.status == "pending" and pending.multipart and pending.part_size == PART_SIZE
     resumed: list[int] = []
-    asset2 = ada.upload_file(big, resume=upload_id, on_progress=lambda d, t: resumed.append(d))
+    asset2 = ada.assets.upload(big, resume=upload_id, on_progress=lambda d, t: resumed.append(d))
     # Part 1 counts as sent at once and is not sent again: 5 + 1 chunks of 1 MiB follow.
     assert resumed == [PART_SIZE + n * 1024 * 1024 for n in range(7)]
     assert asset2.size == big.stat().st_size and asset2.sha256 == sha256(big)
-    assert ada.get_upload(upload_id).status == "completed"
-    assert ada.upload_file(big, resume=upload_id).id == asset2.id  # nothing left to send
+    assert ada.uploads.get(upload_id).status == "completed"
+    assert ada.assets.upload(big, resume=upload_id).id == asset2.id  # nothing left to send
     with pytest.raises(ResumeError):
-        ada.upload_file(small, resume=upload_id)  # another file
+        ada.assets.upload(small, resume=upload_id)  # another file
     with raises(404):
-        ada.upload_file(small, resume="no-such-upload")
-    out = ada.download(asset2.id, tmp_path / "big.copy")
+        ada.assets.upload(small, resume="no-such-upload")
+    out = ada.assets.download(asset2.id, tmp_path / "big.copy")
     assert sha256(out) == asset2.sha256
 
     # A multipart upload with the whole file at once (forced), no journal.
     with Client(url, access_token=ada.access_token) as plain:
-        asset3 = plain.upload_file(small, multipart=True, filename="forced.txt")
+        asset3 = plain.assets.upload(small, multipart=True, filename="forced.txt")
         assert asset3.sha256 == asset.sha256 and asset3.filename == "forced.txt"
-        open_upload = plain.create_upload("text/plain", small.stat().st_size, multipart=True)
+        open_upload = plain.uploads.create("text/plain", small.stat().st_size, multipart=True)
         with pytest.raises(ResumeError):
-            plain.upload_file(small, resume=open_upload.id)  # no journal in this client
-        plain.abort_upload(open_upload.id)
+            plain.assets.upload(small, resume=open_upload.id)  # no journal in this client
+        plain.uploads.abort(open_upload.id)
 
     # Bytes that do not match the asset's sha256 are refused, and nothing is left behind.
     with container.store.tx() as tx:
         row = tx.asset(asset.id)
         key, row.sha256 = row.key, "0" * 64
     with pytest.raises(ChecksumMismatch) as mismatch:
-        ada.download(asset.id, tmp_path / "corrupt.txt")
+        ada.assets.download(asset.id, tmp_path / "corrupt.txt")
     assert mismatch.value.expected == "0" * 64 and mismatch.value.received == sha256(small)
     assert not (tmp_path / "corrupt.txt").exists()
     # Bytes altered at rest: the server notices while it streams and cuts the body short.
     container.objects.path_for(key).write_bytes(b"x" * asset.size)
     with pytest.raises(ConnectionLost):
-        ada.download(asset.id, tmp_path / "altered.txt")
+        ada.assets.download(asset.id, tmp_path / "altered.txt")
     assert not (tmp_path / "altered.txt").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
     # Upload bookkeeping routes.
-    up = ada.create_upload("image/png", 10, filename="a.png")
+    up = ada.uploads.create("image/png", 10, filename="a.png")
     assert up.put is not None and up.parts is None and up.status == "pending"
-    assert ada.abort_upload(up.id).status == "aborted"
+    assert ada.uploads.abort(up.id).status == "aborted"
     with raises(409, "upload_not_pending"):
-        ada.complete_upload(up.id)
+        ada.uploads.complete(up.id)
     with raises(422):
-        ada.create_upload("not a type", 10)
+        ada.uploads.create("not a type", 10)
     bob = account(url, "bob@example.com")
     with raises(404):
-        bob.get_upload(upload_id)
+        bob.uploads.get(upload_id)
     with raises(404):
-        bob.abort_upload(up.id)
-    assert {a.id for a in ada.list_assets()} == {asset.id, asset2.id, asset3.id}
-    ada.delete_asset(asset3.id)
+        bob.uploads.abort(up.id)
+    assert {a.id for a in ada.assets.list()} == {asset.id, asset2.id, asset3.id}
+    ada.assets.delete(asset3.id)
     with raises(404):
-        ada.get_asset(asset3.id)
+        ada.assets.get(asset3.id)
     # A failing part upload names the upload, for --resume.
-    up2 = ada.create_upload("application/octet-stream", 3 * PART_SIZE, multipart=True)
+    up2 = ada.uploads.create("application/octet-stream", 3 * PART_SIZE, multipart=True)
     assert up2.parts and len(up2.parts) == 3
-    ada.abort_upload(up2.id)
+    ada.uploads.abort(up2.id)
     with raises(409, "upload_not_pending"):
-        ada.complete_upload(up2.id, parts=[(1, "x")])
+        ada.uploads.complete(up2.id, parts=[(1, "x")])
     ada.close()
     bob.close()
 
@@ -425,16 +425,16 @@ def test_files_through_s3(url: str, tmp_path: Path) -> None:
     ada = account(url, "ada@example.com")
     small = tmp_path / "small.json"
     small.write_text('{"hello": "s3"}')
-    one = ada.upload_file(small)
+    one = ada.assets.upload(small)
     assert one.content_type == "application/json" and one.sha256 == sha256(small)
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(2 * PART_SIZE + 4096))
     sent: list[int] = []
-    many = ada.upload_file(big, on_progress=lambda d, t: sent.append(d))
+    many = ada.assets.upload(big, on_progress=lambda d, t: sent.append(d))
     assert many.sha256 == sha256(big) and sent[-1] == big.stat().st_size
-    assert ada.get_asset(many.id).download is not None
-    assert sha256(ada.download(many.id, tmp_path / "big.copy")) == many.sha256
-    assert ada.download(one.id, tmp_path / "small.copy").read_text() == small.read_text()
+    assert ada.assets.get(many.id).download is not None
+    assert sha256(ada.assets.download(many.id, tmp_path / "big.copy")) == many.sha256
+    assert ada.assets.download(one.id, tmp_path / "small.copy").read_text() == small.read_text()
     ada.close()
 
 
@@ -442,19 +442,19 @@ def test_files_through_s3(url: str, tmp_path: Path) -> None:
 def test_retries_after_429(url: str) -> None:
     ada = account(url, "ada@example.com")  # 2 writes of the 4
     t0 = time.monotonic()
-    keys = [ada.create_api_key(f"k{i}") for i in range(6)]  # the limiter answers 429 on the way; retried
+    keys = [ada.api_keys.create(f"k{i}") for i in range(6)]  # the limiter answers 429 on the way; retried
     assert len({k.id for k in keys}) == 6
     assert time.monotonic() - t0 >= 1.0
     with Client(url, access_token=ada.access_token, max_retries=0) as impatient, raises(429, "rate_limited") as r:
         for i in range(10):
-            impatient.create_api_key(f"burst{i}")
+            impatient.api_keys.create(f"burst{i}")
     assert r.error.retry_after is not None and 1 <= r.error.retry_after <= 2
     # A Retry-After beyond max_retry_wait is raised at once rather than slept through.
     with Client(url, access_token=ada.access_token, max_retry_wait=0.5) as brief, raises(429):
         for i in range(10):
-            brief.create_api_key(f"brief{i}")
+            brief.api_keys.create(f"brief{i}")
     # Reads are not limited.
-    assert len(ada.list_api_keys()) >= 6
+    assert len(ada.api_keys.list()) >= 6
     ada.close()
 
 
@@ -464,35 +464,35 @@ def test_async_client(url: str, tmp_path: Path) -> None:
 
     async def main() -> None:
         async with AsyncClient(url, api_key="") as c:
-            await c.register("ada@example.com", PW)
-            pair = await c.login("ada@example.com", PW)
-            assert pair.access_token and (await c.me()).email == "ada@example.com"
+            await c.auth.register("ada@example.com", PW)
+            pair = await c.auth.login("ada@example.com", PW)
+            assert pair.access_token and (await c.auth.me()).email == "ada@example.com"
             seen: list[Progress] = []
-            handle = await c.submit("system.noop", {"echo": "async"})
+            handle = await c.jobs.submit("system.noop", {"echo": "async"})
             job = await handle.wait(30, on_progress=seen.append)
             assert job.ok and job.outputs == {"echo": "async"} and seen[-1].status == "succeeded"
-            events = [e async for e in c.job_events(job.id)]
+            events = [e async for e in c.jobs.events(job.id)]
             assert events[-1].event == "end"
-            assert [j.id async for j in c.iter_jobs()] == [job.id]
-            assert (await c.job_history(job.id)).status == "succeeded"
-            polled = await (await c.submit("system.noop", {})).wait(30, use_events=False, poll_interval=0.1)
+            assert [j.id async for j in c.jobs.iterate()] == [job.id]
+            assert (await c.jobs.history(job.id)).status == "succeeded"
+            polled = await (await c.jobs.submit("system.noop", {})).wait(30, use_events=False, poll_interval=0.1)
             assert polled.ok
-            asset = await c.upload_file(data, on_progress=lambda d, t: None)
+            asset = await c.assets.upload(data, on_progress=lambda d, t: None)
             assert asset.sha256 == sha256(data)
-            path = await c.download(asset.id, tmp_path / "clip.copy")
+            path = await c.assets.download(asset.id, tmp_path / "clip.copy")
             assert path.read_bytes() == data.read_bytes()
-            assert [m.name for m in await c.list_models("image.generate")]
-            assert (await c.credits()).balance == 100
+            assert [m.name for m in await c.models.list("image.generate")]
+            assert (await c.credits.get()).balance == 100
             with raises(404):
-                await c.get_job("nope")
+                await c.jobs.get("nope")
             with raises(422, "unknown_kind"):
-                await c.submit("no.such.kind")
+                await c.jobs.submit("no.such.kind")
             # Refresh after a refused access token, in asyncio too.
             async with AsyncClient(url, access_token="bad", refresh_token=c.refresh_token) as c2:
-                assert (await c2.me()).email == "ada@example.com" and c2.access_token != "bad"
+                assert (await c2.auth.me()).email == "ada@example.com" and c2.access_token != "bad"
         async with AsyncClient(closed_port_url(), api_key="") as down:
             with pytest.raises(ServerUnreachable):
-                await down.health()
+                await down.system.health()
 
     asyncio.run(main())
 
@@ -502,7 +502,7 @@ def test_unreachable_server_and_bad_answers() -> None:
 
     with Client(closed_port_url(), api_key="x") as c:
         with pytest.raises(ServerUnreachable) as exc:
-            c.me()
+            c.auth.me()
         assert exc.value.status == 0 and exc.value.code == "unreachable"
 
     # A proxy's plain-text 502 on a read is retried, then raised with a made-up code.
@@ -518,12 +518,12 @@ def test_unreachable_server_and_bad_answers() -> None:
     with Client("http://rf.test", api_key="rf_key", max_retries=2, max_retry_wait=0.05,
                 transport=httpx.MockTransport(handler)) as c:
         with pytest.raises(ApiError) as bad:
-            c.get_job("j1")
+            c.jobs.get("j1")
         assert bad.value.status == 502 and bad.value.code == "http_502" and bad.value.detail == "bad gateway"
         assert len(calls) == 3 and calls[0] == "Bearer rf_key"
         calls.clear()
         with pytest.raises(ApiError) as busy:
-            c.cancel_job("j/../x")
+            c.jobs.cancel("j/../x")
         assert busy.value.code == "unavailable" and busy.value.retry_after == 0 and len(calls) == 3
 
 
@@ -545,5 +545,5 @@ def test_upload_failure_names_the_upload(tmp_path: Path) -> None:
     f.write_bytes(b"abc")
     with Client("http://rf.test", api_key="rf_key", transport=httpx.MockTransport(handler)) as c, \
             pytest.raises(UploadFailed) as failed:
-        c.upload_file(f)
+        c.assets.upload(f)
     assert failed.value.upload_id == "u1" and failed.value.status == 403 and failed.value.code == "invalid_signature"

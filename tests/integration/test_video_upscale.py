@@ -346,7 +346,7 @@ def test_cli_upscale_video_and_image(tmp_path: Path, sqlite_url: str) -> None:
     w.start()
     try:
         with serve(c, sock) as url:
-            Client(url, api_key="").register("cli@example.com", PW)
+            Client(url, api_key="").auth.register("cli@example.com", PW)
             cli = Cli(tmp_path)
             cli("login", "--url", url, "--email", "cli@example.com", "--password-stdin", stdin=PW + "\n")
             out_dir = tmp_path / "out"

@@ -346,7 +346,7 @@ def login(url: UrlOpt = None,
     with handled(as_json):
         if api_key:
             with Client(target, api_key=api_key) as c:
-                me = c.me()
+                me = c.auth.me()
             doc: dict[str, Any] = {"url": target, "email": me.email, "api_key": api_key}
         else:
             email = email or typer.prompt("Email")
@@ -354,8 +354,8 @@ def login(url: UrlOpt = None,
                 password = sys.stdin.readline().rstrip("\r\n")
             password = password or typer.prompt("Password", hide_input=True)
             with Client(target, api_key="") as c:
-                pair = c.login(email, password)
-                me = c.me()
+                pair = c.auth.login(email, password)
+                me = c.auth.me()
             doc = {"url": target, "email": me.email, "access_token": pair.access_token,
                    "refresh_token": pair.refresh_token, "expires_at": time.time() + float(pair.expires_in)}
     path = save_credentials(doc)
@@ -376,7 +376,7 @@ def logout() -> None:
 def whoami(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """The account the saved credentials belong to."""
     with handled(as_json), connect(url) as c:
-        me = c.me()
+        me = c.auth.me()
     if as_json:
         _print_json(me.to_dict())
     else:
@@ -397,7 +397,8 @@ def submit(kind: Annotated[str, typer.Argument(help="Job kind, e.g. image.genera
     """Submit a job. Prints its id (or the job as JSON); with --wait, follows it and exits 1 unless it succeeds."""
     body = _merge(read_input(input_file), parse_sets(sets or []))
     with handled(as_json), connect(url) as c:
-        handle = c.submit(kind, body, priority=priority, callback_url=callback_url, idempotency_key=idempotency_key)
+        handle = c.jobs.submit(kind, body, priority=priority, callback_url=callback_url,
+                               idempotency_key=idempotency_key)
         if not wait:
             if as_json:
                 _print_json(handle.job.to_dict())
@@ -426,7 +427,7 @@ def jobs_list(status: Annotated[str | None, typer.Option(help="queued, running, 
               url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Your jobs, newest first."""
     with handled(as_json), connect(url) as c:
-        page = c.list_jobs(status=status, kind=kind, limit=limit, cursor=cursor)
+        page = c.jobs.list(status=status, kind=kind, limit=limit, cursor=cursor)
     if as_json:
         _print_json(page.to_dict())
         return
@@ -442,7 +443,7 @@ def jobs_list(status: Annotated[str | None, typer.Option(help="queued, running, 
 def jobs_show(job_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """One job: status, progress, outputs or error."""
     with handled(as_json), connect(url) as c:
-        job = c.get_job(job_id)
+        job = c.jobs.get(job_id)
     if as_json:
         _print_json(job.to_dict())
     else:
@@ -455,7 +456,7 @@ def jobs_wait(job_id: str, timeout: Annotated[float | None, typer.Option(help="G
               url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Follow a job to its end (progress on stderr); exits 1 unless it succeeded."""
     with handled(as_json), connect(url) as c:
-        handle = c.job(job_id)
+        handle = c.jobs.handle(job_id)
         with JobProgressView(job_id) as view:
             job = handle.wait(timeout, on_progress=view)
     _finish(job, as_json)
@@ -465,7 +466,7 @@ def jobs_wait(job_id: str, timeout: Annotated[float | None, typer.Option(help="G
 def jobs_cancel(job_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Cancel a job (queued ones end at once, running ones within a heartbeat); credits are refunded."""
     with handled(as_json), connect(url) as c:
-        job = c.cancel_job(job_id)
+        job = c.jobs.cancel(job_id)
     if as_json:
         _print_json(job.to_dict())
     else:
@@ -476,7 +477,7 @@ def jobs_cancel(job_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> No
 def jobs_retry(job_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Run a failed, dead or cancelled job again, as a new job; prints the new job's id."""
     with handled(as_json), connect(url) as c:
-        job = c.retry_job(job_id)
+        job = c.jobs.retry(job_id)
     if as_json:
         _print_json(job.to_dict())
     else:
@@ -496,7 +497,7 @@ def jobs_logs(job_id: str,
     """A job's execution history (steps started, succeeded, retried, ...). JSON is one event per line."""
     with handled(as_json), connect(url) as c:
         if not follow:
-            hist = c.job_history(job_id)
+            hist = c.jobs.history(job_id)
             for e in hist.events:
                 if as_json:
                     _print_json(e.to_dict())
@@ -504,7 +505,7 @@ def jobs_logs(job_id: str,
                     typer.echo(_event_line(e.ts, e.type, e.path, e.details))
             return
         final: dict[str, Any] | None = None
-        for ev in c.job_events(job_id, timeout=3600):
+        for ev in c.jobs.events(job_id, timeout=3600):
             if ev.event == "history":
                 if as_json:
                     _print_json({"id": int(ev.id) if ev.id and ev.id.isdigit() else ev.id, **ev.data})
@@ -514,7 +515,7 @@ def jobs_logs(job_id: str,
             elif ev.event == "end":
                 final = ev.data
         if final is None or "status" not in final:
-            final = c.get_job(job_id).to_dict()
+            final = c.jobs.get(job_id).to_dict()
     if not as_json:
         typer.echo(f"job {job_id} {final.get('status')}", err=True)
     raise typer.Exit(EXIT_OK if final.get("status") == "succeeded" else EXIT_FAILED)
@@ -530,8 +531,8 @@ def upload(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, rea
     """Upload a file (signed URLs; multipart for large files; sha256 checked). Prints the asset id."""
     size = file.stat().st_size
     with handled(as_json), connect(url) as c, BytesProgressView(f"upload {file.name}", size) as view:
-        asset = c.upload_file(file, content_type, lifecycle=lifecycle, multipart=multipart, on_progress=view,
-                              resume=resume)
+        asset = c.assets.upload(file, content_type, lifecycle=lifecycle, multipart=multipart, on_progress=view,
+                                resume=resume)
     if as_json:
         _print_json(asset.to_dict())
     else:
@@ -544,9 +545,9 @@ def download(asset_id: str,
              url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Download an asset (streamed; size and sha256 verified before the file appears). Prints the path."""
     with handled(as_json), connect(url) as c:
-        asset = c.get_asset(asset_id)
+        asset = c.assets.get(asset_id)
         with BytesProgressView(f"download {asset.filename or asset.id}", asset.size) as view:
-            path = c.download(asset_id, output, on_progress=view)
+            path = c.assets.download(asset_id, output, on_progress=view)
     if as_json:
         _print_json({"path": str(path), "asset": asset.to_dict()})
     else:
@@ -559,7 +560,7 @@ def assets_list(job_id: Annotated[str | None, typer.Option("--job", help="Only t
                 url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """Your assets, newest first."""
     with handled(as_json), connect(url) as c:
-        assets = c.list_assets(limit=limit, job_id=job_id)
+        assets = c.assets.list(limit=limit, job_id=job_id)
     if as_json:
         _print_json([a.to_dict() for a in assets])
         return
@@ -571,7 +572,7 @@ def assets_list(job_id: Annotated[str | None, typer.Option("--job", help="Only t
 def assets_show(asset_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> None:
     """One asset's metadata (and a signed download URL)."""
     with handled(as_json), connect(url) as c:
-        asset = c.get_asset(asset_id)
+        asset = c.assets.get(asset_id)
     if as_json:
         _print_json(asset.to_dict())
         return
@@ -584,7 +585,7 @@ def assets_show(asset_id: str, url: UrlOpt = None, as_json: JsonOpt = False) -> 
 def assets_delete(asset_id: str, url: UrlOpt = None) -> None:
     """Delete an asset and its bytes."""
     with handled(), connect(url) as c:
-        c.delete_asset(asset_id)
+        c.assets.delete(asset_id)
     typer.echo(f"deleted {asset_id}")
 
 
@@ -592,7 +593,7 @@ def credits(limit: Annotated[int, typer.Option(min=1, max=500)] = 10, url: UrlOp
             as_json: JsonOpt = False) -> None:
     """Your credit balance and latest ledger entries."""
     with handled(as_json), connect(url) as c:
-        cr = c.credits(limit=limit)
+        cr = c.credits.get(limit=limit)
     if as_json:
         _print_json(cr.to_dict())
         return
@@ -605,7 +606,7 @@ def credits(limit: Annotated[int, typer.Option(min=1, max=500)] = 10, url: UrlOp
 def models_list_remote(url: str | None, task: str | None, as_json: bool) -> None:
     """`reelforge models list` against a server."""
     with handled(as_json), connect(url) as c:
-        models = c.list_models(task)
+        models = c.models.list(task)
     if as_json:
         _print_json([m.to_dict() for m in models])
         return

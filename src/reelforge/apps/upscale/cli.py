@@ -74,18 +74,18 @@ def upscale(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, re
     size = file.stat().st_size
     with handled(as_json), connect(url) as c:
         with BytesProgressView(f"upload {file.name}", size) as up:
-            asset = c.upload_file(file, ctype, on_progress=up)
+            asset = c.assets.upload(file, ctype, on_progress=up)
         body["asset_id"] = asset.id
-        handle = c.submit(kind, body)
+        handle = c.jobs.submit(kind, body)
         with JobProgressView(handle.id) as view:
             job = handle.wait(timeout, on_progress=view)
         if not job.ok:
             _finish(job, as_json)  # exits 1
             return
         result_id = str((job.outputs or {}).get("asset_id"))
-        result = c.get_asset(result_id)
+        result = c.assets.get(result_id)
         with BytesProgressView(f"download {result.filename or result.id}", result.size) as down:
-            path = c.download(result_id, output, on_progress=down)
+            path = c.assets.download(result_id, output, on_progress=down)
     if as_json:
         _print_json({"path": str(path), "job": job.to_dict(), "source_asset_id": asset.id})
     else:
