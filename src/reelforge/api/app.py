@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from reelforge import __version__
 from reelforge.api import problems
-from reelforge.api.middleware import GuardMiddleware
+from reelforge.api.middleware import GuardMiddleware, SegmentRouter
 from reelforge.api.routes import admin, auth, console, console_mobs, console_upscale, jobs, misc, mobs, storage, system
 from reelforge.config import Settings
 
@@ -28,10 +28,11 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
     )
     app.state.container = c
     problems.install(app)
+    # The API first, each resource router declining at once the paths it has no route for (SegmentRouter); the
+    # probes, static files and the console's pages after it.
+    for r in (auth.router, jobs.router, storage.router, misc.router, admin.router, mobs.router):
+        app.include_router(SegmentRouter("/v1", r), prefix="/v1")
     app.include_router(system.router)
-    for r in (auth.router, jobs.router, storage.router, misc.router, admin.router):
-        app.include_router(r, prefix="/v1")
-    app.include_router(mobs.router, prefix="/v1")
     static = CONSOLE / "static"
     if static.is_dir():
         app.mount("/static", StaticFiles(directory=str(static)), name="static")
@@ -40,11 +41,6 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
     app.include_router(console_mobs.router)
     app.include_router(console_upscale.router)
 
-    # Innermost of our layers: the hot job read answers inside the tracing and guard layers, so it has a request
-    # id, a span, metrics and its access-log line like every other request.
-    from reelforge.api.hot import HotReads
-
-    app.add_middleware(HotReads, container=c)
     if c.tracing.enabled:
         from reelforge.tracing import TracingMiddleware
 
