@@ -31,20 +31,12 @@ log = logging.getLogger("reelforge.tracing")
 _INDEX = re.compile(r"\[\d+\]|#\d+")
 
 
-# An ASGI layer that answers a request below the framework (api/hot.py) names the route template here, so
-# metrics, access logs and spans label its requests like the framework's own.
-ROUTE_SCOPE_KEY = "reelforge.route"
-
-
 def route_template(scope: Any) -> str | None:
     """The route template a request matched ("/v1/jobs/{job_id}"), or None when none did.
 
     FastAPI keeps the router's own route in scope["route"], whose path lacks the include prefix ("/jobs" for
     /v1/jobs); its effective route context carries the full template.
     """
-    named = scope.get(ROUTE_SCOPE_KEY)
-    if named:
-        return str(named)
     effective = (scope.get("fastapi") or {}).get("effective_route_context")
     return getattr(effective, "path_format", None) or getattr(scope.get("route"), "path", None)
 

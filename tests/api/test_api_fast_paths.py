@@ -1,4 +1,4 @@
-"""The hot read paths: the principal cache (and its invalidation) and `GET /v1/jobs/{id}` on a DB-API cursor."""
+"""The read paths' shared pieces: the principal cache (and its invalidation) and the job read on the event loop."""
 
 from __future__ import annotations
 

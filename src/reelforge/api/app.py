@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from reelforge import __version__
 from reelforge.api import problems
-from reelforge.api.middleware import GuardMiddleware
+from reelforge.api.middleware import GuardMiddleware, SegmentRouter
 from reelforge.api.routes import admin, auth, console, jobs, misc, storage, system
 from reelforge.config import Settings
 
@@ -24,12 +24,13 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
     )
     app.state.container = c
     problems.install(app)
+    # The API first, each resource router declining at once the paths it has no route for (SegmentRouter); the
+    # probes, static files and the console's pages after it.
+    routers = [auth.router, jobs.router, storage.router, misc.router, admin.router]
+    routers += [r for application in c.apps for r in application.routers()]
+    for r in routers:
+        app.include_router(SegmentRouter("/v1", r), prefix="/v1")
     app.include_router(system.router)
-    for r in (auth.router, jobs.router, storage.router, misc.router, admin.router):
-        app.include_router(r, prefix="/v1")
-    for application in c.apps:
-        for r in application.routers():
-            app.include_router(r, prefix="/v1")
     app.mount("/static", console.static_app(c.apps), name="static")
 
     app.include_router(console.router)  # the web console's HTML pages (not in the OpenAPI document)
@@ -37,11 +38,6 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
         for r in application.console():
             app.include_router(r)
 
-    # Innermost of our layers: the hot job read answers inside the tracing and guard layers, so it has a request
-    # id, a span, metrics and its access-log line like every other request.
-    from reelforge.api.hot import HotReads
-
-    app.add_middleware(HotReads, container=c)
     if c.tracing.enabled:
         from reelforge.tracing import TracingMiddleware
 

@@ -1,8 +1,13 @@
-"""Rows to public schemas."""
+"""Rows to public schemas, and the pre-serialized JSON answers of read routes."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from typing import Any
+
+from pydantic_core import to_json
+from starlette.responses import Response
 
 from reelforge.api.schemas.auth import ApiKeyPublic, UserPublic
 from reelforge.api.schemas.common import iso
@@ -16,8 +21,8 @@ def job(j: Any) -> JobPublic:
 
 
 def job_fields(j: Any) -> dict[str, Any]:
-    """A job row as JobPublic's fields, in its field order: `job()` validates it, and the hot read
-    (api/hot.py) serializes it as is, so the two give the same bytes."""
+    """A job row as JobPublic's fields, in its field order: `job()` validates it, and read routes serialize it
+    as is (`json()`), which gives the same bytes as JobPublic's own JSON serialization."""
     return {
         "id": j.id, "kind": j.kind, "status": j.status, "input": j.input, "outputs": j.outputs,
         "error": {"code": j.error_code, "message": j.error_message} if j.error_code else None,
@@ -44,14 +49,24 @@ def api_key(k: Any) -> ApiKeyPublic:
 
 
 def signed(r: Any) -> SignedRequestPublic:
-    return SignedRequestPublic(url=r.url, method=r.method, headers=dict(r.headers),
-                               expires_at=iso(r.expires_at) if r.expires_at else None)
+    return SignedRequestPublic.model_validate(signed_fields(r))
+
+
+def signed_fields(r: Any) -> dict[str, Any]:
+    """SignedRequestPublic's fields, in its field order."""
+    return {"url": r.url, "method": r.method, "headers": dict(r.headers),
+            "expires_at": iso(r.expires_at) if r.expires_at else None}
 
 
 def asset(a: Any, download: Any | None = None) -> AssetPublic:
-    return AssetPublic(id=a.id, content_type=a.content_type, size=a.size, sha256=a.sha256, lifecycle=a.lifecycle,
-                       filename=a.filename, job_id=a.job_id, metadata=a.meta or {}, created_at=iso(a.created_at),
-                       expires_at=iso(a.expires_at), download=signed(download) if download else None)
+    return AssetPublic.model_validate(asset_fields(a, download))
+
+
+def asset_fields(a: Any, download: Any | None = None) -> dict[str, Any]:
+    """An asset row (and its signed download) as AssetPublic's fields, in its field order."""
+    return {"id": a.id, "content_type": a.content_type, "size": a.size, "sha256": a.sha256, "lifecycle": a.lifecycle,
+            "filename": a.filename, "job_id": a.job_id, "metadata": a.meta or {}, "created_at": iso(a.created_at),
+            "expires_at": iso(a.expires_at), "download": signed_fields(download) if download else None}
 
 
 def upload(u: Any, ticket: Any | None = None) -> UploadPublic:
@@ -86,3 +101,52 @@ def delivery(d: Any) -> DeliveryPublic:
     return DeliveryPublic(id=d.id, event_id=d.event_id, webhook_id=d.webhook_id, target=d.target, url=d.url,
                           status=d.status, attempts=d.attempts, last_status_code=d.last_status_code,
                           last_error=d.last_error, created_at=iso(d.created_at), delivered_at=iso(d.delivered_at))
+
+
+# --- pre-serialized answers ------------------------------------------------------------------------------------
+# A route that returns a Response skips FastAPI's response validation and its second encoding (jsonable dict, then
+# json.dumps); routes keep `response_model`, so the OpenAPI document still describes the body. The fields come from
+# the functions above, which build exactly the schemas' fields, so validating them again would check nothing.
+class JSONBytes(Response):
+    """JSON that is already bytes (pydantic-core's serializer, which FastAPI itself uses for response models)."""
+
+    media_type = "application/json"
+
+
+def respond(content: Any, *, status_code: int = 200, headers: Mapping[str, str] | None = None) -> JSONBytes:
+    """A schema instance, or a dict of a schema's fields, serialized once."""
+    return JSONBytes(to_json(content), status_code=status_code, headers=headers)
+
+
+def digest(*parts: bytes | str) -> str:
+    """A short hex digest over the given parts."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def etag_of(*parts: bytes | str) -> str:
+    """A strong entity tag over the given parts (the body, or what determines it)."""
+    return f'"{digest(*parts)}"'
+
+
+def matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header value names etag (a list, weak or strong, or *)."""
+    if not if_none_match:
+        return False
+    for tag in if_none_match.split(","):
+        tag = tag.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+def tagged(body: bytes, etag: str, if_none_match: str | None,
+           headers: Mapping[str, str] | None = None) -> Response:
+    """200 with the body and its ETag, or 304 without a body when the client's copy is current."""
+    out = {"ETag": etag, "Cache-Control": "private, no-cache", **(headers or {})}
+    if matches(if_none_match, etag):
+        return Response(status_code=304, headers=out)
+    return JSONBytes(body, headers=out)

@@ -1,4 +1,5 @@
-"""Request ids, access logs, metrics, body-size limits and per-IP write limits (pure ASGI, streaming-safe)."""
+"""Request ids, access logs, metrics, body-size limits and per-IP write limits (pure ASGI, streaming-safe), and
+the routing groups that keep a request from walking routes that cannot match it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import time
 import uuid
 from typing import Any
 
+from fastapi import APIRouter
+from fastapi.routing import iter_route_contexts
+from starlette._utils import get_route_path
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reelforge import errors
@@ -46,6 +51,32 @@ class RateLimiter:
             return None
 
 
+class SegmentRouter(APIRouter):
+    """One router of resources, mounted at `mount`, that declines at once a request whose first path segment below
+    the mount is none of its routes' (`/v1/jobs/...` never walks the storage or video routes, and no /v1 request
+    walks the console's).
+
+    FastAPI tries routes in order, one regular expression and a few scope updates each, so a request to a route
+    near the end of a long list paid for every route before it. Skipping a router that has no route for the
+    segment cannot change which route answers: none of its routes could have matched. A router with a route
+    whose first segment is a parameter is always walked.
+    """
+
+    def __init__(self, mount: str, router: APIRouter) -> None:
+        super().__init__()
+        self.include_router(router)
+        self.under = mount.rstrip("/") + "/"
+        firsts = {(ctx.path or "").lstrip("/").split("/", 1)[0] for ctx in iter_route_contexts(router.routes)}
+        self.segments = None if any("{" in f for f in firsts) else frozenset(firsts)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if self.segments is not None and scope["type"] == "http":
+            path = get_route_path(scope)
+            if not path.startswith(self.under) or path[len(self.under):].split("/", 1)[0] not in self.segments:
+                return Match.NONE, {}
+        return super().matches(scope)
+
+
 class _TooLarge(errors.PayloadTooLarge):
     """Raised while the app reads the body; the problem handler renders it as 413."""
 
@@ -59,6 +90,8 @@ class GuardMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                receive = self._closing_reads(receive)
             await self.app(scope, receive, send)
             return
         settings = self.c.settings
@@ -138,6 +171,20 @@ class GuardMiddleware:
                                 "duration_ms": round(elapsed * 1000, 2),
                                 **({"account_id": principal.user_id} if principal is not None else {})})
             request_id_var.reset(token)
+
+
+    def _closing_reads(self, receive: Receive) -> Receive:
+        """At lifespan shutdown, close the event-loop read connections (adapters/db/reads.py) of this loop."""
+
+        async def wrapped() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                db = getattr(self.c, "__dict__", {}).get("db")  # never opened: nothing to close
+                if db is not None:
+                    await db.close_reads()
+            return message
+
+        return wrapped
 
 
 def _limited(receive: Receive, limit: int) -> Receive:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reelforge import errors
+from reelforge.adapters.db import reads
 from reelforge.adapters.db.store import Asset, Store, Upload
 from reelforge.adapters.storage.keys import new_key
 from reelforge.config import Settings
@@ -179,6 +180,13 @@ class AssetService:
     def get(self, principal: Principal, asset_id: str) -> Asset:
         with self.store.tx(write=False) as tx:
             return owned(tx.asset(asset_id), principal, "Asset")
+
+    async def read(self, principal: Principal, asset_id: str) -> Any:
+        """`get()` on the event loop (adapters/db/reads.py): the asset's columns, the owner's only."""
+        row = await self.store.db.reads.one(reads.ASSET_BY_ID, asset_id=asset_id)
+        if row is not None:
+            row.meta = row.metadata  # the column is "metadata"; Asset calls the attribute `meta`
+        return owned(row, principal, "Asset")
 
     def download_url(self, asset: Asset) -> SignedRequest:
         return self.objects.presign_get(asset.key, self.settings.storage.download_expiry_s, filename=asset.filename)

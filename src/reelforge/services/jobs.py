@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import hashlib
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from reelforge import errors, tracing
+from reelforge.adapters.db import reads
 from reelforge.adapters.db.store import DuplicateKey, Job, JobEvent, Store, Tx
 from reelforge.config import Settings
 from reelforge.domain.types import TERMINAL_STATUSES, CreditKind, JobStatus, Principal, retry_delay
@@ -231,6 +233,56 @@ class JobService:
             rows = rows[:limit]
             nxt = f"{rows[-1].created_at!r}:{rows[-1].id}"
         return rows, nxt
+
+    # --- reads on the event loop (adapters/db/reads.py) ----------------------------------------------------------
+    async def read(self, principal: Principal, job_id: str) -> Any:
+        """The job's public columns (attribute access like `Job`), the owner's only (`owned()`: another user's
+        job, also for an admin, reads as missing), without a threadpool hop."""
+        row = await self.store.db.reads.one(reads.JOB_BY_ID, job_id=job_id)
+        return owned(row, principal, "Job")
+
+    async def read_page(self, principal: Principal, *, status: str | None = None, kind: str | None = None,
+                        limit: int = 50, cursor: str | None = None) -> tuple[builtins.list[Any], str | None]:
+        """`list()` for the caller's own jobs, read on the event loop: newest first, with the next cursor."""
+        params: dict[str, Any] = {"owner_id": principal.user_id, "limit": limit + 1}
+        if cursor:
+            try:
+                ts, jid = cursor.split(":", 1)
+                params.update(before_ts=float(ts), before_id=jid)
+            except ValueError as exc:
+                raise errors.ValidationFailed("Malformed cursor", code="invalid_cursor", field="cursor") from exc
+        if status:
+            params["status"] = status
+        if kind:
+            params["kind"] = kind
+        stmt = reads.jobs_page(status=bool(status), kind=bool(kind), cursor=bool(cursor))
+        rows = await self.store.db.reads.all(stmt, **params)
+        nxt = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            nxt = f"{rows[-1].created_at!r}:{rows[-1].id}"
+        return rows, nxt
+
+    async def watch(self, principal: Principal, job_id: str, timeout_s: float, changed: Callable[[Any], bool], *,
+                    gone: Callable[[], Awaitable[bool]] | None = None, current: Any = None,
+                    first_poll_s: float = 0.05, max_poll_s: float = 1.0) -> Any:
+        """Read the job until `changed(job)` holds, it has ended, `timeout_s` passes or `gone()` says the caller
+        left; returns the last read (`current`: a read the caller already made). Polls with backoff
+        (first_poll_s doubling up to max_poll_s): the queue sends no notice when a job's state changes, and a
+        primary-key read costs less than a listener connection per waiting request would."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        poll = first_poll_s
+        job = current if current is not None else await self.read(principal, job_id)
+        while not changed(job) and job.status not in TERMINAL_STATUSES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(poll, left))
+            poll = min(poll * 2, max_poll_s)
+            if gone is not None and await gone():
+                break
+            job = await self.read(principal, job_id)
+        return job
 
     def history(self, principal: Principal, job_id: str, *, after: int = 0) -> builtins.list[JobEvent]:
         with self.store.tx(write=False) as tx:

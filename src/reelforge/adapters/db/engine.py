@@ -51,6 +51,8 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = normalize_url(url)
+        self.pool_size = pool_size
+        self._reads: Any = None
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         # The SQLite database file; None for PostgreSQL, ":memory:" (one database per connection) and URIs.
         self.sqlite_file: str | None = None
@@ -74,6 +76,20 @@ class Database:
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
 
+    @property
+    def reads(self) -> Any:
+        """The event-loop reads of this database (adapters/db/reads.py), made on first use."""
+        if self._reads is None:
+            from reelforge.adapters.db.reads import AsyncReads
+
+            self._reads = AsyncReads(self, pool_size=self.pool_size)
+        return self._reads
+
+    async def close_reads(self) -> None:
+        """Close the calling event loop's read connections (an app's lifespan shutdown)."""
+        if self._reads is not None:
+            await self._reads.aclose()
+
     @contextmanager
     def tx(self, *, write: bool = True) -> Iterator[Session]:
         """A transaction; on SQLite a writer takes the lock at BEGIN so concurrent writers queue, not deadlock."""
@@ -93,6 +109,8 @@ class Database:
             conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
+        if self._reads is not None:
+            self._reads.close()
         self.engine.dispose()
 
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Integer, and_, bindparam, case, cast, delete, func, or_, select, text, update
+from sqlalchemy import Integer, and_, case, cast, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -922,19 +922,10 @@ class Tx:
         ).first() is not None
 
 
-# --- hot reads outside the ORM ------------------------------------------------------------------------------------
-# `GET /v1/jobs/{id}` is polled by every client that waits on a job. The statement is a Core SELECT, compiled once
-# per engine and run on a pooled DB-API cursor with the columns' own result processors: about a fifth of the CPU of
-# an ORM read in its own Session, half of a Core `Connection.execute` with its BEGIN/ROLLBACK. The ownership rule is
-# part of the WHERE clause, so another owner's job reads exactly like a missing one.
-_JOB_PUBLIC_COLUMNS = [Job.__table__.c[name] for name in (
-    "id", "owner_id", "kind", "status", "input", "outputs", "error_code", "error_message", "progress",
-    "progress_message", "credits", "credits_state", "attempt", "max_attempts", "priority", "cancel_requested",
-    "callback_url", "idempotency_key", "created_at", "started_at", "finished_at", "expires_at")]
-_OWNED_JOB = select(*_JOB_PUBLIC_COLUMNS).where(
-    Job.__table__.c.id == bindparam("job_id"), Job.__table__.c.owner_id == bindparam("owner_id"))
-
-
+# --- rows outside the ORM ------------------------------------------------------------------------------------------
+# Statements run on the connection's DB-API cursor return raw tuples; these turn them into records with attribute
+# access like `Job`, through the columns' own result processors (JSON, booleans). Event-loop reads of the routes
+# live in adapters/db/reads.py.
 class _Rows:
     """Rows of known columns from a DB-API cursor, through the columns' own result processors (JSON, booleans)."""
 
@@ -955,19 +946,6 @@ class _Rows:
                                                                                         strict=True)})
 
 
-class _CompiledRead(_Rows):
-    """One SELECT compiled for one engine's dialect: SQL text, parameter order and per-column result processors."""
-
-    def __init__(self, engine: Any, stmt: Any, columns: Sequence[Any]) -> None:
-        super().__init__(engine, columns)
-        compiled = stmt.compile(dialect=self.dialect)
-        self.sql = str(compiled)
-        self.order = list(compiled.positiontup or []) if self.dialect.positional else None
-
-    def params(self, values: dict[str, Any]) -> Any:
-        return tuple(values[k] for k in self.order) if self.order is not None else values
-
-
 _job_row_shapes: weakref.WeakKeyDictionary[Any, _Rows] = weakref.WeakKeyDictionary()
 
 
@@ -977,40 +955,3 @@ def _job_rows(engine: Any) -> _Rows:
     if shape is None:
         shape = _job_row_shapes[engine] = _Rows(engine, list(Job.__table__.c))
     return shape
-
-
-_compiled_reads: weakref.WeakKeyDictionary[Any, _CompiledRead] = weakref.WeakKeyDictionary()
-
-
-def compiled_job_read(db: Database) -> _CompiledRead:
-    """The owned-job SELECT compiled for db's dialect (SQL text with `job_id` and `owner_id` parameters)."""
-    q = _compiled_reads.get(db.engine)
-    if q is None:
-        q = _compiled_reads[db.engine] = _CompiledRead(db.engine, _OWNED_JOB, _JOB_PUBLIC_COLUMNS)
-    return q
-
-
-def read_owned_job(db: Database, job_id: str, owner_id: str) -> SimpleNamespace | None:
-    """The job's public columns (attribute access like `Job`), or None when it is missing or not owner_id's.
-
-    One statement, no explicit transaction: a single SELECT reads one consistent snapshot on SQLite and on
-    PostgreSQL; the pool rolls the connection back when it is returned. Takes no SQLite write lock.
-    """
-    conn = db.engine.raw_connection()
-    try:
-        return read_owned_job_dbapi(db, conn, job_id, owner_id)
-    finally:
-        conn.close()
-
-
-def read_owned_job_dbapi(db: Database, conn: Any, job_id: str, owner_id: str) -> SimpleNamespace | None:
-    """read_owned_job() on a DB-API connection of db's dialect that the caller holds."""
-    q = compiled_job_read(db)
-    cur = conn.cursor()
-    try:
-        cur.execute(q.sql, q.params({"job_id": job_id, "owner_id": owner_id}))
-        raw = cur.fetchone()
-        procs = q.processors(cur.description)
-    finally:
-        cur.close()
-    return None if raw is None else q.row(raw, procs)

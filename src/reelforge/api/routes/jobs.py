@@ -1,20 +1,19 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from anyio import CapacityLimiter, to_thread
-from anyio.lowlevel import RunVar
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from reelforge import errors
-from reelforge.adapters.db.store import read_owned_job
 from reelforge.api import convert
-from reelforge.api.deps import Container, CurrentUser
+from reelforge.api.deps import Container, CurrentUser, container_of
 from reelforge.api.schemas.common import MAX_ID, iso
 from reelforge.api.schemas.jobs import (
     JobBatchCreate,
@@ -79,41 +78,68 @@ def submit_batch(body: JobBatchCreate, p: CurrentUser, c: Container,
 
 
 @router.get("/jobs", response_model=JobsPublic)
-def list_jobs(p: CurrentUser, c: Container,
-              status: Annotated[JobStatus | None, Query()] = None,
-              kind: Annotated[str | None, Query(max_length=64)] = None,
-              limit: Annotated[int, Query(ge=1, le=200)] = 50,
-              cursor: Annotated[str | None, Query(max_length=200)] = None) -> JobsPublic:
-    rows, nxt = c.jobs.list(p, status=status.value if status else None, kind=kind, limit=limit, cursor=cursor)
-    return JobsPublic(data=[convert.job(j) for j in rows], next_cursor=nxt)
+async def list_jobs(p: CurrentUser, request: Request,
+                    status: Annotated[JobStatus | None, Query()] = None,
+                    kind: Annotated[str | None, Query(max_length=64)] = None,
+                    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                    cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
+    c = container_of(request)
+    rows, nxt = await c.jobs.read_page(p, status=status.value if status else None, kind=kind, limit=limit,
+                                       cursor=cursor)
+    return convert.respond({"data": [convert.job_fields(j) for j in rows], "next_cursor": nxt})
 
 
-# Job reads get their own small set of threadpool tokens, per event loop: at most as many reads in flight as the
-# database pool keeps connections (more would open and close overflow connections on every burst), and polling
-# clients cannot take every thread of the shared pool from the other routes.
-_JOB_READ_LIMITER: RunVar[CapacityLimiter] = RunVar("reelforge_job_read_limiter")
+MAX_WAIT_QUERY_S = 3600.0
+# Declared for the OpenAPI document and read from the request in the route: each declared parameter costs
+# FastAPI a validation per request on the most polled route, and these two are absent on nearly every request.
+_JOB_READ_PARAMETERS = [
+    {"name": "wait", "in": "query", "required": False,
+     "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_QUERY_S, "default": 0},
+     "description": "Long poll: answer as soon as the job's status changes (with If-None-Match: as soon as "
+                    "anything in it changes) or after this many seconds (at most the server's jobs.max_wait_s)"},
+    {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "An ETag of an earlier answer: 304 when the job is still as that answer showed it"},
+]
 
 
-def _job_read_limiter(c: Any) -> CapacityLimiter:
+def _wait_param(request: Request) -> float:
+    raw = request.query_params.get("wait")
+    if raw is None:
+        return 0.0
     try:
-        return _JOB_READ_LIMITER.get()
-    except LookupError:
-        size = getattr(getattr(c.settings, "database", None), "pool_size", 10)
-        limiter = CapacityLimiter(max(1, min(int(size), 16)))
-        _JOB_READ_LIMITER.set(limiter)
-        return limiter
+        wait = float(raw)
+    except ValueError:
+        wait = math.nan
+    if not 0 <= wait <= MAX_WAIT_QUERY_S:  # also NaN
+        raise errors.ValidationFailed(f"wait: must be a number of seconds from 0 to {MAX_WAIT_QUERY_S:g}",
+                                      errors=[{"field": "wait", "message": "out of range", "type": "value_error"}])
+    return wait
 
 
-@router.get("/jobs/{job_id}", response_model=JobPublic)
-async def get_job(job_id: str, p: CurrentUser, c: Container) -> JobPublic:
-    """The hot polling read: `async def`, so the route and its response validation stay on the event loop, and
-    one threadpool hop for one precompiled SELECT on a pooled DB-API cursor (`read_owned_job`) whose WHERE
-    clause holds the ownership rule (`owned()` semantics: another user's job, even an admin's view of it, reads
-    as missing)."""
-    row = await to_thread.run_sync(read_owned_job, c.db, job_id, p.user_id, limiter=_job_read_limiter(c))
-    if row is None:
-        raise errors.NotFound("Job not found", code="job_not_found")
-    return convert.job(row)
+@router.get("/jobs/{job_id}", response_model=JobPublic, openapi_extra={"parameters": _JOB_READ_PARAMETERS},
+            responses={304: {"description": "Not modified: the job is still as the If-None-Match ETag names it"}})
+async def get_job(job_id: str, p: CurrentUser, request: Request) -> Response:
+    """The job, with an ETag; `If-None-Match` with a current ETag answers 304. `?wait=N` is a long poll. Another
+    user's job reads as missing (404), also for an admin."""
+    c = container_of(request)
+    wait = _wait_param(request)
+    if_none_match = request.headers.get("if-none-match")
+    job = await c.jobs.read(p, job_id)
+    body = to_json(convert.job_fields(job))
+    etag = convert.etag_of(body)
+    if wait and job.status not in TERMINAL_STATUSES:
+        if if_none_match:
+            def changed(j: Any) -> bool:
+                return not convert.matches(if_none_match, convert.etag_of(to_json(convert.job_fields(j))))
+        else:
+            def changed(j: Any) -> bool:
+                return bool(j.status != job.status)
+        if not changed(job):
+            job = await c.jobs.watch(p, job_id, min(wait, c.settings.jobs.max_wait_s), changed,
+                                     gone=request.is_disconnected, current=job)
+            body = to_json(convert.job_fields(job))
+            etag = convert.etag_of(body)
+    return convert.tagged(body, etag, if_none_match)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
@@ -124,10 +150,10 @@ def cancel_job(job_id: str, p: CurrentUser, c: Container) -> JobPublic:
 
 @router.get("/jobs/{job_id}/history", response_model=JobHistoryPublic)
 def history(job_id: str, p: CurrentUser, c: Container,
-            after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> JobHistoryPublic:
+            after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> Response:
     job = c.jobs.get(p, job_id)
-    return JobHistoryPublic(job_id=job.id, status=job.status,
-                            events=[convert.event(e) for e in c.jobs.history(p, job_id, after=after)])
+    return convert.respond(JobHistoryPublic(job_id=job.id, status=job.status, events=[
+        convert.event(e) for e in c.jobs.history(p, job_id, after=after)]))
 
 
 def _sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
 from reelforge import errors
 from reelforge.adapters.storage.common import content_disposition
 from reelforge.api import convert
-from reelforge.api.deps import Container, CurrentUser
+from reelforge.api.deps import Container, CurrentUser, container_of
 from reelforge.api.schemas.storage import AssetPublic, AssetsPublic, UploadComplete, UploadCreate, UploadPublic
 
 router = APIRouter(tags=["storage"])
@@ -48,11 +50,32 @@ def list_assets(p: CurrentUser, c: Container, limit: Annotated[int, Query(ge=1, 
     return AssetsPublic(data=[convert.asset(a) for a in c.assets.list(p, limit=limit, job_id=job_id)])
 
 
-@router.get("/assets/{asset_id}", response_model=AssetPublic)
-def get_asset(asset_id: str, p: CurrentUser, c: Container) -> AssetPublic:
-    """Metadata and a signed GET URL."""
-    asset = c.assets.get(p, asset_id)
-    return convert.asset(asset, c.assets.download_url(asset))
+@router.get("/assets/{asset_id}", response_model=AssetPublic, openapi_extra={"parameters": [
+    {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "An ETag of an earlier answer: 304 while that copy is current"}]}, responses={
+    304: {"description": "Not modified: the asset is as the `If-None-Match` ETag names it, and the download URL "
+                         "of that copy still has at least half of its lifetime left"}})
+async def get_asset(asset_id: str, p: CurrentUser, request: Request) -> Response:
+    """Metadata and a signed GET URL, with an ETag; `If-None-Match` answers 304 while the copy it names is current.
+
+    The signed URL is new on every answer, so the ETag is the asset's fields plus the expiry of the URL in that
+    answer: a client's copy counts as current while the asset is unchanged and its URL has at least half of
+    `storage.download_expiry_s` left, so a 304 never leaves a client with a URL about to expire.
+    """
+    c = container_of(request)
+    if_none_match = request.headers.get("if-none-match")
+    asset = await c.assets.read(p, asset_id)
+    fields = to_json(convert.asset_fields(asset))
+    if if_none_match:
+        for tag in if_none_match.split(","):
+            digest, _, exp = tag.strip().removeprefix("W/").strip('"').partition(".")
+            if (exp.isdigit() and convert.digest(fields, exp) == digest
+                    and int(exp) - time.time() >= c.settings.storage.download_expiry_s / 2):
+                return Response(status_code=304, headers={"ETag": tag.strip(), "Cache-Control": "private, no-cache"})
+    download = c.assets.download_url(asset)
+    exp = str(int(download.expires_at or 0))
+    etag = f'"{convert.digest(fields, exp)}.{exp}"'
+    return convert.tagged(to_json(convert.asset_fields(asset, download)), etag, None)
 
 
 @router.delete("/assets/{asset_id}", status_code=204)
