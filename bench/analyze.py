@@ -68,15 +68,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def submit(path: Path, caption: str) -> str:
         data = path.read_bytes()
-        v, ticket = c.app("mobs").submit(p, filename=path.name, content_type="video/mp4", size=len(data), caption=caption)
+        v, ticket = c.app("mobs").uploads.submit(p, filename=path.name, content_type="video/mp4", size=len(data), caption=caption)
         c.objects.put_bytes(ticket.upload.key, data, "video/mp4")  # what the client's signed PUT does
-        c.app("mobs").complete(p, v.id)
+        c.app("mobs").uploads.complete(p, v.id)
         return str(v.id)
 
     def wait(ids: list[str], timeout: float = 3600) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            states = [c.app("mobs").get(p, i).status for i in ids]
+            states = [c.app("mobs").reads.get(p, i).status for i in ids]
             if all(s in ("validated", "rejected", "failed") for s in states):
                 return
             time.sleep(0.25)
@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     per_clip: list[float] = []
     statuses: dict[str, int] = {}
     for vid in ids:
-        v = c.app("mobs").get(p, vid)
+        v = c.app("mobs").reads.get(p, vid)
         statuses[v.status] = statuses.get(v.status, 0) + 1
-        _, events = c.app("mobs").history(p, vid)
+        _, events = c.app("mobs").reads.history(p, vid)
         for e in events:
             if e.type == "TaskSucceeded" and e.path and "duration_s" in (e.details or {}):
                 steps.setdefault(e.path, []).append(float(e.details["duration_s"]))

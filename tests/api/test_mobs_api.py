@@ -59,7 +59,7 @@ def principal(u: UserHandle, role: Role = Role.user) -> Principal:
 def seed(c: Any, u: UserHandle, vec: np.ndarray, *, tag: str, status: str = "validated",
          visibility: str = "public", score: float | None = None) -> str:
     """A video as the pipeline leaves it, from results built here."""
-    v, _ = c.app("mobs").submit(principal(u), filename=f"{tag}.mp4", content_type="video/mp4", size=1000,
+    v, _ = c.app("mobs").uploads.submit(principal(u), filename=f"{tag}.mp4", content_type="video/mp4", size=1000,
                          caption=f"#{tag} clip", visibility=visibility)
     analysis = {"ocr_text": [f"{tag.upper()} NOW"], "transcript": f"join the {tag} challenge",
                 "words": [{"word": w, "start": i * 0.3, "end": i * 0.3 + 0.2, "probability": 0.9}
@@ -67,12 +67,12 @@ def seed(c: Any, u: UserHandle, vec: np.ndarray, *, tag: str, status: str = "val
                 "hashtags": [tag], "mentions": [], "terms": [tag, "challenge"],
                 "activity": {"coherence": 0.9, "contrast": 0.2, "black_fraction": 0.0}, "components": {},
                 "score": 0.7, "model": "built-in-test", "notes": []}
-    c.app("mobs").store_results(v.id, analysis=analysis, vector=vec, model_version=VERSION, participation_model="local",
+    c.app("mobs").analysis.store_results(v.id, analysis=analysis, vector=vec, model_version=VERSION, participation_model="local",
                          embed_model="local", thumbnail_asset_id=None)
     sc = score if score is not None else (0.9 if status == "validated" else 0.1)
-    c.app("mobs").apply_validation(v.id, {"status": status, "score": sc, "components": {"visual": sc},
+    c.app("mobs").analysis.apply_validation(v.id, {"status": status, "score": sc, "components": {"visual": sc},
                                    "reasons": [f"visual {sc:.2f}"], "threshold": 0.5})
-    c.app("mobs").assign(v.id)
+    c.app("mobs").grouping.assign(v.id)
     return str(v.id)
 
 
@@ -335,7 +335,7 @@ def test_recluster_merges_and_splits(container: Any, alice: UserHandle, client: 
         repo = MobsRepo(tx)
         assert len(repo.mobs()) == 1
         first = repo.video(ids[0]).mob_id  # type: ignore[union-attr]
-    run = container.app("mobs").recluster(runner="test")
+    run = container.app("mobs").grouping.recluster(runner="test")
     assert run["k"] == 2
     assert [e["kind"] for e in run["events"]] == ["split"] and run["events"][0]["parent"] == first
     with container.store.tx(write=False) as tx:
@@ -347,17 +347,17 @@ def test_recluster_merges_and_splits(container: Any, alice: UserHandle, client: 
     assert len(a_mob) == len(b_mob) == 1 and a_mob != b_mob and first in a_mob | b_mob
     assert ("split", first) in events and vec is not None
     # same input again: nothing moves, no events
-    again = container.app("mobs").recluster(runner="test")
+    again = container.app("mobs").grouping.recluster(runner="test")
     assert again["events"] == [] and sorted(again["mobs"]) == sorted(a_mob | b_mob)
 
 
 def test_recluster_schedule_has_one_runner(container: Any, client: Any) -> None:
     other = type(container.app("mobs"))(container.store, container.settings, assets=container.assets,
                                  objects=container.objects, jobs=container.jobs, vectors=lambda: container.vectors)
-    assert container.app("mobs").tick("worker-1") is True
-    assert other.tick("worker-2") is False and container.app("mobs").tick("worker-1") is False
-    container.app("mobs")._recluster_thread.join(10)
-    runs = container.app("mobs").runs()
+    assert container.app("mobs").grouping.tick("worker-1") is True
+    assert other.grouping.tick("worker-2") is False and container.app("mobs").grouping.tick("worker-1") is False
+    container.app("mobs").grouping._recluster_thread.join(10)
+    runs = container.app("mobs").grouping.runs()
     assert len(runs) == 1 and runs[0].runner == "worker-1" and runs[0].status == "succeeded"
 
 
@@ -379,10 +379,10 @@ def test_completed_upload_without_job_is_resumed_once(client: Any, container: An
     # the upload completes, then the process stops before the job is queued
     container.assets.complete_upload(principal(alice), up["id"])
     assert alice.get(f"/v1/videos/{vid}").json()["status"] == "uploading"
-    assert container.app("mobs").resume_stalled() == 1
+    assert container.app("mobs").uploads.resume_stalled() == 1
     v = alice.get(f"/v1/videos/{vid}").json()
     assert v["status"] == "processing" and v["job_id"]
-    assert container.app("mobs").resume_stalled() == 0
+    assert container.app("mobs").uploads.resume_stalled() == 0
     assert alice.post(f"/v1/videos/{vid}/complete", json={}).json()["job_id"] == v["job_id"]
     jobs = alice.get("/v1/jobs?kind=video.analyze").json()["data"]
     assert [j["id"] for j in jobs] == [v["job_id"]]

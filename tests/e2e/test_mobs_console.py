@@ -40,20 +40,20 @@ def seed(live: Live, tokens: dict[str, Any], vec: np.ndarray, tag: str, color: t
     c = live.container
     me = live.api("GET", "/v1/auth/me", tokens["access_token"]).json()
     p = Principal(me["id"], me["email"], Role.user)
-    v, _ = c.app("mobs").submit(p, filename=f"{tag}.mp4", content_type="video/mp4", size=1000, caption=f"#{tag} clip")
+    v, _ = c.app("mobs").uploads.submit(p, filename=f"{tag}.mp4", content_type="video/mp4", size=1000, caption=f"#{tag} clip")
     thumb = c.assets.store_output(owner_id=p.user_id, job_id=None, data=png(color), content_type="image/png",
                                   filename="thumbnail.png", category="thumbnails")
     analysis = {"ocr_text": [f"{tag.upper()} TIME"], "transcript": f"this is the {tag} challenge",
                 "words": [], "hashtags": [tag], "mentions": [], "terms": [tag, "challenge"],
                 "activity": {"coherence": 0.9, "contrast": 0.2}, "components": {}, "score": 0.7,
                 "model": "seeded", "notes": []}
-    c.app("mobs").store_results(v.id, analysis=analysis, vector=vec, model_version="e2e", participation_model="local",
+    c.app("mobs").analysis.store_results(v.id, analysis=analysis, vector=vec, model_version="e2e", participation_model="local",
                          embed_model="local", thumbnail_asset_id=thumb.id)
     score = 0.8 if status == "validated" else 0.2
-    c.app("mobs").apply_validation(v.id, {"status": status, "score": score, "components": {"visual": score},
+    c.app("mobs").analysis.apply_validation(v.id, {"status": status, "score": score, "components": {"visual": score},
                                    "reasons": [f"visual {score:.2f}: seeded", f"score {score:.2f} vs 0.50"],
                                    "threshold": 0.5})
-    c.app("mobs").assign(v.id)
+    c.app("mobs").grouping.assign(v.id)
     return str(v.id)
 
 

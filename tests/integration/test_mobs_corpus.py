@@ -48,7 +48,7 @@ def test_corpus_clusters_search_and_noise(mobs_env: tuple[Any, Any], tmp_path: P
 
     truth = [ids[v].trend for v in trend_ids]
     incremental = adjusted_rand_score(truth, [rows[v]["mob_id"] for v in trend_ids])
-    run = c.app("mobs").recluster(runner="test")
+    run = c.app("mobs").grouping.recluster(runner="test")
     after = {v: alice.get(f"/v1/videos/{v}").json()["mob_id"] for v in trend_ids}
     batch = adjusted_rand_score(truth, [after[v] for v in trend_ids])
     assert incremental >= 0.8 and batch >= 0.8, (incremental, batch, run)

@@ -107,7 +107,7 @@ def test_real_pipeline_on_generated_videos(mobs_env: tuple[Any, Any], tmp_path: 
     assert next(e for e in events if e.payload["video_id"] == v_trend).payload["mob_id"] == a["mob_id"]
     assert len(deliveries) == 2
     # model usage was metered per model
-    usage = c.app("mobs").usage(days=1)
+    usage = c.app("mobs").admin.usage(days=1)
     assert {(u["task"], u["model"]) for u in usage} >= {("video.participation", "local"), ("video.embed", "local")}
 
 
@@ -155,7 +155,7 @@ def test_failed_model_fails_the_step_and_stores_nothing(mobs_env: tuple[Any, Any
         w.stop(grace_s=5)
     # the worker checks the owner too (a job queued before the check existed, say)
     with pytest.raises(ReelforgeError) as exc:
-        c.app("mobs").start_processing(vid, v["job_id"], mallory.id)
+        c.app("mobs").analysis.start_processing(vid, v["job_id"], mallory.id)
     assert exc.value.code == "video_not_found"
     assert v["status"] == "failed" and v["error"]["code"] == "RuntimeError"
     assert "backend crashed" in v["error"]["message"]

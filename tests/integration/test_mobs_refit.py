@@ -62,20 +62,20 @@ def add(c: Any, u: UserHandle, raw: np.ndarray, *, tag: str, projection: Project
         status: str = "validated", visibility: str = "public", hosted: bool = False) -> str:
     """A video as the pipeline leaves it: the local model's vector projected from `raw` by `projection`
     (default: the current one), or a hosted model's vector (that also comes with raw features here)."""
-    v, _ = c.app("mobs").submit(principal(u), filename=f"{tag}.mp4", content_type="video/mp4", size=1000,
+    v, _ = c.app("mobs").uploads.submit(principal(u), filename=f"{tag}.mp4", content_type="video/mp4", size=1000,
                          caption=f"#{tag}", visibility=visibility)
     if hosted:
         h = np.random.default_rng(abs(hash(v.id)) % 2**32).standard_normal(256)
         vec, version, model = (h / np.linalg.norm(h)).astype(np.float32), HOSTED_VERSION, "bedrock"
     else:
-        p = projection or c.app("mobs").projections.current()
+        p = projection or c.app("mobs").ctx.projections.current()
         vec, version, model = p.project(raw), p.version, "local"
-    c.app("mobs").store_results(v.id, analysis=analysis(tag), vector=vec, model_version=version,
+    c.app("mobs").analysis.store_results(v.id, analysis=analysis(tag), vector=vec, model_version=version,
                          participation_model="local", embed_model=model, thumbnail_asset_id=None, raw_features=raw)
     score = 0.9 if status == "validated" else 0.1
-    c.app("mobs").apply_validation(v.id, {"status": status, "score": score, "components": {"visual": score},
+    c.app("mobs").analysis.apply_validation(v.id, {"status": status, "score": score, "components": {"visual": score},
                                    "reasons": [f"visual {score:.2f}"], "threshold": 0.5})
-    c.app("mobs").assign(v.id)
+    c.app("mobs").grouping.assign(v.id)
     return str(v.id)
 
 
@@ -112,7 +112,7 @@ def test_refit_at_the_threshold_moves_every_local_vector_and_keeps_mobs(containe
                                                                         bob: UserHandle) -> None:
     c = container
     trends = Trends(seed=5)
-    rp = c.app("mobs").projections.current()
+    rp = c.app("mobs").ctx.projections.current()
     assert rp.kind == "rp"
     hosted = [add(c, bob, trends.raw(i % 3), tag="hosted", hosted=True) for i in range(6)]
     ids: dict[int, list[str]] = {t: [add(c, alice, trends.raw(t), tag=f"t{t}") for _ in range(3 if t < 2 else 2)]
@@ -121,7 +121,7 @@ def test_refit_at_the_threshold_moves_every_local_vector_and_keeps_mobs(containe
     ids[2].append(private)
     rejected = add(c, alice, trends.raw(1), tag="junk", status="rejected")
     # 10 local videos with raw features, one rejected: 9 validated (the 6 hosted ones do not count)
-    below = c.app("mobs").recluster(runner="test")["projection"]
+    below = c.app("mobs").grouping.recluster(runner="test")["projection"]
     assert below["refit"] is False and below["videos"] == 9 and "fewer than 10" in below["reason"]
     assert {v.embed_model_version for v in rows(c).values() if v.embed_model == "local"} == {rp.version}
     hosted_before = {vid: (v.embed_model_version, bytes(v.embedding), v.mob_id) for vid, v in rows(c).items()
@@ -131,13 +131,13 @@ def test_refit_at_the_threshold_moves_every_local_vector_and_keeps_mobs(containe
     visibility = {vid: c.vectors.get("videos", vid).visibility for members in ids.values()
                   for vid in members}
 
-    run = c.app("mobs").recluster(runner="test")
+    run = c.app("mobs").grouping.recluster(runner="test")
     p = run["projection"]
-    new = c.app("mobs").projections.current()
+    new = c.app("mobs").ctx.projections.current()
     assert p["refit"] is True and p["old_version"] == rp.version and p["new_version"] == new.version
     assert new.kind == "pca" and new.version.startswith("pca-256-") and new.n_fit == p["videos"] == 10
     assert 0.5 < p["explained_variance"] <= 1.0 and p["reprojected"] == 11 and p["left_mobs"] == 0
-    record = c.app("mobs").runs(1)[0]
+    record = c.app("mobs").grouping.runs(1)[0]
     assert record.details["projection"]["new_version"] == new.version and record.status == "succeeded"
     assert record.details["projection"]["explained_variance"] == p["explained_variance"]
     assert record.model_version == new.version  # k-means ran in the new space
@@ -167,9 +167,9 @@ def test_refit_at_the_threshold_moves_every_local_vector_and_keeps_mobs(containe
     assert_mobs_exact(c, new.version)
     # similar search: same-trend videos first, only in the new space, private ones only for their owner
     for members in ids.values():
-        hits = c.app("mobs").similar(principal(alice), members[0], k=len(members) - 1)
+        hits = c.app("mobs").reads.similar(principal(alice), members[0], k=len(members) - 1)
         assert {v.id for v, _ in hits} == set(members[1:])
-    bob_hits = {v.id for v, _ in c.app("mobs").similar(principal(bob), ids[2][0], k=20)}
+    bob_hits = {v.id for v, _ in c.app("mobs").reads.similar(principal(bob), ids[2][0], k=20)}
     assert private not in bob_hits and not bob_hits & set(hosted) and ids[2][1] in bob_hits
 
     # a worker that projected with the old projection during the refit: re-projected when stored, joins its mob
@@ -182,17 +182,17 @@ def test_refit_at_the_threshold_moves_every_local_vector_and_keeps_mobs(containe
     assert rec.model_version == new.version and rec.visibility == "public"
 
     # no refit until the videos more than double (11 now, fitted on 10); then again, without moving anyone
-    assert c.app("mobs").refit_projection()["refit"] is False
+    assert c.app("mobs").grouping.refit_projection()["refit"] is False
     for i in range(10):
         add(c, alice, trends.raw(i % 3), tag=f"t{i % 3}")
     before = memberships(c)
-    p2 = c.app("mobs").refit_projection()
-    newer = c.app("mobs").projections.current()
+    p2 = c.app("mobs").grouping.refit_projection()
+    newer = c.app("mobs").ctx.projections.current()
     assert p2["refit"] is True and p2["videos"] == 21 and p2["old_version"] == new.version != newer.version
     assert p2["reprojected"] == 22 and memberships(c) == before
     assert_mobs_exact(c, newer.version)
     assert {r.model_version for r in c.vectors.iter_all("videos")} == {newer.version, HOSTED_VERSION}
-    assert c.app("mobs").refit_projection()["reprojected"] == 0
+    assert c.app("mobs").grouping.refit_projection()["reprojected"] == 0
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -217,19 +217,19 @@ def test_a_refit_stopped_before_its_index_update_is_completed_by_the_next_run(co
                 raise RuntimeError("worker stopped")
             index.upsert(namespace, records)
 
-    c.app("mobs")._vectors = Stopping
-    first = c.app("mobs").recluster(runner="test")
-    new = c.app("mobs").projections.current()
+    c.app("mobs").ctx._vectors = Stopping
+    first = c.app("mobs").grouping.recluster(runner="test")
+    new = c.app("mobs").ctx.projections.current()
     assert "worker stopped" in first["projection"]["error"] and new.kind == "pca"
     assert {v.embed_model_version for v in rows(c).values()} == {new.version}  # the rows moved
-    assert c.app("mobs").runs(1)[0].details["index_pending"] == new.version
+    assert c.app("mobs").grouping.runs(1)[0].details["index_pending"] == new.version
     assert sum(index.get("videos", i).model_version != new.version for i in ids) == MIN_VIDEOS - 2
-    c.app("mobs")._vectors = lambda: index
-    second = c.app("mobs").recluster(runner="test")["projection"]
+    c.app("mobs").ctx._vectors = lambda: index
+    second = c.app("mobs").grouping.recluster(runner="test")["projection"]
     assert second["refit"] is False and second["index_repaired"] == MIN_VIDEOS
     assert {index.get("videos", i).model_version for i in ids} == {new.version}
-    assert not any(r.details.get("index_pending") for r in c.app("mobs").runs(5))
-    hits = c.app("mobs").similar(principal(alice), ids[0], k=3)
+    assert not any(r.details.get("index_pending") for r in c.app("mobs").grouping.runs(5))
+    hits = c.app("mobs").reads.similar(principal(alice), ids[0], k=3)
     assert {v.id for v, _ in hits} == {ids[3], ids[6], ids[9]}
 
 
@@ -304,7 +304,7 @@ def test_pipeline_stores_raw_features_and_meters_video_seconds(container: Any, c
     finally:
         w.stop(grace_s=5)
     assert v["status"] == "validated", v
-    rp = c.app("mobs").projections.current()
+    rp = c.app("mobs").ctx.projections.current()
     with c.store.tx(write=False) as tx:
         stored = MobsRepo(tx).raw_features("local")
         row = MobsRepo(tx).video(vid)

@@ -26,14 +26,14 @@ def _models(settings: Any) -> list[Any]:
 
 
 def _service(c: Any) -> Any:
-    from reelforge.apps.mobs.service import MobService
+    from reelforge.apps.mobs.services import MobService
 
     return MobService(c.store, c.settings, assets=c.assets, objects=c.objects, jobs=c.jobs,
                       vectors=lambda: c.vectors)
 
 
 def _owner_checks(c: Any) -> dict[str, Any]:
-    return {KIND: lambda p, data: c.app("mobs").check_analyze(p, data)}
+    return {KIND: lambda p, data: c.app("mobs").uploads.check_analyze(p, data)}
 
 
 def _routers() -> list[Any]:
@@ -49,7 +49,9 @@ def _console() -> list[Any]:
 
 
 def _recluster(c: Any, worker_id: str) -> None:
-    c.app("mobs").tick(worker_id)  # hourly re-clustering: one runner per interval across workers
+    svc = c.app("mobs")
+    svc.uploads.tick(worker_id)  # once a minute: analyses a crash left unqueued
+    svc.grouping.tick(worker_id)  # hourly re-clustering: one runner per interval across workers
 
 
 def _admin_stats(c: Any) -> dict[str, Any]:

@@ -139,7 +139,7 @@ def _model_name(ctx: StepContext, task: str) -> str:
 # --- steps -------------------------------------------------------------------------------------------
 def mark_processing(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     """The video is `processing` under this job."""
-    v = _mobs(ctx).start_processing(data["video_id"], ctx.job_id, ctx.owner_id)
+    v = _mobs(ctx).analysis.start_processing(data["video_id"], ctx.job_id, ctx.owner_id)
     return {"video_id": v.id, "caption": v.caption or ""}
 
 
@@ -195,7 +195,7 @@ def embed(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
 def store_results(ctx: StepContext, data: list[dict[str, Any]]) -> dict[str, Any]:
     """Analysis, vector and raw features on the video row; the vector into the index, private until validated."""
     left, right = data
-    _mobs(ctx).store_results(
+    _mobs(ctx).analysis.store_results(
         left["video_id"], analysis=left["participation"], vector=np.asarray(right["vector"], dtype=np.float32),
         model_version=right["model_version"], participation_model=left["participation_model"],
         embed_model=right["embed_model"], thumbnail_asset_id=left.get("thumbnail_asset_id"),
@@ -207,7 +207,7 @@ def store_results(ctx: StepContext, data: list[dict[str, Any]]) -> dict[str, Any
 
 def validate(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     """The weighted multimodal score with per-component reasons against the configured threshold."""
-    svc = _mobs(ctx)
+    svc = _mobs(ctx).analysis
     with ctx.services.store.tx(write=False) as tx:
         from reelforge.apps.mobs.repository import MobsRepo
 
@@ -222,13 +222,13 @@ def validate(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
 
 def assign_mob(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     """Validated videos join the nearest mob (or start one); their vector becomes searchable."""
-    mob_id = _mobs(ctx).assign(data["video_id"]) if data["status"] == "validated" else None
+    mob_id = _mobs(ctx).grouping.assign(data["video_id"]) if data["status"] == "validated" else None
     return {**data, "mob_id": mob_id}
 
 
 def emit(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     """`video.analyzed` with id, status, scores and mob, through the outbox (once per job)."""
-    return _mobs(ctx).emit_analyzed(data["video_id"], ctx.job_id)
+    return _mobs(ctx).analysis.emit_analyzed(data["video_id"], ctx.job_id)
 
 
 def failed(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
@@ -236,7 +236,7 @@ def failed(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     error = str((data or {}).get("error") or "analysis_failed")
     cause = str((data or {}).get("cause") or "analysis failed")
     video_id = str(ctx.job_input.get("video_id", ""))
-    _mobs(ctx).mark_failed(video_id, error, cause)
+    _mobs(ctx).analysis.mark_failed(video_id, error, cause)
     drop_local_video(ctx)
     raise errors.ReelforgeError(f"video analysis failed: {cause}", code=error[:100])
 

@@ -22,7 +22,6 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    delete,
     func,
     or_,
     select,
@@ -413,10 +412,6 @@ class MobsRepo:
     def update_run(self, run_id: str, **values: Any) -> None:
         self.s.execute(update(ReclusterRun).where(ReclusterRun.id == run_id).values(**values))
         self.s.expire_all()
-
-    def delete_all_for_tests(self) -> None:  # pragma: no cover - test helper
-        for model in (MobEvent, ReclusterRun, Mob, Video):
-            self.s.execute(delete(model))
 
     # --- jobs, history and model usage ---------------------------------------------------------------
     def job_events(self, job_id: str, limit: int = 1000) -> Sequence[JobEvent]:

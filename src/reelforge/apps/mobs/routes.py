@@ -142,7 +142,7 @@ class HistoryPublic(BaseModel):
 
 # --- conversion ---------------------------------------------------------------------------------------
 def _video(c: Any, v: Any, *, thumbnail: bool = True) -> VideoPublic:
-    urls = c.app("mobs").urls(v, playback=False) if thumbnail else {"thumbnail_url": None}
+    urls = c.app("mobs").reads.urls(v, playback=False) if thumbnail else {"thumbnail_url": None}
     return VideoPublic(
         id=v.id, owner_id=v.owner_id, status=v.status, visibility=v.visibility, caption=v.caption or "",
         filename=v.filename, score=v.score, mob_id=v.mob_id, job_id=v.job_id, thumbnail_url=urls["thumbnail_url"],
@@ -175,7 +175,7 @@ def _validation(v: Any) -> ValidationPublic:
 def submit_video(body: VideoSubmit, p: CurrentUser, c: Container) -> SubmitPublic:
     """Create the video record and a signed upload URL (PUT the bytes with the given headers); then
     `POST /v1/videos/{videoId}/complete` starts the analysis."""
-    v, ticket = c.app("mobs").submit(p, filename=body.filename, content_type=body.content_type, size=body.size,
+    v, ticket = c.app("mobs").uploads.submit(p, filename=body.filename, content_type=body.content_type, size=body.size,
                               caption=body.caption, sha256=body.sha256.lower() if body.sha256 else None,
                               visibility=body.visibility)
     put = ticket.put
@@ -187,7 +187,7 @@ def submit_video(body: VideoSubmit, p: CurrentUser, c: Container) -> SubmitPubli
 @router.post("/videos/{video_id}/complete", status_code=202, response_model=CompletePublic)
 def complete_video(video_id: str, p: CurrentUser, c: Container, body: VideoComplete | None = None) -> CompletePublic:
     """Check the uploaded bytes (size, sha256) and queue `video.analyze` (exactly once per video)."""
-    v, job = c.app("mobs").complete(p, video_id, sha256=body.sha256.lower() if body and body.sha256 else None)
+    v, job = c.app("mobs").uploads.complete(p, video_id, sha256=body.sha256.lower() if body and body.sha256 else None)
     return CompletePublic(video=_video(c, v, thumbnail=False), job_id=job.id)
 
 
@@ -196,12 +196,12 @@ def user_videos(p: CurrentUser, c: Container,
                 user_id: Annotated[str | None, Query(alias="userId", max_length=64)] = None,
                 limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Cursor = None) -> VideosPublic:
     """The caller's videos in every state (admins: any user's)."""
-    page = c.app("mobs").list_user(p, user_id, limit=limit, cursor=cursor)
+    page = c.app("mobs").reads.list_user(p, user_id, limit=limit, cursor=cursor)
     return VideosPublic(data=[_video(c, v) for v in page.items], next_cursor=page.next_cursor)
 
 
 def _feed(p: Any, c: Any, order: str, mob_id: str | None, limit: int | None, cursor: str | None) -> VideosPublic:
-    page = c.app("mobs").feed(p, order=order, mob_id=mob_id, limit=limit, cursor=cursor)
+    page = c.app("mobs").reads.feed(p, order=order, mob_id=mob_id, limit=limit, cursor=cursor)
     return VideosPublic(data=[_video(c, v) for v in page.items], next_cursor=page.next_cursor)
 
 
@@ -225,8 +225,8 @@ def feed(p: CurrentUser, c: Container, order: Literal["new", "best"] = "new",
 def get_video(video_id: str, p: CurrentUser, c: Container) -> VideoDetail:
     """Details, analysis (OCR, transcript, hashtags, activity), scores with reasons, mob, thumbnail and
     playback URLs."""
-    v = c.app("mobs").get(p, video_id)
-    urls = c.app("mobs").urls(v)
+    v = c.app("mobs").reads.get(p, video_id)
+    urls = c.app("mobs").reads.urls(v)
     mob = None
     if v.mob_id:
         with c.store.tx(write=False) as tx:
@@ -246,15 +246,15 @@ def get_video(video_id: str, p: CurrentUser, c: Container) -> VideoDetail:
 @router.get("/mobs", response_model=MobsPublic)
 def list_mobs(p: CurrentUser, c: Container) -> MobsPublic:
     """Active mobs with the number of videos the caller may see, largest first."""
-    return MobsPublic(data=[_mob(c, m, n, thumbs) for m, n, thumbs in c.app("mobs").mobs(p)])
+    return MobsPublic(data=[_mob(c, m, n, thumbs) for m, n, thumbs in c.app("mobs").reads.mobs(p)])
 
 
 @router.get("/mobs/{mob_id}", response_model=MobDetail)
 def get_mob(mob_id: str, p: CurrentUser, c: Container) -> MobDetail:
     """Summary, top terms, member videos (best first) and the mob's split/merge history."""
-    m, members = c.app("mobs").mob(p, mob_id)
+    m, members = c.app("mobs").reads.mob(p, mob_id)
     events = [{"kind": e.kind, "run_id": e.run_id, "details": e.details or {}, "ts": iso(e.ts)}
-              for e in c.app("mobs").mob_events(m.id)]
+              for e in c.app("mobs").reads.mob_events(m.id)]
     base = _mob(c, m, len(members)).model_dump()
     return MobDetail(**base, videos=[_video(c, v) for v in members], events=events)
 
@@ -264,7 +264,7 @@ def get_mob(mob_id: str, p: CurrentUser, c: Container) -> MobDetail:
 def similar(p: CurrentUser, c: Container, video_id: VideoId,
             k: Annotated[int, Query(ge=1, le=100)] = 10) -> SimilarPublic:
     """The k nearest validated videos the caller may see (k-NN on the video embeddings)."""
-    hits = c.app("mobs").similar(p, video_id, k)
+    hits = c.app("mobs").reads.similar(p, video_id, k)
     return SimilarPublic(video_id=video_id, k=k,
                          data=[SimilarHit(score=round(s, 6), video=_video(c, v)) for v, s in hits])
 
@@ -272,19 +272,19 @@ def similar(p: CurrentUser, c: Container, video_id: VideoId,
 @router.post("/validate", response_model=ValidationPublic)
 def revalidate(body: ValidateRequest, p: CurrentUser, c: Container) -> ValidationPublic:
     """Run validation again on the stored analysis with the current weights and threshold (owner or admin)."""
-    return _validation(c.app("mobs").revalidate(p, body.video_id))
+    return _validation(c.app("mobs").analysis.revalidate(p, body.video_id))
 
 
 @router.get("/validate/{video_id}", response_model=ValidationPublic)
 def get_validation(video_id: str, p: CurrentUser, c: Container) -> ValidationPublic:
     """Score, components, threshold and the reason for each component."""
-    return _validation(c.app("mobs").validation(p, video_id))
+    return _validation(c.app("mobs").analysis.validation(p, video_id))
 
 
 @router.get("/execution-history", response_model=HistoryPublic)
 def execution_history(p: CurrentUser, c: Container, video_id: VideoId) -> HistoryPublic:
     """The analysis pipeline's execution history (steps started, retried, failed, succeeded)."""
-    v, events = c.app("mobs").history(p, video_id)
+    v, events = c.app("mobs").reads.history(p, video_id)
     return HistoryPublic(video_id=v.id, job_id=v.job_id, status=v.status, events=[
         {"id": e.id, "ts": iso(e.ts), "type": e.type, "path": e.path, "attempt": e.attempt,
          "details": e.details or {}} for e in events])
@@ -297,14 +297,14 @@ def admin_videos(_: Admin, c: Container,
                  user_id: Annotated[str | None, Query(alias="userId", max_length=64)] = None,
                  limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Cursor = None) -> VideosPublic:
     """Every video (deleted ones only with status=deleted), newest first."""
-    page = c.app("mobs").admin_list(status=status, owner_id=user_id, limit=limit, cursor=cursor)
+    page = c.app("mobs").admin.list_videos(status=status, owner_id=user_id, limit=limit, cursor=cursor)
     return VideosPublic(data=[_video(c, v) for v in page.items], next_cursor=page.next_cursor)
 
 
 @router.delete("/admin/videos/{video_id}", status_code=204, tags=["admin"])
 def admin_delete_video(video_id: str, _: Admin, c: Container) -> Response:
     """Remove the video's objects, vector and mob membership (mob count and centroid corrected)."""
-    c.app("mobs").admin_delete(video_id)
+    c.app("mobs").admin.delete_video(video_id)
     return Response(status_code=204)
 
 
@@ -317,7 +317,7 @@ def admin_video_stats(_: Admin, c: Container) -> dict[str, Any]:
 
 def video_stats(c: Any) -> dict[str, Any]:
     """The videos' statistics document, shared by /v1/admin/videos/stats and /v1/admin/stats."""
-    s = c.app("mobs").stats()
+    s = c.app("mobs").admin.stats()
     s["recluster_runs"] = [{"id": r.id, "status": r.status, "started_at": iso(r.started_at),
                             "finished_at": iso(r.finished_at), "videos": r.videos, "k": r.k,
                             "criterion": r.criterion, "score": r.score, "details": r.details or {},
@@ -328,7 +328,7 @@ def video_stats(c: Any) -> dict[str, Any]:
 @router.get("/admin/usage-stats", tags=["admin"])
 def admin_usage(_: Admin, c: Container, days: Annotated[int, Query(ge=1, le=366)] = 14) -> dict[str, Any]:
     """Model invocations, errors, units processed and run seconds per model per day."""
-    rows = c.app("mobs").usage(days=days)
+    rows = c.app("mobs").admin.usage(days=days)
     for r in rows:
         r["date"] = (iso(r["day"] * 86400.0) or "")[:10]
     return {"days": days, "data": rows}
@@ -337,4 +337,4 @@ def admin_usage(_: Admin, c: Container, days: Annotated[int, Query(ge=1, le=366)
 @router.post("/admin/mobs/recluster", tags=["admin"])
 def admin_recluster(p: Admin, c: Container) -> dict[str, Any]:
     """Run the re-clustering now (it also runs on its schedule, hourly by default)."""
-    return dict(c.app("mobs").recluster(runner=f"admin:{p.user_id}"))
+    return dict(c.app("mobs").grouping.recluster(runner=f"admin:{p.user_id}"))
