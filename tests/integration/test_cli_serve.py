@@ -78,14 +78,14 @@ def announced_url(proc: subprocess.Popen[str], timeout: float = 60) -> str:
 def upload_through(url: str, tmp_path: Path) -> str:
     """Sign up, upload a file through the signed URL the server offers, and return that URL."""
     c = Client(url, api_key="")
-    c.register("ada@example.com", PW)
-    c.login("ada@example.com", PW)
+    c.auth.register("ada@example.com", PW)
+    c.auth.login("ada@example.com", PW)
     src = tmp_path / "clip.bin"
     src.write_bytes(os.urandom(4096))
-    upload = c.create_upload("application/octet-stream", 4096, filename="clip.bin")
+    upload = c.uploads.create("application/octet-stream", 4096, filename="clip.bin")
     assert upload.put is not None
     signed = upload.put.url
-    asset = c.upload_file(src, "application/octet-stream")
+    asset = c.assets.upload(src, "application/octet-stream")
     assert asset.size == 4096
     return signed
 
