@@ -248,17 +248,17 @@ def _seed_videos(c: Any, principal: Any) -> str:
         vec = centers[i % len(centers)] + 0.2 * rng.normal(size=VIDEO_DIM)
         vec = (vec / np.linalg.norm(vec)).astype(np.float32)
         tag = f"bench{i % len(centers)}"
-        v, _ = c.mobs.submit(principal, filename=f"{tag}-{i}.mp4", content_type="video/mp4", size=1000,
+        v, _ = c.app("mobs").uploads.submit(principal, filename=f"{tag}-{i}.mp4", content_type="video/mp4", size=1000,
                              caption=f"#{tag} clip {i}", visibility="public")
         analysis = {"ocr_text": [tag.upper()], "transcript": f"the {tag} challenge", "words": [],
                     "hashtags": [tag], "mentions": [], "terms": [tag, "challenge"],
                     "activity": {"coherence": 0.9, "contrast": 0.2, "black_fraction": 0.0}, "components": {},
                     "score": 0.7, "model": "bench", "notes": []}
-        c.mobs.store_results(v.id, analysis=analysis, vector=vec, model_version="bench-space-1",
+        c.app("mobs").analysis.store_results(v.id, analysis=analysis, vector=vec, model_version="bench-space-1",
                              participation_model="local", embed_model="local", thumbnail_asset_id=None)
-        c.mobs.apply_validation(v.id, {"status": "validated", "score": 0.9, "components": {"visual": 0.9},
+        c.app("mobs").analysis.apply_validation(v.id, {"status": "validated", "score": 0.9, "components": {"visual": 0.9},
                                        "reasons": ["visual 0.90"], "threshold": 0.5})
-        c.mobs.assign(v.id)
+        c.app("mobs").grouping.assign(v.id)
         first = first or str(v.id)
     return first
 

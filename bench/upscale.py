@@ -77,7 +77,7 @@ class JobRunner:
         settings = Settings(data_dir=root / "var", database={"url": db}, log_json=False, log_level="WARNING",
                             jobs={"poll_interval_s": 0.05, "heartbeat_s": 1.0},
                             credits={"enabled": False},
-                            video={"chunk_seconds": chunk_seconds, "max_chunk_concurrency": concurrency,
+                            upscale={"chunk_seconds": chunk_seconds, "max_chunk_concurrency": concurrency,
                                    "batch_size": 4, "max_duration_s": 3600})
         self.c = Container(settings)
         u = self.c.auth.register("bench@example.com", "correct horse battery")

@@ -50,7 +50,7 @@ def upscale_env(tmp_path: Path, db_url: str, *, storage: dict[str, Any] | None =
     from reelforge.runtime.worker import Worker
 
     settings = make_settings(
-        tmp_path, db_url, video={"chunk_seconds": 1.0, "batch_size": 4, "max_chunk_concurrency": 2, **video},
+        tmp_path, db_url, upscale={"chunk_seconds": 1.0, "batch_size": 4, "max_chunk_concurrency": 2, **video},
         rate_limit={"writes_per_window_ip": 100_000, "writes_per_window_account": 100_000},
         **({"storage": storage} if storage else {}))
     c = Container(settings)
@@ -340,7 +340,7 @@ def test_cli_upscale_video_and_image(tmp_path: Path, sqlite_url: str) -> None:
     src = make_rich_video(tmp_path / "rich.mkv", seconds=2.0)
     png = make_png(tmp_path / "still.png", size=(40, 30))
     sock = bind_socket()
-    settings = live_settings(tmp_path, sqlite_url, sock, video={"chunk_seconds": 1.0})
+    settings = live_settings(tmp_path, sqlite_url, sock, upscale={"chunk_seconds": 1.0})
     c = Container(settings)
     w = Worker(c, concurrency=2)
     w.start()
