@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reelforge import errors
-from reelforge.adapters.db.store import Job
+from reelforge.domain.records import Job
 from reelforge.observability import job_id_var
 from reelforge.runtime.context import StepContext
 from reelforge.runtime.executors import LocalExecutor
@@ -59,7 +59,7 @@ class DbCheckpoints:
             self._cache: dict[str, Any] = {}
         else:
             with container.store.tx(write=False) as tx:
-                self._cache = {cp.path: cp.output for cp in tx.checkpoints(job.id)}
+                self._cache = {cp.path: cp.output for cp in tx.jobs.checkpoints(job.id)}
 
     def get(self, path: str) -> tuple[bool, Any]:
         with self._lock:
@@ -80,12 +80,12 @@ class DbCheckpoints:
             pending, self._pending = self._pending, {}
         try:
             with self.c.store.tx() as tx:
-                tx.fence(self.job_id, self.attempt, self.c.settings.jobs.lease_s)
+                tx.jobs.fence(self.job_id, self.attempt, self.c.settings.jobs.lease_s)
                 for type_, p, details in history:
-                    tx.add_event(self.job_id, type_, path=p, attempt=self.attempt, details=details)
+                    tx.jobs.add_event(self.job_id, type_, path=p, attempt=self.attempt, details=details)
                 for p, out in pending.items():
-                    tx.put_checkpoint(self.job_id, p, out, self.attempt)
-                tx.put_checkpoint(self.job_id, path, output, self.attempt)
+                    tx.jobs.put_checkpoint(self.job_id, p, out, self.attempt)
+                tx.jobs.put_checkpoint(self.job_id, path, output, self.attempt)
         except BaseException:
             with self._lock:
                 self._history = history + self._history
@@ -349,12 +349,12 @@ class Worker:
         if not self.c.db.is_postgres:
             # SQLite has one writer; an idle poll must not take the write lock (BEGIN IMMEDIATE).
             with self.c.store.tx(write=False) as tx:
-                if not tx.has_ready_job(self.kinds):
+                if not tx.jobs.has_ready_job(self.kinds):
                     return None
         with self.c.store.tx() as tx:
-            job = tx.claim_job(self.worker_id, self.settings.jobs.lease_s, self.kinds)
+            job = tx.jobs.claim_job(self.worker_id, self.settings.jobs.lease_s, self.kinds)
             if job is not None:
-                tx.add_event(job.id, "JobStarted", attempt=job.attempt, details={"worker": self.worker_id})
+                tx.jobs.add_event(job.id, "JobStarted", attempt=job.attempt, details={"worker": self.worker_id})
             return job
 
     def _claim_prefetch(self) -> Job | None:
@@ -366,12 +366,12 @@ class Worker:
                 return self.prefetched.popleft()
         if not self.c.db.is_postgres:
             with self.c.store.tx(write=False) as tx:
-                if not tx.has_ready_job(self.kinds):
+                if not tx.jobs.has_ready_job(self.kinds):
                     return None
         with self.c.store.tx() as tx:
-            jobs = tx.claim_jobs(self.worker_id, self.settings.jobs.lease_s, self.kinds, self.claim_limit())
-            tx.add_events_bulk([{"job_id": j.id, "type": "JobStarted", "attempt": j.attempt,
-                                 "details": {"worker": self.worker_id}} for j in jobs])
+            jobs = tx.jobs.claim_jobs(self.worker_id, self.settings.jobs.lease_s, self.kinds, self.claim_limit())
+            tx.jobs.add_events_bulk([{"job_id": j.id, "type": "JobStarted", "attempt": j.attempt,
+                                      "details": {"worker": self.worker_id}} for j in jobs])
         if not jobs:
             return None
         with self._lock:
@@ -499,8 +499,8 @@ class Worker:
             run.progress_written = time.monotonic()
         try:
             with self.c.store.tx() as tx:
-                tx.fence(run.job.id, run.job.attempt)
-                tx.update_job(run.job.id, progress=fraction, progress_message=message)
+                tx.jobs.fence(run.job.id, run.job.attempt)
+                tx.jobs.update_job(run.job.id, progress=fraction, progress_message=message)
         except errors.StaleLease:
             run.stale.set()
             run.cancel.set()
@@ -531,7 +531,7 @@ class Worker:
             return
         try:
             with self.c.store.tx() as tx:
-                alive = tx.renew_leases(self.worker_id, held, self.settings.jobs.lease_s)
+                alive = tx.jobs.renew_leases(self.worker_id, held, self.settings.jobs.lease_s)
         except Exception:
             log.exception("heartbeat failed for %d job(s)", len(held))
             return
@@ -559,8 +559,8 @@ class Worker:
 
     def _heartbeat_worker(self, status: str) -> None:
         with self.c.store.tx() as tx:
-            tx.worker_heartbeat(self.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
-                                concurrency=self.concurrency, status=status)
+            tx.ops.worker_heartbeat(self.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
+                                    concurrency=self.concurrency, status=status)
 
     # --- periodic work --------------------------------------------------------------------------
     def _maintain(self) -> None:
@@ -578,7 +578,7 @@ class Worker:
                     self.c.events.fan_out()
                     self.c.events.deliver_due()
                 with self.c.store.tx() as tx:
-                    sweep = tx.try_schedule("sweeper", s.sweep_interval_s, self.worker_id)
+                    sweep = tx.ops.try_schedule("sweeper", s.sweep_interval_s, self.worker_id)
                 if sweep:
                     self.sweep()
                 self.c.alarms.tick(self.worker_id)  # evaluates only when this worker wins the tick
@@ -596,7 +596,7 @@ class Worker:
         for job_id in self.c.jobs.expired_job_ids():
             self.c.assets.delete_job_temporaries(job_id)
             with self.c.store.tx() as tx:
-                tx.delete_job(job_id)
+                tx.jobs.delete_job(job_id)
             jobs += 1
         counts["jobs"] = jobs
         if any(counts.values()):

@@ -41,9 +41,10 @@ from reelforge.adapters.db.mobs import (
     f32_to_blob,
     vec_to_blob,
 )
-from reelforge.adapters.db.store import Store, new_id
 from reelforge.config import Settings
+from reelforge.domain.records import new_id
 from reelforge.domain.types import Principal
+from reelforge.ports.repositories import Store
 from reelforge.services import clustering as cl
 
 log = logging.getLogger("reelforge.mobs")
@@ -207,7 +208,7 @@ class MobService:
         if v is None or v.owner_id != p.user_id or v.status == "deleted":
             raise errors.NotFound("Video not found", code="video_not_found", field="video_id")
         with self.store.tx(write=False) as tx:
-            up = tx.upload(v.upload_id) if v.upload_id else None
+            up = tx.assets.upload(v.upload_id) if v.upload_id else None
         if up is None or up.status != "completed":
             raise errors.Conflict("The video's upload is not complete", code="video_not_uploaded")
 
@@ -218,7 +219,7 @@ class MobService:
 
         with self.store.tx(write=False) as tx:
             stalled = MobsRepo(tx).stalled_uploads()
-            owners = {v.owner_id: tx.user(v.owner_id) for v, _ in stalled}
+            owners = {v.owner_id: tx.accounts.user(v.owner_id) for v, _ in stalled}
         n = 0
         for v, asset_id in stalled:
             user = owners.get(v.owner_id)
@@ -287,6 +288,19 @@ class MobService:
             rows = list(MobsRepo(tx).feed(order=order, mob_id=mob_id, limit=limit + 1, cursor=cur))
         return self._page(rows, limit, (lambda v: v.validated_at) if order == "new" else (lambda v: v.score))
 
+    def thumbnail_urls(self, asset_ids: list[str]) -> list[str]:
+        """Signed download URLs of the thumbnails that still exist, in order."""
+        with self.store.tx(write=False) as tx:
+            assets = [tx.assets.asset(a) for a in asset_ids]
+        return [self.assets.download_url(a).url for a in assets if a is not None]
+
+    def mob_of(self, v: Video) -> Mob | None:
+        """The mob a video belongs to, if any."""
+        if not v.mob_id:
+            return None
+        with self.store.tx(write=False) as tx:
+            return MobsRepo(tx).mob(v.mob_id)
+
     def urls(self, v: Video, *, playback: bool = True) -> dict[str, str | None]:
         """Signed thumbnail and playback URLs (playback only for the detail view)."""
         out: dict[str, str | None] = {"thumbnail_url": None, "playback_url": None}
@@ -294,7 +308,7 @@ class MobService:
         if not ids:
             return out
         with self.store.tx(write=False) as tx:
-            found = {i: tx.asset(i) for i in ids}
+            found = {i: tx.assets.asset(i) for i in ids}
         thumb = found.get(v.thumbnail_asset_id) if v.thumbnail_asset_id else None
         if thumb is not None:
             out["thumbnail_url"] = self.assets.download_url(thumb).url
@@ -528,7 +542,7 @@ class MobService:
                 raise errors.ReelforgeError("The video was deleted", code="video_deleted")
             payload = self.event_payload(v)
             if v.analyzed_job_id != job_id:
-                tx.emit(EVENT_ANALYZED, payload, owner_id=v.owner_id, subject_id=v.id)
+                tx.events.emit(EVENT_ANALYZED, payload, owner_id=v.owner_id, subject_id=v.id)
                 repo.update_video(video_id, analyzed_job_id=job_id)
         return payload
 
@@ -613,10 +627,10 @@ class MobService:
         """Run the re-clustering when this caller wins the schedule's tick (one runner across workers); once a
         minute, queue analyses that a crash left unqueued."""
         with self.store.tx(write=False) as tx:
-            resume_due = not tx.schedule_pending(RESUME_SCHEDULE)
+            resume_due = not tx.ops.schedule_pending(RESUME_SCHEDULE)
         if resume_due:
             with self.store.tx() as tx:
-                resume_due = tx.try_schedule(RESUME_SCHEDULE, 60.0, runner)
+                resume_due = tx.ops.try_schedule(RESUME_SCHEDULE, 60.0, runner)
             if resume_due:
                 try:
                     self.resume_stalled()
@@ -626,10 +640,10 @@ class MobService:
         if interval <= 0:
             return False
         with self.store.tx(write=False) as tx:
-            if tx.schedule_pending(SCHEDULE):
+            if tx.ops.schedule_pending(SCHEDULE):
                 return False
         with self.store.tx() as tx:
-            due = tx.try_schedule(SCHEDULE, interval, runner)
+            due = tx.ops.try_schedule(SCHEDULE, interval, runner)
         if due:
             # Off the maintenance loop: k-means over many videos must not hold up lease reaping or deliveries.
             t = threading.Thread(target=self._recluster_logged, args=(runner,), name="reelforge-recluster",
@@ -955,13 +969,13 @@ class MobService:
             repo.update_video(video_id, status="deleted", deleted_at=tx.now(), embedding=None, raw_features=None,
                               analysis=None, scores=None, score=None, mob_id=None)
             asset_ids = [a for a in (v.asset_id, v.thumbnail_asset_id) if a]
-            assets = [a for a in (tx.asset(i) for i in asset_ids) if a is not None]
+            assets = [a for a in (tx.assets.asset(i) for i in asset_ids) if a is not None]
             for a in assets:
-                tx.delete_asset(a.id)
-            upload = tx.upload(v.upload_id) if v.upload_id else None
+                tx.assets.delete_asset(a.id)
+            upload = tx.assets.upload(v.upload_id) if v.upload_id else None
             upload_key = upload.key if upload is not None and upload.status == "pending" else None
             if upload is not None and upload.status == "pending":
-                upload.status = "aborted"
+                tx.assets.update_upload(upload.id, status="aborted")
         self.vectors.delete(NAMESPACE, [video_id])
         for a in assets:
             self.objects.delete(a.key)
