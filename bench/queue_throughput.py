@@ -247,7 +247,8 @@ def run_reelforge(engine: str, args: argparse.Namespace, workdir: Path) -> dict[
 def _run_reelforge(engine: str, url: str, dbname: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    from reelforge.adapters.db.store import TERMINAL, Job
+    from reelforge.adapters.db.models import Job
+    from reelforge.adapters.db.repositories.jobs import TERMINAL
     from reelforge.config import Settings
     from reelforge.container import Container
     from reelforge.domain.types import Principal, Role

@@ -86,13 +86,13 @@ class JobRunner:
         self.worker.start()
 
     def add_source(self, path: Path) -> str:
-        from reelforge.adapters.storage.keys import new_key
+        from reelforge.domain.keys import new_key
 
         key = new_key(f"{self.principal.user_id}/uploads", ".mp4")
         info = self.c.objects.put_file(key, path, "video/mp4")
         with self.c.store.tx() as tx:
-            a = tx.add_asset(owner_id=self.principal.user_id, key=key, content_type="video/mp4", size=info.size,
-                             sha256=info.sha256, lifecycle="hot", filename=path.name, meta={})
+            a = tx.assets.add_asset(owner_id=self.principal.user_id, key=key, content_type="video/mp4", size=info.size,
+                                    sha256=info.sha256, lifecycle="hot", filename=path.name, meta={})
         return str(a.id)
 
     def run(self, asset_id: str, model: str = "lanczos", scale: int = 2) -> tuple[float, dict[str, Any]]:

@@ -167,8 +167,8 @@ class Container:
 
     def _db_stats(self) -> dict[str, Any]:
         with self.store.tx(write=False) as tx:
-            return {"jobs": tx.queue_stats(), "oldest_age": tx.oldest_queued_age(),
-                    "deliveries": tx.delivery_stats()}
+            return {"jobs": tx.alarms.queue_stats(), "oldest_age": tx.alarms.oldest_queued_age(),
+                    "deliveries": tx.alarms.delivery_stats()}
 
     def migrate(self) -> None:
         from reelforge.adapters.db.migrate import upgrade

@@ -37,11 +37,11 @@ def assert_problem(r: Any, status: int, code: str) -> dict[str, Any]:
 def fail_job(container: Any, job_id: str, *, dead: bool = False) -> None:
     """Claim the job as a worker would and fail its attempt: `failed` (permanent) or `dead` (retries used up)."""
     with container.store.tx() as tx:
-        job = tx.claim_job("test-worker", 30)
+        job = tx.jobs.claim_job("test-worker", 30)
     assert job is not None and job.id == job_id, "the test expects exactly this job to be queued"
     if dead:
         with container.store.tx() as tx:
-            tx.update_job(job_id, failures=job.max_attempts - 1)
+            tx.jobs.update_job(job_id, failures=job.max_attempts - 1)
     container.jobs.fail(job_id, job.attempt, "boom", "failed on purpose", retryable=dead)
 
 
@@ -79,7 +79,7 @@ def test_queue_depth_age_and_dead(client: Any, container: Any, alice: UserHandle
     fail_job(container, doomed["id"], dead=True)
     queued = [alice.post("/v1/jobs", json=NOOP).json() for _ in range(2)]
     with container.store.tx() as tx:
-        running = tx.claim_job("w-1", 30)
+        running = tx.jobs.claim_job("w-1", 30)
     assert running is not None and running.id == queued[0]["id"]
 
     body = admin.get("/v1/admin/queue").json()
@@ -110,7 +110,7 @@ def test_redrive_requeues_and_reserves_credits_again(client: Any, container: Any
     assert back["credits_state"] == "reserved" and back["finished_at"] is None and back["expires_at"] is None
     assert balance(alice) == 99
     with container.store.tx() as tx:
-        row = tx.job(job["id"])
+        row = tx.jobs.job(job["id"])
         assert row is not None and row.failures == 0 and row.attempt == 1
     kinds = [e["kind"] for e in alice.get("/v1/credits").json()["ledger"]]
     assert kinds[:3] == ["reserve", "refund", "reserve"]
@@ -175,7 +175,7 @@ def test_retry_cancelled_and_dead_jobs(client: Any, container: Any, alice: UserH
     assert alice.post(f"/v1/jobs/{cancelled['id']}/cancel").json()["status"] == "cancelled"
     assert alice.post(f"/v1/jobs/{cancelled['id']}/retry").status_code == 202
     with container.store.tx() as tx:  # the retry is queued; take it out of the way
-        tx.update_job(alice.get("/v1/jobs").json()["data"][0]["id"], status="cancelled")
+        tx.jobs.update_job(alice.get("/v1/jobs").json()["data"][0]["id"], status="cancelled")
     dead = alice.post("/v1/jobs", json=NOOP).json()
     fail_job(container, dead["id"], dead=True)
     assert alice.post(f"/v1/jobs/{dead['id']}/retry").status_code == 202

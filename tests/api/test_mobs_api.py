@@ -298,9 +298,9 @@ def test_admin_stats_usage_and_recluster(client: Any, container: Any, alice: Use
     seed(container, alice, groups[0][0], tag="noise", status="rejected")
     with container.store.tx() as tx:
         for ok in (True, True, False):
-            tx.add_model_invocation(task="video.embed", model="local", job_id=None, worker_id="w", ok=ok,
-                                    error=None if ok else "model_unavailable", seconds=1.5, load_s=None,
-                                    unit="frames", units=8.0)
+            tx.alarms.add_model_invocation(task="video.embed", model="local", job_id=None, worker_id="w", ok=ok,
+                                           error=None if ok else "model_unavailable", seconds=1.5, load_s=None,
+                                           unit="frames", units=8.0)
     stats = admin.get("/v1/admin/videos/stats").json()
     assert stats["videos"]["validated"] == 12 and stats["videos"]["rejected"] == 1
     assert stats["validation_rate"] == pytest.approx(12 / 13) and stats["mobs"]["active"] == 3

@@ -245,8 +245,7 @@ def test_expired_upload_cannot_complete(client: Any, alice: UserHandle, containe
     up = create(alice, data)
     assert put(client, up, data).status_code == 200
     with container.store.tx() as tx:
-        row = tx.upload(up["id"])
-        row.expires_at = tx.now() - 1
+        tx.assets.update_upload(up["id"], expires_at=tx.now() - 1)
     assert_problem(alice.post(f"/v1/uploads/{up['id']}/complete", json={}), 410, "upload_expired")
 
 

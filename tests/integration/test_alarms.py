@@ -28,7 +28,7 @@ def receiver() -> Iterator[Receiver]:
 
 def outbox(container: Any, type_: str) -> list[Any]:
     with container.store.tx(write=False) as tx:
-        return [e for e in tx.events_after(0, limit=1000) if e.type == type_]
+        return [e for e in tx.events.events_after(0, limit=1000) if e.type == type_]
 
 
 def submit_noop(user: UserHandle) -> str:
@@ -46,8 +46,8 @@ def test_queue_age_fires_and_resolves_to_every_admin(client: Any, container: Any
     assert hook.status_code == 201, hook.text
     job_id = submit_noop(alice)
     with container.store.tx() as tx:  # due for 11 minutes, no worker: queue age and heartbeat both breach
-        tx.update_job(job_id, run_at=tx.now() - 660, created_at=tx.now() - 660)
-        tx.worker_heartbeat("w-old", hostname="h", pid=1, concurrency=1)
+        tx.jobs.update_job(job_id, run_at=tx.now() - 660, created_at=tx.now() - 660)
+        tx.ops.worker_heartbeat("w-old", hostname="h", pid=1, concurrency=1)
 
     changes = container.alarms.evaluate()
     assert {(c.key, c.event) for c in changes} == {("queue_age", "raised")}  # the worker heartbeat is fresh
@@ -78,32 +78,32 @@ def test_failure_rate_and_model_errors_from_real_rows(client: Any, container: An
     with container.store.tx() as tx:
         now = tx.now()
         for ok in [True] * 6 + [False] * 4:
-            tx.add_model_invocation(task="image.generate", model="tiny-sd", job_id=None, worker_id="w", ok=ok,
-                                    error=None if ok else "RuntimeError", seconds=0.1, load_s=None, unit="images",
-                                    units=1.0 if ok else 0.0)
+            tx.alarms.add_model_invocation(task="image.generate", model="tiny-sd", job_id=None, worker_id="w", ok=ok,
+                                           error=None if ok else "RuntimeError", seconds=0.1, load_s=None, unit="images",
+                                           units=1.0 if ok else 0.0)
         for _ in range(5):  # cancellations are not adapter errors
-            tx.add_model_invocation(task="image.generate", model="sd15", job_id=None, worker_id="w", ok=False,
-                                    error="cancelled", seconds=0.1, load_s=None, unit=None, units=0.0)
+            tx.alarms.add_model_invocation(task="image.generate", model="sd15", job_id=None, worker_id="w", ok=False,
+                                           error="cancelled", seconds=0.1, load_s=None, unit=None, units=0.0)
     ids = [submit_noop(alice) for _ in range(6)]
     with container.store.tx() as tx:
         for i, job_id in enumerate(ids):
-            tx.update_job(job_id, status="failed" if i == 0 else "succeeded", finished_at=now, started_at=now)
+            tx.jobs.update_job(job_id, status="failed" if i == 0 else "succeeded", finished_at=now, started_at=now)
 
     changes = {c.key: c for c in container.alarms.evaluate()}
     assert set(changes) == {"job_failure_rate", "model_error_rate:image.generate/tiny-sd"}
     with container.store.tx(write=False) as tx:
-        model = tx.alarm("model_error_rate:image.generate/tiny-sd")
+        model = tx.alarms.alarm("model_error_rate:image.generate/tiny-sd")
         assert model is not None and model.value == 0.4 and model.details["errors"] == 4
-        sd15 = tx.alarm("model_error_rate:image.generate/sd15")
+        sd15 = tx.alarms.alarm("model_error_rate:image.generate/sd15")
         assert sd15 is None  # only cancellations: no runs that count
-        rate = tx.alarm("job_failure_rate")
+        rate = tx.alarms.alarm("job_failure_rate")
         assert rate is not None and rate.state == "alarm" and abs(rate.value - 1 / 6) < 1e-9
 
     # The window moves on: both resolve.
     with container.store.tx() as tx:
-        tx.prune_observability(tx.now() + 1)
+        tx.alarms.prune_observability(tx.now() + 1)
         for job_id in ids:
-            tx.update_job(job_id, finished_at=now - 3600)
+            tx.jobs.update_job(job_id, finished_at=now - 3600)
     assert {(c.key, c.event) for c in container.alarms.evaluate()} == {
         ("job_failure_rate", "resolved"), ("model_error_rate:image.generate/tiny-sd", "resolved")}
 
@@ -137,7 +137,7 @@ def test_one_runner_per_tick(tmp_path: Path, db_url: str) -> None:
             with contenders[0].store.tx() as tx:  # the interval is over
                 tx.s.get(Schedule, "alarms").next_run_at = tx.now() - 1
         with contenders[0].store.tx(write=False) as tx:
-            assert len(tx.queue_samples(0)) == 2
+            assert len(tx.alarms.queue_samples(0)) == 2
     finally:
         for c in contenders:
             c.close()
@@ -166,7 +166,7 @@ def test_workers_run_the_tick(client: Any, container: Any, settings: Any) -> Non
 
 def samples(container: Any) -> list[Any]:
     with container.store.tx(write=False) as tx:
-        return list(tx.queue_samples(0))
+        return list(tx.alarms.queue_samples(0))
 
 
 def test_alarm_routes_for_admins_only(client: Any, container: Any, alice: UserHandle) -> None:

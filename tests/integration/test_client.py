@@ -377,7 +377,7 @@ def test_uploads_and_downloads(url: str, container: Any, tmp_path: Path) -> None
 
     # Bytes that do not match the asset's sha256 are refused, and nothing is left behind.
     with container.store.tx() as tx:
-        row = tx.asset(asset.id)
+        row = tx.assets.asset(asset.id)
         key, row.sha256 = row.key, "0" * 64
     with pytest.raises(ChecksumMismatch) as mismatch:
         ada.assets.download(asset.id, tmp_path / "corrupt.txt")

@@ -84,7 +84,7 @@ def test_worker_figures_reach_metrics(client: Any, api_container: Any, container
 
     def delivered() -> bool:
         with container.store.tx(write=False) as tx:
-            return dict((s, n) for s, n in tx.delivery_stats()).get("delivered") == 4
+            return dict((s, n) for s, n in tx.alarms.delivery_stats()).get("delivered") == 4
     wait_for(delivered)
 
     m = scrape(client)

@@ -68,8 +68,8 @@ def test_real_pipeline_on_generated_videos(mobs_env: tuple[Any, Any], tmp_path: 
     alice = register(client, "alice@example.com")
     bob = register(client, "bob@example.com")
     with c.store.tx() as tx:  # alice subscribes to her videos' events
-        hook = tx.add_webhook(owner_id=alice.id, url="http://127.0.0.1:9/hook", secret="s",
-                              event_types=["video.analyzed"], description="")
+        hook = tx.events.add_webhook(owner_id=alice.id, url="http://127.0.0.1:9/hook", secret="s",
+                                     event_types=["video.analyzed"], description="")
     v_trend = upload(alice, trend.path, trend.caption)
     v_noise = upload(alice, noise.path, noise.caption)
     w = Worker(c, concurrency=1)
@@ -100,8 +100,8 @@ def test_real_pipeline_on_generated_videos(mobs_env: tuple[Any, Any], tmp_path: 
             "analyze/branch[1]/embed", "store_results", "validate", "assign_mob", "emit"} <= done
     c.events.fan_out()  # the worker may have stopped before its dispatcher saw the last event
     with c.store.tx(write=False) as tx:
-        events = [e for e in tx.events_after(0, owner_id=alice.id) if e.type == "video.analyzed"]
-        deliveries = list(tx.deliveries(owner_id=alice.id, webhook_id=hook.id))
+        events = [e for e in tx.events.events_after(0, owner_id=alice.id) if e.type == "video.analyzed"]
+        deliveries = list(tx.events.deliveries(owner_id=alice.id, webhook_id=hook.id))
     assert sorted((e.payload["video_id"], e.payload["status"]) for e in events) == sorted(
         [(v_trend, "validated"), (v_noise, "rejected")])
     assert next(e for e in events if e.payload["video_id"] == v_trend).payload["mob_id"] == a["mob_id"]

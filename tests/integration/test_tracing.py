@@ -75,7 +75,7 @@ def test_request_job_and_steps_share_one_trace(client: Any, alice: UserHandle, w
         assert job_span.start_time <= s.start_time <= s.end_time <= job_span.end_time
 
     with worker.c.store.tx(write=False) as tx:
-        stored = tx.job(job["id"]).trace_context
+        stored = tx.jobs.job(job["id"]).trace_context
     assert stored["traceparent"].split("-")[1] == f"{submit.context.trace_id:032x}"
 
 
@@ -131,7 +131,7 @@ def test_tracing_off_is_a_no_op(tmp_path: Path, sqlite_url: str) -> None:
             alice = register(client, "quiet@example.com")
             job = alice.post("/v1/jobs", json={"kind": "system.noop", "input": {}}).json()
         with c.store.tx(write=False) as tx:
-            assert tx.job(job["id"]).trace_context is None
+            assert tx.jobs.job(job["id"]).trace_context is None
         store = object()
         trace = c.tracing.job(type("J", (), {"id": "x", "kind": "k", "attempt": 1})())
         assert trace.checkpoints(store) is store

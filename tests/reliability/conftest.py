@@ -258,24 +258,24 @@ class JobRecord:
 
 def job_record(container: Any, job_id: str) -> JobRecord:
     with container.store.tx(write=False) as tx:
-        job = tx.job(job_id)
+        job = tx.jobs.job(job_id)
         assert job is not None, f"job {job_id} is gone"
         return JobRecord(
             job=job,
-            events=list(tx.events(job_id, limit=100_000)),
-            ledger=list(tx.job_ledger(job_id)),
-            checkpoints={cp.path: cp for cp in tx.checkpoints(job_id)},
-            outbox=[e for e in tx.events_after(0, limit=100_000) if e.subject_id == job_id],
+            events=list(tx.jobs.events(job_id, limit=100_000)),
+            ledger=list(tx.credits.job_ledger(job_id)),
+            checkpoints={cp.path: cp for cp in tx.jobs.checkpoints(job_id)},
+            outbox=[e for e in tx.events.events_after(0, limit=100_000) if e.subject_id == job_id],
         )
 
 
 def job_status(container: Any, job_id: str) -> str:
     with container.store.tx(write=False) as tx:
-        job = tx.job(job_id)
+        job = tx.jobs.job(job_id)
         assert job is not None
         return str(job.status)
 
 
 def balance(container: Any, user_id: str) -> int:
     with container.store.tx(write=False) as tx:
-        return tx.balance(user_id)
+        return tx.credits.balance(user_id)

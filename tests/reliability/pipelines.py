@@ -41,7 +41,7 @@ def record(ctx: StepContext, what: str) -> None:
         store = getattr(ctx.services, "store", None)
         if store is not None:
             with store.tx(write=False) as tx:
-                cp = tx.checkpoint(ctx.job_id, ctx.path)
+                cp = tx.jobs.checkpoint(ctx.job_id, ctx.path)
                 found = cp.attempt if cp is not None else 0
     line = f"{what} {ctx.job_id} {ctx.path} {ctx.attempt} {os.getpid()} {time.time():.6f} {found}\n"
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -38,7 +38,7 @@ ITEMS = 8
 def _holders(container: Any) -> set[int]:
     """PIDs of the workers that hold a running job now (worker ids are host:pid:suffix)."""
     with container.store.tx(write=False) as tx:
-        running = tx.jobs(owner_id=None, status="running", limit=100)
+        running = tx.jobs.jobs(owner_id=None, status="running", limit=100)
     pids = set()
     for j in running:
         try:
@@ -69,7 +69,7 @@ def test_sigkill_at_random_points(container: Any, user: Any, procs: WorkerProcs,
 
     def unfinished() -> int:
         with container.store.tx(write=False) as tx:
-            return sum(1 for j in inputs if tx.job(j).status in ("queued", "running"))  # type: ignore[union-attr]
+            return sum(1 for j in inputs if tx.jobs.job(j).status in ("queued", "running"))  # type: ignore[union-attr]
 
     for _ in range(JOBS):
         submit()
@@ -100,7 +100,7 @@ def test_sigkill_at_random_points(container: Any, user: Any, procs: WorkerProcs,
 
     def all_done() -> bool:
         with container.store.tx(write=False) as tx:
-            return all(tx.job(j).status in ("succeeded", "failed", "dead", "cancelled")  # type: ignore[union-attr]
+            return all(tx.jobs.job(j).status in ("succeeded", "failed", "dead", "cancelled")  # type: ignore[union-attr]
                        for j in inputs)
 
     t_loop = time.monotonic() - t_loop

@@ -23,7 +23,7 @@ from tests.reliability.pipelines import SLOW_PRICE, STEPS_PRICE, read_log
 
 def _claim(container: Any, worker_id: str, lease_s: float) -> Any:
     with container.store.tx() as tx:
-        job = tx.claim_job(worker_id, lease_s)
+        job = tx.jobs.claim_job(worker_id, lease_s)
     assert job is not None
     return job
 
@@ -46,7 +46,7 @@ def _stale_writes_refused(container: Any, job: Any) -> None:
     with pytest.raises(errors.StaleLease):
         jobs.release(job.id, job.attempt)
     with pytest.raises(errors.StaleLease), container.store.tx() as tx:  # the heartbeat's lease renewal
-        tx.fence(job.id, job.attempt, container.settings.jobs.lease_s)
+        tx.jobs.fence(job.id, job.attempt, container.settings.jobs.lease_s)
 
     # Progress goes through the worker's own writer: refused, and the run is flagged stale and stopped.
     w = Worker(container, maintenance=False)

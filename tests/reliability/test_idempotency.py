@@ -53,17 +53,17 @@ def _token(url: str) -> tuple[str, str]:
 @pytest.mark.reliability
 def test_concurrent_submits_with_one_key_make_one_job(container: Any, server_url: str,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from reelforge.adapters.db.store import Tx
+    from reelforge.adapters.db.repositories import JobRepository
 
     token, user_id = _token(server_url)
     inserts = []  # how many requests got past the read check and tried to insert: the race the key must win
-    add_job = Tx.add_job
+    add_job = JobRepository.add_job
 
-    def counting_add_job(self: Tx, **values: Any) -> Any:
+    def counting_add_job(self: JobRepository, **values: Any) -> Any:
         inserts.append(values.get("idempotency_key"))
         return add_job(self, **values)
 
-    monkeypatch.setattr(Tx, "add_job", counting_add_job)
+    monkeypatch.setattr(JobRepository, "add_job", counting_add_job)
     grant = balance(container, user_id)
     body = {"kind": "test.steps", "input": {"n": 5, "items": [1, 2, 3]}}
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "race-1"}
@@ -86,9 +86,9 @@ def test_concurrent_submits_with_one_key_make_one_job(container: Any, server_url
     assert len(ids) == 1
     (job_id,) = ids
     with container.store.tx(write=False) as tx:
-        jobs = list(tx.jobs(owner_id=user_id, limit=100))
-        ledger = list(tx.ledger(user_id))
-        events = [e.type for e in tx.events(job_id)]
+        jobs = list(tx.jobs.jobs(owner_id=user_id, limit=100))
+        ledger = list(tx.credits.ledger(user_id))
+        events = [e.type for e in tx.jobs.events(job_id)]
     assert [j.id for j in jobs] == [job_id]
     assert sorted((e.kind, e.amount) for e in ledger) == [("grant", grant), ("reserve", -STEPS_PRICE)]
     assert events == ["JobQueued"]
@@ -106,5 +106,5 @@ def test_concurrent_submits_with_one_key_make_one_job(container: Any, server_url
         assert r.status_code == 202 and r.json()["id"] == job_id
         assert r.headers.get("Idempotent-Replayed") == "true"
     with container.store.tx(write=False) as tx:
-        assert len(list(tx.jobs(owner_id=user_id, limit=100))) == 1
+        assert len(list(tx.jobs.jobs(owner_id=user_id, limit=100))) == 1
     assert balance(container, user_id) == grant - STEPS_PRICE

@@ -146,7 +146,7 @@ def test_cancel_of_a_job_whose_worker_died(container: Any, user: Any) -> None:
     grant = balance(container, user.user_id)
     job, _ = container.jobs.submit(user, "test.slow", {"step_s": 30})
     with container.store.tx() as tx:
-        claimed = tx.claim_job("doomed-worker", 0.3)
+        claimed = tx.jobs.claim_job("doomed-worker", 0.3)
     assert claimed is not None and claimed.id == job.id
     assert container.jobs.cancel(user, job.id).cancel_requested
     time.sleep(0.5)

@@ -25,7 +25,7 @@ CHUNK_KIND = "video.upscale.chunk"
 
 def _chunk_assets(container: Any, owner_id: str, job_id: str) -> dict[int, Any]:
     with container.store.tx(write=False) as tx:
-        rows = tx.assets(owner_id=owner_id, job_id=job_id, limit=1000)
+        rows = tx.assets.assets(owner_id=owner_id, job_id=job_id, limit=1000)
     return {int(a.meta["index"]): a for a in rows if (a.meta or {}).get("kind") == CHUNK_KIND}
 
 
@@ -44,7 +44,7 @@ def _frames_by_worker(container: Any, job_id: str) -> dict[int, float]:
 @pytest.mark.reliability
 def test_sigkill_between_chunks_resumes_without_recomputing(container: Any, user: Any, procs: WorkerProcs,
                                                             tmp_path: Path) -> None:
-    from reelforge.adapters.storage.keys import new_key
+    from reelforge.domain.keys import new_key
 
     src = make_testsrc(tmp_path / "clip.mp4", seconds=4.0, size=(96, 64))
     total = count_frames(src)
@@ -52,8 +52,8 @@ def test_sigkill_between_chunks_resumes_without_recomputing(container: Any, user
     key = new_key(f"{user.user_id}/uploads", ".mp4")
     info = container.objects.put_bytes(key, data, "video/mp4")
     with container.store.tx() as tx:
-        asset = tx.add_asset(owner_id=user.user_id, key=key, content_type="video/mp4", size=info.size,
-                             sha256=info.sha256, lifecycle="hot", filename="clip.mp4", meta={})
+        asset = tx.assets.add_asset(owner_id=user.user_id, key=key, content_type="video/mp4", size=info.size,
+                                    sha256=info.sha256, lifecycle="hot", filename="clip.mp4", meta={})
     grant = balance(container, user.user_id)
     job, _ = container.jobs.submit(user, "video.upscale", {
         "asset_id": asset.id, "model": "realesr-animevideov3", "scale": 2, "chunk_seconds": 1.0,
@@ -105,5 +105,5 @@ def test_sigkill_between_chunks_resumes_without_recomputing(container: Any, user
     # no chunk asset is left behind, and the output is there once
     assert _chunk_assets(container, user.user_id, job.id) == {}
     with container.store.tx(write=False) as tx:
-        outputs = [a for a in tx.assets(owner_id=user.user_id, job_id=job.id, limit=100)]
+        outputs = [a for a in tx.assets.assets(owner_id=user.user_id, job_id=job.id, limit=100)]
     assert [a.id for a in outputs] == [rec.job.outputs["asset_id"]]

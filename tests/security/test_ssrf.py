@@ -109,8 +109,8 @@ def test_stored_private_target_is_not_called(client: Any, alice: UserHandle, con
     """A subscription row that points at loopback (e.g. DNS changed after it was made) delivers nothing."""
     with Receiver() as receiver:
         with container.store.tx() as tx:
-            hook = tx.add_webhook(owner_id=alice.id, url=receiver.url(), event_types=[], description="",
-                                  secret="whsec_test")
+            hook = tx.events.add_webhook(owner_id=alice.id, url=receiver.url(), event_types=[], description="",
+                                         secret="whsec_test")
             hook_id = hook.id
         assert alice.post(f"/v1/webhooks/{hook_id}/test").status_code == 202
         container.events.fan_out()

@@ -11,6 +11,58 @@ from reelforge.services.alarms import AlarmService
 NOW = 1_000_000.0
 
 
+class FakeAlarms:
+    """What AlarmService reads and writes through `tx.alarms`, kept on the FakeTx."""
+
+    def __init__(self, tx: FakeTx) -> None:
+        self.tx = tx
+
+    def finished_counts(self, since: float) -> dict[str, int]:
+        return dict(self.tx.finished)
+
+    def queue_now(self) -> dict[str, float]:
+        return dict(self.tx.queue)
+
+    def last_worker_heartbeat(self) -> float | None:
+        return self.tx.heartbeat
+
+    def model_invocation_counts(self, since: float) -> list[tuple[str, str, int, int]]:
+        return list(self.tx.models)
+
+    def alarms(self, *, state: str | None = None) -> list[SimpleNamespace]:
+        return [a for a in self.tx.rows.values() if state is None or a.state == state]
+
+    def alarm(self, key: str) -> SimpleNamespace | None:
+        return self.tx.rows.get(key)
+
+    def save_alarm(self, key: str, **values: Any) -> SimpleNamespace:
+        row = self.tx.rows.get(key)
+        if row is None:
+            row = self.tx.rows[key] = SimpleNamespace(key=key, **{"raised_at": None, "resolved_at": None, **values})
+        else:
+            for k, v in values.items():
+                setattr(row, k, v)
+        return row
+
+    def add_alarm_history(self, **values: Any) -> None:
+        self.tx.history.append(values)
+
+
+class FakeAccounts:
+    def __init__(self, tx: FakeTx) -> None:
+        self.tx = tx
+
+    def admin_ids(self) -> list[str]:
+        return list(self.tx.admins)
+
+
+class FakeOutbox(list[tuple[str, dict[str, Any], str | None]]):
+    """The events emitted (a list), and the `tx.events` repository that appends to it."""
+
+    def emit(self, type_: str, payload: dict[str, Any], *, owner_id: str | None = None) -> None:
+        self.append((type_, payload, owner_id))
+
+
 class FakeTx:
     def __init__(self) -> None:
         self.finished: dict[str, int] = {}
@@ -19,49 +71,13 @@ class FakeTx:
         self.models: list[tuple[str, str, int, int]] = []
         self.rows: dict[str, SimpleNamespace] = {}
         self.history: list[dict[str, Any]] = []
-        self.events: list[tuple[str, dict[str, Any], str | None]] = []
+        self.events = FakeOutbox()
         self.admins = ["admin-1", "admin-2"]
+        self.alarms = FakeAlarms(self)
+        self.accounts = FakeAccounts(self)
 
-    # what AlarmService reads
     def now(self) -> float:
         return NOW
-
-    def finished_counts(self, since: float) -> dict[str, int]:
-        return dict(self.finished)
-
-    def queue_now(self) -> dict[str, float]:
-        return dict(self.queue)
-
-    def last_worker_heartbeat(self) -> float | None:
-        return self.heartbeat
-
-    def model_invocation_counts(self, since: float) -> list[tuple[str, str, int, int]]:
-        return list(self.models)
-
-    def alarms(self, *, state: str | None = None) -> list[SimpleNamespace]:
-        return [a for a in self.rows.values() if state is None or a.state == state]
-
-    def alarm(self, key: str) -> SimpleNamespace | None:
-        return self.rows.get(key)
-
-    # what it writes
-    def save_alarm(self, key: str, **values: Any) -> SimpleNamespace:
-        row = self.rows.get(key)
-        if row is None:
-            row = self.rows[key] = SimpleNamespace(key=key, **{"raised_at": None, "resolved_at": None, **values})
-        else:
-            for k, v in values.items():
-                setattr(row, k, v)
-        return row
-
-    def add_alarm_history(self, **values: Any) -> None:
-        self.history.append(values)
-
-    def admin_ids(self) -> list[str]:
-        return list(self.admins)
-
-    def emit(self, type_: str, payload: dict[str, Any], *, owner_id: str | None = None) -> None:
-        self.events.append((type_, payload, owner_id))
 
 
 def service(**alarms: Any) -> AlarmService:
@@ -69,7 +85,7 @@ def service(**alarms: Any) -> AlarmService:
 
 
 def run(svc: AlarmService, tx: FakeTx) -> list[Any]:
-    return svc._apply(tx, NOW, svc._observe(tx, NOW, tx.queue_now()))  # type: ignore[arg-type]
+    return svc._apply(tx, NOW, svc._observe(tx, NOW, tx.alarms.queue_now()))  # type: ignore[arg-type]
 
 
 def states(tx: FakeTx) -> dict[str, str]:

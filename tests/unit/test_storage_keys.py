@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from reelforge.adapters.storage.keys import (
+from reelforge.domain.keys import (
     MAX_KEY_LENGTH,
     MAX_SEGMENT_LENGTH,
     new_key,

@@ -197,10 +197,10 @@ def users_grant(email: str, amount: int, note: Annotated[str, typer.Option()] = 
 
     c = _container()
     with c.store.tx() as tx:
-        u = tx.user_by_email(email.lower())
+        u = tx.accounts.user_by_email(email.lower())
         if u is None:
             _die(f"no account {email}", EXIT_USAGE)
-        entry = tx.credit(u.id, amount, CreditKind.grant, note=note, require_balance=amount < 0)
+        entry = tx.credits.credit(u.id, amount, CreditKind.grant, note=note, require_balance=amount < 0)
     typer.echo(json.dumps({"email": email, "balance": entry.balance_after}))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from reelforge.adapters.db.store import Job
+from reelforge.domain.records import Job
 from reelforge.runtime.runner import EXECUTION_MARKER
 
 History = list[tuple[str, str | None, dict[str, Any]]]
@@ -26,7 +26,7 @@ class DbCheckpoints:
             self._cache: dict[str, Any] = {}
         else:
             with container.store.tx(write=False) as tx:
-                self._cache = {cp.path: cp.output for cp in tx.checkpoints(job.id)}
+                self._cache = {cp.path: cp.output for cp in tx.jobs.checkpoints(job.id)}
 
     def get(self, path: str) -> tuple[bool, Any]:
         with self._lock:
@@ -47,12 +47,12 @@ class DbCheckpoints:
             pending, self._pending = self._pending, {}
         try:
             with self.c.store.tx() as tx:
-                tx.fence(self.job_id, self.attempt, self.c.settings.jobs.lease_s)
+                tx.jobs.fence(self.job_id, self.attempt, self.c.settings.jobs.lease_s)
                 for type_, p, details in history:
-                    tx.add_event(self.job_id, type_, path=p, attempt=self.attempt, details=details)
+                    tx.jobs.add_event(self.job_id, type_, path=p, attempt=self.attempt, details=details)
                 for p, out in pending.items():
-                    tx.put_checkpoint(self.job_id, p, out, self.attempt)
-                tx.put_checkpoint(self.job_id, path, output, self.attempt)
+                    tx.jobs.put_checkpoint(self.job_id, p, out, self.attempt)
+                tx.jobs.put_checkpoint(self.job_id, path, output, self.attempt)
         except BaseException:
             with self._lock:
                 self._history = history + self._history

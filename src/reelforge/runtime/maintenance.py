@@ -60,7 +60,7 @@ class Maintenance:
             self.c.events.fan_out()
             self.c.events.deliver_due()
         with self.c.store.tx() as tx:
-            sweep = tx.try_schedule("sweeper", s.sweep_interval_s, self.worker_id)
+            sweep = tx.ops.try_schedule("sweeper", s.sweep_interval_s, self.worker_id)
         if sweep:
             self.sweep()
         self.c.alarms.tick(self.worker_id)  # evaluates only when this worker wins the tick
@@ -92,7 +92,7 @@ class Maintenance:
         for job_id in self.c.jobs.expired_job_ids():
             self.c.assets.delete_job_temporaries(job_id)
             with self.c.store.tx() as tx:
-                tx.delete_job(job_id)
+                tx.jobs.delete_job(job_id)
             jobs += 1
         counts["jobs"] = jobs
         if any(counts.values()):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reelforge import errors
-from reelforge.adapters.db.store import Job
+from reelforge.domain.records import Job
 from reelforge.observability import job_id_var
 from reelforge.runtime.checkpoints import DbCheckpoints, History
 from reelforge.runtime.context import StepContext
@@ -228,12 +228,12 @@ class Worker:
         if not self.c.db.is_postgres:
             # SQLite has one writer; an idle poll must not take the write lock (BEGIN IMMEDIATE).
             with self.c.store.tx(write=False) as tx:
-                if not tx.has_ready_job(self.kinds):
+                if not tx.jobs.has_ready_job(self.kinds):
                     return None
         with self.c.store.tx() as tx:
-            job = tx.claim_job(self.worker_id, self.settings.jobs.lease_s, self.kinds)
+            job = tx.jobs.claim_job(self.worker_id, self.settings.jobs.lease_s, self.kinds)
             if job is not None:
-                tx.add_event(job.id, "JobStarted", attempt=job.attempt, details={"worker": self.worker_id})
+                tx.jobs.add_event(job.id, "JobStarted", attempt=job.attempt, details={"worker": self.worker_id})
             return job
 
     def _claim_prefetch(self) -> Job | None:
@@ -245,11 +245,11 @@ class Worker:
                 return self.prefetched.popleft()
         if not self.c.db.is_postgres:
             with self.c.store.tx(write=False) as tx:
-                if not tx.has_ready_job(self.kinds):
+                if not tx.jobs.has_ready_job(self.kinds):
                     return None
         with self.c.store.tx() as tx:
-            jobs = tx.claim_jobs(self.worker_id, self.settings.jobs.lease_s, self.kinds, self.claim_limit())
-            tx.add_events_bulk([{"job_id": j.id, "type": "JobStarted", "attempt": j.attempt,
+            jobs = tx.jobs.claim_jobs(self.worker_id, self.settings.jobs.lease_s, self.kinds, self.claim_limit())
+            tx.jobs.add_events_bulk([{"job_id": j.id, "type": "JobStarted", "attempt": j.attempt,
                                  "details": {"worker": self.worker_id}} for j in jobs])
         if not jobs:
             return None
@@ -378,8 +378,8 @@ class Worker:
             run.progress_written = time.monotonic()
         try:
             with self.c.store.tx() as tx:
-                tx.fence(run.job.id, run.job.attempt)
-                tx.update_job(run.job.id, progress=fraction, progress_message=message)
+                tx.jobs.fence(run.job.id, run.job.attempt)
+                tx.jobs.update_job(run.job.id, progress=fraction, progress_message=message)
         except errors.StaleLease:
             run.stale.set()
             run.cancel.set()
@@ -410,7 +410,7 @@ class Worker:
             return
         try:
             with self.c.store.tx() as tx:
-                alive = tx.renew_leases(self.worker_id, held, self.settings.jobs.lease_s)
+                alive = tx.jobs.renew_leases(self.worker_id, held, self.settings.jobs.lease_s)
         except Exception:
             log.exception("heartbeat failed for %d job(s)", len(held))
             return
@@ -438,7 +438,7 @@ class Worker:
 
     def _heartbeat_worker(self, status: str) -> None:
         with self.c.store.tx() as tx:
-            tx.worker_heartbeat(self.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
+            tx.ops.worker_heartbeat(self.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
                                 concurrency=self.concurrency, status=status)
 
     # --- periodic work --------------------------------------------------------------------------

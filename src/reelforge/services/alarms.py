@@ -16,8 +16,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from reelforge.adapters.db.store import Alarm, AlarmHistory, Store, Tx
 from reelforge.config import AlarmRule, Settings
+from reelforge.domain.records import Alarm, AlarmHistory
+from reelforge.ports.repositories import Store, UnitOfWork
 
 log = logging.getLogger("reelforge.alarms")
 
@@ -84,10 +85,10 @@ class AlarmService:
         if not a.enabled:
             return False
         with self.store.tx(write=False) as tx:
-            if tx.schedule_pending(SCHEDULE):  # the common case: no write transaction at all
+            if tx.ops.schedule_pending(SCHEDULE):  # the common case: no write transaction at all
                 return False
         with self.store.tx() as tx:
-            due = tx.try_schedule(SCHEDULE, a.interval_s, runner)
+            due = tx.ops.try_schedule(SCHEDULE, a.interval_s, runner)
         if due:
             self.evaluate()
         return due
@@ -96,22 +97,22 @@ class AlarmService:
         """Sample the queue, evaluate every rule, apply state changes and emit their events (one transaction)."""
         with self.store.tx() as tx:
             now = tx.now()
-            queue = tx.queue_now()
-            tx.add_queue_sample(queued=int(queue["queued"]), running=int(queue["running"]),
-                                oldest_age_s=queue["oldest_ready_age_s"])
+            queue = tx.alarms.queue_now()
+            tx.alarms.add_queue_sample(queued=int(queue["queued"]), running=int(queue["running"]),
+                                       oldest_age_s=queue["oldest_ready_age_s"])
             observations = self._observe(tx, now, queue)
             changes = self._apply(tx, now, observations)
-            tx.prune_observability(now - self.settings.alarms.retention_s)
+            tx.alarms.prune_observability(now - self.settings.alarms.retention_s)
         for c in changes:
             log.warning("alarm %s %s: %s", c.key, c.event, c.message)
         return changes
 
     # --- rules -------------------------------------------------------------------------------------
-    def _observe(self, tx: Tx, now: float, queue: dict[str, float]) -> list[Observation]:
+    def _observe(self, tx: UnitOfWork, now: float, queue: dict[str, float]) -> list[Observation]:
         out: list[Observation] = []
         r = self.rule("job_failure_rate")
         if r.enabled:
-            counts = tx.finished_counts(now - r.window_s)
+            counts = tx.alarms.finished_counts(now - r.window_s)
             bad = counts.get("failed", 0) + counts.get("dead", 0)
             total = bad + counts.get("succeeded", 0)
             rate = bad / total if total else None
@@ -130,7 +131,7 @@ class AlarmService:
                 {"ready": int(queue["ready"]), "queued": int(queue["queued"])}))
         r = self.rule("worker_heartbeat")
         if r.enabled:
-            last = tx.last_worker_heartbeat()
+            last = tx.alarms.last_worker_heartbeat()
             silence = (now - last) if last is not None else None
             ready = int(queue["ready"])
             breaching = ready > 0 and (silence is None or silence > r.threshold)
@@ -141,7 +142,7 @@ class AlarmService:
         r = self.rule("model_error_rate")
         if r.enabled:
             seen = set()
-            for task, model, runs, errs in tx.model_invocation_counts(now - r.window_s):
+            for task, model, runs, errs in tx.alarms.model_invocation_counts(now - r.window_s):
                 key = f"model_error_rate:{task}/{model}"
                 seen.add(key)
                 rate = errs / runs if runs else 0.0
@@ -151,23 +152,23 @@ class AlarmService:
                                        f"{r.window_s / 60:g} min",
                                        {"task": task, "model": model, "runs": runs, "errors": errs}))
             # A model that stopped running has no runs in the window: its alarm resolves.
-            for alarm in tx.alarms(state="alarm"):
+            for alarm in tx.alarms.alarms(state="alarm"):
                 if alarm.rule == "model_error_rate" and alarm.key not in seen:
                     out.append(Observation(alarm.key, alarm.rule, None, r.threshold, False,
                                            f"{alarm.key.split(':', 1)[-1]}: no runs in the window",
                                            dict(alarm.details or {})))
         # Rules switched off resolve whatever they had raised.
         enabled = {name for name in RULES if self.rule(name).enabled}
-        for alarm in tx.alarms(state="alarm"):
+        for alarm in tx.alarms.alarms(state="alarm"):
             if alarm.rule not in enabled:
                 out.append(Observation(alarm.key, alarm.rule, None, alarm.threshold, False, "rule disabled"))
         return out
 
-    def _apply(self, tx: Tx, now: float, observations: list[Observation]) -> list[Change]:
+    def _apply(self, tx: UnitOfWork, now: float, observations: list[Observation]) -> list[Change]:
         changes: list[Change] = []
         admins: list[str] | None = None
         for ob in observations:
-            current = tx.alarm(ob.key)
+            current = tx.alarms.alarm(ob.key)
             was = current.state if current is not None else "ok"
             state = "alarm" if ob.breaching else "ok"
             values: dict[str, Any] = {"rule": ob.rule, "state": state, "value": ob.value, "threshold": ob.threshold,
@@ -177,17 +178,17 @@ class AlarmService:
             if state != was:
                 values["changed_at"] = now
                 values["raised_at" if state == "alarm" else "resolved_at"] = now
-            alarm = tx.save_alarm(ob.key, **values)
+            alarm = tx.alarms.save_alarm(ob.key, **values)
             if state == was:
                 continue
             event = "raised" if state == "alarm" else "resolved"
-            tx.add_alarm_history(key=ob.key, rule=ob.rule, event=event, value=ob.value, threshold=ob.threshold,
-                                 message=ob.message[:500])
+            tx.alarms.add_alarm_history(key=ob.key, rule=ob.rule, event=event, value=ob.value, threshold=ob.threshold,
+                                        message=ob.message[:500])
             if admins is None:
-                admins = tx.admin_ids()
+                admins = tx.accounts.admin_ids()
             payload = alarm_payload(alarm)
             for admin_id in admins:
-                tx.emit(f"alarm.{event}", payload, owner_id=admin_id)
+                tx.events.emit(f"alarm.{event}", payload, owner_id=admin_id)
             changes.append(Change(ob.key, ob.rule, event, ob.value, ob.message))
         return changes
 
@@ -195,6 +196,6 @@ class AlarmService:
     def overview(self, *, hours: float = 24) -> dict[str, Any]:
         """Rules, alarms now firing, and what was raised or resolved in the last `hours`."""
         with self.store.tx(write=False) as tx:
-            active = list(tx.alarms(state="alarm"))
-            recent: list[AlarmHistory] = list(tx.alarm_history(tx.now() - hours * 3600))
+            active = list(tx.alarms.alarms(state="alarm"))
+            recent: list[AlarmHistory] = list(tx.alarms.alarm_history(tx.now() - hours * 3600))
         return {"rules": self.rules(), "active": active, "recent": recent}

@@ -7,16 +7,16 @@ import contextlib
 import math
 import mimetypes
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from reelforge import errors
-from reelforge.adapters.db import reads
-from reelforge.adapters.db.store import Asset, Store, Upload
-from reelforge.adapters.storage.keys import new_key
 from reelforge.config import Settings
+from reelforge.domain.keys import new_key
+from reelforge.domain.records import Asset, Upload
 from reelforge.domain.types import Lifecycle, Principal
+from reelforge.ports.repositories import Store
 from reelforge.ports.storage import CompletedPart, ObjectStore, SignedRequest
 from reelforge.services.ownership import owned
 
@@ -91,7 +91,7 @@ class AssetService:
             multipart_id, count = None, None
             ticket.put = self.objects.presign_put(key, content_type, size, cfg.upload_expiry_s)
         with self.store.tx() as tx:
-            ticket.upload = tx.add_upload(
+            ticket.upload = tx.assets.add_upload(
                 owner_id=principal.user_id, key=key, content_type=content_type, filename=filename, max_size=size,
                 declared_size=size, sha256=sha256.lower() if sha256 else None, lifecycle=lifecycle,
                 multipart_id=multipart_id, part_size=part_size if multipart_id else None, parts_count=count,
@@ -101,15 +101,20 @@ class AssetService:
 
     def get_upload(self, principal: Principal, upload_id: str) -> Upload:
         with self.store.tx(write=False) as tx:
-            return owned(tx.upload(upload_id), principal, "Upload")
+            return owned(tx.assets.upload(upload_id), principal, "Upload")
+
+    def upload_for_key(self, key: str) -> Upload | None:
+        """The upload an object key was issued for (the local store's signed PUT checks it is still open)."""
+        with self.store.tx(write=False) as tx:
+            return tx.assets.upload_by_key(key)
 
     def complete_upload(self, principal: Principal, upload_id: str, *, parts: list[tuple[int, str]] | None = None,
                         sha256: str | None = None) -> Asset:
         """Check size and checksum of what arrived and turn it into an asset (idempotent once completed)."""
         with self.store.tx(write=False) as tx:
-            up = owned(tx.upload(upload_id), principal, "Upload")
+            up = owned(tx.assets.upload(upload_id), principal, "Upload")
             if up.status == "completed" and up.asset_id:
-                asset = tx.asset(up.asset_id)
+                asset = tx.assets.asset(up.asset_id)
                 if asset is not None:
                     return asset
             if up.status != "pending":
@@ -141,30 +146,30 @@ class AssetService:
             self.objects.delete(up.key)
             if up.multipart_id:
                 with self.store.tx() as tx:
-                    row = tx.upload(up.id)
-                    if row is not None:
-                        row.status = "aborted"
+                    tx.assets.update_upload(up.id, status="aborted")
             raise problem
         with self.store.tx() as tx:
-            row = tx.upload(up.id, lock=True)
+            row = tx.assets.upload(up.id, lock=True)
             assert row is not None
             if row.status == "completed" and row.asset_id:
-                existing = tx.asset(row.asset_id)
+                existing = tx.assets.asset(row.asset_id)
                 assert existing is not None
                 return existing
-            asset = tx.add_asset(owner_id=up.owner_id, key=up.key, content_type=up.content_type, size=info.size,
-                                 sha256=info.sha256, lifecycle=up.lifecycle, filename=up.filename, meta={},
-                                 expires_at=(tx.now() + TEMPORARY_TTL_S) if up.lifecycle == "temporary" else None)
-            row.status = "completed"
-            row.asset_id = asset.id
+            asset = tx.assets.add_asset(owner_id=up.owner_id, key=up.key, content_type=up.content_type,
+                                        size=info.size, sha256=info.sha256, lifecycle=up.lifecycle,
+                                        filename=up.filename, meta={},
+                                        expires_at=(tx.now() + TEMPORARY_TTL_S) if up.lifecycle == "temporary"
+                                        else None)
+            tx.assets.update_upload(up.id, status="completed", asset_id=asset.id)
             return asset
 
     def abort_upload(self, principal: Principal, upload_id: str) -> Upload:
         with self.store.tx() as tx:
-            up = owned(tx.upload(upload_id), principal, "Upload")
+            up = owned(tx.assets.upload(upload_id), principal, "Upload")
             if up.status != "pending":
                 raise errors.Conflict(f"Upload is {up.status}", code="upload_not_pending")
-            up.status = "aborted"
+            tx.assets.update_upload(up.id, status="aborted")
+            up = replace(up, status="aborted")
         self._discard_upload(up)
         return up
 
@@ -179,13 +184,11 @@ class AssetService:
     # --- assets --------------------------------------------------------------------------------
     def get(self, principal: Principal, asset_id: str) -> Asset:
         with self.store.tx(write=False) as tx:
-            return owned(tx.asset(asset_id), principal, "Asset")
+            return owned(tx.assets.asset(asset_id), principal, "Asset")
 
     async def read(self, principal: Principal, asset_id: str) -> Any:
         """`get()` on the event loop (adapters/db/reads.py): the asset's columns, the owner's only."""
-        row = await self.store.db.reads.one(reads.ASSET_BY_ID, asset_id=asset_id)
-        if row is not None:
-            row.meta = row.metadata  # the column is "metadata"; Asset calls the attribute `meta`
+        row = await self.store.reads.asset(asset_id)
         return owned(row, principal, "Asset")
 
     def download_url(self, asset: Asset) -> SignedRequest:
@@ -194,18 +197,18 @@ class AssetService:
     def list(self, principal: Principal, *, limit: int = 50, before: float | None = None,
              job_id: str | None = None) -> list[Asset]:
         with self.store.tx(write=False) as tx:
-            return list(tx.assets(owner_id=principal.user_id, limit=limit, before=before, job_id=job_id))
+            return list(tx.assets.assets(owner_id=principal.user_id, limit=limit, before=before, job_id=job_id))
 
     def delete(self, principal: Principal, asset_id: str) -> None:
         with self.store.tx() as tx:
-            asset = owned(tx.asset(asset_id), principal, "Asset")
-            tx.delete_asset(asset.id)
+            asset = owned(tx.assets.asset(asset_id), principal, "Asset")
+            tx.assets.delete_asset(asset.id)
         self.objects.delete(asset.key)
 
     def read_owned(self, owner_id: str, asset_id: str) -> tuple[Asset, bytes]:
         """For pipelines: a job may read only its owner's assets."""
         with self.store.tx(write=False) as tx:
-            asset = tx.asset(asset_id, owner_id=owner_id)
+            asset = tx.assets.asset(asset_id, owner_id=owner_id)
         if asset is None:
             raise errors.NotFound("Asset not found", code="asset_not_found")
         return asset, self.objects.get_bytes(asset.key)
@@ -228,18 +231,18 @@ class AssetService:
         if not asset_id:
             return None
         with self.store.tx(write=False) as tx:
-            return tx.asset(asset_id)
+            return tx.assets.asset(asset_id)
 
     def _register_output(self, *, owner_id: str, job_id: str | None, key: str, info: Any, content_type: str,
                          filename: str | None, lifecycle: str, metadata: dict[str, Any] | None,
                          asset_id: str | None) -> Asset:
         with self.store.tx() as tx:
             extra = {"id": asset_id} if asset_id else {}
-            return tx.add_asset(owner_id=owner_id, key=key, content_type=content_type, size=info.size,
-                                sha256=info.sha256, lifecycle=lifecycle, filename=safe_filename(filename),
-                                job_id=job_id, meta=metadata or {},
-                                expires_at=(tx.now() + TEMPORARY_TTL_S) if lifecycle == "temporary" else None,
-                                **extra)
+            return tx.assets.add_asset(owner_id=owner_id, key=key, content_type=content_type, size=info.size,
+                                       sha256=info.sha256, lifecycle=lifecycle, filename=safe_filename(filename),
+                                       job_id=job_id, meta=metadata or {},
+                                       expires_at=(tx.now() + TEMPORARY_TTL_S) if lifecycle == "temporary" else None,
+                                       **extra)
 
     def store_output_file(self, path: Path, *, owner_id: str, job_id: str | None, content_type: str,
                           filename: str | None = None, lifecycle: str = "hot",
@@ -296,7 +299,7 @@ class AssetService:
     def owned_asset(self, owner_id: str, asset_id: str) -> Asset:
         """For pipelines: the asset record, if it belongs to the job's owner (else 404 asset_not_found)."""
         with self.store.tx(write=False) as tx:
-            asset = tx.asset(asset_id, owner_id=owner_id)
+            asset = tx.assets.asset(asset_id, owner_id=owner_id)
         if asset is None:
             raise errors.NotFound("Asset not found", code="asset_not_found", asset_id=asset_id)
         return asset
@@ -306,12 +309,12 @@ class AssetService:
         removed = 0
         for asset_id in asset_ids:
             with self.store.tx(write=False) as tx:
-                asset = tx.asset(asset_id, owner_id=owner_id)
+                asset = tx.assets.asset(asset_id, owner_id=owner_id)
             if asset is None:
                 continue
             self.objects.delete(asset.key)
             with self.store.tx() as tx:
-                tx.delete_asset(asset.id)
+                tx.assets.delete_asset(asset.id)
             removed += 1
         return removed
 
@@ -320,27 +323,25 @@ class AssetService:
         """Delete expired temporary assets and abandoned uploads, objects first, then rows."""
         counts = {"assets": 0, "uploads": 0}
         with self.store.tx(write=False) as tx:
-            assets = list(tx.expired_assets())
-            uploads = list(tx.expired_uploads())
+            assets = list(tx.assets.expired_assets())
+            uploads = list(tx.assets.expired_uploads())
         for a in assets:
             self.objects.delete(a.key)
             with self.store.tx() as tx:
-                tx.delete_asset(a.id)
+                tx.assets.delete_asset(a.id)
             counts["assets"] += 1
         for up in uploads:
             self._discard_upload(up)
             with self.store.tx() as tx:
-                row = tx.upload(up.id)
-                if row is not None and row.status == "pending":
-                    row.status = "expired"
+                tx.assets.update_upload(up.id, status_was="pending", status="expired")
             counts["uploads"] += 1
         return counts
 
     def delete_job_temporaries(self, job_id: str) -> int:
         with self.store.tx(write=False) as tx:
-            assets = list(tx.temporary_assets_of_job(job_id))
+            assets = list(tx.assets.temporary_assets_of_job(job_id))
         for a in assets:
             self.objects.delete(a.key)
             with self.store.tx() as tx:
-                tx.delete_asset(a.id)
+                tx.assets.delete_asset(a.id)
         return len(assets)

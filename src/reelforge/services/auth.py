@@ -6,13 +6,14 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reelforge import errors
 from reelforge.adapters import auth as crypto
-from reelforge.adapters.db.store import ApiKey, DuplicateKey, Store, User
 from reelforge.config import Settings
+from reelforge.domain.records import ApiKey, User
 from reelforge.domain.types import CreditKind, Principal, Role
+from reelforge.ports.repositories import DuplicateKey, Store
 from reelforge.services.ownership import owned
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
@@ -62,11 +63,11 @@ class AuthService:
         amount = self.settings.credits.starting_grant if grant is None else grant
         try:
             with self.store.tx() as tx:
-                user = tx.add_user(email=email, password_hash=pw_hash, role=role.value,
-                                   webhook_secret="whsec_" + secrets.token_urlsafe(32))
+                user = tx.accounts.add_user(email=email, password_hash=pw_hash, role=role.value,
+                                            webhook_secret="whsec_" + secrets.token_urlsafe(32))
                 if amount:
-                    tx.credit(user.id, amount, CreditKind.grant, note="starting grant")
-                    user.credits = amount
+                    tx.credits.credit(user.id, amount, CreditKind.grant, note="starting grant")
+                    user = replace(user, credits=amount)
         except DuplicateKey as exc:
             raise errors.Conflict("An account with this email exists", code="email_taken", field="email") from exc
         return user
@@ -80,7 +81,7 @@ class AuthService:
 
     def login(self, email: str, password: str) -> TokenPair:
         with self.store.tx(write=False) as tx:
-            user = tx.user_by_email(email.strip().lower())
+            user = tx.accounts.user_by_email(email.strip().lower())
         ok = crypto.verify_password(user.password_hash if user else None, password)
         if not user or not ok:
             raise errors.Unauthorized("Wrong email or password", code="invalid_credentials")
@@ -95,15 +96,15 @@ class AuthService:
         )
         refresh = crypto.new_secret_token("rft_")
         with self.store.tx() as tx:
-            tx.add_refresh(user_id=user.id, token_hash=crypto.sha256_hex(refresh),
-                           ttl_s=self.settings.auth.refresh_ttl_s)
+            tx.accounts.add_refresh(user_id=user.id, token_hash=crypto.sha256_hex(refresh),
+                                    ttl_s=self.settings.auth.refresh_ttl_s)
         return TokenPair(access_token=access, refresh_token=refresh, expires_in=ttl)
 
     def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate: the old refresh token is revoked as the new pair is issued."""
         with self.store.tx() as tx:
-            tok = tx.take_refresh(crypto.sha256_hex(refresh_token))
-            user = tx.user(tok.user_id) if tok else None
+            tok = tx.accounts.take_refresh(crypto.sha256_hex(refresh_token))
+            user = tx.accounts.user(tok.user_id) if tok else None
         if tok is None or user is None or user.disabled:
             raise errors.Unauthorized("Invalid or expired refresh token", code="invalid_refresh_token")
         return self._issue(user)
@@ -116,7 +117,7 @@ class AuthService:
         claims = crypto.decode_access_token(bearer, secret=self.settings.jwt_secret,
                                             issuer=self.settings.auth.jwt_issuer)
         with self.store.tx(write=False) as tx:
-            user = tx.user(str(claims["sub"]))
+            user = tx.accounts.user(str(claims["sub"]))
         if user is None or user.disabled:
             raise errors.Unauthorized("Account not found or disabled", code="invalid_token")
         return Principal(user_id=user.id, email=user.email, role=Role(user.role), via="jwt")
@@ -127,8 +128,8 @@ class AuthService:
         except ValueError as exc:
             raise errors.Unauthorized("Malformed API key", code="invalid_api_key") from exc
         with self.store.tx(write=False) as tx:
-            key = tx.api_key_by_prefix(prefix)
-            user = tx.user(key.owner_id) if key else None
+            key = tx.accounts.api_key_by_prefix(prefix)
+            user = tx.accounts.user(key.owner_id) if key else None
         if (key is None or user is None or key.revoked_at is not None
                 or not crypto.constant_time_equal(key.key_hash, crypto.sha256_hex(raw))):
             raise errors.Unauthorized("Invalid or revoked API key", code="invalid_api_key")
@@ -137,8 +138,16 @@ class AuthService:
         # last_used_at is informative: refresh it at most once a minute, not a write on every request.
         if key.last_used_at is None or time.time() - key.last_used_at > 60:
             with self.store.tx() as tx:
-                tx.touch_api_key(key.id)
+                tx.accounts.touch_api_key(key.id)
         return Principal(user_id=user.id, email=user.email, role=Role(user.role), via="api_key")
+
+    def me(self, principal: Principal) -> User:
+        """The caller's own account."""
+        with self.store.tx(write=False) as tx:
+            user = tx.accounts.user(principal.user_id)
+        if user is None:
+            raise errors.Unauthorized("Account not found or disabled", code="invalid_token")
+        return user
 
     # --- API keys -------------------------------------------------------------------------------
     def create_api_key(self, principal: Principal, name: str) -> NewApiKey:
@@ -146,19 +155,19 @@ class AuthService:
         prefix = secrets.token_hex(6)
         raw = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
         with self.store.tx() as tx:
-            key = tx.add_api_key(owner_id=principal.user_id, name=name.strip()[:200] or "key", prefix=prefix,
-                                 key_hash=crypto.sha256_hex(raw))
+            key = tx.accounts.add_api_key(owner_id=principal.user_id, name=name.strip()[:200] or "key", prefix=prefix,
+                                          key_hash=crypto.sha256_hex(raw))
         return NewApiKey(key=key, secret=raw)
 
     def list_api_keys(self, principal: Principal) -> list[ApiKey]:
         with self.store.tx(write=False) as tx:
-            return list(tx.api_keys(principal.user_id))
+            return list(tx.accounts.api_keys(principal.user_id))
 
     def revoke_api_key(self, principal: Principal, key_id: str) -> ApiKey:
         with self.store.tx() as tx:
-            key = owned(tx.api_key(key_id), principal, "API key")
+            key = owned(tx.accounts.api_key(key_id), principal, "API key")
             if key.revoked_at is None:
-                key.revoked_at = tx.now()
+                key = tx.accounts.revoke_api_key(key.id) or key
         self._principal_changed(principal.user_id)
         return key
 
@@ -166,7 +175,7 @@ class AuthService:
     def ensure_admin(self, email: str) -> str | None:
         """Create the admin account on first start; returns the generated password once, else None."""
         with self.store.tx(write=False) as tx:
-            if tx.user_by_email(email.lower()) is not None:
+            if tx.accounts.user_by_email(email.lower()) is not None:
                 return None
         password = secrets.token_urlsafe(18)
         try:
@@ -177,18 +186,17 @@ class AuthService:
 
     def list_users(self, *, limit: int = 100, offset: int = 0) -> list[User]:
         with self.store.tx(write=False) as tx:
-            return list(tx.users(limit=limit, offset=offset))
+            return list(tx.accounts.users(limit=limit, offset=offset))
 
     def set_user(self, user_id: str, *, role: Role | None = None, disabled: bool | None = None) -> User:
+        values: dict[str, object] = {}
+        if role is not None:
+            values["role"] = role.value
+        if disabled is not None:
+            values["disabled"] = disabled
         with self.store.tx() as tx:
-            user = tx.user(user_id)
+            user = tx.accounts.update_user(user_id, **values)
             if user is None:
                 raise errors.NotFound("User not found", code="user_not_found")
-            values: dict[str, object] = {}
-            if role is not None:
-                values["role"] = role.value
-            if disabled is not None:
-                values["disabled"] = disabled
-            tx.update_user(user, **values)
         self._principal_changed(user_id)
         return user

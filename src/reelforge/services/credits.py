@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from reelforge import errors
-from reelforge.adapters.db.store import CreditEntry, Store
+from reelforge.domain.records import CreditEntry
 from reelforge.domain.types import CreditKind, Principal
+from reelforge.ports.repositories import Store
 
 
 class CreditService:
@@ -13,11 +14,11 @@ class CreditService:
 
     def balance(self, principal: Principal) -> int:
         with self.store.tx(write=False) as tx:
-            return tx.balance(principal.user_id)
+            return tx.credits.balance(principal.user_id)
 
     def ledger(self, principal: Principal, *, limit: int = 100, before: int | None = None) -> list[CreditEntry]:
         with self.store.tx(write=False) as tx:
-            return list(tx.ledger(principal.user_id, limit=limit, before=before))
+            return list(tx.credits.ledger(principal.user_id, limit=limit, before=before))
 
     def grant(self, admin: Principal, account_id: str, amount: int, note: str = "") -> CreditEntry:
         """Admins only: add (or, with a negative amount, remove) credits; a balance never goes below zero."""
@@ -26,7 +27,7 @@ class CreditService:
         if amount == 0:
             raise errors.ValidationFailed("Amount must not be zero", field="amount")
         with self.store.tx() as tx:
-            if tx.user(account_id) is None:
+            if tx.accounts.user(account_id) is None:
                 raise errors.NotFound("Account not found", code="user_not_found")
-            return tx.credit(account_id, amount, CreditKind.grant, note=note or f"granted by {admin.email}",
-                             require_balance=amount < 0)
+            return tx.credits.credit(account_id, amount, CreditKind.grant, note=note or f"granted by {admin.email}",
+                                     require_balance=amount < 0)

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 from reelforge import errors
-from reelforge.adapters.db.store import Delivery, OutboxEvent, Store, Webhook
 from reelforge.adapters.events.http import SendResult, check_target_url, send_signed
 from reelforge.config import Settings
+from reelforge.domain.records import Delivery, OutboxEvent, Webhook
 from reelforge.domain.types import Principal, retry_delay
+from reelforge.ports.repositories import Store
 from reelforge.services.ownership import owned
 
 CORE_EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled", "webhook.test")
@@ -53,40 +54,40 @@ class EventService:
                 raise errors.ValidationFailed(f"Unknown event type {t!r}", code="invalid_event_type",
                                               field="event_types")
         with self.store.tx() as tx:
-            return tx.add_webhook(owner_id=principal.user_id, url=url, event_types=event_types,
-                                  description=description, secret="whsec_" + secrets.token_urlsafe(32))
+            return tx.events.add_webhook(owner_id=principal.user_id, url=url, event_types=event_types,
+                                         description=description, secret="whsec_" + secrets.token_urlsafe(32))
 
     def list_webhooks(self, principal: Principal) -> list[Webhook]:
         with self.store.tx(write=False) as tx:
-            return list(tx.webhooks(principal.user_id))
+            return list(tx.events.webhooks(principal.user_id))
 
     def get_webhook(self, principal: Principal, hook_id: str) -> Webhook:
         with self.store.tx(write=False) as tx:
-            return owned(tx.webhook(hook_id), principal, "Webhook")
+            return owned(tx.events.webhook(hook_id), principal, "Webhook")
 
     def delete_webhook(self, principal: Principal, hook_id: str) -> None:
         with self.store.tx() as tx:
-            owned(tx.webhook(hook_id), principal, "Webhook")
-            tx.delete_webhook(hook_id)
+            owned(tx.events.webhook(hook_id), principal, "Webhook")
+            tx.events.delete_webhook(hook_id)
 
     def test_webhook(self, principal: Principal, hook_id: str) -> OutboxEvent:
         """Queue a `webhook.test` event for this subscription only."""
         with self.store.tx() as tx:
-            hook = owned(tx.webhook(hook_id), principal, "Webhook")
-            ev = tx.emit("webhook.test", {"webhook_id": hook.id, "message": "test delivery"},
-                         owner_id=principal.user_id, subject_id=hook.id)
+            hook = owned(tx.events.webhook(hook_id), principal, "Webhook")
+            ev = tx.events.emit("webhook.test", {"webhook_id": hook.id, "message": "test delivery"},
+                                owner_id=principal.user_id, subject_id=hook.id)
             return ev
 
     def deliveries(self, principal: Principal, hook_id: str | None = None) -> list[Delivery]:
         with self.store.tx(write=False) as tx:
             if hook_id:
-                owned(tx.webhook(hook_id), principal, "Webhook")
-            return list(tx.deliveries(owner_id=principal.user_id, webhook_id=hook_id))
+                owned(tx.events.webhook(hook_id), principal, "Webhook")
+            return list(tx.events.deliveries(owner_id=principal.user_id, webhook_id=hook_id))
 
     def signing_secret(self, principal: Principal) -> str:
         """The secret that signs deliveries to a job's callback_url."""
         with self.store.tx(write=False) as tx:
-            user = tx.user(principal.user_id)
+            user = tx.accounts.user(principal.user_id)
             assert user is not None
             return user.webhook_secret
 
@@ -94,76 +95,74 @@ class EventService:
     def fan_out(self, limit: int = 200) -> int:
         """Turn new outbox events into one delivery per matching target."""
         with self.store.tx() as tx:
-            events = tx.undispatched(limit)
+            events = tx.events.undispatched(limit)
             # one webhook lookup per owner and one job lookup per batch, not two SELECTs per event.
             hooks_of: dict[str, Any] = {}
             subject_ids = [ev.subject_id for ev in events if ev.type.startswith("job.") and ev.subject_id]
-            callbacks = tx.job_callbacks(subject_ids) if subject_ids else {}
+            callbacks = tx.jobs.job_callbacks(subject_ids) if subject_ids else {}
             for ev in events:
                 if ev.owner_id is None:
                     continue
                 if ev.type == "webhook.test":
-                    hook = tx.webhook(str(ev.subject_id))
+                    hook = tx.events.webhook(str(ev.subject_id))
                     if hook is not None:
-                        tx.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=hook.id,
-                                        target=f"webhook:{hook.id}", url=hook.url)
+                        tx.events.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=hook.id,
+                                               target=f"webhook:{hook.id}", url=hook.url)
                     continue
                 if ev.owner_id not in hooks_of:
-                    hooks_of[ev.owner_id] = tx.webhooks(ev.owner_id)
+                    hooks_of[ev.owner_id] = tx.events.webhooks(ev.owner_id)
                 for hook in hooks_of[ev.owner_id]:
                     if hook.active and matches(list(hook.event_types or []), ev.type):
-                        tx.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=hook.id,
-                                        target=f"webhook:{hook.id}", url=hook.url)
+                        tx.events.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=hook.id,
+                                               target=f"webhook:{hook.id}", url=hook.url)
                 if ev.type.startswith("job.") and ev.subject_id:
                     url = callbacks.get(ev.subject_id)
                     if url:
-                        tx.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=None,
-                                        target=f"callback:{ev.subject_id}", url=url)
-            tx.mark_dispatched([ev.seq for ev in events])
+                        tx.events.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=None,
+                                               target=f"callback:{ev.subject_id}", url=url)
+            tx.events.mark_dispatched([ev.seq for ev in events])
             return len(events)
 
     def deliver_due(self, limit: int = 20) -> int:
         """Send due deliveries. Each is claimed first (next attempt pushed out) so two workers never both send."""
         wh = self.settings.webhooks
         with self.store.tx() as tx:
-            due = tx.due_deliveries(limit)
+            due = tx.events.due_deliveries(limit)
             now = tx.now()
             jobs: list[tuple[str, str, str, dict[str, Any]]] = []
             for d in due:
-                ev = tx.outbox_event(d.event_id)
+                ev = tx.events.outbox_event(d.event_id)
                 if ev is None:
-                    d.status = "failed"
-                    d.last_error = "event no longer exists"
+                    tx.events.update_delivery(d.id, status="failed", last_error="event no longer exists")
                     continue
                 if d.webhook_id:
-                    hook = tx.webhook(d.webhook_id)
+                    hook = tx.events.webhook(d.webhook_id)
                     secret = hook.secret if hook else ""
                 else:
-                    user = tx.user(d.owner_id)
+                    user = tx.accounts.user(d.owner_id)
                     secret = user.webhook_secret if user else ""
                 if not secret:
-                    d.status = "failed"
-                    d.last_error = "subscription removed"
+                    tx.events.update_delivery(d.id, status="failed", last_error="subscription removed")
                     continue
-                d.next_attempt_at = now + wh.timeout_s + 30
+                tx.events.update_delivery(d.id, next_attempt_at=now + wh.timeout_s + 30)
                 jobs.append((d.id, d.url, secret, envelope(ev)))
         for delivery_id, url, secret, body in jobs:
             res = self.sender(url, secret, body, timeout_s=wh.timeout_s, allow_private=wh.allow_private_targets)
             with self.store.tx() as tx:
-                d2 = tx.delivery(delivery_id)
+                d2 = tx.events.delivery(delivery_id)
                 if d2 is None:
                     continue
-                d2.attempts += 1
-                d2.last_status_code = res.status_code
-                d2.last_error = res.error
+                attempts = d2.attempts + 1
+                values: dict[str, Any] = {"attempts": attempts, "last_status_code": res.status_code,
+                                          "last_error": res.error}
                 if res.ok:
-                    d2.status = "delivered"
-                    d2.delivered_at = tx.now()
+                    values.update(status="delivered", delivered_at=tx.now())
                     self.delivered += 1
-                elif d2.attempts >= wh.max_attempts:
-                    d2.status = "failed"
+                elif attempts >= wh.max_attempts:
+                    values["status"] = "failed"
                     self.failed += 1
                 else:
-                    d2.next_attempt_at = tx.now() + retry_delay(d2.attempts, wh.retry_base_s, wh.retry_max_s,
-                                                                self._rng.random())
+                    values["next_attempt_at"] = tx.now() + retry_delay(attempts, wh.retry_base_s, wh.retry_max_s,
+                                                                       self._rng.random())
+                tx.events.update_delivery(d2.id, **values)
         return len(jobs)

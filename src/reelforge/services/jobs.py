@@ -9,16 +9,16 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
 
 from reelforge import errors, tracing
-from reelforge.adapters.db import reads
-from reelforge.adapters.db.store import DuplicateKey, Job, JobEvent, Store, Tx
 from reelforge.config import Settings
+from reelforge.domain.records import Job, JobEvent
 from reelforge.domain.types import TERMINAL_STATUSES, CreditKind, JobStatus, Principal, retry_delay
+from reelforge.ports.repositories import DuplicateKey, Store, UnitOfWork
 from reelforge.services.ownership import owned
 
 
@@ -104,13 +104,13 @@ class JobService:
             sort_keys=True, default=str).encode()).hexdigest()
         if idempotency_key:
             with self.store.tx(write=False) as tx:
-                existing = tx.job_by_idempotency(principal.user_id, idempotency_key)
+                existing = tx.jobs.job_by_idempotency(principal.user_id, idempotency_key)
             if existing is not None:
                 return self._same_or_conflict(existing, body_hash), False
         max_attempts = getattr(pipeline, "max_attempts", None) or self.settings.jobs.max_attempts
         try:
             with self.store.tx() as tx:
-                job = tx.add_job(
+                job = tx.jobs.add_job(
                     owner_id=principal.user_id, kind=kind, pipeline_version=getattr(pipeline, "version", 1),
                     priority=priority, input=clean, input_hash=body_hash, credits=price,
                     credits_state="reserved" if price else "none", max_attempts=max_attempts,
@@ -118,15 +118,15 @@ class JobService:
                     trace_context=tracing.current_carrier(),  # the worker's job span continues this trace
                 )
                 if price:
-                    tx.credit(principal.user_id, -price, CreditKind.reserve, job_id=job.id,
-                              note=f"{kind} reserved", require_balance=True)
-                tx.add_event(job.id, "JobQueued", details={"priority": priority, "credits": price})
+                    tx.credits.credit(principal.user_id, -price, CreditKind.reserve, job_id=job.id,
+                                      note=f"{kind} reserved", require_balance=True)
+                tx.jobs.add_event(job.id, "JobQueued", details={"priority": priority, "credits": price})
                 self._notify(tx)
         except DuplicateKey:
             if not idempotency_key:
                 raise
             with self.store.tx(write=False) as tx:
-                existing = tx.job_by_idempotency(principal.user_id, idempotency_key)
+                existing = tx.jobs.job_by_idempotency(principal.user_id, idempotency_key)
             if existing is None:
                 raise
             return self._same_or_conflict(existing, body_hash), False
@@ -170,7 +170,7 @@ class JobService:
                 errors=problems)
         carrier = tracing.current_carrier()
         with self.store.tx() as tx:
-            jobs = tx.add_jobs([
+            jobs = tx.jobs.add_jobs([
                 {"owner_id": principal.user_id, "kind": kind, "pipeline_version": getattr(pipeline, "version", 1),
                  "priority": priority, "input": clean, "input_hash": self._hash(kind, clean, callback_url, priority),
                  "credits": price, "credits_state": "reserved" if price else "none",
@@ -183,14 +183,14 @@ class JobService:
             for job in jobs:
                 if job.credits:
                     try:
-                        tx.credit(principal.user_id, -job.credits, CreditKind.reserve, job_id=job.id,
-                                  note=f"{job.kind} reserved", require_balance=True)
+                        tx.credits.credit(principal.user_id, -job.credits, CreditKind.reserve, job_id=job.id,
+                                          note=f"{job.kind} reserved", require_balance=True)
                     except errors.PaymentRequired as exc:  # the whole batch rolls back
                         raise errors.PaymentRequired("Not enough credits for this batch", needed=total,
-                                                     balance=tx.balance(principal.user_id) + reserved) from exc
+                                                     balance=tx.credits.balance(principal.user_id) + reserved) from exc
                     reserved += job.credits
-            tx.add_events_bulk([{"job_id": j.id, "type": "JobQueued", "attempt": 0,
-                                 "details": {"priority": j.priority, "credits": j.credits}} for j in jobs])
+            tx.jobs.add_events_bulk([{"job_id": j.id, "type": "JobQueued", "attempt": 0,
+                                      "details": {"priority": j.priority, "credits": j.credits}} for j in jobs])
             self._notify(tx)
         return jobs
 
@@ -208,13 +208,13 @@ class JobService:
         return job
 
     @staticmethod
-    def _notify(tx: Tx) -> None:
-        tx.notify_jobs()
+    def _notify(tx: UnitOfWork) -> None:
+        tx.jobs.notify_jobs()
 
     # --- read ----------------------------------------------------------------------------------
     def get(self, principal: Principal, job_id: str) -> Job:
         with self.store.tx(write=False) as tx:
-            return owned(tx.job(job_id), principal, "Job")
+            return owned(tx.jobs.job(job_id), principal, "Job")
 
     def list(self, principal: Principal, *, status: str | None = None, kind: str | None = None, limit: int = 50,
              cursor: str | None = None, all_users: bool = False) -> tuple[builtins.list[Job], str | None]:
@@ -227,7 +227,7 @@ class JobService:
                 raise errors.ValidationFailed("Malformed cursor", code="invalid_cursor", field="cursor") from exc
         owner = None if (all_users and principal.is_admin) else principal.user_id
         with self.store.tx(write=False) as tx:
-            rows = list(tx.jobs(owner_id=owner, status=status, kind=kind, limit=limit + 1, cursor=cur))
+            rows = list(tx.jobs.jobs(owner_id=owner, status=status, kind=kind, limit=limit + 1, cursor=cur))
         nxt = None
         if len(rows) > limit:
             rows = rows[:limit]
@@ -238,25 +238,21 @@ class JobService:
     async def read(self, principal: Principal, job_id: str) -> Any:
         """The job's public columns (attribute access like `Job`), the owner's only (`owned()`: another user's
         job, also for an admin, reads as missing), without a threadpool hop."""
-        row = await self.store.db.reads.one(reads.JOB_BY_ID, job_id=job_id)
+        row = await self.store.reads.job(job_id)
         return owned(row, principal, "Job")
 
     async def read_page(self, principal: Principal, *, status: str | None = None, kind: str | None = None,
                         limit: int = 50, cursor: str | None = None) -> tuple[builtins.list[Any], str | None]:
         """`list()` for the caller's own jobs, read on the event loop: newest first, with the next cursor."""
-        params: dict[str, Any] = {"owner_id": principal.user_id, "limit": limit + 1}
+        before: tuple[float, str] | None = None
         if cursor:
             try:
                 ts, jid = cursor.split(":", 1)
-                params.update(before_ts=float(ts), before_id=jid)
+                before = (float(ts), jid)
             except ValueError as exc:
                 raise errors.ValidationFailed("Malformed cursor", code="invalid_cursor", field="cursor") from exc
-        if status:
-            params["status"] = status
-        if kind:
-            params["kind"] = kind
-        stmt = reads.jobs_page(status=bool(status), kind=bool(kind), cursor=bool(cursor))
-        rows = await self.store.db.reads.all(stmt, **params)
+        rows = await self.store.reads.jobs_page(principal.user_id, limit=limit + 1, status=status, kind=kind,
+                                                before=before)
         nxt = None
         if len(rows) > limit:
             rows = rows[:limit]
@@ -286,8 +282,8 @@ class JobService:
 
     def history(self, principal: Principal, job_id: str, *, after: int = 0) -> builtins.list[JobEvent]:
         with self.store.tx(write=False) as tx:
-            owned(tx.job(job_id), principal, "Job")
-            return list(tx.events(job_id, after=after))
+            owned(tx.jobs.job(job_id), principal, "Job")
+            return list(tx.jobs.events(job_id, after=after))
 
     def wait(self, principal: Principal, job_id: str, timeout_s: float, *, poll_s: float = 0.1) -> Job:
         """Block until the job ends or the timeout passes; returns the latest state."""
@@ -303,33 +299,37 @@ class JobService:
     def cancel(self, principal: Principal, job_id: str) -> Job:
         """Queued jobs end at once (refunded); running ones are flagged and stop within one heartbeat."""
         with self.store.tx() as tx:
-            job = owned(tx.job(job_id), principal, "Job")
+            job = owned(tx.jobs.job(job_id), principal, "Job")
             if job.status == JobStatus.queued:
-                if tx.set_job_status_if(job.id, ["queued"], status="cancelled", finished_at=tx.now(),
-                                        expires_at=tx.now() + self.settings.jobs.ttl_s, error_code="cancelled",
-                                        error_message="Cancelled by the owner"):
-                    job = tx.job(job.id)  # type: ignore[assignment]
-                    self._refund(tx, job)
-                    tx.add_event(job.id, "JobCancelled", attempt=job.attempt)
-                    tx.emit("job.cancelled", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
+                if tx.jobs.set_job_status_if(job.id, ["queued"], status="cancelled", finished_at=tx.now(),
+                                             expires_at=tx.now() + self.settings.jobs.ttl_s, error_code="cancelled",
+                                             error_message="Cancelled by the owner"):
+                    job = tx.jobs.job(job.id)  # type: ignore[assignment]
+                    job = self._refund(tx, job)
+                    tx.jobs.add_event(job.id, "JobCancelled", attempt=job.attempt)
+                    tx.events.emit("job.cancelled", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
                     return job
             if job.status == JobStatus.running:
-                tx.update_job(job.id, cancel_requested=True)
-                tx.add_event(job.id, "CancelRequested", attempt=job.attempt)
-                return tx.job(job.id)  # type: ignore[return-value]
+                tx.jobs.update_job(job.id, cancel_requested=True)
+                tx.jobs.add_event(job.id, "CancelRequested", attempt=job.attempt)
+                return tx.jobs.job(job.id)  # type: ignore[return-value]
             raise errors.Conflict(f"Job already {job.status}", code="job_finished", job_status=job.status)
 
     # --- worker-side transitions (fenced) ----------------------------------------------------
-    def _refund(self, tx: Tx, job: Job) -> None:
+    def _refund(self, tx: UnitOfWork, job: Job) -> Job:
+        """Give a reserved job's credits back; returns the job as it now stands."""
         if job.credits_state == "reserved" and job.credits:
-            tx.credit(job.owner_id, job.credits, CreditKind.refund, job_id=job.id, note=f"{job.kind} {job.status}")
-            tx.update_job(job.id, credits_state="refunded")
+            tx.credits.credit(job.owner_id, job.credits, CreditKind.refund, job_id=job.id,
+                              note=f"{job.kind} {job.status}")
+            tx.jobs.update_job(job.id, credits_state="refunded")
+            return replace(job, credits_state="refunded")
+        return job
 
-    def _finish(self, tx: Tx, job: Job, status: str, **values: Any) -> Job:
+    def _finish(self, tx: UnitOfWork, job: Job, status: str, **values: Any) -> Job:
         now = tx.now()
         # UPDATE ... RETURNING instead of UPDATE + SELECT.
-        return tx.update_job_returning(job.id, status=status, finished_at=now,
-                                       expires_at=now + self.settings.jobs.ttl_s, lease_expires_at=None, **values)
+        return tx.jobs.update_job_returning(job.id, status=status, finished_at=now,
+                                            expires_at=now + self.settings.jobs.ttl_s, lease_expires_at=None, **values)
 
     def succeed(self, job_id: str, attempt: int, outputs: dict[str, Any],
                 history: Sequence[tuple[str, str | None, dict[str, Any]]] = (),
@@ -337,34 +337,36 @@ class JobService:
         with self.store.tx() as tx:
             now = tx.now()
             # fence and finish in one UPDATE ... RETURNING.
-            job = tx.fence(job_id, attempt, status="succeeded", finished_at=now,
-                           expires_at=now + self.settings.jobs.ttl_s, lease_expires_at=None, outputs=outputs,
-                           progress=1.0, error_code=None, error_message=None)
+            job = tx.jobs.fence(job_id, attempt, status="succeeded", finished_at=now,
+                                expires_at=now + self.settings.jobs.ttl_s, lease_expires_at=None, outputs=outputs,
+                                progress=1.0, error_code=None, error_message=None)
             self._flush_history(tx, job_id, attempt, history)
             for path, out in (checkpoints or {}).items():
-                tx.put_checkpoint(job_id, path, out, attempt)
+                tx.jobs.put_checkpoint(job_id, path, out, attempt)
             if job.credits_state == "reserved":
-                tx.credit(job.owner_id, 0, CreditKind.settle, job_id=job.id, note=f"{job.kind}: {job.credits} spent")
-                tx.update_job(job.id, credits_state="settled")
-            tx.add_event(job.id, "JobSucceeded", attempt=attempt)
-            tx.emit("job.succeeded", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
+                tx.credits.credit(job.owner_id, 0, CreditKind.settle, job_id=job.id,
+                                  note=f"{job.kind}: {job.credits} spent")
+                tx.jobs.update_job(job.id, credits_state="settled")
+                job = replace(job, credits_state="settled")
+            tx.jobs.add_event(job.id, "JobSucceeded", attempt=attempt)
+            tx.events.emit("job.succeeded", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
             return job
 
-    def succeed_many(self, items: Sequence[SucceedItem]) -> builtins.list[Any | errors.StaleLease]:
+    def succeed_many(self, items: Sequence[SucceedItem]) -> builtins.list[Job | errors.StaleLease]:
         """Several jobs' successes in one transaction (the worker's batched finisher).
 
-        One fenced UPDATE for all of them (`Tx.succeed_jobs`): a job whose lease was lost is not matched, gets
-        StaleLease and writes nothing, while the others commit. Credits of the jobs that had some reserved are
-        settled; checkpoints, history and outbox events go in one multi-row INSERT each. Returns, per item, the
-        finished job (its public fields) or its StaleLease.
+        One fenced UPDATE for all of them (`JobRepository.succeed_jobs`): a job whose lease was lost is not
+        matched, gets StaleLease and writes nothing, while the others commit. Credits of the jobs that had some
+        reserved are settled; checkpoints, history and outbox events go in one multi-row INSERT each. Returns,
+        per item, the finished job or its StaleLease.
         """
         if len({it.job_id for it in items}) != len(items):
             raise ValueError("succeed_many: one job twice in a batch")
-        results: builtins.list[Any | errors.StaleLease] = []
+        results: builtins.list[Job | errors.StaleLease] = []
         with self.store.tx() as tx:
-            won = tx.succeed_jobs([(it.job_id, it.attempt, it.outputs) for it in items],
-                                  ttl_s=self.settings.jobs.ttl_s)
-            done: builtins.list[tuple[SucceedItem, Any]] = []
+            won = tx.jobs.succeed_jobs([(it.job_id, it.attempt, it.outputs) for it in items],
+                                       ttl_s=self.settings.jobs.ttl_s)
+            done: builtins.list[tuple[SucceedItem, Job]] = []
             settled: builtins.list[str] = []
             for item in items:
                 job = won.get(item.job_id)
@@ -373,22 +375,22 @@ class JobService:
                                                      "its lease"))
                     continue
                 if job.credits_state == "reserved":
-                    tx.credit(job.owner_id, 0, CreditKind.settle, job_id=job.id,
-                              note=f"{job.kind}: {job.credits} spent")
-                    job.credits_state = "settled"
+                    tx.credits.credit(job.owner_id, 0, CreditKind.settle, job_id=job.id,
+                                      note=f"{job.kind}: {job.credits} spent")
+                    job = replace(job, credits_state="settled")
                     settled.append(job.id)
                 results.append(job)
                 done.append((item, job))
-            tx.set_credits_state(settled, "settled")
-            tx.put_checkpoints([(it.job_id, path, out, it.attempt)
-                                for it, _ in done for path, out in (it.checkpoints or {}).items()])
+            tx.jobs.set_credits_state(settled, "settled")
+            tx.jobs.put_checkpoints([(it.job_id, path, out, it.attempt)
+                                     for it, _ in done for path, out in (it.checkpoints or {}).items()])
             rows: builtins.list[dict[str, Any]] = []
             for it, job in done:
                 rows.extend({"job_id": job.id, "type": t, "path": p, "attempt": it.attempt, "details": d}
                             for t, p, d in it.history)
                 rows.append({"job_id": job.id, "type": "JobSucceeded", "attempt": it.attempt})
-            tx.add_events_bulk(rows)
-            tx.emit_many([("job.succeeded", job_summary(job), job.owner_id, job.id) for _, job in done])
+            tx.jobs.add_events_bulk(rows)
+            tx.events.emit_many([("job.succeeded", job_summary(job), job.owner_id, job.id) for _, job in done])
         return results
 
     def release_many(self, held: Sequence[tuple[str, int]]) -> int:
@@ -399,11 +401,11 @@ class JobService:
         with self.store.tx() as tx:
             for job_id, attempt in held:
                 try:
-                    tx.fence(job_id, attempt, status="queued", worker_id=None, lease_expires_at=None,
-                             run_at=tx.now())
+                    tx.jobs.fence(job_id, attempt, status="queued", worker_id=None, lease_expires_at=None,
+                                  run_at=tx.now())
                 except errors.StaleLease:
                     continue
-                tx.add_event(job_id, "JobReleased", attempt=attempt, details={"prefetched": True})
+                tx.jobs.add_event(job_id, "JobReleased", attempt=attempt, details={"prefetched": True})
                 released += 1
             if released:
                 self._notify(tx)
@@ -412,39 +414,39 @@ class JobService:
     def cancelled(self, job_id: str, attempt: int,
                   history: Sequence[tuple[str, str | None, dict[str, Any]]] = ()) -> Job:
         with self.store.tx() as tx:
-            job = tx.fence(job_id, attempt)
+            job = tx.jobs.fence(job_id, attempt)
             self._flush_history(tx, job_id, attempt, history)
             job = self._finish(tx, job, "cancelled", error_code="cancelled", error_message="Cancelled by the owner")
-            self._refund(tx, job)
-            tx.add_event(job.id, "JobCancelled", attempt=attempt)
-            tx.emit("job.cancelled", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
+            job = self._refund(tx, job)
+            tx.jobs.add_event(job.id, "JobCancelled", attempt=attempt)
+            tx.events.emit("job.cancelled", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
             return job
 
     def fail(self, job_id: str, attempt: int, code: str, message: str, *, retryable: bool,
              history: Sequence[tuple[str, str | None, dict[str, Any]]] = ()) -> Job:
         """A failed attempt: retried later with backoff and jitter, or failed/dead with a refund."""
         with self.store.tx() as tx:
-            job = tx.fence(job_id, attempt)
+            job = tx.jobs.fence(job_id, attempt)
             self._flush_history(tx, job_id, attempt, history)
             return self._failed_attempt(tx, job, code, message[:4000], retryable)
 
-    def _failed_attempt(self, tx: Tx, job: Job, code: str, message: str, retryable: bool) -> Job:
+    def _failed_attempt(self, tx: UnitOfWork, job: Job, code: str, message: str, retryable: bool) -> Job:
         failures = job.failures + 1
         if retryable and failures < job.max_attempts:
             delay = retry_delay(failures, self.settings.jobs.retry_base_s, self.settings.jobs.retry_max_s,
                                 self._rng.random())
-            tx.update_job(job.id, status="queued", failures=failures, run_at=tx.now() + delay, worker_id=None,
-                          lease_expires_at=None, error_code=code, error_message=message, cancel_requested=False)
-            tx.add_event(job.id, "JobRetryScheduled", attempt=job.attempt,
-                         details={"error": code, "message": message, "delay_s": round(delay, 3),
-                                  "failures": failures})
-            return tx.job(job.id)  # type: ignore[return-value]
+            tx.jobs.update_job(job.id, status="queued", failures=failures, run_at=tx.now() + delay, worker_id=None,
+                               lease_expires_at=None, error_code=code, error_message=message, cancel_requested=False)
+            tx.jobs.add_event(job.id, "JobRetryScheduled", attempt=job.attempt,
+                              details={"error": code, "message": message, "delay_s": round(delay, 3),
+                                       "failures": failures})
+            return tx.jobs.job(job.id)  # type: ignore[return-value]
         status = "dead" if retryable else "failed"
         job = self._finish(tx, job, status, failures=failures, error_code=code, error_message=message)
-        self._refund(tx, job)
-        tx.add_event(job.id, "JobDead" if status == "dead" else "JobFailed", attempt=job.attempt,
-                     details={"error": code, "message": message, "failures": failures})
-        tx.emit("job.failed", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
+        job = self._refund(tx, job)
+        tx.jobs.add_event(job.id, "JobDead" if status == "dead" else "JobFailed", attempt=job.attempt,
+                          details={"error": code, "message": message, "failures": failures})
+        tx.events.emit("job.failed", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
         return job
 
     def release(self, job_id: str, attempt: int,
@@ -452,32 +454,32 @@ class JobService:
                 checkpoints: dict[str, Any] | None = None) -> None:
         """Give a job back on shutdown without counting a failure; its checkpoints let the next worker go on."""
         with self.store.tx() as tx:
-            tx.fence(job_id, attempt)
+            tx.jobs.fence(job_id, attempt)
             self._flush_history(tx, job_id, attempt, history)
             for path, out in (checkpoints or {}).items():
-                tx.put_checkpoint(job_id, path, out, attempt)
-            tx.update_job(job_id, status="queued", worker_id=None, lease_expires_at=None, run_at=tx.now())
-            tx.add_event(job_id, "JobReleased", attempt=attempt)
+                tx.jobs.put_checkpoint(job_id, path, out, attempt)
+            tx.jobs.update_job(job_id, status="queued", worker_id=None, lease_expires_at=None, run_at=tx.now())
+            tx.jobs.add_event(job_id, "JobReleased", attempt=attempt)
             self._notify(tx)
 
     def reap_expired_leases(self) -> int:
         """Jobs whose worker stopped heartbeating: each counts as a failed attempt, then resumes or dies."""
         with self.store.tx() as tx:
-            jobs = tx.expired_leases()
+            jobs = tx.jobs.expired_leases()
             for job in jobs:
-                tx.add_event(job.id, "LeaseExpired", attempt=job.attempt, details={"worker": job.worker_id})
+                tx.jobs.add_event(job.id, "LeaseExpired", attempt=job.attempt, details={"worker": job.worker_id})
                 if job.cancel_requested:
                     job = self._finish(tx, job, "cancelled", error_code="cancelled",
                                        error_message="Cancelled by the owner")
-                    self._refund(tx, job)
-                    tx.add_event(job.id, "JobCancelled", attempt=job.attempt)
-                    tx.emit("job.cancelled", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
+                    job = self._refund(tx, job)
+                    tx.jobs.add_event(job.id, "JobCancelled", attempt=job.attempt)
+                    tx.events.emit("job.cancelled", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
                     continue
                 failures = job.failures + 1
                 if failures < job.max_attempts:
-                    tx.update_job(job.id, status="queued", failures=failures, worker_id=None, lease_expires_at=None,
-                                  run_at=tx.now(), error_code="lease_expired",
-                                  error_message="The worker stopped answering; resuming from the last checkpoint")
+                    tx.jobs.update_job(job.id, status="queued", failures=failures, worker_id=None,
+                                       lease_expires_at=None, run_at=tx.now(), error_code="lease_expired",
+                                       error_message="The worker stopped answering; resuming from the last checkpoint")
                 else:
                     self._failed_attempt(tx, job, "lease_expired", "The worker stopped answering", True)
             if jobs:
@@ -485,12 +487,12 @@ class JobService:
             return len(jobs)
 
     @staticmethod
-    def _flush_history(tx: Tx, job_id: str, attempt: int,
+    def _flush_history(tx: UnitOfWork, job_id: str, attempt: int,
                        history: Sequence[tuple[str, str | None, dict[str, Any]]]) -> None:
         for type_, path, details in history:
-            tx.add_event(job_id, type_, path=path, attempt=attempt, details=details)
+            tx.jobs.add_event(job_id, type_, path=path, attempt=attempt, details=details)
 
     # --- sweeping -------------------------------------------------------------------------------
     def expired_job_ids(self) -> builtins.list[str]:
         with self.store.tx(write=False) as tx:
-            return [j.id for j in tx.expired_jobs()]
+            return [j.id for j in tx.jobs.expired_jobs()]

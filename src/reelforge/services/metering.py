@@ -137,8 +137,8 @@ class MeteredModels:
                 load_s: float | None = None, unit: str | None = None, units: float = 0.0) -> None:
         try:
             with self._store.tx() as tx:
-                tx.add_model_invocation(task=task[:64], model=model[:100], job_id=job_id_var.get(),
-                                        worker_id=self._worker_id, ok=ok, error=error, seconds=round(seconds, 6),
-                                        load_s=load_s, unit=unit, units=units)
+                tx.alarms.add_model_invocation(task=task[:64], model=model[:100], job_id=job_id_var.get(),
+                                               worker_id=self._worker_id, ok=ok, error=error, seconds=round(seconds, 6),
+                                               load_s=load_s, unit=unit, units=units)
         except Exception:
             log.warning("could not record a model invocation of %s/%s", task, model, exc_info=True)

@@ -9,7 +9,8 @@ from reelforge.domain.types import Principal
 
 
 class Owned(Protocol):
-    owner_id: str
+    @property
+    def owner_id(self) -> str: ...
 
 
 T = TypeVar("T", bound=Owned)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from reelforge import errors, tracing
-from reelforge.adapters.db.store import Job, Store
 from reelforge.config import Settings
+from reelforge.domain.records import Job
 from reelforge.domain.types import CreditKind, Principal
+from reelforge.ports.repositories import Store
 from reelforge.services.jobs import JobService
 from reelforge.services.ownership import owned
 
@@ -29,7 +30,7 @@ class RecoveryService:
         if not admin.is_admin:
             raise errors.Forbidden("This needs the admin role", code="admin_only")
         with self.store.tx() as tx:
-            job = tx.job(job_id)
+            job = tx.jobs.job(job_id)
             if job is None:
                 raise errors.NotFound("Job not found", code="job_not_found")
             if job.status not in REDRIVABLE:
@@ -37,11 +38,11 @@ class RecoveryService:
                                       code="job_not_redrivable", job_status=job.status)
             reserved = 0
             if job.credits and self.settings.credits.enabled:
-                tx.credit(job.owner_id, -job.credits, CreditKind.reserve, job_id=job.id,
-                          note=f"{job.kind} reserved (redrive)", require_balance=True)
+                tx.credits.credit(job.owner_id, -job.credits, CreditKind.reserve, job_id=job.id,
+                                  note=f"{job.kind} reserved (redrive)", require_balance=True)
                 reserved = job.credits
             previous = {"status": job.status, "error": job.error_code, "failures": job.failures}
-            changed = tx.set_job_status_if(
+            changed = tx.jobs.set_job_status_if(
                 job.id, list(REDRIVABLE), status="queued", failures=0, run_at=tx.now(), worker_id=None,
                 lease_expires_at=None, finished_at=None, expires_at=None, error_code=None, error_message=None,
                 cancel_requested=False, credits_state="reserved" if reserved else job.credits_state,
@@ -49,10 +50,10 @@ class RecoveryService:
             )
             if not changed:  # raced with another redrive: the reservation above rolls back with this
                 raise errors.Conflict("The job changed meanwhile", code="job_not_redrivable")
-            tx.add_event(job.id, "JobRedriven", attempt=job.attempt,
-                         details={"by": admin.user_id, "credits": reserved, "previous": previous})
-            tx.notify_jobs()
-            fresh = tx.job(job.id)
+            tx.jobs.add_event(job.id, "JobRedriven", attempt=job.attempt,
+                              details={"by": admin.user_id, "credits": reserved, "previous": previous})
+            tx.jobs.notify_jobs()
+            fresh = tx.jobs.job(job.id)
             assert fresh is not None
             return fresh
 
@@ -63,7 +64,7 @@ class RecoveryService:
         validated, priced and reserved like any submit.
         """
         with self.store.tx(write=False) as tx:
-            job = owned(tx.job(job_id), principal, "Job")
+            job = owned(tx.jobs.job(job_id), principal, "Job")
         if job.status not in RETRYABLE:
             raise errors.Conflict(f"Only failed, dead or cancelled jobs can be retried; this one is {job.status}",
                                   code="job_not_retryable", job_status=job.status)
@@ -71,6 +72,6 @@ class RecoveryService:
             principal, job.kind, dict(job.input or {}), callback_url=job.callback_url, priority=job.priority,
         )
         with self.store.tx() as tx:
-            tx.add_event(new.id, "RetryOf", details={"job_id": job.id})
-            tx.add_event(job.id, "RetriedAs", attempt=job.attempt, details={"job_id": new.id})
+            tx.jobs.add_event(new.id, "RetryOf", details={"job_id": job.id})
+            tx.jobs.add_event(job.id, "RetriedAs", attempt=job.attempt, details={"job_id": new.id})
         return new

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from reelforge.adapters.db.store import Store
 from reelforge.config import Settings
+from reelforge.ports.repositories import Store
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -27,17 +27,17 @@ class StatsService:
         """Depth by kind and status (queued and running), the oldest queued job's age, running jobs with their
         leases, and the most recent dead or failed jobs."""
         with self.store.tx(write=False) as tx:
-            depth = [{"kind": k, "status": s, "count": n} for k, s, n in sorted(tx.queue_stats())
+            depth = [{"kind": k, "status": s, "count": n} for k, s, n in sorted(tx.alarms.queue_stats())
                      if s in ("queued", "running")]
-            oldest = tx.oldest_queued_age()
+            oldest = tx.alarms.oldest_queued_age()
             running = [
                 {"job_id": j.id, "kind": j.kind, "owner_id": j.owner_id, "worker_id": j.worker_id,
                  "attempt": j.attempt, "lease_expires_in_s": round(left, 3) if left is not None else None,
                  "progress": round(j.progress or 0.0, 4), "progress_message": j.progress_message or "",
                  "started_at": j.started_at}
-                for j, left in tx.running_jobs(running_limit)
+                for j, left in tx.alarms.running_jobs(running_limit)
             ]
-            dead = list(tx.ended_badly(dead_limit))
+            dead = list(tx.alarms.ended_badly(dead_limit))
         return {"depth": depth, "oldest_queued_age_s": round(oldest, 3), "running": running, "dead": dead}
 
     def workers(self) -> list[dict[str, Any]]:
@@ -46,21 +46,21 @@ class StatsService:
             now = tx.now()
             return [{"id": w.id, "hostname": w.hostname, "pid": w.pid, "concurrency": w.concurrency,
                      "status": w.status, "started_at": w.started_at,
-                     "heartbeat_age_s": round(max(0.0, now - w.heartbeat_at), 3)} for w in tx.workers()]
+                     "heartbeat_age_s": round(max(0.0, now - w.heartbeat_at), 3)} for w in tx.ops.workers()]
 
     def system(self) -> dict[str, Any]:
         """Storage totals, worker counts and the database engine."""
         with self.store.tx(write=False) as tx:
-            assets, size = tx.storage_used()
+            assets, size = tx.assets.storage_used()
             now = tx.now()
-            workers = list(tx.workers())
+            workers = list(tx.ops.workers())
         stale_after = max(3 * self.settings.jobs.heartbeat_s, 30.0)
         live = [w for w in workers if w.status != "stopped" and now - w.heartbeat_at <= stale_after]
         return {
             "storage": {"assets": assets, "bytes": size, "backend": self.settings.storage.backend},
             "workers": {"total": len(workers), "live": len(live),
                         "slots": sum(w.concurrency for w in live)},
-            "database": self.store.db.dialect,
+            "database": self.store.dialect,
         }
 
     def stats(self, hours: int = 24) -> dict[str, Any]:
@@ -69,10 +69,10 @@ class StatsService:
             now = tx.now()
             first_hour = int(now // 3600) - (hours - 1)
             since = first_hour * 3600.0
-            ends = tx.jobs_per_hour(since)
-            credits = tx.credits_settled_per_hour(since)
-            durations = tx.run_durations(since)
-            samples = list(tx.queue_samples(now - hours * 3600))
+            ends = tx.alarms.jobs_per_hour(since)
+            credits = tx.alarms.credits_settled_per_hour(since)
+            durations = tx.alarms.run_durations(since)
+            samples = list(tx.alarms.queue_samples(now - hours * 3600))
         per_hour: dict[int, dict[str, int]] = {
             h: {"succeeded": 0, "failed": 0, "cancelled": 0, "dead": 0} for h in range(first_hour, first_hour + hours)
         }
@@ -104,13 +104,13 @@ class StatsService:
         """One read transaction for the metrics collector: rows after each cursor, plus current state."""
         with self.store.tx(write=False) as tx:
             now = tx.now()
-            history = tx.history_for_metrics(cursors.get("history", 0), limit)
-            ledger = tx.ledger_for_metrics(cursors.get("ledger", 0), limit)
+            history = tx.alarms.history_for_metrics(cursors.get("history", 0), limit)
+            ledger = tx.alarms.ledger_for_metrics(cursors.get("ledger", 0), limit)
             invocations = [(i.id, i.ts, i.task, i.model, i.ok, i.error, i.seconds, i.load_s, i.unit, i.units)
-                           for i in tx.invocations_after(cursors.get("invocations", 0), limit)]
-            deliveries = tx.delivery_totals()
+                           for i in tx.alarms.invocations_after(cursors.get("invocations", 0), limit)]
+            deliveries = tx.alarms.delivery_totals()
             firing: dict[str, int] = {}
-            for a in tx.alarms(state="alarm"):
+            for a in tx.alarms.alarms(state="alarm"):
                 firing[a.rule] = firing.get(a.rule, 0) + 1
         return {"now": now, "history": history, "ledger": ledger, "invocations": invocations,
                 "deliveries": deliveries, "alarms": sorted(firing.items())}

@@ -25,7 +25,7 @@ def submit(container: Any, owner: Principal, **kw: Any) -> Any:
 
 def claim(container: Any, worker: str = "w1", lease_s: float = 30, kinds: list[str] | None = None) -> Any:
     with container.store.tx() as tx:
-        return tx.claim_job(worker, lease_s, kinds)
+        return tx.jobs.claim_job(worker, lease_s, kinds)
 
 
 def test_claim_order_priority_then_age(container: Any, owner: Principal) -> None:
@@ -48,10 +48,10 @@ def test_claim_bumps_attempt_and_sets_lease(container: Any, owner: Principal) ->
 def test_delayed_job_is_not_claimed_before_run_at(container: Any, owner: Principal) -> None:
     job = submit(container, owner)
     with container.store.tx() as tx:
-        tx.update_job(job.id, run_at=tx.now() + 60)
+        tx.jobs.update_job(job.id, run_at=tx.now() + 60)
     assert claim(container) is None
     with container.store.tx() as tx:
-        tx.update_job(job.id, run_at=tx.now() - 1)
+        tx.jobs.update_job(job.id, run_at=tx.now() - 1)
     assert claim(container).id == job.id
 
 
@@ -86,10 +86,10 @@ def test_fence_renews_and_refuses_stale(container: Any, owner: Principal) -> Non
     submit(container, owner)
     job = claim(container, lease_s=30)
     with container.store.tx() as tx:
-        renewed = tx.fence(job.id, job.attempt, 120)
+        renewed = tx.jobs.fence(job.id, job.attempt, 120)
     assert renewed.lease_expires_at > job.lease_expires_at + 60
     with pytest.raises(errors.StaleLease), container.store.tx() as tx:
-        tx.fence(job.id, job.attempt - 1)
+        tx.jobs.fence(job.id, job.attempt - 1)
 
 
 def test_expired_lease_is_reaped_and_reclaimed_with_new_token(container: Any, owner: Principal) -> None:
@@ -97,12 +97,12 @@ def test_expired_lease_is_reaped_and_reclaimed_with_new_token(container: Any, ow
     job = claim(container, lease_s=0.2)
     time.sleep(0.4)
     with pytest.raises(errors.StaleLease), container.store.tx() as tx:
-        tx.fence(job.id, job.attempt)  # an expired lease no longer proves ownership
+        tx.jobs.fence(job.id, job.attempt)  # an expired lease no longer proves ownership
     assert container.jobs.reap_expired_leases() == 1
     again = claim(container, worker="w2")
     assert again.id == job.id and again.attempt == job.attempt + 1 and again.failures == 1
     with pytest.raises(errors.StaleLease), container.store.tx() as tx:
-        tx.fence(job.id, job.attempt)
+        tx.jobs.fence(job.id, job.attempt)
 
 
 def test_lease_expiry_past_max_attempts_is_dead_and_refunded(container: Any, owner: Principal) -> None:

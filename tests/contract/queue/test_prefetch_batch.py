@@ -28,12 +28,12 @@ def submit(container: Any, owner: Principal, echo: Any = None, priority: int = 0
 
 def claim_many(container: Any, limit: int, worker: str = "w1", lease_s: float = 30) -> list[Any]:
     with container.store.tx() as tx:
-        return tx.claim_jobs(worker, lease_s, None, limit)
+        return tx.jobs.claim_jobs(worker, lease_s, None, limit)
 
 
 def events(container: Any, job_id: str) -> list[str]:
     with container.store.tx(write=False) as tx:
-        return [e.type for e in tx.events(job_id)]
+        return [e.type for e in tx.jobs.events(job_id)]
 
 
 def test_claim_jobs_order_and_limit(container: Any, owner: Principal) -> None:
@@ -45,7 +45,7 @@ def test_claim_jobs_order_and_limit(container: Any, owner: Principal) -> None:
     with container.store.tx() as tx:  # one submit per millisecond at least (the SQLite clock's resolution)
         now = tx.now()
         for i, j in enumerate((low, first, second, high, third)):
-            tx.update_job(j.id, run_at=now - 10, created_at=now - 10 + i * 0.01)
+            tx.jobs.update_job(j.id, run_at=now - 10, created_at=now - 10 + i * 0.01)
     got = claim_many(container, 3)
     assert [j.id for j in got] == [high.id, first.id, second.id]
     assert all(j.status == "running" and j.attempt == 1 and j.worker_id == "w1" for j in got)
@@ -84,7 +84,7 @@ def test_succeed_many_one_lost_lease_others_commit(container: Any, owner: Princi
         submit(container, owner, i)
     a, b, c = claim_many(container, 3)
     with container.store.tx() as tx:  # b's lease ran out (a reaper or another worker may take it)
-        tx.update_job(b.id, lease_expires_at=tx.now() - 1)
+        tx.jobs.update_job(b.id, lease_expires_at=tx.now() - 1)
     items = [SucceedItem(j.id, j.attempt, {"echo": j.id}, [("TaskSucceeded", "noop", {"duration_s": 0.0})],
                          {"noop": {"echo": j.id}}) for j in (a, b, c)]
     results = container.jobs.succeed_many(items)
@@ -92,13 +92,13 @@ def test_succeed_many_one_lost_lease_others_commit(container: Any, owner: Princi
     assert results[0].status == "succeeded" and results[2].status == "succeeded"
     with container.store.tx(write=False) as tx:
         for j in (a, c):
-            row = tx.job(j.id)
+            row = tx.jobs.job(j.id)
             assert row.status == "succeeded" and row.outputs == {"echo": j.id} and row.lease_expires_at is None
-            assert tx.checkpoint(j.id, "noop").output == {"echo": j.id}
-        stale = tx.job(b.id)
+            assert tx.jobs.checkpoint(j.id, "noop").output == {"echo": j.id}
+        stale = tx.jobs.job(b.id)
         assert stale.status == "running" and stale.outputs is None and stale.attempt == 1
-        assert tx.checkpoint(b.id, "noop") is None
-        outbox = [(e.type, e.subject_id) for e in tx.events_after(0)]
+        assert tx.jobs.checkpoint(b.id, "noop") is None
+        outbox = [(e.type, e.subject_id) for e in tx.events.events_after(0)]
     assert ("job.succeeded", a.id) in outbox and ("job.succeeded", c.id) in outbox
     assert all(subject != b.id for _, subject in outbox)
     assert events(container, a.id)[-2:] == ["TaskSucceeded", "JobSucceeded"]
@@ -110,7 +110,7 @@ def test_finisher_reports_each_jobs_outcome(container: Any, owner: Principal) ->
         submit(container, owner, i)
     good, lost, late = claim_many(container, 3)
     with container.store.tx() as tx:
-        tx.update_job(lost.id, lease_expires_at=tx.now() - 1)
+        tx.jobs.update_job(lost.id, lease_expires_at=tx.now() - 1)
     fin = Finisher(container.jobs, window_s=0.05, max_batch=16)
     outcome: dict[str, Any] = {}
     reported = threading.Event()
@@ -147,17 +147,17 @@ def test_prefetched_jobs_renewed_and_released_on_shutdown(container: Any, owner:
     assert [j.id for j in w.prefetched] == [jobs[1].id, jobs[2].id]
     with container.store.tx() as tx:  # leases short: the heartbeat renews the prefetched ones in one UPDATE
         for j in jobs:
-            tx.update_job(j.id, lease_expires_at=tx.now() + 1)
+            tx.jobs.update_job(j.id, lease_expires_at=tx.now() + 1)
     w._renew([], list(w.prefetched))
     with container.store.tx(write=False) as tx:
-        assert all(tx.job(j.id).lease_expires_at > tx.now() + 5 for j in jobs[1:])  # lease_s is 10 here
+        assert all(tx.jobs.job(j.id).lease_expires_at > tx.now() + 5 for j in jobs[1:])  # lease_s is 10 here
     w.stop(grace_s=0)
     assert not w.prefetched
     with container.store.tx(write=False) as tx:
         for j in jobs[1:]:
-            row = tx.job(j.id)
+            row = tx.jobs.job(j.id)
             assert row.status == "queued" and row.worker_id is None and row.failures == 0
-        assert tx.job(jobs[0].id).status == "running"  # claimed by the slot, not a prefetched one
+        assert tx.jobs.job(jobs[0].id).status == "running"  # claimed by the slot, not a prefetched one
     assert events(container, jobs[1].id)[-1] == "JobReleased"
 
 
@@ -173,7 +173,7 @@ def test_prefetched_job_cancelled_while_waiting(container: Any, owner: Principal
     w._renew([], waiting)
     assert not w.prefetched
     with container.store.tx(write=False) as tx:
-        assert tx.job(jobs[1].id).status == "cancelled"
+        assert tx.jobs.job(jobs[1].id).status == "cancelled"
 
 
 def test_prefetch_follows_recent_job_durations(container: Any, owner: Principal) -> None:
@@ -218,7 +218,7 @@ def test_worker_measures_job_run_time(container: Any, owner: Principal) -> None:
     w.execute(claimed)
     assert w.job_s_avg is not None and 0 < w.job_s_avg < 5
     with container.store.tx(write=False) as tx:
-        assert tx.job(job.id).status == "succeeded"
+        assert tx.jobs.job(job.id).status == "succeeded"
 
 
 def test_slot_goes_on_while_its_success_commits(container: Any, owner: Principal,
@@ -233,7 +233,7 @@ def test_slot_goes_on_while_its_success_commits(container: Any, owner: Principal
         if a.id == lost.id:
             a, b = b, a
         with container.store.tx() as tx:  # `lost` runs out of lease while it runs (another worker may take it)
-            tx.update_job(b.id, lease_expires_at=tx.now() - 1)
+            tx.jobs.update_job(b.id, lease_expires_at=tx.now() - 1)
         t0 = time.monotonic()
         w.execute(a)
         w.execute(b)
@@ -241,14 +241,14 @@ def test_slot_goes_on_while_its_success_commits(container: Any, owner: Principal
         with w._lock:
             assert set(w.running) == {a.id, b.id}  # still held (their leases renewed) until the batch commits
         with container.store.tx(write=False) as tx:
-            assert tx.job(a.id).status == "running"
+            assert tx.jobs.job(a.id).status == "running"
         deadline = time.monotonic() + 10
         while w.running and time.monotonic() < deadline:
             time.sleep(0.02)
         assert not w.running
         with container.store.tx(write=False) as tx:
-            assert tx.job(a.id).status == "succeeded" and tx.job(a.id).outputs == {"echo": "good"}
-            assert tx.job(b.id).status == "running" and tx.job(b.id).outputs is None
+            assert tx.jobs.job(a.id).status == "succeeded" and tx.jobs.job(a.id).outputs == {"echo": "good"}
+            assert tx.jobs.job(b.id).status == "running" and tx.jobs.job(b.id).outputs is None
         assert any("lost its lease" in r.getMessage() and b.id in r.getMessage() for r in caplog.records)
     finally:
         w.finisher.close()

@@ -97,6 +97,30 @@ class AsyncReads:
             self._queries[id(stmt)] = hit  # the statement is kept, so its id is never reused for another
         return hit[1]
 
+    async def job(self, job_id: str) -> SimpleNamespace | None:
+        """A job's public columns."""
+        return await self.one(JOB_BY_ID, job_id=job_id)
+
+    async def asset(self, asset_id: str) -> SimpleNamespace | None:
+        """An asset's columns; the "metadata" column is also `meta`, as on the record."""
+        row = await self.one(ASSET_BY_ID, asset_id=asset_id)
+        if row is not None:
+            row.meta = row.metadata
+        return row
+
+    async def jobs_page(self, owner_id: str, *, limit: int, status: str | None = None, kind: str | None = None,
+                        before: tuple[float, str] | None = None) -> list[SimpleNamespace]:
+        """The owner's jobs newest first, at most `limit`, after the cursor `before` (created_at, id)."""
+        params: dict[str, Any] = {"owner_id": owner_id, "limit": limit}
+        if status:
+            params["status"] = status
+        if kind:
+            params["kind"] = kind
+        if before is not None:
+            params.update(before_ts=before[0], before_id=before[1])
+        stmt = jobs_page(status=bool(status), kind=bool(kind), cursor=before is not None)
+        return await self.all(stmt, **params)
+
     async def one(self, stmt: Any, **params: Any) -> SimpleNamespace | None:
         rows = await self.all(stmt, **params)
         return rows[0] if rows else None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from reelforge.adapters.storage.keys import new_key, validate_key
 from reelforge.adapters.storage.local import LocalObjectStore, check_put_headers
+from reelforge.domain.keys import new_key, validate_key
 
 if TYPE_CHECKING:
     from reelforge.adapters.storage.s3 import S3ObjectStore

@@ -36,7 +36,7 @@ from reelforge.adapters.storage.common import (
     validate_metadata,
     verifying_stream,
 )
-from reelforge.adapters.storage.keys import validate_key, validate_prefix
+from reelforge.domain.keys import validate_key, validate_prefix
 from reelforge.errors import (
     BadRequest,
     ChecksumMismatch,

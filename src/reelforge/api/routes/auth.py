@@ -44,9 +44,7 @@ def refresh(body: TokenRefresh, c: Container) -> TokenPublic:
 
 @router.get("/auth/me", response_model=UserPublic)
 def me(p: CurrentUser, c: Container) -> UserPublic:
-    with c.store.tx(write=False) as tx:
-        u = tx.user(p.user_id)
-    return convert.user(u)
+    return convert.user(c.auth.me(p))
 
 
 @router.post("/api-keys", status_code=201, response_model=ApiKeyCreated)

@@ -146,8 +146,7 @@ async def put_object(key: str, request: Request, c: Container) -> Response:
     params = store.verify_signed("PUT", key, dict(request.query_params))
     op = params.get("op")
     declared = request.headers.get("content-length")
-    with c.store.tx(write=False) as tx:
-        upload = tx.upload_by_key(key)
+    upload = c.assets.upload_for_key(key)
     if upload is not None and upload.status != "pending":
         # A signed URL outlives its upload; once completed or aborted, the asset's bytes are final.
         raise errors.Conflict(f"This upload is {upload.status}", code="upload_closed")

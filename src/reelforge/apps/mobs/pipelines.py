@@ -74,7 +74,7 @@ def local_video(ctx: StepContext, video_id: str) -> Path:
         from reelforge.apps.mobs.repository import MobsRepo
 
         v = MobsRepo(tx).video(video_id)
-        asset = tx.asset(v.asset_id) if v is not None and v.asset_id else None
+        asset = tx.assets.asset(v.asset_id) if v is not None and v.asset_id else None
     if v is None or asset is None or v.status == "deleted":
         raise errors.ReelforgeError("The video or its upload no longer exists", code="video_deleted")
     folder = _cache_dir(ctx)

@@ -152,7 +152,7 @@ VISIBLE_STATUSES = ("validated",)
 
 
 class MobsRepo:
-    """SQL for the mobs use cases on one open transaction (`reelforge.adapters.db.store.Tx`)."""
+    """SQL for the mobs use cases on one open transaction (the `UnitOfWork` of ports/repositories.py)."""
 
     def __init__(self, tx: Any) -> None:
         self.tx = tx

@@ -154,9 +154,7 @@ def _video(c: Any, v: Any, *, thumbnail: bool = True) -> VideoPublic:
 def _mob(c: Any, m: Any, count: int | None = None, thumbs: list[str] | None = None) -> MobPublic:
     urls: list[str] = []
     if thumbs:
-        with c.store.tx(write=False) as tx:
-            assets = [tx.asset(a) for a in thumbs]
-        urls = [c.assets.download_url(a).url for a in assets if a is not None]
+        urls = c.app("mobs").reads.thumbnail_urls(thumbs)
     return MobPublic(id=m.id, name=m.name, top_terms=list(m.top_terms or []),
                      count=m.count if count is None else count, status=m.status, merged_into=m.merged_into,
                      model_version=m.model_version, thumbnail_urls=urls, created_at=iso(m.created_at),
@@ -229,10 +227,7 @@ def get_video(video_id: str, p: CurrentUser, c: Container) -> VideoDetail:
     urls = c.app("mobs").reads.urls(v)
     mob = None
     if v.mob_id:
-        with c.store.tx(write=False) as tx:
-            from reelforge.apps.mobs.repository import MobsRepo
-
-            m = MobsRepo(tx).mob(v.mob_id)
+        m = c.app("mobs").reads.mob_of(v)
         if m is not None:
             mob = {"id": m.id, "name": m.name, "top_terms": list(m.top_terms or [])}
     base = _video(c, v, thumbnail=False).model_dump()

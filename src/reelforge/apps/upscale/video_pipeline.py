@@ -176,7 +176,7 @@ def _job_state(ctx: StepContext, total_frames: int, chunks: int) -> _JobState:
         if state is None:
             before = 0
             with ctx.services.store.tx(write=False) as tx:
-                for a in tx.assets(owner_id=ctx.owner_id, job_id=ctx.job_id, limit=100_000):
+                for a in tx.assets.assets(owner_id=ctx.owner_id, job_id=ctx.job_id, limit=100_000):
                     if (a.meta or {}).get("kind") == f"{KIND}.chunk":
                         before += int((a.meta or {}).get("frames", 0))
             state = states[key] = _JobState(total_frames, before, chunks,

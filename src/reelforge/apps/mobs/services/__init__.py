@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from reelforge.adapters.db.store import Store
 from reelforge.apps.mobs.services.admin import Admin
 from reelforge.apps.mobs.services.analysis import Analysis
 from reelforge.apps.mobs.services.base import MobsContext
@@ -24,6 +23,7 @@ from reelforge.apps.mobs.services.grouping import Grouping
 from reelforge.apps.mobs.services.reads import Reads
 from reelforge.apps.mobs.services.uploads import Uploads
 from reelforge.config import Settings
+from reelforge.ports.repositories import Store
 
 
 class MobService:

@@ -41,13 +41,13 @@ class Admin(Part):
             repo.update_video(video_id, status="deleted", deleted_at=tx.now(), embedding=None, raw_features=None,
                               analysis=None, scores=None, score=None, mob_id=None)
             asset_ids = [a for a in (v.asset_id, v.thumbnail_asset_id) if a]
-            assets = [a for a in (tx.asset(i) for i in asset_ids) if a is not None]
+            assets = [a for a in (tx.assets.asset(i) for i in asset_ids) if a is not None]
             for a in assets:
-                tx.delete_asset(a.id)
-            upload = tx.upload(v.upload_id) if v.upload_id else None
+                tx.assets.delete_asset(a.id)
+            upload = tx.assets.upload(v.upload_id) if v.upload_id else None
             upload_key = upload.key if upload is not None and upload.status == "pending" else None
             if upload is not None and upload.status == "pending":
-                upload.status = "aborted"
+                tx.assets.update_upload(upload.id, status="aborted")
         self.vectors.delete(NAMESPACE, [video_id])
         for a in assets:
             self.ctx.objects.delete(a.key)

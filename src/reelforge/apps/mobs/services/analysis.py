@@ -143,7 +143,7 @@ class Analysis(Part):
                 raise errors.ReelforgeError("The video was deleted", code="video_deleted")
             payload = self.event_payload(v)
             if v.analyzed_job_id != job_id:
-                tx.emit(EVENT_ANALYZED, payload, owner_id=v.owner_id, subject_id=v.id)
+                tx.events.emit(EVENT_ANALYZED, payload, owner_id=v.owner_id, subject_id=v.id)
                 repo.update_video(video_id, analyzed_job_id=job_id)
         return payload
 

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from reelforge import errors
-from reelforge.adapters.db.store import Store
 from reelforge.applications import app_settings
 from reelforge.apps.mobs.repository import MobsRepo, Video
 from reelforge.config import Settings
 from reelforge.domain.types import Principal
+from reelforge.ports.repositories import Store
 
 log = logging.getLogger("reelforge.mobs")
 

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from reelforge import errors
-from reelforge.adapters.db.store import new_id
 from reelforge.apps.mobs import clustering as cl
 from reelforge.apps.mobs.repository import MobsRepo, Video, blob_to_f32, blob_to_vec, f32_to_blob, vec_to_blob
 from reelforge.apps.mobs.services.base import LOCAL_EMBED, NAMESPACE, SCHEDULE, MobsContext, Part, log
+from reelforge.domain.records import new_id
 
 
 class Grouping(Part):
@@ -152,10 +152,10 @@ class Grouping(Part):
         if interval <= 0:
             return False
         with self.store.tx(write=False) as tx:
-            if tx.schedule_pending(SCHEDULE):
+            if tx.ops.schedule_pending(SCHEDULE):
                 return False
         with self.store.tx() as tx:
-            due = tx.try_schedule(SCHEDULE, interval, runner)
+            due = tx.ops.try_schedule(SCHEDULE, interval, runner)
         if due:
             # Off the maintenance loop: k-means over many videos must not hold up lease reaping or deliveries.
             t = threading.Thread(target=self._recluster_logged, args=(runner,), name="reelforge-recluster",

@@ -66,7 +66,7 @@ class Reads(Part):
         if not ids:
             return out
         with self.store.tx(write=False) as tx:
-            found = {i: tx.asset(i) for i in ids}
+            found = {i: tx.assets.asset(i) for i in ids}
         thumb = found.get(v.thumbnail_asset_id) if v.thumbnail_asset_id else None
         if thumb is not None:
             out["thumbnail_url"] = self.ctx.assets.download_url(thumb).url
@@ -74,6 +74,19 @@ class Reads(Part):
         if src is not None:
             out["playback_url"] = self.ctx.assets.download_url(src).url
         return out
+
+    def thumbnail_urls(self, asset_ids: list[str]) -> list[str]:
+        """Signed download URLs of the thumbnails that still exist, in order."""
+        with self.store.tx(write=False) as tx:
+            assets = [tx.assets.asset(a) for a in asset_ids]
+        return [self.ctx.assets.download_url(a).url for a in assets if a is not None]
+
+    def mob_of(self, v: Video) -> Mob | None:
+        """The mob a video belongs to, if any."""
+        if not v.mob_id:
+            return None
+        with self.store.tx(write=False) as tx:
+            return MobsRepo(tx).mob(v.mob_id)
 
     def mobs(self, p: Principal) -> list[tuple[Mob, int, list[str]]]:
         """Active mobs with the number of members this viewer may see (mobs with none are left out) and a

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from reelforge import errors
-from reelforge.adapters.db.store import new_id
 from reelforge.apps.mobs.repository import MobsRepo, Video
 from reelforge.apps.mobs.services.base import RESUME_SCHEDULE, TASK, VIDEO_CONTENT_TYPES, Part, get_own, log
+from reelforge.domain.records import new_id
 from reelforge.domain.types import Principal
 
 
@@ -77,7 +77,7 @@ class Uploads(Part):
         if v is None or v.owner_id != p.user_id or v.status == "deleted":
             raise errors.NotFound("Video not found", code="video_not_found", field="video_id")
         with self.store.tx(write=False) as tx:
-            up = tx.upload(v.upload_id) if v.upload_id else None
+            up = tx.assets.upload(v.upload_id) if v.upload_id else None
         if up is None or up.status != "completed":
             raise errors.Conflict("The video's upload is not complete", code="video_not_uploaded")
 
@@ -88,7 +88,7 @@ class Uploads(Part):
 
         with self.store.tx(write=False) as tx:
             stalled = MobsRepo(tx).stalled_uploads()
-            owners = {v.owner_id: tx.user(v.owner_id) for v, _ in stalled}
+            owners = {v.owner_id: tx.accounts.user(v.owner_id) for v, _ in stalled}
         n = 0
         for v, asset_id in stalled:
             user = owners.get(v.owner_id)
@@ -107,10 +107,10 @@ class Uploads(Part):
         """Once a minute, for the caller that wins the schedule's tick (one runner across workers), queue
         analyses that a crash left unqueued (`resume_stalled`). True when this caller ran it."""
         with self.store.tx(write=False) as tx:
-            if tx.schedule_pending(RESUME_SCHEDULE):
+            if tx.ops.schedule_pending(RESUME_SCHEDULE):
                 return False
         with self.store.tx() as tx:
-            due = tx.try_schedule(RESUME_SCHEDULE, 60.0, runner)
+            due = tx.ops.try_schedule(RESUME_SCHEDULE, 60.0, runner)
         if due:
             try:
                 self.resume_stalled()

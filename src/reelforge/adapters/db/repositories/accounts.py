@@ -1,0 +1,103 @@
+"""Accounts: users, API keys and refresh tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+
+from reelforge.adapters.db import models as m
+from reelforge.adapters.db.engine import db_epoch
+from reelforge.adapters.db.repositories.base import Repository, record, records
+from reelforge.domain.records import ApiKey, RefreshToken, User, new_id
+
+
+class AccountRepository(Repository):
+    # --- users -------------------------------------------------------------------------------
+    def add_user(self, *, email: str, password_hash: str, role: str, webhook_secret: str) -> User:
+        now = self.now()
+        user = m.User(id=new_id(), email=email, password_hash=password_hash, role=role, disabled=False,
+                      credits=0, webhook_secret=webhook_secret, created_at=now, updated_at=now)
+        self.s.add(user)
+        self.flush()
+        return record(User, user)
+
+    def user(self, user_id: str, *, lock: bool = False) -> User | None:
+        q = select(m.User).where(m.User.id == user_id)
+        if lock and self.pg:
+            q = q.with_for_update()
+        row = self.s.execute(q).scalar_one_or_none()
+        return record(User, row) if row is not None else None
+
+    def user_by_email(self, email: str) -> User | None:
+        row = self.s.execute(select(m.User).where(m.User.email == email)).scalar_one_or_none()
+        return record(User, row) if row is not None else None
+
+    def users(self, *, limit: int = 100, offset: int = 0) -> list[User]:
+        return records(User, self.s.execute(
+            select(m.User).order_by(m.User.created_at).limit(limit).offset(offset)).scalars().all())
+
+    def update_user(self, user_id: str, **values: Any) -> User | None:
+        row = self.s.execute(
+            update(m.User).where(m.User.id == user_id).values(updated_at=self.now(), **values).returning(m.User),
+            execution_options={"synchronize_session": False, "populate_existing": True},
+        ).scalar_one_or_none()
+        return record(User, row) if row is not None else None
+
+    def admin_ids(self) -> list[str]:
+        return list(self.s.execute(
+            select(m.User.id).where(m.User.role == "admin", m.User.disabled.is_(False)).order_by(m.User.created_at)
+        ).scalars().all())
+
+    # --- api keys ------------------------------------------------------------------------------
+    def add_api_key(self, *, owner_id: str, name: str, prefix: str, key_hash: str) -> ApiKey:
+        key = m.ApiKey(id=new_id(), owner_id=owner_id, name=name, prefix=prefix, key_hash=key_hash,
+                       created_at=self.now())
+        self.s.add(key)
+        self.flush()
+        return record(ApiKey, key)
+
+    def api_key_by_prefix(self, prefix: str) -> ApiKey | None:
+        row = self.s.execute(select(m.ApiKey).where(m.ApiKey.prefix == prefix)).scalar_one_or_none()
+        return record(ApiKey, row) if row is not None else None
+
+    def api_keys(self, owner_id: str) -> list[ApiKey]:
+        return records(ApiKey, self.s.execute(
+            select(m.ApiKey).where(m.ApiKey.owner_id == owner_id).order_by(m.ApiKey.created_at.desc())
+        ).scalars().all())
+
+    def api_key(self, key_id: str) -> ApiKey | None:
+        row = self.s.get(m.ApiKey, key_id)
+        return record(ApiKey, row) if row is not None else None
+
+    def touch_api_key(self, key_id: str) -> None:
+        self.s.execute(update(m.ApiKey).where(m.ApiKey.id == key_id).values(last_used_at=db_epoch()))
+
+    def revoke_api_key(self, key_id: str) -> ApiKey | None:
+        self.s.execute(update(m.ApiKey).where(m.ApiKey.id == key_id, m.ApiKey.revoked_at.is_(None))
+                       .values(revoked_at=self.now()))
+        row = self.s.execute(select(m.ApiKey).where(m.ApiKey.id == key_id),
+                             execution_options={"populate_existing": True}).scalar_one_or_none()
+        return record(ApiKey, row) if row is not None else None
+
+    # --- refresh tokens ------------------------------------------------------------------------------
+    def add_refresh(self, *, user_id: str, token_hash: str, ttl_s: float) -> RefreshToken:
+        now = self.now()
+        tok = m.RefreshToken(id=new_id(), user_id=user_id, token_hash=token_hash, created_at=now,
+                             expires_at=now + ttl_s)
+        self.s.add(tok)
+        self.flush()
+        return record(RefreshToken, tok)
+
+    def take_refresh(self, token_hash: str) -> RefreshToken | None:
+        now = self.now()
+        res = self.s.execute(
+            update(m.RefreshToken)
+            .where(m.RefreshToken.token_hash == token_hash, m.RefreshToken.revoked_at.is_(None),
+                   m.RefreshToken.expires_at > now)
+            .values(revoked_at=now)
+        )
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        return record(RefreshToken, self.s.execute(
+            select(m.RefreshToken).where(m.RefreshToken.token_hash == token_hash)).scalar_one())

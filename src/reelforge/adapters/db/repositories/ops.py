@@ -1,0 +1,56 @@
+"""Operations: schedules (one runner per tick across all workers) and worker heartbeats."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from reelforge.adapters.db import models as m
+from reelforge.adapters.db.engine import db_epoch
+from reelforge.adapters.db.repositories.base import Repository, records
+from reelforge.domain.records import Worker
+
+
+class OpsRepository(Repository):
+    def try_schedule(self, name: str, interval_s: float, runner: str) -> bool:
+        now = self.now()
+        if self.s.get(m.Schedule, name) is None:
+            try:
+                with self.s.begin_nested():
+                    self.s.add(m.Schedule(name=name, interval_s=interval_s, next_run_at=now))
+            except IntegrityError:
+                pass
+        if self.pg:
+            # A worker frozen mid-transaction must not block everybody's maintenance: skip a locked row.
+            row = self.s.execute(
+                select(m.Schedule.name).where(m.Schedule.name == name, m.Schedule.next_run_at <= now)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return False
+        res = self.s.execute(
+            update(m.Schedule).where(m.Schedule.name == name, m.Schedule.next_run_at <= now).values(
+                next_run_at=now + interval_s, last_run_at=now, last_runner=runner, interval_s=interval_s
+            )
+        )
+        return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+
+    def schedule_pending(self, name: str) -> bool:
+        return self.s.execute(
+            select(m.Schedule.name).where(m.Schedule.name == name, m.Schedule.next_run_at > db_epoch())
+        ).first() is not None
+
+    def worker_heartbeat(self, worker_id: str, *, hostname: str, pid: int, concurrency: int,
+                         status: str = "running") -> None:
+        now = self.now()
+        w = self.s.get(m.Worker, worker_id)
+        if w is None:
+            self.s.add(m.Worker(id=worker_id, hostname=hostname, pid=pid, concurrency=concurrency, status=status,
+                                started_at=now, heartbeat_at=now))
+        else:
+            w.heartbeat_at = now
+            w.status = status
+
+    def workers(self) -> list[Worker]:
+        return records(Worker, self.s.execute(
+            select(m.Worker).order_by(m.Worker.heartbeat_at.desc())).scalars().all())

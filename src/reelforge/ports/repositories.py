@@ -1,0 +1,554 @@
+"""Persistence contracts: one repository per aggregate, the unit of work that holds them, and the store.
+
+Services open a unit of work with `Store.tx()`: everything done through its repositories commits together
+or not at all. Repositories return records (`reelforge.domain.records`), never database rows; a change is
+a repository call, never an attribute assignment. Times are epoch seconds on the database clock:
+`UnitOfWork.now()` is read once per transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from reelforge.domain.records import (
+    Alarm,
+    AlarmHistory,
+    ApiKey,
+    Asset,
+    Checkpoint,
+    CreditEntry,
+    Delivery,
+    Job,
+    JobEvent,
+    ModelInvocation,
+    OutboxEvent,
+    QueueSample,
+    RefreshToken,
+    Upload,
+    User,
+    Webhook,
+    Worker,
+)
+
+
+class DuplicateKey(Exception):
+    """A unique constraint refused the insert (idempotency keys, emails)."""
+
+
+class JobRepository(Protocol):
+    """Jobs and the queue, their execution history and checkpoints."""
+
+    def add_job(self, **values: Any) -> Job:
+        """Insert one queued job (owner_id, kind, input, credits, ...); DuplicateKey on a reused idempotency key."""
+        ...
+
+    def add_jobs(self, values: Sequence[dict[str, Any]]) -> list[Job]:
+        """Insert several queued jobs at once (one multi-row INSERT)."""
+        ...
+
+    def job(self, job_id: str, *, owner_id: str | None = None) -> Job | None:
+        """One job (only owner_id's when given)."""
+        ...
+
+    def job_by_idempotency(self, owner_id: str, key: str) -> Job | None:
+        """The owner's job submitted with this Idempotency-Key."""
+        ...
+
+    def jobs(self, *, owner_id: str | None, status: str | None = None, kind: str | None = None,
+             limit: int = 50, cursor: tuple[float, str] | None = None) -> list[Job]:
+        """Newest first, after the (created_at, id) cursor; every owner's when owner_id is None."""
+        ...
+
+    def job_callbacks(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """{job id: callback_url} of those jobs that have one."""
+        ...
+
+    def notify_jobs(self) -> None:
+        """Wake waiting workers at commit (a no-op where the engine has no notifications)."""
+        ...
+
+    def has_ready_job(self, kinds: Sequence[str] | None = None) -> bool:
+        """Whether a queued job is due (a cheap read before a claim's write transaction)."""
+        ...
+
+    def claim_job(self, worker_id: str, lease_s: float, kinds: Sequence[str] | None = None) -> Job | None:
+        """Take the most urgent ready job (priority desc, run_at, age): bump its attempt (the fencing token),
+        lease it for lease_s on the database clock; None when nothing is due."""
+        ...
+
+    def claim_jobs(self, worker_id: str, lease_s: float, kinds: Sequence[str] | None = None,
+                   limit: int = 1) -> list[Job]:
+        """Take up to `limit` ready jobs in one statement (prefetch), in claim order; concurrent claimers never
+        get the same job."""
+        ...
+
+    def renew_leases(self, worker_id: str, held: Sequence[tuple[str, int]], lease_s: float) -> dict[str, bool]:
+        """Extend the leases of many (job id, attempt) pairs; returns {job id: cancel_requested} of those still
+        held. A pair missing from the result lost its lease."""
+        ...
+
+    def fence(self, job_id: str, attempt: int, lease_s: float | None = None, **set_values: Any) -> Job:
+        """Prove this attempt still holds the job (running, lease alive) and apply set_values in the same write;
+        raises StaleLease otherwise, so a stale worker's writes roll back with the transaction."""
+        ...
+
+    def succeed_jobs(self, items: Sequence[tuple[str, int, Any]], *, ttl_s: float) -> dict[str, Job]:
+        """Fenced success of many (job id, attempt, outputs) in one statement; records expire after ttl_s.
+        Returns the jobs that passed, by id; a job missing from the result lost its lease and wrote nothing."""
+        ...
+
+    def set_credits_state(self, job_ids: Sequence[str], state: str) -> None:
+        """Set credits_state (reserved, settled, refunded) of several jobs."""
+        ...
+
+    def update_job(self, job_id: str, **values: Any) -> None:
+        """Set columns of one job (unfenced: callers have fenced or own the transition)."""
+        ...
+
+    def update_job_returning(self, job_id: str, **values: Any) -> Job:
+        """update_job(), returning the job as written."""
+        ...
+
+    def set_job_status_if(self, job_id: str, expected: Sequence[str], **values: Any) -> bool:
+        """Apply values only while the job's status is one of `expected`; True when it did."""
+        ...
+
+    def expired_leases(self, limit: int = 100) -> list[Job]:
+        """Running jobs whose lease ran out on the database clock (locked for this transaction)."""
+        ...
+
+    def expired_jobs(self, limit: int = 500) -> list[Job]:
+        """Ended jobs past their expiry (TTL)."""
+        ...
+
+    def delete_job(self, job_id: str) -> None:
+        """Delete a job with its history and checkpoints."""
+        ...
+
+    def add_event(self, job_id: str, type_: str, *, path: str | None = None, attempt: int = 0,
+                  details: dict[str, Any] | None = None) -> None:
+        """Append one history event."""
+        ...
+
+    def add_events_bulk(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append many history events (job_id, type, path, attempt, details each) in one INSERT."""
+        ...
+
+    def events(self, job_id: str, *, after: int = 0, limit: int = 1000) -> list[JobEvent]:
+        """A job's history after event id `after`, oldest first."""
+        ...
+
+    def checkpoint(self, job_id: str, path: str) -> Checkpoint | None:
+        """One step's checkpointed output."""
+        ...
+
+    def checkpoints(self, job_id: str) -> list[Checkpoint]:
+        """Every checkpoint of a job."""
+        ...
+
+    def put_checkpoint(self, job_id: str, path: str, output: Any, attempt: int) -> None:
+        """Write (or overwrite) one step's output."""
+        ...
+
+    def put_checkpoints(self, rows: Sequence[tuple[str, str, Any, int]]) -> None:
+        """Write many (job_id, path, output, attempt) checkpoints in one statement."""
+        ...
+
+
+class AccountRepository(Protocol):
+    """Users, API keys and refresh tokens."""
+
+    def add_user(self, *, email: str, password_hash: str, role: str, webhook_secret: str) -> User:
+        """Insert an account with no credits; DuplicateKey when the email is taken."""
+        ...
+
+    def user(self, user_id: str, *, lock: bool = False) -> User | None:
+        """One account (row-locked for this transaction with lock, where the engine locks rows)."""
+        ...
+
+    def user_by_email(self, email: str) -> User | None:
+        """The account with this (normalized) email."""
+        ...
+
+    def users(self, *, limit: int = 100, offset: int = 0) -> list[User]:
+        """Accounts, oldest first."""
+        ...
+
+    def update_user(self, user_id: str, **values: Any) -> User | None:
+        """Set an account's columns (role, disabled, ...); returns it as written, None when missing."""
+        ...
+
+    def admin_ids(self) -> list[str]:
+        """Ids of the enabled admin accounts, oldest first."""
+        ...
+
+    def add_api_key(self, *, owner_id: str, name: str, prefix: str, key_hash: str) -> ApiKey:
+        """Insert an API key (only its hash is kept)."""
+        ...
+
+    def api_key_by_prefix(self, prefix: str) -> ApiKey | None:
+        """The key with this public prefix."""
+        ...
+
+    def api_keys(self, owner_id: str) -> list[ApiKey]:
+        """An owner's keys, newest first."""
+        ...
+
+    def api_key(self, key_id: str) -> ApiKey | None:
+        """One key."""
+        ...
+
+    def touch_api_key(self, key_id: str) -> None:
+        """Set the key's last use to now."""
+        ...
+
+    def revoke_api_key(self, key_id: str) -> ApiKey | None:
+        """Revoke a key (kept as it was if already revoked); returns it as written."""
+        ...
+
+    def add_refresh(self, *, user_id: str, token_hash: str, ttl_s: float) -> RefreshToken:
+        """Insert a refresh token that expires after ttl_s."""
+        ...
+
+    def take_refresh(self, token_hash: str) -> RefreshToken | None:
+        """Revoke a live refresh token and return it (rotation); None when unknown, used or expired."""
+        ...
+
+
+class CreditRepository(Protocol):
+    """Account balances and the ledger."""
+
+    def credit(self, account_id: str, amount: int, kind: str, *, job_id: str | None = None,
+               note: str = "", require_balance: bool = False) -> CreditEntry:
+        """Move credits by `amount` (negative spends) and write the ledger line in the same transaction.
+        With require_balance a move below zero raises PaymentRequired; a missing account raises NotFound."""
+        ...
+
+    def balance(self, account_id: str) -> int:
+        """An account's credits (0 when missing)."""
+        ...
+
+    def ledger(self, account_id: str, *, limit: int = 100, before: int | None = None) -> list[CreditEntry]:
+        """An account's ledger, newest first, before ledger id `before`."""
+        ...
+
+    def job_ledger(self, job_id: str) -> list[CreditEntry]:
+        """The ledger lines of one job, oldest first."""
+        ...
+
+
+class AssetRepository(Protocol):
+    """Assets and uploads."""
+
+    def add_asset(self, **values: Any) -> Asset:
+        """Register a stored object (id generated unless given)."""
+        ...
+
+    def asset(self, asset_id: str, *, owner_id: str | None = None) -> Asset | None:
+        """One asset (only owner_id's when given)."""
+        ...
+
+    def assets(self, *, owner_id: str, limit: int = 50, before: float | None = None,
+               job_id: str | None = None) -> list[Asset]:
+        """An owner's assets, newest first (created before `before`, of one job)."""
+        ...
+
+    def expired_assets(self, limit: int = 500) -> list[Asset]:
+        """Assets past their expiry."""
+        ...
+
+    def temporary_assets_of_job(self, job_id: str) -> list[Asset]:
+        """A job's temporary assets."""
+        ...
+
+    def delete_asset(self, asset_id: str) -> None:
+        """Delete an asset's record (its object is the caller's business)."""
+        ...
+
+    def storage_used(self, owner_id: str | None = None) -> tuple[int, int]:
+        """(assets, bytes) of one owner, or of everyone."""
+        ...
+
+    def add_upload(self, **values: Any) -> Upload:
+        """Insert a pending upload."""
+        ...
+
+    def upload(self, upload_id: str, *, owner_id: str | None = None, lock: bool = False) -> Upload | None:
+        """One upload (only owner_id's when given; row-locked with lock, where the engine locks rows)."""
+        ...
+
+    def upload_by_key(self, key: str) -> Upload | None:
+        """The upload bound to an object key."""
+        ...
+
+    def update_upload(self, upload_id: str, *, status_was: str | None = None, **values: Any) -> bool:
+        """Set an upload's columns (only while its status is status_was, when given); True when it did."""
+        ...
+
+    def expired_uploads(self, limit: int = 500) -> list[Upload]:
+        """Pending uploads past their expiry."""
+        ...
+
+
+class EventRepository(Protocol):
+    """Webhook subscriptions, the outbox and deliveries."""
+
+    def add_webhook(self, **values: Any) -> Webhook:
+        """Insert an active subscription."""
+        ...
+
+    def webhook(self, hook_id: str, *, owner_id: str | None = None) -> Webhook | None:
+        """One subscription (only owner_id's when given)."""
+        ...
+
+    def webhooks(self, owner_id: str) -> list[Webhook]:
+        """An owner's subscriptions, oldest first."""
+        ...
+
+    def delete_webhook(self, hook_id: str) -> None:
+        """Delete a subscription."""
+        ...
+
+    def emit(self, type_: str, payload: dict[str, Any], *, owner_id: str | None = None,
+             subject_id: str | None = None) -> OutboxEvent:
+        """Write an event to the outbox inside the caller's transaction."""
+        ...
+
+    def emit_many(self, events: Sequence[tuple[str, dict[str, Any], str | None, str | None]]) -> None:
+        """Many outbox events (type, payload, owner_id, subject_id) in one INSERT."""
+        ...
+
+    def undispatched(self, limit: int = 100) -> list[OutboxEvent]:
+        """Outbox events not yet fanned out, oldest first (locked for this transaction)."""
+        ...
+
+    def events_after(self, seq: int, *, owner_id: str | None = None, limit: int = 100) -> list[OutboxEvent]:
+        """Outbox events after sequence number `seq` (one owner's when given)."""
+        ...
+
+    def outbox_event(self, event_id: str) -> OutboxEvent | None:
+        """One outbox event by its stable id."""
+        ...
+
+    def mark_dispatched(self, seqs: Sequence[int]) -> None:
+        """Mark outbox events as fanned out."""
+        ...
+
+    def add_delivery(self, **values: Any) -> None:
+        """A pending delivery of one event to one target; nothing when that pair exists."""
+        ...
+
+    def due_deliveries(self, limit: int = 50) -> list[Delivery]:
+        """Pending deliveries whose next attempt is due (locked for this transaction)."""
+        ...
+
+    def delivery(self, delivery_id: str) -> Delivery | None:
+        """One delivery."""
+        ...
+
+    def deliveries(self, *, owner_id: str, webhook_id: str | None = None, limit: int = 50) -> list[Delivery]:
+        """An owner's deliveries (of one subscription), newest first."""
+        ...
+
+    def update_delivery(self, delivery_id: str, **values: Any) -> None:
+        """Set a delivery's columns (status, attempts, next_attempt_at, ...)."""
+        ...
+
+
+class AlarmRepository(Protocol):
+    """Alarms, queue samples, model invocations, and the reads behind `/metrics` and the admin statistics."""
+
+    def alarm(self, key: str) -> Alarm | None:
+        """One alarm's current state."""
+        ...
+
+    def alarms(self, *, state: str | None = None) -> list[Alarm]:
+        """Alarms (in one state), most recently changed first."""
+        ...
+
+    def save_alarm(self, key: str, **values: Any) -> Alarm:
+        """Insert or update an alarm's state."""
+        ...
+
+    def add_alarm_history(self, **values: Any) -> None:
+        """Append a raised/resolved line."""
+        ...
+
+    def alarm_history(self, since: float, limit: int = 100) -> list[AlarmHistory]:
+        """Raised/resolved lines since `since`, newest first."""
+        ...
+
+    def add_queue_sample(self, *, queued: int, running: int, oldest_age_s: float) -> None:
+        """Record the queue depth now."""
+        ...
+
+    def queue_samples(self, since: float, limit: int = 10_000) -> list[QueueSample]:
+        """Queue-depth samples since `since`, oldest first."""
+        ...
+
+    def add_model_invocation(self, **values: Any) -> None:
+        """Record one model adapter run."""
+        ...
+
+    def invocations_after(self, after: int, limit: int) -> list[ModelInvocation]:
+        """Model runs after id `after`, oldest first."""
+        ...
+
+    def model_invocation_counts(self, since: float) -> list[tuple[str, str, int, int]]:
+        """Per (task, model) since `since`: (task, model, runs, errors); cancellations count as neither."""
+        ...
+
+    def prune_observability(self, before: float) -> int:
+        """Drop queue samples, model invocations and alarm history older than `before`; returns rows dropped."""
+        ...
+
+    def history_for_metrics(self, after: int, limit: int) -> list[tuple[Any, ...]]:
+        """Step attempts and job ends after event id `after`, oldest first:
+        (id, ts, type, path, details, kind, created_at, started_at)."""
+        ...
+
+    def ledger_for_metrics(self, after: int, limit: int) -> list[tuple[Any, ...]]:
+        """Settle and refund lines after ledger id `after`: (id, created_at, kind, amount, job kind, job credits)."""
+        ...
+
+    def delivery_totals(self) -> list[tuple[str, int, int]]:
+        """(status, deliveries, attempts) over every delivery."""
+        ...
+
+    def delivery_stats(self) -> list[tuple[str, int]]:
+        """(status, deliveries) over every delivery."""
+        ...
+
+    def finished_counts(self, since: float) -> dict[str, int]:
+        """Jobs that ended since `since`, by final status."""
+        ...
+
+    def queue_now(self) -> dict[str, float]:
+        """queued, ready (queued and due), running, and the age of the oldest ready job (seconds due)."""
+        ...
+
+    def last_worker_heartbeat(self) -> float | None:
+        """The newest heartbeat of a worker that has not stopped."""
+        ...
+
+    def queue_stats(self) -> list[tuple[str, str, int]]:
+        """(kind, status, jobs) over every job."""
+        ...
+
+    def oldest_queued_age(self) -> float:
+        """Seconds since the oldest queued job was submitted (0 when none)."""
+        ...
+
+    def running_jobs(self, limit: int = 200) -> list[tuple[Job, float | None]]:
+        """Running jobs with the seconds left on each lease (database clock), oldest claim first."""
+        ...
+
+    def ended_badly(self, limit: int = 50) -> list[Job]:
+        """The most recent dead and failed jobs."""
+        ...
+
+    def jobs_per_hour(self, since: float) -> list[tuple[int, str, int]]:
+        """(hour bucket, status, count) for jobs that ended since `since`."""
+        ...
+
+    def credits_settled_per_hour(self, since: float) -> list[tuple[int, int]]:
+        """(hour bucket, credits) charged by jobs that succeeded (settled) since `since`."""
+        ...
+
+    def run_durations(self, since: float, limit: int = 100_000) -> list[tuple[str, float]]:
+        """(kind, seconds from first claim to success) of jobs that succeeded since `since`, newest first."""
+        ...
+
+
+class OpsRepository(Protocol):
+    """Schedules and worker heartbeats."""
+
+    def try_schedule(self, name: str, interval_s: float, runner: str) -> bool:
+        """True for exactly one caller per interval across every process: the row update is the lock."""
+        ...
+
+    def schedule_pending(self, name: str) -> bool:
+        """True while a schedule's next run is still in the future: a read, so callers can skip
+        `try_schedule`'s write transaction (on SQLite, the write lock) on every loop."""
+        ...
+
+    def worker_heartbeat(self, worker_id: str, *, hostname: str, pid: int, concurrency: int,
+                         status: str = "running") -> None:
+        """Register a worker or refresh its heartbeat and status."""
+        ...
+
+    def workers(self) -> list[Worker]:
+        """Every registered worker, newest heartbeat first."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction: its repositories and its clock."""
+
+    @property
+    def jobs(self) -> JobRepository: ...
+
+    @property
+    def accounts(self) -> AccountRepository: ...
+
+    @property
+    def credits(self) -> CreditRepository: ...
+
+    @property
+    def assets(self) -> AssetRepository: ...
+
+    @property
+    def events(self) -> EventRepository: ...
+
+    @property
+    def alarms(self) -> AlarmRepository: ...
+
+    @property
+    def ops(self) -> OpsRepository: ...
+
+    def now(self) -> float:
+        """The database clock, read once per transaction."""
+        ...
+
+
+class AsyncReads(Protocol):
+    """The reads routes make most, awaited on the event loop (one SELECT each, no transaction). Rows have
+    attribute access like the records; `None` when there is no such row."""
+
+    async def job(self, job_id: str) -> Any:
+        """A job's public columns."""
+        ...
+
+    async def asset(self, asset_id: str) -> Any:
+        """An asset's columns (its metadata as `meta`)."""
+        ...
+
+    async def jobs_page(self, owner_id: str, *, limit: int, status: str | None = None, kind: str | None = None,
+                        before: tuple[float, str] | None = None) -> list[Any]:
+        """The owner's jobs newest first (created_at, id), at most `limit`, after the cursor `before`."""
+        ...
+
+
+class Store(Protocol):
+    """Where records live: opens units of work."""
+
+    @property
+    def reads(self) -> AsyncReads:
+        """Reads on the event loop."""
+        ...
+
+    @property
+    def dialect(self) -> str:
+        """The database engine's name (sqlite, postgresql)."""
+        ...
+
+    def tx(self, *, write: bool = True) -> AbstractContextManager[UnitOfWork]:
+        """A transaction: commits when the block ends, rolls back on an exception. A unique constraint that
+        refuses a write raises DuplicateKey. Read-only ones (write=False) take no write lock."""
+        ...
+
+    def now(self) -> float:
+        """The database clock, outside any transaction."""
+        ...
