@@ -19,9 +19,13 @@ from reelforge.runtime.worker import AppUnavailable, StepServices, Worker
 pytestmark = pytest.mark.timeout(30)
 
 
-class Tx:
+class Ops:
     def try_schedule(self, name: str, interval_s: float, runner: str) -> bool:
         return False
+
+
+class Tx:
+    ops = Ops()
 
 
 class Store:
