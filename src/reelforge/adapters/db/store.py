@@ -3,17 +3,14 @@
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from reelforge.adapters.db.engine import Database
-from reelforge.adapters.db.models import Job
 from reelforge.adapters.db.repositories import (
     AccountRepository,
     AlarmRepository,
@@ -78,38 +75,3 @@ class Tx:
 
     def flush(self) -> None:
         flush(self.s)
-
-
-# --- rows outside the ORM ------------------------------------------------------------------------------------------
-# Statements run on the connection's DB-API cursor return raw tuples; these turn them into records with attribute
-# access like `Job`, through the columns' own result processors (JSON, booleans). Event-loop reads of the routes
-# live in adapters/db/reads.py.
-class _Rows:
-    """Rows of known columns from a DB-API cursor, through the columns' own result processors (JSON, booleans)."""
-
-    def __init__(self, engine: Any, columns: Sequence[Any]) -> None:
-        self.dialect = engine.dialect
-        self.columns = list(columns)
-        self.names = [c.name for c in columns]
-        self.procs: list[Any] | None = None  # from the first cursor's description (drivers' type codes)
-
-    def processors(self, description: Sequence[Any]) -> list[Any]:
-        if self.procs is None:
-            self.procs = [c.type._cached_result_processor(self.dialect, d[1])
-                          for c, d in zip(self.columns, description, strict=True)]
-        return self.procs
-
-    def row(self, raw: Sequence[Any], procs: list[Any]) -> SimpleNamespace:
-        return SimpleNamespace(**{n: (p(v) if p is not None else v) for n, p, v in zip(self.names, procs, raw,
-                                                                                        strict=True)})
-
-
-_job_row_shapes: weakref.WeakKeyDictionary[Any, _Rows] = weakref.WeakKeyDictionary()
-
-
-def _job_rows(engine: Any) -> _Rows:
-    """Whole job rows (every column of `jobs`, in table order) for one engine."""
-    shape = _job_row_shapes.get(engine)
-    if shape is None:
-        shape = _job_row_shapes[engine] = _Rows(engine, list(Job.__table__.c))
-    return shape
