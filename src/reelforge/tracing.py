@@ -34,9 +34,13 @@ _INDEX = re.compile(r"\[\d+\]|#\d+")
 def route_template(scope: Any) -> str | None:
     """The route template a request matched ("/v1/jobs/{job_id}"), or None when none did.
 
-    FastAPI keeps the router's own route in scope["route"], whose path lacks the include prefix ("/jobs" for
-    /v1/jobs); its effective route context carries the full template.
+    The `/v1` index leaves the full template in the scope (api/routing.py). Elsewhere FastAPI keeps the router's
+    own route in scope["route"], whose path lacks an include prefix; its effective route context carries the full
+    template.
     """
+    template = scope.get("reelforge.route_template")
+    if template is not None:
+        return str(template)
     effective = (scope.get("fastapi") or {}).get("effective_route_context")
     return getattr(effective, "path_format", None) or getattr(scope.get("route"), "path", None)
 

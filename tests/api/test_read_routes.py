@@ -278,15 +278,18 @@ def test_watch_ends_when_the_caller_leaves(client: Any, alice: UserHandle, conta
 
 # --- one authentication for every read route ---------------------------------------------------------------------
 def v1_get_paths(app: Any) -> list[str]:
-    """Every GET route of the app under /v1, from app.routes, with its path parameters filled in."""
+    """Every GET route of the app under /v1, as the app dispatches them (the /v1 index and any route outside it),
+    with its path parameters filled in."""
     import re
 
     from fastapi.routing import iter_route_contexts
 
+    from reelforge.api.routing import served_routes
+
     paths = []
-    for ctx in iter_route_contexts(app.routes):
-        path = ctx.path or ""
-        if "GET" in (ctx.methods or ()) and path.startswith("/v1/"):
+    for path, methods in [*served_routes(app.routes),
+                          *((ctx.path or "", ctx.methods) for ctx in iter_route_contexts(app.routes))]:
+        if "GET" in (methods or ()) and path.startswith("/v1/"):
             paths.append(re.sub(r"\{[^}:]+:path\}", "a/b", re.sub(r"\{[^}:]+\}", "a" * 32, path)))
     return paths
 

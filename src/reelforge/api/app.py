@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.routing import Mount
 
 from reelforge import __version__
-from reelforge.api import problems
-from reelforge.api.middleware import GuardMiddleware, SegmentRouter
+from reelforge.api import deps, problems
+from reelforge.api.middleware import GuardMiddleware
 from reelforge.api.routes import admin, auth, console, jobs, misc, storage, system
+from reelforge.api.routing import ApiIndex, openapi_routes
 from reelforge.config import Settings
+
+# reelforge traces requests itself (reelforge.tracing, when enabled) and counts them in its own metrics; FastAPI
+# versions with built-in telemetry would add a second span and histogram per request, and check on every
+# request whether a provider was configured. Off where the keyword exists.
+_NO_NATIVE_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {})
 
 
 def create_app(settings: Settings | None = None, *, container: Any | None = None) -> FastAPI:
@@ -20,16 +31,25 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
     app = FastAPI(
         title="reelforge", version=__version__,
         description="Generative-AI media platform: jobs and pipelines, storage, credits, events.",
-        openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
+        openapi_url="/openapi.json", docs_url="/docs", redoc_url=None, **_NO_NATIVE_TELEMETRY,
     )
     app.state.container = c
     problems.install(app)
-    # The API first, each resource router declining at once the paths it has no route for (SegmentRouter); the
-    # probes, static files and the console's pages after it.
+    # The API first, dispatched by its first path segment (api/routing.py); the probes, static files and the
+    # console's pages after it. The OpenAPI document describes the same routers under /v1.
     routers = [auth.router, jobs.router, storage.router, misc.router, admin.router]
     routers += [r for application in c.apps for r in application.routers()]
-    for r in routers:
-        app.include_router(SegmentRouter("/v1", r), prefix="/v1")
+    # First in the list: the most frequent requests match the first route tried.
+    app.router.routes.insert(0, Mount("/v1", app=ApiIndex("/v1", routers, deps.principal), name="v1"))
+    documented = openapi_routes("/v1", routers, system.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                             routes=documented)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(system.router)
     app.mount("/static", console.static_app(c.apps), name="static")
 

@@ -1,19 +1,14 @@
-"""Request ids, access logs, metrics, body-size limits and per-IP write limits (pure ASGI, streaming-safe), and
-the routing groups that keep a request from walking routes that cannot match it."""
+"""Request ids, access logs, metrics, body-size limits and per-IP write limits (pure ASGI, streaming-safe)."""
 
 from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
-import uuid
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.routing import iter_route_contexts
-from starlette._utils import get_route_path
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reelforge import errors
@@ -51,32 +46,6 @@ class RateLimiter:
             return None
 
 
-class SegmentRouter(APIRouter):
-    """One router of resources, mounted at `mount`, that declines at once a request whose first path segment below
-    the mount is none of its routes' (`/v1/jobs/...` never walks the storage or video routes, and no /v1 request
-    walks the console's).
-
-    FastAPI tries routes in order, one regular expression and a few scope updates each, so a request to a route
-    near the end of a long list paid for every route before it. Skipping a router that has no route for the
-    segment cannot change which route answers: none of its routes could have matched. A router with a route
-    whose first segment is a parameter is always walked.
-    """
-
-    def __init__(self, mount: str, router: APIRouter) -> None:
-        super().__init__()
-        self.include_router(router)
-        self.under = mount.rstrip("/") + "/"
-        firsts = {(ctx.path or "").lstrip("/").split("/", 1)[0] for ctx in iter_route_contexts(router.routes)}
-        self.segments = None if any("{" in f for f in firsts) else frozenset(firsts)
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if self.segments is not None and scope["type"] == "http":
-            path = get_route_path(scope)
-            if not path.startswith(self.under) or path[len(self.under):].split("/", 1)[0] not in self.segments:
-                return Match.NONE, {}
-        return super().matches(scope)
-
-
 class _TooLarge(errors.PayloadTooLarge):
     """Raised while the app reads the body; the problem handler renders it as 413."""
 
@@ -104,7 +73,7 @@ class GuardMiddleware:
             elif len(k) == 14 and k.lower() == b"content-length":
                 declared = v.decode("latin-1")
         if not rid or len(rid) > 128 or not rid.replace("-", "").replace("_", "").isalnum():
-            rid = uuid.uuid4().hex
+            rid = os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
         token = request_id_var.set(rid)
         scope.setdefault("state", {})["request_id"] = rid
         method = scope["method"]
