@@ -8,6 +8,7 @@ that give synthetic features, to check what the pipeline stores and meters.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -167,9 +168,9 @@ def test_refit_at_the_threshold_moves_every_local_vector_and_keeps_mobs(containe
     assert_mobs_exact(c, new.version)
     # similar search: same-trend videos first, only in the new space, private ones only for their owner
     for members in ids.values():
-        hits = c.app("mobs").reads.similar(principal(alice), members[0], k=len(members) - 1)
+        hits = asyncio.run(c.app("mobs").reads.similar(principal(alice), members[0], k=len(members) - 1))
         assert {v.id for v, _ in hits} == set(members[1:])
-    bob_hits = {v.id for v, _ in c.app("mobs").reads.similar(principal(bob), ids[2][0], k=20)}
+    bob_hits = {v.id for v, _ in asyncio.run(c.app("mobs").reads.similar(principal(bob), ids[2][0], k=20))}
     assert private not in bob_hits and not bob_hits & set(hosted) and ids[2][1] in bob_hits
 
     # a worker that projected with the old projection during the refit: re-projected when stored, joins its mob
@@ -229,7 +230,7 @@ def test_a_refit_stopped_before_its_index_update_is_completed_by_the_next_run(co
     assert second["refit"] is False and second["index_repaired"] == MIN_VIDEOS
     assert {index.get("videos", i).model_version for i in ids} == {new.version}
     assert not any(r.details.get("index_pending") for r in c.app("mobs").grouping.runs(5))
-    hits = c.app("mobs").reads.similar(principal(alice), ids[0], k=3)
+    hits = asyncio.run(c.app("mobs").reads.similar(principal(alice), ids[0], k=3))
     assert {v.id for v, _ in hits} == {ids[3], ids[6], ids[9]}
 
 

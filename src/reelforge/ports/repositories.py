@@ -530,6 +530,15 @@ class AsyncReads(Protocol):
         """The owner's jobs newest first (created_at, id), at most `limit`, after the cursor `before`."""
         ...
 
+    async def all(self, stmt: Any, **params: Any) -> list[Any]:
+        """The rows of a SQLAlchemy Core SELECT kept at module level (compiled once per statement; bound
+        parameters by name). Applications read their own tables this way."""
+        ...
+
+    async def one(self, stmt: Any, **params: Any) -> Any:
+        """The first row of such a SELECT, or None."""
+        ...
+
 
 class Store(Protocol):
     """Where records live: opens units of work."""

@@ -88,6 +88,11 @@ class VectorIndex(Protocol):
         """Up to k records that pass `flt`, closest first (cosine similarity)."""
         ...
 
+    async def asearch(self, namespace: str, vector: np.ndarray[Any, Any], k: int,
+                      flt: SearchFilter = SearchFilter()) -> list[Hit]:
+        """`search` from the event loop: without a thread where the index can answer without blocking it."""
+        ...
+
     def count(self, namespace: str) -> int:
         """Records in the namespace, whatever their visibility."""
         ...

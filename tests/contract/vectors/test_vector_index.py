@@ -378,6 +378,39 @@ def test_another_instance_write_is_seen(backend: Backend, ns: str) -> None:
     assert sorted(ids(reader.search(ns, v[0], 5))) == ["v0", "v1", "v2"]
 
 
+@pytest.mark.parametrize("inline_limit", [None, 0], ids=["inline", "on-a-thread"])
+def test_asearch_answers_as_search_and_sees_other_writers(backend: Backend, ns: str, inline_limit: int | None,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`asearch` (from the event loop, without a thread where the index can) gives `search`'s answer, also right
+    after another instance's write; with the inline limit at 0 the numpy index takes its thread path."""
+    import asyncio
+
+    if inline_limit is not None:
+        monkeypatch.setattr("reelforge.adapters.vectors.numpy_index.INLINE_SEARCH_MAX", inline_limit)
+    rng = np.random.default_rng(23)
+    v = unit(rng, 6)
+    reader, writer = backend.open(), backend.open()
+    writer.upsert(ns, [rec(f"v{i}", v[i], "alice" if i % 2 else "bob", "public" if i < 4 else "private",
+                           model_version="m1" if i != 3 else "m2") for i in range(5)])
+    filters = [SearchFilter(), SearchFilter(viewer_id="bob"), SearchFilter(viewer_id="alice", exclude_ids=("v1",)),
+               SearchFilter(viewer_id="bob", model_version="m1"), SearchFilter(owner_id="alice", viewer_id="alice")]
+
+    def both(q: Any, k: int, flt: SearchFilter) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        got = asyncio.run(reader.asearch(ns, q, k, flt))
+        want = reader.search(ns, q, k, flt)
+        return [(h.id, round(h.score, 5)) for h in got], [(h.id, round(h.score, 5)) for h in want]
+
+    for flt in filters:
+        for k in (1, 3, 10):
+            got, want = both(v[0] + v[4], k, flt)
+            assert got == want and got, (flt, k)
+    writer.upsert(ns, [rec("v5", v[5])])  # another instance's write, after the reader loaded its copy
+    got, want = both(v[5], 1, SearchFilter())
+    assert got == want and got[0][0] == "v5"
+    writer.delete(ns, ["v5"])
+    assert "v5" not in [i for i, _ in both(v[5], 10, SearchFilter())[0]]
+
+
 _CHILD = """
 import sys
 import numpy as np

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from anyio import to_thread
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
@@ -230,6 +231,11 @@ class PgVectorIndex:
             if len(rows) < k:
                 rows = conn.execute(exact, params, prepare=False).fetchall()
         return [Hit(id=r[0], score=1.0 - float(r[1])) for r in rows]
+
+    async def asearch(self, namespace: str, vector: np.ndarray[Any, Any], k: int,
+                      flt: SearchFilter = SearchFilter()) -> list[Hit]:
+        """On a worker thread: the search is a query on this index's own synchronous connections."""
+        return await to_thread.run_sync(self.search, namespace, vector, k, flt)
 
     def explain(self, namespace: str, vector: np.ndarray[Any, Any], k: int,
                 flt: SearchFilter = SearchFilter()) -> str:

@@ -6,6 +6,7 @@ transaction with `Store.tx()` and wrap it: `MobsRepo(tx)`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -31,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from reelforge.adapters.db.models import ID, Base, Job, JobEvent, ModelInvocation
+from reelforge.adapters.db.models import ID, Asset, Base, Job, JobEvent, ModelInvocation
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -150,6 +152,44 @@ class ReclusterRun(Base):
 
 VISIBLE_STATUSES = ("validated",)
 
+# --- video cards: what a list of videos shows, one SELECT with the thumbnail's storage key --------------------
+# Lists (the feed, similar search) need neither the analysis, the scores nor the vectors, and building ORM
+# objects for them (JSON columns decoded, blobs copied) cost more than the rest of the request. A card is a
+# Core row of these columns, read on the event loop through `Store.reads` where the route is async.
+_V = Video.__table__.c
+_THUMB = Asset.__table__.alias("thumb")
+CARD_COLUMNS = (
+    _V.id, _V.owner_id, _V.status, _V.visibility, _V.caption, _V.filename, _V.score, _V.mob_id, _V.job_id,
+    _V.embed_model_version, _V.error_code, _V.error_message, _V.created_at, _V.validated_at,
+    _V.thumbnail_asset_id, _THUMB.c.key.label("thumb_key"), _THUMB.c.filename.label("thumb_filename"),
+)
+_CARDS = select(*CARD_COLUMNS).select_from(Video.__table__.outerjoin(_THUMB, _THUMB.c.id == _V.thumbnail_asset_id))
+
+
+@functools.cache
+def feed_cards(order: str, mob: bool, cursor: bool) -> Any:
+    """Validated public videos, newest (validated_at) or best (score) first (parameters: limit, and mob_id,
+    after_key and after_id as named): the statement of `MobsRepo.feed`, as cards."""
+    col = _V.validated_at if order == "new" else _V.score
+    q = _CARDS.where(_V.status == "validated", _V.visibility == "public")
+    if mob:
+        q = q.where(_V.mob_id == bindparam("mob_id"))
+    if cursor:
+        key: Any = bindparam("after_key")
+        q = q.where(or_(col < key, and_(col == key, _V.id < bindparam("after_id"))))
+    return q.order_by(col.desc(), _V.id.desc()).limit(bindparam("limit"))
+
+
+@functools.cache
+def cards_by_ids(n: int) -> Any:
+    """Cards of `n` videos named by the parameters id0 ... id<n-1> (one statement per count, compiled once)."""
+    return _CARDS.where(_V.id.in_([bindparam(f"id{i}") for i in range(n)]))
+
+
+# The source of a similar-video search: what visibility needs, and the vector.
+SEARCH_SOURCE = select(_V.id, _V.owner_id, _V.status, _V.visibility, _V.embedding, _V.embed_model_version).where(
+    _V.id == bindparam("video_id"))
+
 
 class MobsRepo:
     """SQL for the mobs use cases on one open transaction (the `UnitOfWork` of ports/repositories.py)."""
@@ -180,12 +220,6 @@ class MobsRepo:
         if lock and self.pg:
             q = q.with_for_update()
         return self.s.execute(q).scalar_one_or_none()
-
-    def videos_by_ids(self, ids: Sequence[str]) -> dict[str, Video]:
-        if not ids:
-            return {}
-        rows = self.s.execute(select(Video).where(Video.id.in_(list(ids)))).scalars().all()
-        return {v.id: v for v in rows}
 
     def update_video(self, video_id: str, **values: Any) -> None:
         values.setdefault("updated_at", self.now())

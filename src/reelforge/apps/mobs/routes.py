@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from reelforge.api.deps import Admin, Container, CurrentUser
+from reelforge.api import convert
+from reelforge.api.deps import Admin, Container, CurrentUser, container_of
 from reelforge.api.schemas.common import Strict, iso
 
 router = APIRouter(tags=["mobs"])
@@ -151,6 +152,16 @@ def _video(c: Any, v: Any, *, thumbnail: bool = True) -> VideoPublic:
         created_at=iso(v.created_at), validated_at=iso(v.validated_at))
 
 
+def _card(reads: Any, v: Any) -> dict[str, Any]:
+    """A card row (repository.CARD_COLUMNS) as VideoPublic's fields, serialized once by `convert.respond`."""
+    return {"id": v.id, "owner_id": v.owner_id, "status": v.status, "visibility": v.visibility,
+            "caption": v.caption or "", "filename": v.filename, "score": v.score, "mob_id": v.mob_id,
+            "job_id": v.job_id, "thumbnail_url": reads.card_thumbnail_url(v),
+            "embed_model_version": v.embed_model_version,
+            "error": {"code": v.error_code, "message": v.error_message} if v.error_code else None,
+            "created_at": iso(v.created_at), "validated_at": iso(v.validated_at)}
+
+
 def _mob(c: Any, m: Any, count: int | None = None, thumbs: list[str] | None = None) -> MobPublic:
     urls: list[str] = []
     if thumbs:
@@ -198,25 +209,27 @@ def user_videos(p: CurrentUser, c: Container,
     return VideosPublic(data=[_video(c, v) for v in page.items], next_cursor=page.next_cursor)
 
 
-def _feed(p: Any, c: Any, order: str, mob_id: str | None, limit: int | None, cursor: str | None) -> VideosPublic:
-    page = c.app("mobs").reads.feed(p, order=order, mob_id=mob_id, limit=limit, cursor=cursor)
-    return VideosPublic(data=[_video(c, v) for v in page.items], next_cursor=page.next_cursor)
+async def _feed(p: Any, request: Request, order: str, mob_id: str | None, limit: int | None,
+                cursor: str | None) -> Response:
+    reads = container_of(request).app("mobs").reads
+    page = await reads.feed_cards(p, order=order, mob_id=mob_id, limit=limit, cursor=cursor)
+    return convert.respond({"data": [_card(reads, v) for v in page.items], "next_cursor": page.next_cursor})
 
 
 @router.get("/videos/feed", response_model=VideosPublic)
-def videos_feed(p: CurrentUser, c: Container, order: Literal["new", "best"] = "new",
-                mob_id: Annotated[str | None, Query(alias="mobId", max_length=64)] = None,
-                limit: Annotated[int | None, Query(ge=1, le=200)] = None, cursor: Cursor = None) -> VideosPublic:
+async def videos_feed(p: CurrentUser, request: Request, order: Literal["new", "best"] = "new",
+                      mob_id: Annotated[str | None, Query(alias="mobId", max_length=64)] = None,
+                      limit: Annotated[int | None, Query(ge=1, le=200)] = None, cursor: Cursor = None) -> Response:
     """Validated public videos, newest or best first, optionally of one mob; pass `next_cursor` on."""
-    return _feed(p, c, order, mob_id, limit, cursor)
+    return await _feed(p, request, order, mob_id, limit, cursor)
 
 
 @router.get("/feed", response_model=VideosPublic)
-def feed(p: CurrentUser, c: Container, order: Literal["new", "best"] = "new",
-         mob_id: Annotated[str | None, Query(alias="mobId", max_length=64)] = None,
-         limit: Annotated[int | None, Query(ge=1, le=200)] = None, cursor: Cursor = None) -> VideosPublic:
+async def feed(p: CurrentUser, request: Request, order: Literal["new", "best"] = "new",
+               mob_id: Annotated[str | None, Query(alias="mobId", max_length=64)] = None,
+               limit: Annotated[int | None, Query(ge=1, le=200)] = None, cursor: Cursor = None) -> Response:
     """Same as `/v1/videos/feed`."""
-    return _feed(p, c, order, mob_id, limit, cursor)
+    return await _feed(p, request, order, mob_id, limit, cursor)
 
 
 @router.get("/videos/{video_id}", response_model=VideoDetail)
@@ -256,12 +269,13 @@ def get_mob(mob_id: str, p: CurrentUser, c: Container) -> MobDetail:
 
 # --- search and validation ------------------------------------------------------------------------------
 @router.get("/search/similar", response_model=SimilarPublic)
-def similar(p: CurrentUser, c: Container, video_id: VideoId,
-            k: Annotated[int, Query(ge=1, le=100)] = 10) -> SimilarPublic:
+async def similar(p: CurrentUser, request: Request, video_id: VideoId,
+                  k: Annotated[int, Query(ge=1, le=100)] = 10) -> Response:
     """The k nearest validated videos the caller may see (k-NN on the video embeddings)."""
-    hits = c.app("mobs").reads.similar(p, video_id, k)
-    return SimilarPublic(video_id=video_id, k=k,
-                         data=[SimilarHit(score=round(s, 6), video=_video(c, v)) for v, s in hits])
+    reads = container_of(request).app("mobs").reads
+    hits = await reads.similar(p, video_id, k)
+    return convert.respond({"video_id": video_id, "k": k,
+                            "data": [{"score": round(s, 6), "video": _card(reads, v)} for v, s in hits]})
 
 
 @router.post("/validate", response_model=ValidationPublic)

@@ -3,11 +3,20 @@ history and its signed URLs. Every read applies the visibility rules of `base`."
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from reelforge import errors
-from reelforge.apps.mobs.repository import Mob, MobsRepo, Video, blob_to_f32
-from reelforge.apps.mobs.services.base import NAMESPACE, Part, check_id, get_own, get_visible
+from reelforge.apps.mobs.repository import (
+    SEARCH_SOURCE,
+    Mob,
+    MobsRepo,
+    Video,
+    blob_to_f32,
+    cards_by_ids,
+    feed_cards,
+)
+from reelforge.apps.mobs.services.base import NAMESPACE, Part, check_id, get_own, get_visible, visible
 from reelforge.apps.mobs.services.cursors import Page, decode_cursor, page
 from reelforge.domain.types import Principal
 
@@ -58,6 +67,28 @@ class Reads(Part):
         with self.store.tx(write=False) as tx:
             rows = list(MobsRepo(tx).feed(order=order, mob_id=mob_id, limit=limit + 1, cursor=cur))
         return page(rows, limit, (lambda v: v.validated_at) if order == "new" else (lambda v: v.score))
+
+    async def feed_cards(self, p: Principal, *, order: str = "new", mob_id: str | None = None,
+                         limit: int | None = None, cursor: str | None = None) -> Page:
+        """`feed`, as cards (repository.CARD_COLUMNS) read on the event loop: what the feed routes show."""
+        if order not in ("new", "best"):
+            raise errors.ValidationFailed("order must be new or best", code="invalid_order", field="order")
+        limit = limit or self.cfg.feed_page_size
+        cur = decode_cursor(cursor)
+        params: dict[str, Any] = {"limit": limit + 1}
+        if mob_id:
+            params["mob_id"] = mob_id
+        if cur is not None:
+            params["after_key"], params["after_id"] = cur
+        rows = await self.store.reads.all(feed_cards(order, bool(mob_id), cur is not None), **params)
+        return page(rows, limit, (lambda v: v.validated_at) if order == "new" else (lambda v: v.score))
+
+    def card_thumbnail_url(self, card: Any) -> str | None:
+        """The signed thumbnail URL of a card (None when it has none, or its asset is gone)."""
+        if not card.thumb_key:
+            return None
+        return str(self.ctx.assets.download_url(SimpleNamespace(key=card.thumb_key,
+                                                                filename=card.thumb_filename)).url)
 
     def urls(self, v: Video, *, playback: bool = True) -> dict[str, str | None]:
         """Signed thumbnail and playback URLs (playback only for the detail view)."""
@@ -118,26 +149,33 @@ class Reads(Part):
         with self.store.tx(write=False) as tx:
             return list(MobsRepo(tx).mob_events(mob_id=mob_id, limit=limit))
 
-    def similar(self, p: Principal, video_id: str, k: int = 10) -> list[tuple[Video, float]]:
-        """The k nearest validated videos this viewer may see (own and public), in the source's embedding space.
+    async def similar(self, p: Principal, video_id: str, k: int = 10) -> list[tuple[Any, float]]:
+        """The k nearest validated videos this viewer may see (own and public), in the source's embedding space,
+        as cards (repository.CARD_COLUMNS) with their scores. The rows are read on the event loop, and so is the
+        index search where the index can answer without blocking it (`asearch`).
 
         Visibility is a filter inside the index search; rows are checked once more against the database
         (a video can change status between the index write and the row write).
         """
         if not 1 <= k <= 100:
             raise errors.ValidationFailed("k must be between 1 and 100", code="invalid_k", field="k")
-        with self.store.tx(write=False) as tx:
-            src = get_visible(MobsRepo(tx), p, video_id)
+        check_id(video_id, "video")
+        src = await self.store.reads.one(SEARCH_SOURCE, video_id=video_id)
+        if src is None or not visible(src, p):
+            raise errors.NotFound("Video not found", code="video_not_found")
         vec = blob_to_f32(src.embedding)
         if vec is None:
             raise errors.Conflict("This video has no embedding yet", code="video_not_analyzed")
         from reelforge.ports.vectors import SearchFilter
 
         flt = SearchFilter(viewer_id=p.user_id, exclude_ids=(src.id,), model_version=src.embed_model_version)
-        hits = self.vectors.search(NAMESPACE, vec, min(1000, k + 10), flt)
-        with self.store.tx(write=False) as tx:
-            rows = MobsRepo(tx).videos_by_ids([h.id for h in hits])
-        out: list[tuple[Video, float]] = []
+        hits = await self.vectors.asearch(NAMESPACE, vec, min(1000, k + 10), flt)
+        rows: dict[str, Any] = {}
+        if hits:
+            found = await self.store.reads.all(cards_by_ids(len(hits)),
+                                               **{f"id{i}": h.id for i, h in enumerate(hits)})
+            rows = {r.id: r for r in found}
+        out: list[tuple[Any, float]] = []
         for h in hits:
             v = rows.get(h.id)
             if v is None or v.status != "validated":
