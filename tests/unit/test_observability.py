@@ -208,3 +208,61 @@ def test_log_records_skip_what_no_formatter_prints() -> None:
         root.setLevel(saved[1])
         (logging._srcfile, logging.logThreads, logging.logProcesses,  # type: ignore[attr-defined]
          logging.logMultiprocessing) = saved[2:]
+
+
+def test_the_access_line_written_directly_is_the_formatters_line(caplog: Any) -> None:
+    """The access log writes its line itself only when the JSON handler is the one place it can go; the line is
+    the one `logging` and the JSON formatter would have written, and any other set-up gets a real record."""
+    import io
+    import json
+    import logging
+
+    from reelforge.observability import AccessLog, configure_logging, request_id_var
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    caplog.handler.setLevel(logging.CRITICAL)
+    root.removeHandler(caplog.handler)  # pytest's capture is a second handler: the direct path needs it gone
+    try:
+        configure_logging("INFO", json_logs=True)
+        ours = next(h for h in root.handlers if getattr(h, "_reelforge", False))
+        assert isinstance(ours, logging.StreamHandler)
+        others = [h for h in root.handlers if h is not ours]
+        for h in others:
+            root.removeHandler(h)
+        stream = io.StringIO()
+        ours.setStream(stream)
+        logger = logging.getLogger("reelforge.access")
+        access = AccessLog(logger)
+        token = request_id_var.set("r" * 32)
+        try:
+            assert access._direct() is ours
+            access.write("GET", "/v1/jobs/x", 200, 0.00123, "acct")
+            logger.addFilter(lambda record: True)  # a filter on the way: the record must go through logging
+            assert access._direct() is None
+            access.write("GET", "/v1/jobs/x", 200, 0.00123, "acct")
+            logger.filters.clear()
+        finally:
+            request_id_var.reset(token)
+        direct, through = (json.loads(line) for line in stream.getvalue().splitlines())
+        assert abs(direct.pop("ts") - through.pop("ts")) < 5
+        assert direct == through == {
+            "level": "info", "logger": "reelforge.access", "msg": "GET /v1/jobs/x 200 1.2ms", "request_id": "r" * 32,
+            "account_id": "acct", "duration_ms": 1.23, "method": "GET", "path": "/v1/jobs/x", "status": 200}
+        # Another handler (a test's capture, a file of the operator's): records go through logging.
+        extra = logging.StreamHandler(io.StringIO())
+        root.addHandler(extra)
+        assert access._direct() is None
+        access.write("GET", "/v1/jobs/y", 404, 0.001, None)
+        assert "/v1/jobs/y 404" in extra.stream.getvalue()
+        root.removeHandler(extra)
+        for h in others:
+            root.addHandler(h)
+    finally:
+        for h in list(root.handlers):
+            if getattr(h, "_reelforge", False):
+                root.removeHandler(h)
+        for h in saved[0]:
+            if h not in root.handlers:
+                root.addHandler(h)
+        root.setLevel(saved[1])

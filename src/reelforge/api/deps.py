@@ -40,7 +40,12 @@ def container_of(request: Request) -> Any:
 
 
 def _bearer(request: Request) -> str:
-    token = bearer_token(request.headers.get("authorization", ""))
+    header = ""
+    for k, v in request.scope["headers"]:  # the raw list: building the request's Headers is not needed here
+        if len(k) == 13 and k.lower() == b"authorization":
+            header = v.decode("latin-1")
+            break
+    token = bearer_token(header)
     if token is None:
         raise errors.Unauthorized("Send `Authorization: Bearer <token or API key>`", code="missing_credentials")
     return token

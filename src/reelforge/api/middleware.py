@@ -13,10 +13,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reelforge import errors
 from reelforge.api.problems import problem
-from reelforge.observability import request_id_var
+from reelforge.observability import AccessLog, request_id_var
 from reelforge.tracing import route_template
 
 log = logging.getLogger("reelforge.access")
+access = AccessLog(log)
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -131,14 +132,12 @@ class GuardMiddleware:
             # Never the raw path: requests answered before routing (413, 429, ...) would make a series per URL.
             route_path = route_template(scope) or "unmatched"
             self.c.metrics.observe_request(method, route_path, status_holder["status"], elapsed)
-            if log.isEnabledFor(logging.INFO) and not path.startswith(("/metrics", "/healthz", "/static")):
+            if not path.startswith(("/metrics", "/healthz", "/static")):
                 # The account is resolved in the route's thread (a copied context), so its contextvar never
                 # reaches this line; the principal left on the request state does.
                 principal = (scope.get("state") or {}).get("principal")
-                log.info("%s %s %s %.1fms", method, path, status_holder["status"], elapsed * 1000,
-                         extra={"method": method, "path": path, "status": status_holder["status"],
-                                "duration_ms": round(elapsed * 1000, 2),
-                                **({"account_id": principal.user_id} if principal is not None else {})})
+                access.write(method, path, status_holder["status"], elapsed,
+                             principal.user_id if principal is not None else None)
             request_id_var.reset(token)
 
 
