@@ -63,6 +63,7 @@ class Query:
         return tuple(values[k] for k in self.order) if self.order is not None else values
 
     def processors(self, description: Sequence[Any]) -> list[Any]:
+        """The columns' result processors, from the first description seen (later calls may pass ())."""
         if self.procs is None:
             self.procs = [c.type._cached_result_processor(self.dialect, d[1])
                           for c, d in zip(self.columns, description, strict=True)]
@@ -250,7 +251,9 @@ class _PgPool:
             try:
                 cur = await conn.execute(q.sql, q.params(params))
                 raw = await cur.fetchall()
-                description = cur.description or ()
+                # psycopg builds a Column object per column on every `description`: only the first read of a
+                # statement needs it (for the result processors).
+                description = (cur.description or ()) if q.procs is None else ()
                 ok = True
             except Exception as exc:
                 if _connection_error(exc):
