@@ -6,12 +6,12 @@ import inspect
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from starlette.routing import Mount
 
 from reelforge import __version__
 from reelforge.api import deps, problems
 from reelforge.api.middleware import GuardMiddleware
+from reelforge.api.openapi import document
 from reelforge.api.routes import admin, auth, console, jobs, misc, storage, system
 from reelforge.api.routing import ApiIndex, openapi_routes
 from reelforge.config import Settings
@@ -45,8 +45,9 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                             routes=documented)
+            app.openapi_schema = document(
+                title=app.title, version=app.version, description=app.description, routes=documented,
+                mounted=[*(("/v1", r) for r in routers), ("", system.router)], authenticate=deps.principal)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

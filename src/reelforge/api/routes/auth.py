@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from reelforge import errors
 from reelforge.api import convert
 from reelforge.api.deps import Container, CurrentUser
+from reelforge.api.openapi import problems
 from reelforge.api.schemas.auth import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -28,14 +29,14 @@ def register(body: UserCreate, c: Container) -> UserPublic:
     return convert.user(c.auth.register(body.email, body.password))
 
 
-@router.post("/auth/token", response_model=TokenPublic)
+@router.post("/auth/token", response_model=TokenPublic, responses=problems(401))
 def token(body: TokenCreate, c: Container) -> TokenPublic:
     """Email + password for a 15-minute access token and a refresh token."""
     pair = c.auth.login(body.email, body.password)
     return TokenPublic(access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in)
 
 
-@router.post("/auth/refresh", response_model=TokenPublic)
+@router.post("/auth/refresh", response_model=TokenPublic, responses=problems(401))
 def refresh(body: TokenRefresh, c: Container) -> TokenPublic:
     """Trade a refresh token for a new pair; the old refresh token stops working."""
     pair = c.auth.refresh(body.refresh_token)

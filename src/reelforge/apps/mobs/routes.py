@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reelforge.api import convert
 from reelforge.api.deps import Admin, Container, CurrentUser, container_of
+from reelforge.api.openapi import problems
 from reelforge.api.schemas.common import Strict, iso
 
 router = APIRouter(tags=["mobs"])
@@ -200,7 +201,7 @@ def complete_video(video_id: str, p: CurrentUser, c: Container, body: VideoCompl
     return CompletePublic(video=_video(c, v, thumbnail=False), job_id=job.id)
 
 
-@router.get("/videos/user", response_model=VideosPublic)
+@router.get("/videos/user", response_model=VideosPublic, responses=problems(404))
 def user_videos(p: CurrentUser, c: Container,
                 user_id: Annotated[str | None, Query(alias="userId", max_length=64)] = None,
                 limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Cursor = None) -> VideosPublic:
@@ -268,7 +269,7 @@ def get_mob(mob_id: str, p: CurrentUser, c: Container) -> MobDetail:
 
 
 # --- search and validation ------------------------------------------------------------------------------
-@router.get("/search/similar", response_model=SimilarPublic)
+@router.get("/search/similar", response_model=SimilarPublic, responses=problems(404, 409))
 async def similar(p: CurrentUser, request: Request, video_id: VideoId,
                   k: Annotated[int, Query(ge=1, le=100)] = 10) -> Response:
     """The k nearest validated videos the caller may see (k-NN on the video embeddings)."""
@@ -290,7 +291,7 @@ def get_validation(video_id: str, p: CurrentUser, c: Container) -> ValidationPub
     return _validation(c.app("mobs").analysis.validation(p, video_id))
 
 
-@router.get("/execution-history", response_model=HistoryPublic)
+@router.get("/execution-history", response_model=HistoryPublic, responses=problems(404))
 def execution_history(p: CurrentUser, c: Container, video_id: VideoId) -> HistoryPublic:
     """The analysis pipeline's execution history (steps started, retried, failed, succeeded)."""
     v, events = c.app("mobs").reads.history(p, video_id)
