@@ -124,6 +124,12 @@ def test_generate_image_with_live_progress(page: Any, live: Live, ada: dict[str,
     expect(page.locator(".tl-item", has_text="ExecutionSucceeded")).to_be_visible()
     expect(page.locator("#job-retry")).to_have_count(0)
     shot(page, "job")
+    # "Reuse settings" goes to the page its application names for the job's kind, which fills its form.
+    expect(page.locator("#job-reuse")).to_have_attribute("href", f"/generate?reuse={job_id}")
+    page.click("#job-reuse")
+    expect(page.locator("#prompt")).to_have_value("a lighthouse at dusk, oil painting")
+    page.go_back()
+    expect(page.locator("#job-status")).to_have_text("succeeded")
 
     # The jobs list: live, filterable by status and kind, filters kept in the address bar.
     page.click("nav >> text=Jobs")
@@ -140,6 +146,7 @@ def test_generate_image_with_live_progress(page: Any, live: Live, ada: dict[str,
     page.click("nav >> text=Dashboard")
     expect(page.locator("#recent-jobs a", has_text=job_id[:8])).to_be_visible()
     expect(page.locator("#latest-images img").first).to_be_visible()
+    expect(page.locator("#quick-actions a.btn-primary")).to_have_attribute("href", "/generate")
     expect(page.locator("[data-stat=succeeded]")).to_have_text("1")
     shot(page, "dashboard")
 
