@@ -390,13 +390,19 @@ def test_dark_theme_and_small_screens(browser: Any, live: Live, ada: dict[str, A
         phone.close()
 
 
+def session_cookie(page: Any) -> dict[str, Any] | None:
+    return next((c for c in page.context.cookies() if c["name"] == "reelforge_session"), None)
+
+
 def test_expired_or_refused_tokens_are_refreshed(page: Any, live: Live) -> None:
     tokens = live.user("sleepy@example.com")
-    # An access token past its expiry: the console refreshes it before the first request.
+    # An access token past its expiry: the console refreshes it (through the session cookie) before the first request.
     sign_in(page, live, {**tokens, "expires_in": -60}, "/credits")
     expect(page.locator("#credit-balance")).to_have_text("100")
     stored = page.evaluate("() => JSON.parse(localStorage.getItem('reelforge.auth'))")
-    assert stored["access"] != tokens["access_token"] and stored["refresh"] != tokens["refresh_token"]
+    assert stored["access"] != tokens["access_token"] and set(stored) == {"access", "exp"}
+    cookie = session_cookie(page)
+    assert cookie and cookie["value"] != tokens["refresh_token"]  # rotated
     # A token the API refuses (401) although it looks fresh: refreshed once, and the request is sent again.
     page.evaluate("() => { const s = JSON.parse(localStorage.getItem('reelforge.auth'));"
                   " s.access = 'not-a-token'; localStorage.setItem('reelforge.auth', JSON.stringify(s)); }")
@@ -404,10 +410,35 @@ def test_expired_or_refused_tokens_are_refreshed(page: Any, live: Live) -> None:
     expect(page.locator("#jobs")).to_contain_text("No jobs match")
     assert page.evaluate("() => JSON.parse(localStorage.getItem('reelforge.auth')).access") != "not-a-token"
     # A refresh token that no longer works signs the browser out.
-    page.evaluate("() => localStorage.setItem('reelforge.auth', JSON.stringify("
-                  "{access: 'x', refresh: 'rft_revoked', exp: Date.now() - 1000}))")
+    page.context.clear_cookies()
+    page.evaluate("() => localStorage.setItem('reelforge.auth', JSON.stringify({access: 'x', exp: Date.now() - 1000}))")
     page.goto(live.url + "/api-keys")
     expect(page).to_have_url(re.compile(r"/signin\?next=%2Fapi-keys$"))
+
+
+def test_the_refresh_token_never_reaches_a_script(page: Any, live: Live) -> None:
+    """Signing in keeps the refresh token in an HttpOnly, SameSite=Strict cookie sent only to the session
+    routes: no script on the page (an injected one included) can read it; signing out revokes it."""
+    tokens = live.user("cookie@example.com")
+    page.goto(live.url + "/signin")
+    page.fill("#email", "cookie@example.com")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(live.url + "/")
+    expect(page.locator("[data-me=email]")).to_have_text("cookie@example.com")
+    cookie = session_cookie(page)
+    assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/v1/auth/session"
+    assert "reelforge_session" not in page.evaluate("() => document.cookie")
+    stored = page.evaluate("() => JSON.stringify(Object.assign({}, localStorage, sessionStorage))")
+    assert cookie["value"] not in stored and "rft_" not in stored
+    page.click("[data-user-toggle]")
+    page.click("text=Sign out")
+    expect(page).to_have_url(live.url + "/signin")
+    assert session_cookie(page) is None
+    with live.client() as c:  # the cookie's refresh token was revoked, not only forgotten
+        r = c.post("/v1/auth/refresh", json={"refresh_token": cookie["value"]})
+        assert r.status_code == 401, r.text
+    assert tokens["refresh_token"] != cookie["value"]
 
 
 def test_api_text_is_shown_as_text(page: Any, live: Live) -> None:

@@ -23,8 +23,7 @@
   pages.signin = function () {
     if (RF.auth.load()) { location.replace(nextUrl()); return; }
     RF.onSubmit("#signin-form", async (v) => {
-      const pair = await RF.api("POST", "/v1/auth/token", { email: v.email, password: v.password }, { anonymous: true });
-      RF.auth.save(pair);
+      RF.auth.save(await RF.api("POST", "/v1/auth/session", { email: v.email, password: v.password }, { anonymous: true }));
       location.assign(nextUrl());
     });
   };
@@ -32,8 +31,7 @@
   pages.register = function () {
     RF.onSubmit("#register-form", async (v) => {
       await RF.api("POST", "/v1/auth/register", { email: v.email, password: v.password }, { anonymous: true });
-      const pair = await RF.api("POST", "/v1/auth/token", { email: v.email, password: v.password }, { anonymous: true });
-      RF.auth.save(pair);
+      RF.auth.save(await RF.api("POST", "/v1/auth/session", { email: v.email, password: v.password }, { anonymous: true }));
       location.assign("/");
     });
   };
