@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import UserHandle
+import pytest
+
+from tests.conftest import UserHandle, make_settings
 from tests.fixtures.hashing import fast_password_hashing  # noqa: F401
 
 # An absolute file-system path anywhere in a string: /x/y, ~/x, C:\x (URLs and "MACs/pixel" are not paths).
@@ -60,3 +63,55 @@ def test_path_hiding_keeps_what_is_not_a_path() -> None:
     assert hide_paths({"dir": "/srv/m", "nested": {"file": "C:\\m\\w.bin", "n": 3}, "list": ["~/w", "ok"]}) == \
         {"nested": {"n": 3}, "list": ["ok"]}
     assert json.dumps(hide_paths({"why": "see /etc/x and /var/y"})) == '{"why": "see <local path> and <local path>"}'
+
+
+# --- /metrics: admins and the configured scraper only ----------------------------------------------------------
+SCRAPE_TOKEN = "scrape-" + "s" * 32
+
+
+@pytest.fixture
+def scraped(tmp_path: Path, sqlite_url: str) -> Iterator[Any]:
+    """A server with a scrape token configured (REELFORGE_METRICS__SCRAPE_TOKEN)."""
+    from fastapi.testclient import TestClient
+
+    from reelforge.api.app import create_app
+    from reelforge.container import Container
+
+    c = Container(make_settings(tmp_path, sqlite_url, metrics={"scrape_token": SCRAPE_TOKEN}))
+    with TestClient(create_app(container=c)) as client:
+        yield client
+    c.close()
+
+
+def problem(r: Any, status: int, code: str) -> None:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json") and r.json()["code"] == code
+    assert "reelforge_http_requests_total" not in r.text
+
+
+def test_metrics_refuse_anonymous_callers_and_users(client: Any, alice: UserHandle) -> None:
+    problem(client.get("/metrics"), 401, "missing_credentials")
+    problem(client.get("/metrics", headers={"Authorization": "Bearer not-a-token"}), 401, "invalid_token")
+    problem(alice.get("/metrics"), 403, "admin_only")
+
+
+def test_metrics_answer_an_admin(client: Any, admin: UserHandle) -> None:
+    r = admin.get("/metrics")
+    assert r.status_code == 200 and "reelforge_http_requests_total" in r.text
+
+
+def test_metrics_answer_the_scrape_token(scraped: Any) -> None:
+    r = scraped.get("/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"})
+    assert r.status_code == 200 and "reelforge_http_requests_total" in r.text
+    problem(scraped.get("/metrics"), 401, "missing_credentials")
+    problem(scraped.get("/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN[:-1]}x"}), 401, "invalid_token")
+    problem(scraped.get("/metrics", headers={"Authorization": f"Basic {SCRAPE_TOKEN}"}), 401, "missing_credentials")
+
+
+def test_a_short_scrape_token_is_refused_at_start(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from reelforge.config import Settings
+
+    with pytest.raises(ValidationError, match="scrape_token"):
+        Settings(data_dir=tmp_path, metrics={"scrape_token": "short"})
