@@ -115,3 +115,62 @@ def test_a_short_scrape_token_is_refused_at_start(tmp_path: Path) -> None:
 
     with pytest.raises(ValidationError, match="scrape_token"):
         Settings(data_dir=tmp_path, metrics={"scrape_token": "short"})
+
+
+# --- the generated admin password: on a terminal only, else in an owner-only file -------------------------------
+@pytest.fixture
+def fresh(tmp_path: Path, sqlite_url: str) -> Iterator[Any]:
+    from reelforge.container import Container
+
+    c = Container(make_settings(tmp_path, sqlite_url))
+    yield c
+    c.close()
+
+
+def saved_password(c: Any) -> str:
+    path = c.settings.data_dir / "admin-password"
+    assert path.stat().st_mode & 0o777 == 0o600
+    password = path.read_text().strip()
+    assert c.auth.login(c.settings.auth.admin_email, password).access_token
+    return password
+
+
+def test_admin_password_is_not_printed_when_stdout_is_not_a_terminal(
+        fresh: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    from reelforge.cli.main import _bootstrap
+
+    with caplog.at_level("INFO"):
+        _bootstrap(fresh)
+    password = saved_password(fresh)
+    out = capsys.readouterr()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert password not in out.out + out.err + logged
+    assert str(fresh.settings.data_dir / "admin-password") in logged
+    # Only on first start: a second start says nothing and keeps the file.
+    _bootstrap(fresh)
+    assert saved_password(fresh) == password
+
+
+def test_admin_password_is_shown_once_on_a_terminal(fresh: Any, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from reelforge.cli.main import _bootstrap
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    _bootstrap(fresh)
+    assert saved_password(fresh) in capsys.readouterr().out
+
+
+def test_the_password_file_is_never_written_through_a_link(fresh: Any, tmp_path: Path) -> None:
+    from reelforge.cli.main import _bootstrap
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("keep\n")
+    elsewhere.chmod(0o644)
+    fresh.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (fresh.settings.data_dir / "admin-password").symlink_to(elsewhere)
+    _bootstrap(fresh)
+    assert elsewhere.read_text() == "keep\n"
+    assert not (fresh.settings.data_dir / "admin-password").is_symlink()
+    saved_password(fresh)
