@@ -454,3 +454,15 @@ def test_api_text_is_shown_as_text(page: Any, live: Live) -> None:
     expect(page.locator("#recent-images .prompt").first).to_have_text(prompt)
     assert page.locator("img[src=x]").count() == 0
     assert page.evaluate("() => document.body.dataset.owned") is None
+
+
+def test_api_reference_renders_from_this_server_only(page: Any, live: Live) -> None:
+    """/docs: Swagger UI draws every operation with its own files and its CSP, asking no other host."""
+    hosts: set[str] = set()
+    violations: list[str] = []
+    page.on("request", lambda r: hosts.add(urlparse(r.url).netloc))
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(live.url + "/docs")
+    expect(page.locator("#swagger-ui .opblock-summary-path", has_text="/v1/jobs").first).to_be_visible()
+    assert hosts == {urlparse(live.url).netloc}, hosts
+    assert not violations, violations

@@ -174,3 +174,34 @@ def test_the_password_file_is_never_written_through_a_link(fresh: Any, tmp_path:
     assert elsewhere.read_text() == "keep\n"
     assert not (fresh.settings.data_dir / "admin-password").is_symlink()
     saved_password(fresh)
+
+
+# --- /docs: Swagger UI from this server, never from a CDN --------------------------------------------------------
+def test_docs_load_nothing_from_another_host(client: Any) -> None:
+    r = client.get("/docs")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", r.text) + re.findall(r"url: '([^']+)'", r.text)
+    assert urls and not [u for u in urls if not u.startswith("/") or u.startswith("//")], urls
+    assert "http://" not in r.text and "https://" not in r.text  # no CDN, no external favicon
+    assets = [u for u in urls if u.endswith((".js", ".css"))]
+    assert {u.rsplit("/", 1)[1] for u in assets} == {"swagger-ui-bundle.js", "swagger-ui.css"}
+    for u in assets:
+        got = client.get(u)
+        assert got.status_code == 200 and len(got.content) > 10_000, u
+        assert got.headers["content-type"].startswith("text/css" if u.endswith(".css") else "text/javascript"), u
+    assert client.get(next(u for u in urls if u.endswith("openapi.json"))).status_code == 200
+
+
+def test_docs_admit_only_their_own_script(client: Any) -> None:
+    """The page shares the console's origin (where the access token is): a CSP that allows its one inline script
+    by hash and scripts from this server, nothing else."""
+    import base64
+    import hashlib
+
+    r = client.get("/docs")
+    csp = r.headers["content-security-policy"]
+    inline = re.findall(r"<script>(.*?)</script>", r.text, re.S)
+    assert len(inline) == 1
+    digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
+    assert f"script-src 'self' 'sha256-{digest}'" in csp and "unsafe-inline'; img" not in csp.split("script-src")[1][:80]
+    assert "frame-ancestors 'none'" in csp and r.headers["x-content-type-options"] == "nosniff"

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from reelforge import __version__
 from reelforge.api import problems
 from reelforge.api.middleware import GuardMiddleware, SegmentRouter
-from reelforge.api.routes import admin, auth, console, jobs, misc, storage, system
+from reelforge.api.routes import admin, auth, console, docs, jobs, misc, storage, system
 from reelforge.config import Settings
 
 
@@ -20,7 +20,8 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
     app = FastAPI(
         title="reelforge", version=__version__,
         description="Generative-AI media platform: jobs and pipelines, storage, credits, events.",
-        openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
+        # /docs is ours (routes/docs.py): Swagger UI from this server, not FastAPI's page that loads it from a CDN.
+        openapi_url="/openapi.json", docs_url=None, redoc_url=None,
     )
     app.state.container = c
     problems.install(app)
@@ -31,6 +32,8 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
     for r in routers:
         app.include_router(SegmentRouter("/v1", r), prefix="/v1")
     app.include_router(system.router)
+    app.include_router(docs.router)
+    app.mount(docs.STATIC_URL, docs.static_app(), name="docs-static")
     app.mount("/static", console.static_app(c.apps), name="static")
 
     app.include_router(console.router)  # the web console's HTML pages (not in the OpenAPI document)
