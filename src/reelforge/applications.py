@@ -23,6 +23,7 @@ log = logging.getLogger("reelforge.apps")
 
 GROUP = "reelforge.apps"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_LOCAL = re.compile(r"^/(?![/\\])[^\s\\]*$")  # a link to a page of this site, never to another origin
 
 # The core's own settings sections and attributes: an application may not take one of these names.
 RESERVED = frozenset({
@@ -42,6 +43,16 @@ class NavItem:
     icon: str
     section: str
     admin: bool = False
+
+
+@dataclass(frozen=True)
+class Action:
+    """A quick action: a button on the dashboard's welcome card (the first one is the primary button, and the
+    empty job lists point to it)."""
+
+    href: str
+    label: str
+    icon: str = "sparkles"
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,15 @@ class AppManifest:
     routers: Callable[[], Iterable[Any]] = _none
     console: Callable[[], Iterable[Any]] = _none
     nav: tuple[NavItem, ...] = ()
+    # The dashboard: quick actions (buttons on its welcome card), cards (template names, each included once in
+    # the dashboard's side column) and the static scripts the cards need (loaded once each on the dashboard;
+    # a card's script adds its function to `RF.cards`, which the dashboard runs once the session is known).
+    actions: tuple[Action, ...] = ()
+    dashboard: tuple[str, ...] = ()
+    dashboard_scripts: tuple[str, ...] = ()
+    # Per job kind, the console page that fills its form from `?reuse=<job id>`: the job page's "Reuse
+    # settings" link.
+    reuse: Mapping[str, str] = field(default_factory=dict)
     # Folders of console templates and static files (file names must not collide with other apps').
     templates: Path | None = None
     static: Path | None = None
@@ -119,6 +139,11 @@ def _validate(apps: list[AppManifest]) -> list[AppManifest]:
         if app.name in seen:
             raise AppError(f"two installed applications are named {app.name!r}")
         seen.add(app.name)
+        links = [a.href for a in app.actions] + list(app.reuse.values())
+        bad = [href for href in links if not _LOCAL.match(href)]
+        bad += [href for href in app.reuse.values() if "?" in href or "#" in href]  # the console adds ?reuse=
+        if bad:
+            raise AppError(f"application {app.name!r}: console links must be paths on this site, got {bad[0]!r}")
     return apps
 
 

@@ -113,6 +113,15 @@ class MetricsSettings(BaseModel):
     db_lag_s: float = 2.0
     # Rows read per table and scrape; a large backlog (first scrape of an old database) catches up over scrapes.
     max_rows_per_scrape: int = 50_000
+    # `/metrics` answers an admin's bearer token, or this one (`Authorization: Bearer <scrape_token>`) for a
+    # Prometheus scraper that holds no account; empty: admins only. At least 24 characters.
+    scrape_token: str = Field(default="", repr=False)
+
+    @model_validator(mode="after")
+    def _long_enough(self) -> MetricsSettings:
+        if self.scrape_token and len(self.scrape_token) < 24:
+            raise ValueError("metrics.scrape_token must be at least 24 characters (or empty: admins only)")
+        return self
 
 
 class AlarmRule(BaseModel):

@@ -81,3 +81,44 @@ def test_job_page_checks_the_id(web: Any) -> None:
 def test_favicon(web: Any) -> None:
     r = web.get("/favicon.ico")
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_applications_fill_the_dashboard_and_the_reuse_links(web: Any) -> None:
+    """The dashboard's quick actions, cards and card scripts, and the job page's reuse targets, come from the
+    installed applications' manifests: the core's templates name none of them."""
+    body = web.get("/").text
+    hero = body.split('id="quick-actions"', 1)[1].split("</div>", 1)[0]
+    assert re.search(r'class="btn btn-primary" href="/generate">.*Generate an image</a>', hero)
+    assert 'href="/upscale"' in hero and 'href="/uploads"' in hero
+    cards = body.split('id="dashboard-cards"', 1)[1]
+    assert 'id="latest-images"' in cards and 'id="tpl-image-card"' in cards
+    scripts = re.findall(r'<script src="/static/([^"?]+)\?v=', body)
+    assert scripts.count("imagegen.js") == 1 and scripts.index("imagegen.js") > scripts.index("pages.js")
+    # The empty job lists point to the first quick action.
+    assert '<a href="/generate">Generate an image</a> to start one.' in body
+    job = web.get("/jobs/abc").text
+    assert """data-reuse-pages='{"image.generate": "/generate"}'""" in job
+
+
+def test_core_templates_and_scripts_name_no_application() -> None:
+    from reelforge.api.routes.console import STATIC, TEMPLATES
+
+    pattern = re.compile(r"mobs|upscale|image_generate|image\.generate|imagegen|/generate|latest-images", re.I)
+    for f in [*TEMPLATES.iterdir(), *STATIC.iterdir()]:
+        if f.suffix in (".html", ".js", ".css") and f.name != "htmx.min.js":
+            assert not pattern.search(f.read_text()), f.name
+
+
+def test_without_applications_the_dashboard_has_no_cards(tmp_path: Path) -> None:
+    from reelforge.api.routes.console import dashboard_parts
+    from reelforge.applications import Action, AppManifest
+
+    assert dashboard_parts([]) == {"quick_actions": [], "dashboard_cards": [], "dashboard_scripts": [],
+                                   "reuse_pages": {}}
+    a = AppManifest(name="a", title="A", actions=(Action("/a", "Do a"),), dashboard=("a1.html", "a2.html"),
+                    dashboard_scripts=("shared.js",), reuse={"a.run": "/a"})
+    b = AppManifest(name="b", title="B", dashboard=("b.html",), dashboard_scripts=("shared.js", "b.js"))
+    parts = dashboard_parts([a, b])
+    assert parts["dashboard_cards"] == ["a1.html", "a2.html", "b.html"]
+    assert parts["dashboard_scripts"] == ["shared.js", "b.js"]  # each script once
+    assert [x.href for x in parts["quick_actions"]] == ["/a"] and parts["reuse_pages"] == {"a.run": "/a"}

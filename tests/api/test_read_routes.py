@@ -108,7 +108,7 @@ def test_revoked_key_and_disabled_account_are_refused_at_once(client: Any, alice
     assert_problem(alice.get(f"/v1/jobs/{job['id']}"), 401, "invalid_token")
 
 
-def test_reads_are_counted_and_logged_under_the_route_template(client: Any, alice: UserHandle,
+def test_reads_are_counted_and_logged_under_the_route_template(client: Any, alice: UserHandle, admin: UserHandle,
                                                                caplog: pytest.LogCaptureFixture) -> None:
     job = alice.post("/v1/jobs", json=NOOP).json()
     assert alice.get(f"/v1/jobs/{job['id']}").status_code == 200
@@ -117,7 +117,7 @@ def test_reads_are_counted_and_logged_under_the_route_template(client: Any, alic
     assert r.status_code == 200 and r.headers["x-request-id"] == "read-1"
     lines = [rec for rec in caplog.records if rec.name == "reelforge.access" and job["id"] in rec.getMessage()]
     assert lines and lines[-1].__dict__.get("account_id") == alice.id and lines[-1].__dict__["status"] == 200
-    metrics = client.get("/metrics").text
+    metrics = admin.get("/metrics").text
     series = [line for line in metrics.splitlines()
               if line.startswith("reelforge_http_requests_total{") and 'route="/v1/jobs/{job_id}"' in line
               and 'method="GET"' in line and 'status="200"' in line]

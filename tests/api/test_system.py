@@ -39,9 +39,9 @@ def test_readyz_not_ready_when_storage_fails(client: Any, container: Any, monkey
     assert body["checks"] == {"database": "ok", "storage": "error: OSError"}
 
 
-def test_metrics_prometheus_text(client: Any, alice: UserHandle) -> None:
+def test_metrics_prometheus_text(client: Any, alice: UserHandle, admin: UserHandle) -> None:
     alice.get("/v1/auth/me")
-    r = client.get("/metrics")
+    r = admin.get("/metrics")  # admins only (or the scrape token): tests/security/test_disclosure.py
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     text = r.text
@@ -52,14 +52,14 @@ def test_metrics_prometheus_text(client: Any, alice: UserHandle) -> None:
     assert "reelforge_queue_depth" in text
 
 
-def test_metrics_labels_stay_bounded(client: Any, alice: UserHandle, settings: Any) -> None:
+def test_metrics_labels_stay_bounded(client: Any, alice: UserHandle, admin: UserHandle, settings: Any) -> None:
     """Raw paths never become labels: whatever a client sends, the series count stays fixed."""
     for i in range(3):
         client.get(f"/no/such/path/{i}")  # 404
         alice.put(f"/v1/jobs/random-{i}")  # 405
         client.post(f"/v1/whatever-{i}", content=b"x" * (settings.max_body_bytes + 1))  # 413 before routing
         client.get(f"/v1/jobs/nul-{i}%00")  # 400 before routing
-    text = client.get("/metrics").text
+    text = admin.get("/metrics").text
     assert "/no/such/path" not in text and "random-" not in text and "whatever-" not in text and "nul-" not in text
     assert 'route="unmatched"' in text
     assert 'route="/v1/jobs/{job_id}"' in text or 'status="405"' in text

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -175,11 +176,17 @@ def page(context: Any) -> Iterator[Any]:
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+SESSION_COOKIE = "reelforge_session"
+
+
 def sign_in(page: Any, live: Live, tokens: dict[str, Any], path: str = "/") -> None:
-    """Put an API token pair where the console keeps it (as the sign-in page does), then open `path`."""
+    """Put an API token pair where the console keeps it, as the sign-in page does (the access token in
+    localStorage, the refresh token in the session's HttpOnly cookie), then open `path`."""
     page.goto(live.url + "/signin")
-    value = json.dumps({"access": tokens["access_token"], "refresh": tokens["refresh_token"],
-                        "exp": int(time.time() * 1000) + tokens["expires_in"] * 1000})
+    page.context.add_cookies([{"name": SESSION_COOKIE, "value": tokens["refresh_token"],
+                               "domain": urlsplit(live.url).hostname, "path": "/v1/auth/session",
+                               "httpOnly": True, "sameSite": "Strict"}])
+    value = json.dumps({"access": tokens["access_token"], "exp": int(time.time() * 1000) + tokens["expires_in"] * 1000})
     page.evaluate("(v) => localStorage.setItem('reelforge.auth', v)", value)
     page.goto(live.url + path)
 

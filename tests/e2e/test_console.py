@@ -124,6 +124,12 @@ def test_generate_image_with_live_progress(page: Any, live: Live, ada: dict[str,
     expect(page.locator(".tl-item", has_text="ExecutionSucceeded")).to_be_visible()
     expect(page.locator("#job-retry")).to_have_count(0)
     shot(page, "job")
+    # "Reuse settings" goes to the page its application names for the job's kind, which fills its form.
+    expect(page.locator("#job-reuse")).to_have_attribute("href", f"/generate?reuse={job_id}")
+    page.click("#job-reuse")
+    expect(page.locator("#prompt")).to_have_value("a lighthouse at dusk, oil painting")
+    page.go_back()
+    expect(page.locator("#job-status")).to_have_text("succeeded")
 
     # The jobs list: live, filterable by status and kind, filters kept in the address bar.
     page.click("nav >> text=Jobs")
@@ -140,6 +146,7 @@ def test_generate_image_with_live_progress(page: Any, live: Live, ada: dict[str,
     page.click("nav >> text=Dashboard")
     expect(page.locator("#recent-jobs a", has_text=job_id[:8])).to_be_visible()
     expect(page.locator("#latest-images img").first).to_be_visible()
+    expect(page.locator("#quick-actions a.btn-primary")).to_have_attribute("href", "/generate")
     expect(page.locator("[data-stat=succeeded]")).to_have_text("1")
     shot(page, "dashboard")
 
@@ -383,13 +390,19 @@ def test_dark_theme_and_small_screens(browser: Any, live: Live, ada: dict[str, A
         phone.close()
 
 
+def session_cookie(page: Any) -> dict[str, Any] | None:
+    return next((c for c in page.context.cookies() if c["name"] == "reelforge_session"), None)
+
+
 def test_expired_or_refused_tokens_are_refreshed(page: Any, live: Live) -> None:
     tokens = live.user("sleepy@example.com")
-    # An access token past its expiry: the console refreshes it before the first request.
+    # An access token past its expiry: the console refreshes it (through the session cookie) before the first request.
     sign_in(page, live, {**tokens, "expires_in": -60}, "/credits")
     expect(page.locator("#credit-balance")).to_have_text("100")
     stored = page.evaluate("() => JSON.parse(localStorage.getItem('reelforge.auth'))")
-    assert stored["access"] != tokens["access_token"] and stored["refresh"] != tokens["refresh_token"]
+    assert stored["access"] != tokens["access_token"] and set(stored) == {"access", "exp"}
+    cookie = session_cookie(page)
+    assert cookie and cookie["value"] != tokens["refresh_token"]  # rotated
     # A token the API refuses (401) although it looks fresh: refreshed once, and the request is sent again.
     page.evaluate("() => { const s = JSON.parse(localStorage.getItem('reelforge.auth'));"
                   " s.access = 'not-a-token'; localStorage.setItem('reelforge.auth', JSON.stringify(s)); }")
@@ -397,10 +410,35 @@ def test_expired_or_refused_tokens_are_refreshed(page: Any, live: Live) -> None:
     expect(page.locator("#jobs")).to_contain_text("No jobs match")
     assert page.evaluate("() => JSON.parse(localStorage.getItem('reelforge.auth')).access") != "not-a-token"
     # A refresh token that no longer works signs the browser out.
-    page.evaluate("() => localStorage.setItem('reelforge.auth', JSON.stringify("
-                  "{access: 'x', refresh: 'rft_revoked', exp: Date.now() - 1000}))")
+    page.context.clear_cookies()
+    page.evaluate("() => localStorage.setItem('reelforge.auth', JSON.stringify({access: 'x', exp: Date.now() - 1000}))")
     page.goto(live.url + "/api-keys")
     expect(page).to_have_url(re.compile(r"/signin\?next=%2Fapi-keys$"))
+
+
+def test_the_refresh_token_never_reaches_a_script(page: Any, live: Live) -> None:
+    """Signing in keeps the refresh token in an HttpOnly, SameSite=Strict cookie sent only to the session
+    routes: no script on the page (an injected one included) can read it; signing out revokes it."""
+    tokens = live.user("cookie@example.com")
+    page.goto(live.url + "/signin")
+    page.fill("#email", "cookie@example.com")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(live.url + "/")
+    expect(page.locator("[data-me=email]")).to_have_text("cookie@example.com")
+    cookie = session_cookie(page)
+    assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/v1/auth/session"
+    assert "reelforge_session" not in page.evaluate("() => document.cookie")
+    stored = page.evaluate("() => JSON.stringify(Object.assign({}, localStorage, sessionStorage))")
+    assert cookie["value"] not in stored and "rft_" not in stored
+    page.click("[data-user-toggle]")
+    page.click("text=Sign out")
+    expect(page).to_have_url(live.url + "/signin")
+    assert session_cookie(page) is None
+    with live.client() as c:  # the cookie's refresh token was revoked, not only forgotten
+        r = c.post("/v1/auth/refresh", json={"refresh_token": cookie["value"]})
+        assert r.status_code == 401, r.text
+    assert tokens["refresh_token"] != cookie["value"]
 
 
 def test_api_text_is_shown_as_text(page: Any, live: Live) -> None:
@@ -416,3 +454,15 @@ def test_api_text_is_shown_as_text(page: Any, live: Live) -> None:
     expect(page.locator("#recent-images .prompt").first).to_have_text(prompt)
     assert page.locator("img[src=x]").count() == 0
     assert page.evaluate("() => document.body.dataset.owned") is None
+
+
+def test_api_reference_renders_from_this_server_only(page: Any, live: Live) -> None:
+    """/docs: Swagger UI draws every operation with its own files and its CSP, asking no other host."""
+    hosts: set[str] = set()
+    violations: list[str] = []
+    page.on("request", lambda r: hosts.add(urlparse(r.url).netloc))
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(live.url + "/docs")
+    expect(page.locator("#swagger-ui .opblock-summary-path", has_text="/v1/jobs").first).to_be_visible()
+    assert hosts == {urlparse(live.url).netloc}, hosts
+    assert not violations, violations

@@ -106,3 +106,17 @@ def test_run_on_port_zero_signs_urls_for_the_port_it_got(tmp_path: Path) -> None
         wait_healthy(url, proc)
         signed = upload_through(url, tmp_path)
     assert signed.startswith(f"{url}/v1/storage/objects/"), signed
+
+
+def test_a_server_without_a_terminal_logs_where_the_admin_password_is(tmp_path: Path) -> None:
+    """Its output goes to a pipe (a log collector): the generated password is only in the owner-only file."""
+    url = closed_port_url()
+    with server(tmp_path, "api", "--port", url.rsplit(":", 1)[1]) as proc:
+        wait_healthy(url, proc)
+        proc.terminate()
+        output, _ = proc.communicate(timeout=15)
+    path = tmp_path / "var" / "admin-password"
+    password = path.read_text().strip()
+    assert path.stat().st_mode & 0o777 == 0o600 and len(password) >= 20
+    assert password not in output
+    assert str(path) in output, output

@@ -3,7 +3,8 @@
 An application that lives outside reelforge's tree (tests/fixtures/example_app/rf_greeter) is installed the way
 pip installs a distribution: a `.dist-info` folder whose entry_points.txt names its manifest in the
 `reelforge.apps` group. A fresh process then gets its settings section, table, service, pipeline, route, console
-page, static file, navigation entry, tick, event type and CLI command, with no change to reelforge.
+page, static file, navigation entry, dashboard card and quick action, tick, event type and CLI command, with no
+change to reelforge.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def test_an_installed_package_adds_an_application(tmp_path: Path) -> None:
     assert "greeter.tick" in r["ticks"]
     assert r["hello"] == [200, "ahoy"] and r["hello_anonymous"] == 401 and r["openapi"] is True
     assert r["page"] == [200, True, True, True] and r["nav_everywhere"] is True and r["script"] == 200
+    assert r["dashboard"] == [True, True, True, 200] and r["reuse"] is True  # dashboard card, quick action
     assert r["pipeline_listed"] is True
     assert r["bad_input"][0] == 422
     assert r["event_type"][0] == 201, r["event_type"]
@@ -76,3 +78,21 @@ def test_two_applications_may_not_share_a_name() -> None:
 
     with pytest.raises(AppError, match="two installed"):
         _validate([AppManifest(name="same", title="a"), AppManifest(name="same", title="b")])
+
+
+@pytest.mark.parametrize("href", ["https://evil.example/x", "//evil.example/x", "generate", "/\\evil.example"])
+def test_console_links_must_stay_on_the_site(href: str) -> None:
+    from reelforge.applications import Action, AppError, AppManifest, _validate
+
+    with pytest.raises(AppError, match="paths on this site"):
+        _validate([AppManifest(name="app", title="a", actions=(Action(href, "Go"),))])
+    with pytest.raises(AppError, match="paths on this site"):
+        _validate([AppManifest(name="app", title="a", reuse={"app.run": href})])
+
+
+def test_a_reuse_page_takes_no_query_of_its_own() -> None:
+    from reelforge.applications import AppError, AppManifest, _validate
+
+    with pytest.raises(AppError):
+        _validate([AppManifest(name="app", title="a", reuse={"app.run": "/page?mode=x"})])
+    assert _validate([AppManifest(name="app", title="a", reuse={"app.run": "/page"})])

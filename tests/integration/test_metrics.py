@@ -20,12 +20,14 @@ NOOP = {"kind": "system.noop", "input": {"echo": 1}}
 IMAGE = {"kind": "image.generate", "input": {"prompt": "two dots", "width": 64, "height": 64, "steps": 2,
                                              "seed": 3, "num_images": 2, "model": "tiny-sd"}}
 FAIL = {"kind": "test.fail", "input": {}}
+SCRAPE_TOKEN = "prometheus-scrape-token-0123456789"  # as Prometheus scrapes: a bearer token, no account
 
 
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str) -> Any:
     return make_settings(tmp_path, db_url, extra_pipelines=["tests.integration.obs_pipelines"],
-                         metrics={"db_lag_s": 0}, webhooks={"allow_private_targets": True, "retry_base_s": 0.05})
+                         metrics={"db_lag_s": 0, "scrape_token": SCRAPE_TOKEN},
+                         webhooks={"allow_private_targets": True, "retry_base_s": 0.05})
 
 
 @pytest.fixture
@@ -59,7 +61,7 @@ def run_job(user: UserHandle, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def scrape(client: Any) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    r = client.get("/metrics")
+    r = client.get("/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"})
     assert r.status_code == 200
     out = {}
     for family in text_string_to_metric_families(r.text):

@@ -18,7 +18,10 @@ from tests.fixtures.hashing import fast_password_hashing  # noqa: F401
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 
 PROBLEM = "application/problem+json"
-PUBLIC = {("POST", "/v1/auth/register"), ("POST", "/v1/auth/token"), ("POST", "/v1/auth/refresh")}
+PUBLIC = {("POST", "/v1/auth/register"), ("POST", "/v1/auth/token"), ("POST", "/v1/auth/refresh"),
+          # the console's sign-in, refresh and sign-out: credentials are the body or the session cookie
+          # (tests/security/test_session_cookie.py)
+          ("POST", "/v1/auth/session"), ("POST", "/v1/auth/session/refresh"), ("DELETE", "/v1/auth/session")}
 
 
 def b64(data: bytes) -> str:

@@ -12,7 +12,7 @@ from reelforge import __version__
 from reelforge.api import deps, problems
 from reelforge.api.middleware import GuardMiddleware
 from reelforge.api.openapi import document
-from reelforge.api.routes import admin, auth, console, jobs, misc, storage, system
+from reelforge.api.routes import admin, auth, console, docs, jobs, misc, storage, system
 from reelforge.api.routing import ApiIndex, openapi_routes
 from reelforge.config import Settings
 
@@ -31,7 +31,8 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
     app = FastAPI(
         title="reelforge", version=__version__,
         description="Generative-AI media platform: jobs and pipelines, storage, credits, events.",
-        openapi_url="/openapi.json", docs_url="/docs", redoc_url=None, **_NO_NATIVE_TELEMETRY,
+        # /docs is ours (routes/docs.py): Swagger UI from this server, not FastAPI's page that loads it from a CDN.
+        openapi_url="/openapi.json", docs_url=None, redoc_url=None, **_NO_NATIVE_TELEMETRY,
     )
     app.state.container = c
     problems.install(app)
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.include_router(system.router)
+    app.include_router(docs.router)
+    app.mount(docs.STATIC_URL, docs.static_app(), name="docs-static")
     app.mount("/static", console.static_app(c.apps), name="static")
 
     app.include_router(console.router)  # the web console's HTML pages (not in the OpenAPI document)

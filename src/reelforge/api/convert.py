@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
+from pathlib import PurePath
 from typing import Any
 
 from pydantic_core import to_json
@@ -12,7 +14,7 @@ from starlette.responses import Response
 from reelforge.api.schemas.auth import ApiKeyPublic, UserPublic
 from reelforge.api.schemas.common import iso
 from reelforge.api.schemas.jobs import JobEventPublic, JobPublic
-from reelforge.api.schemas.misc import CreditEntryPublic, DeliveryPublic, WebhookPublic
+from reelforge.api.schemas.misc import CreditEntryPublic, DeliveryPublic, ModelPublic, WebhookPublic
 from reelforge.api.schemas.storage import AssetPublic, SignedRequestPublic, UploadPart, UploadPublic
 
 
@@ -101,6 +103,37 @@ def delivery(d: Any) -> DeliveryPublic:
     return DeliveryPublic(id=d.id, event_id=d.event_id, webhook_id=d.webhook_id, target=d.target, url=d.url,
                           status=d.status, attempts=d.attempts, last_status_code=d.last_status_code,
                           last_error=d.last_error, created_at=iso(d.created_at), delivered_at=iso(d.delivered_at))
+
+
+# An absolute file-system path inside a string: /srv/x, ~/x, C:\x. Not a URL (https://h/p), not a ratio
+# ("GFLOP/s", "a / b"), not a relative name ("org/model").
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])(?:~?/|[A-Za-z]:[\\/])[^\s'\"`,;()<>]+")
+HIDDEN_PATH = "<local path>"
+
+
+def _is_path(value: Any) -> bool:
+    return isinstance(value, PurePath) or (isinstance(value, str) and bool(_ABSOLUTE_PATH.fullmatch(value.strip())))
+
+
+def hide_paths(value: Any) -> Any:
+    """`value` without the server's file-system paths: a value that is a path is dropped (from a mapping or a
+    list), a path inside a text becomes "<local path>"."""
+    if isinstance(value, Mapping):
+        return {k: hide_paths(v) for k, v in value.items() if not _is_path(v)}
+    if isinstance(value, (list, tuple)):
+        return [hide_paths(v) for v in value if not _is_path(v)]
+    if isinstance(value, str):
+        return _ABSOLUTE_PATH.sub(HIDDEN_PATH, value)
+    return value
+
+
+def model(m: Any, *, admin: bool) -> ModelPublic:
+    """A model's listing entry; where its weights live on the server is for admins only."""
+    if admin:
+        return ModelPublic.model_validate(m, from_attributes=True)
+    return ModelPublic(name=m.name, task=m.task, description=hide_paths(m.description), available=m.available,
+                       reason=hide_paths(m.reason), test_model=m.test_model,
+                       source=None if _is_path(m.source) else hide_paths(m.source), details=hide_paths(m.details))
 
 
 # --- pre-serialized answers ------------------------------------------------------------------------------------

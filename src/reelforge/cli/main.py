@@ -4,12 +4,14 @@ talk to a running server (login, submit, jobs, upload, download, ...: see `reelf
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -47,19 +49,32 @@ def _die(message: str, code: int = EXIT_FAILED) -> None:
 
 
 def _bootstrap(c: Any) -> None:
-    """Migrate and create the admin account on first start (password printed once, saved mode 600)."""
+    """Migrate and create the admin account on first start. Its generated password is saved to an owner-only
+    file in the data dir, and shown only on a terminal: a server's stdout usually goes to a log collector,
+    where anyone who reads the logs would find it."""
     c.migrate()
     email = c.settings.auth.admin_email
     password = c.auth.ensure_admin(email)
-    if password:
-        path = c.settings.data_dir / "admin-password"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(password + "\n")
-        os.chmod(path, 0o600)
+    if not password:
+        return
+    path = c.settings.data_dir / "admin-password"
+    _save_secret(path, password + "\n")
+    if sys.stdout.isatty():
         typer.secho(f"Created admin account {email} with password: {password}", fg=typer.colors.GREEN, bold=True)
         typer.echo(f"(saved to {path}, readable only by you; this is shown once)")
+    else:
+        logging.getLogger("reelforge.cli").warning(
+            "Created admin account %s; its password is in %s (readable only by this user)", email, path)
+
+
+def _save_secret(path: Path, text: str) -> None:
+    """Write `text` to a new file that only its owner can read (mode 600, never through a symlink)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        fh.write(text)
 
 
 def _listen(host: str | None, port: int | None) -> tuple[Settings, socket.socket]:

@@ -383,7 +383,7 @@ def whoami(url: UrlOpt = None, as_json: JsonOpt = False) -> None:
         typer.echo(f"{me.email} ({me.role}) on {c.base_url}: {me.credits} credits")
 
 
-def submit(kind: Annotated[str, typer.Argument(help="Job kind, e.g. image.generate")],
+def submit(kind: Annotated[str, typer.Argument(help="Job kind, e.g. system.noop")],
            input_file: Annotated[str | None, typer.Option("--input", "-i", help="JSON file with the input ('-' reads "
                                                                                "stdin)")] = None,
            sets: Annotated[list[str] | None, typer.Option("--set", "-s", help="key=value (repeatable; JSON values "

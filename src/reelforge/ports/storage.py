@@ -83,7 +83,12 @@ class ObjectStore(Protocol):
         """Keys under a prefix."""
         ...
 
-    def presign_get(self, key: str, expires_s: int, filename: str | None = None) -> SignedRequest: ...
+    def presign_get(self, key: str, expires_s: int, filename: str | None = None,
+                    content_type: str | None = None) -> SignedRequest:
+        """A GET URL that expires. With ``filename`` it downloads under that name; an object whose
+        ``content_type`` (its stored type) is not inert media (HTML, SVG, XML, scripts, PDF, unknown...) is
+        always served as an attachment, never displayed as a page."""
+        ...
 
     def presign_put(self, key: str, content_type: str, max_size: int, expires_s: int) -> SignedRequest: ...
 

@@ -192,7 +192,8 @@ class AssetService:
         return owned(row, principal, "Asset")
 
     def download_url(self, asset: Asset) -> SignedRequest:
-        return self.objects.presign_get(asset.key, self.settings.storage.download_expiry_s, filename=asset.filename)
+        return self.objects.presign_get(asset.key, self.settings.storage.download_expiry_s, filename=asset.filename,
+                                        content_type=asset.content_type)
 
     def list(self, principal: Principal, *, limit: int = 50, before: float | None = None,
              job_id: str | None = None) -> list[Asset]:

@@ -109,6 +109,11 @@ class AuthService:
             raise errors.Unauthorized("Invalid or expired refresh token", code="invalid_refresh_token")
         return self._issue(user)
 
+    def revoke_refresh(self, refresh_token: str) -> None:
+        """Sign out: the refresh token stops working (an unknown or spent one is ignored)."""
+        with self.store.tx() as tx:
+            tx.accounts.take_refresh(crypto.sha256_hex(refresh_token))
+
     # --- authentication ---------------------------------------------------------------------
     def authenticate(self, bearer: str) -> Principal:
         """Resolve `Authorization: Bearer ...` (a JWT or an `rf_` API key) to a principal."""

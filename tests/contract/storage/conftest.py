@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from reelforge.adapters.storage import LocalObjectStore
-from reelforge.adapters.storage.common import content_disposition
+from reelforge.adapters.storage.common import object_headers
 from reelforge.adapters.storage.s3 import S3ObjectStore
 from reelforge.errors import ReelforgeError
 from reelforge.ports.storage import ObjectStore, SignedRequest
@@ -135,9 +135,8 @@ def _local_route(store: LocalObjectStore, method: str, url: str, body: bytes,
         info = store.head(key)
         with store.open(key) as f:
             data = f.read()
-        out = {"Content-Type": info.content_type if info else "application/octet-stream"}
-        if "filename" in verified:
-            out["Content-Disposition"] = content_disposition(verified["filename"])
+        content_type = info.content_type if info else "application/octet-stream"
+        out = {"Content-Type": content_type, **object_headers(content_type, verified.get("filename"))}
         return httpx.Response(200, content=data, headers=out)
     except ReelforgeError as exc:
         return httpx.Response(exc.status, json=exc.to_dict())

@@ -367,6 +367,21 @@ def test_presigned_get(store: ObjectStore, send: Send) -> None:
     assert disposition.startswith("attachment;") and 'filename="my film (1).vtt"' in disposition
 
 
+def test_presigned_get_never_serves_active_content_inline(store: ObjectStore, send: Send) -> None:
+    """HTML, SVG and other active types download as attachments whoever opens the URL; inert media stays inline."""
+    for key, content_type in [("down/page.html", "text/html"), ("down/logo.svg", "image/svg+xml"),
+                              ("down/blob", "application/octet-stream")]:
+        store.put_bytes(key, b"<script>alert(1)</script>", content_type=content_type)
+        response = send(store, store.presign_get(key, 300, content_type=content_type))
+        assert response.status_code == 200, response.text
+        assert response.headers["content-disposition"].startswith("attachment"), (content_type, response.headers)
+    store.put_bytes("down/frame.png", b"\x89PNG\r\n\x1a\n", content_type="image/png")
+    response = send(store, store.presign_get("down/frame.png", 300, content_type="image/png"))
+    assert response.status_code == 200 and "content-disposition" not in response.headers
+    response = send(store, store.presign_get("down/frame.png", 300, filename="f.png", content_type="image/png"))
+    assert response.headers["content-disposition"].startswith('attachment; filename="f.png"')
+
+
 def test_presigned_urls_expire(store: ObjectStore, send: Send) -> None:
     store.put_bytes("exp/obj", b"data")
     get = store.presign_get("exp/obj", 1)

@@ -95,6 +95,45 @@ def normalize_etag(etag: str) -> str:
     return etag.strip().strip('"').lower()
 
 
+# Media types a browser only ever displays (never runs) when a signed URL is opened as a page: these may be
+# served inline, so the console can show images and play media. Everything else (HTML, SVG, XML, JavaScript,
+# PDF, JSON, unknown types) is served as an attachment. See docs/decisions.md, "Stored objects are served
+# inert".
+INERT_TYPES = frozenset({
+    "image/png", "image/jpeg", "image/webp", "image/gif", "image/avif",
+    "video/mp4", "video/webm", "video/ogg", "video/quicktime",
+    "audio/mpeg", "audio/mp4", "audio/aac", "audio/ogg", "audio/webm", "audio/wav", "audio/x-wav", "audio/wave",
+    "audio/flac", "audio/x-flac", "audio/opus",
+    "text/plain", "text/vtt",
+})
+# On every object served: no script, no plugins, no requests, a unique origin; and no guessing of the type.
+OBJECT_CSP = "sandbox; default-src 'none'"
+
+
+def is_inert(content_type: str | None) -> bool:
+    """Whether a stored object of this media type may be displayed inline (see INERT_TYPES)."""
+    if not content_type:
+        return False
+    return content_type.split(";", 1)[0].strip().lower() in INERT_TYPES
+
+
+def object_disposition(content_type: str | None, filename: str | None) -> str | None:
+    """The Content-Disposition of a stored object: an attachment when it has a name (the URL is a download) or
+    is not inert media; None (inline) for unnamed inert media."""
+    if filename:
+        return content_disposition(filename)
+    return None if is_inert(content_type) else "attachment"
+
+
+def object_headers(content_type: str | None, filename: str | None) -> dict[str, str]:
+    """The headers that keep a served object from running on the serving origin (the API's, the console's)."""
+    headers = {"Content-Security-Policy": OBJECT_CSP, "X-Content-Type-Options": "nosniff"}
+    disposition = object_disposition(content_type, filename)
+    if disposition:
+        headers["Content-Disposition"] = disposition
+    return headers
+
+
 def content_disposition(filename: str) -> str:
     """``attachment`` with an ASCII fallback name and the exact name in RFC 5987 form."""
     cleaned = "".join(ch for ch in filename if ch.isprintable() and ch not in "\r\n")

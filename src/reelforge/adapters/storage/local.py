@@ -508,8 +508,12 @@ class LocalObjectStore:
         """See the module-level ``check_put_headers``."""
         check_put_headers(params, content_type_header, content_length)
 
-    def presign_get(self, key: str, expires_s: int, filename: str | None = None) -> SignedRequest:
-        """A URL on the API that serves the object until it expires (as an attachment with ``filename``)."""
+    def presign_get(self, key: str, expires_s: int, filename: str | None = None,
+                    content_type: str | None = None) -> SignedRequest:
+        """A URL on the API that serves the object until it expires (as an attachment with ``filename``).
+
+        The API's route decides inline or attachment from the stored type when it serves (``object_headers``),
+        so ``content_type`` is not needed in the URL."""
         params = {"op": "get"}
         if filename:
             params["filename"] = filename

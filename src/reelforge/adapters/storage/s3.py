@@ -29,9 +29,9 @@ from reelforge.adapters.storage.common import (
     CHUNK_SIZE,
     check_expiry,
     check_part_number,
-    content_disposition,
     iter_chunks,
     normalize_etag,
+    object_disposition,
     validate_content_type,
     validate_metadata,
     verifying_stream,
@@ -397,11 +397,16 @@ class S3ObjectStore:
             _raise_mapped(exc, params.get("Key"))
         return str(url), expires_at
 
-    def presign_get(self, key: str, expires_s: int, filename: str | None = None) -> SignedRequest:
-        """A presigned GetObject URL; with ``filename`` S3 answers it as an attachment of that name."""
+    def presign_get(self, key: str, expires_s: int, filename: str | None = None,
+                    content_type: str | None = None) -> SignedRequest:
+        """A presigned GetObject URL; with ``filename`` S3 answers it as an attachment of that name, and an
+        object that is not inert media (``content_type``; unknown counts as not) always as an attachment.
+        S3 cannot add the CSP and ``nosniff`` headers the API's own route sends: keep the bucket on an origin
+        of its own (its default), never behind the console's."""
         params: dict[str, Any] = {"Key": validate_key(key)}
-        if filename:
-            params["ResponseContentDisposition"] = content_disposition(filename)
+        disposition = object_disposition(content_type, filename)
+        if disposition:
+            params["ResponseContentDisposition"] = disposition
         url, expires_at = self._presign("get_object", params, expires_s)
         return SignedRequest(url=url, method="GET", expires_at=expires_at)
 

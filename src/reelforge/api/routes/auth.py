@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Cookie, Request, Response
 
 from reelforge import errors
 from reelforge.api import convert
@@ -11,14 +13,21 @@ from reelforge.api.schemas.auth import (
     ApiKeyCreated,
     ApiKeyPublic,
     ApiKeysPublic,
+    SessionPublic,
     TokenCreate,
     TokenPublic,
     TokenRefresh,
     UserCreate,
     UserPublic,
 )
+from reelforge.services.auth import TokenPair
 
 router = APIRouter(tags=["auth"])
+
+# The console's refresh token: HttpOnly (no script reads it), SameSite=Strict (no other site sends it) and sent
+# only to the session routes. See docs/decisions.md, "The console's refresh token is an HttpOnly cookie".
+SESSION_COOKIE = "reelforge_session"
+SESSION_PATH = "/v1/auth/session"
 
 
 @router.post("/auth/register", status_code=201, response_model=UserPublic)
@@ -41,6 +50,42 @@ def refresh(body: TokenRefresh, c: Container) -> TokenPublic:
     """Trade a refresh token for a new pair; the old refresh token stops working."""
     pair = c.auth.refresh(body.refresh_token)
     return TokenPublic(access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in)
+
+
+def _session(request: Request, response: Response, c: Container, pair: TokenPair) -> SessionPublic:
+    secure = request.url.scheme == "https" or c.settings.public_url.startswith("https://")
+    response.set_cookie(SESSION_COOKIE, pair.refresh_token, max_age=c.settings.auth.refresh_ttl_s,
+                        path=SESSION_PATH, httponly=True, samesite="strict", secure=secure)
+    response.headers["Cache-Control"] = "no-store"
+    return SessionPublic(access_token=pair.access_token, expires_in=pair.expires_in)
+
+
+@router.post("/auth/session", response_model=SessionPublic, responses=problems(401))
+def create_session(body: TokenCreate, request: Request, response: Response, c: Container) -> SessionPublic:
+    """Sign in a browser: an access token in the answer, the refresh token in an HttpOnly, SameSite=Strict
+    cookie that only the `/v1/auth/session` routes receive."""
+    return _session(request, response, c, c.auth.login(body.email, body.password))
+
+
+@router.post("/auth/session/refresh", response_model=SessionPublic, responses=problems(401))
+def refresh_session(request: Request, response: Response, c: Container,
+                    session: Annotated[str | None, Cookie(alias=SESSION_COOKIE, max_length=512)] = None
+                    ) -> SessionPublic:
+    """A new access token for the browser session; the cookie's refresh token rotates."""
+    if not session:
+        raise errors.Unauthorized("No session: sign in first", code="invalid_refresh_token")
+    return _session(request, response, c, c.auth.refresh(session))
+
+
+@router.delete("/auth/session", status_code=204)
+def delete_session(c: Container,
+                   session: Annotated[str | None, Cookie(alias=SESSION_COOKIE, max_length=512)] = None) -> Response:
+    """Sign the browser out: its refresh token stops working and the cookie is removed."""
+    if session:
+        c.auth.revoke_refresh(session)
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path=SESSION_PATH, httponly=True, samesite="strict")
+    return response
 
 
 @router.get("/auth/me", response_model=UserPublic)

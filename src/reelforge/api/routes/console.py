@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from reelforge import __version__
-from reelforge.applications import AppManifest, NavItem
+from reelforge.applications import Action, AppManifest, NavItem
 
 CONSOLE = Path(__file__).resolve().parent.parent.parent / "console"
 TEMPLATES = CONSOLE / "templates"
@@ -75,6 +75,16 @@ def navigation(apps: Sequence[AppManifest]) -> tuple[NavItem, ...]:
     return tuple(item for name in order for item in merged[name])
 
 
+def dashboard_parts(apps: Sequence[AppManifest]) -> dict[str, Any]:
+    """What the applications add to the dashboard and the job page, in application order: quick actions,
+    cards (template names), the cards' scripts (each once) and, per job kind, the page that reuses a job."""
+    actions: list[Action] = [a for app in apps for a in app.actions]
+    cards = [t for app in apps for t in app.dashboard]
+    scripts = list(dict.fromkeys(s for app in apps for s in app.dashboard_scripts))
+    reuse = {kind: href for app in apps for kind, href in app.reuse.items()}
+    return {"quick_actions": actions, "dashboard_cards": cards, "dashboard_scripts": scripts, "reuse_pages": reuse}
+
+
 class _Static(StaticFiles):
     """Static files looked up in the core's folder first, then in each application's."""
 
@@ -119,6 +129,7 @@ def _templates(request: Request) -> Jinja2Templates:
         templates.env.globals.update(
             nav=navigation(apps), version=__version__,
             static=lambda name: f"/static/{name}?v={version}",
+            **dashboard_parts(apps),
         )
         state.console_templates = templates
     return templates

@@ -13,7 +13,6 @@ from reelforge.api.schemas.misc import (
     CreditGrant,
     CreditsPublic,
     DeliveriesPublic,
-    ModelPublic,
     ModelsPublic,
     WebhookCreate,
     WebhookCreated,
@@ -51,8 +50,9 @@ def update_user(user_id: str, body: UserUpdate, admin: Admin, c: Container) -> U
 
 @router.get("/models", response_model=ModelsPublic, tags=["models"])
 def models(p: CurrentUser, c: Container, task: Annotated[str | None, Query(max_length=64)] = None) -> ModelsPublic:
-    """Every model adapter by task, whether it can run here, and why not."""
-    return ModelsPublic(data=[ModelPublic.model_validate(m, from_attributes=True) for m in c.models.list(task)])
+    """Every model adapter by task, whether it can run here, and why not. Local paths (where the weights are
+    looked for) are shown to admins only."""
+    return ModelsPublic(data=[convert.model(m, admin=p.is_admin) for m in c.models.list(task)])
 
 
 @router.post("/webhooks", status_code=201, response_model=WebhookCreated, tags=["webhooks"])

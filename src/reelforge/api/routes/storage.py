@@ -10,7 +10,7 @@ from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
 from reelforge import errors
-from reelforge.adapters.storage.common import content_disposition
+from reelforge.adapters.storage.common import object_headers
 from reelforge.api import convert
 from reelforge.api.deps import Container, CurrentUser, container_of
 from reelforge.api.schemas.storage import AssetPublic, AssetsPublic, UploadComplete, UploadCreate, UploadPublic
@@ -110,9 +110,9 @@ def get_object(key: str, request: Request, c: Container) -> StreamingResponse:
         finally:
             fh.close()
 
-    headers = {"Content-Length": str(info.size), "ETag": f'"{info.sha256}"', "Cache-Control": "private, max-age=60"}
-    if params.get("filename"):
-        headers["Content-Disposition"] = content_disposition(params["filename"])
+    # Any user may store any type: served from this origin (the console's), an object must never run as a page.
+    headers = {"Content-Length": str(info.size), "ETag": f'"{info.sha256}"', "Cache-Control": "private, max-age=60",
+               **object_headers(info.content_type, params.get("filename"))}
     return StreamingResponse(chunks(), media_type=info.content_type, headers=headers)
 
 

@@ -26,6 +26,14 @@ class TokenPublic(Public):
     expires_in: int
 
 
+class SessionPublic(Public):
+    """A browser session's access token; its refresh token is in an HttpOnly cookie, out of the page's reach."""
+
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
 class UserPublic(Public):
     id: str
     email: str

@@ -8,7 +8,7 @@ from reelforge.api.schemas.common import Public, Strict
 
 
 class JobCreate(Strict):
-    kind: str = Field(min_length=1, max_length=64, examples=["image.generate"])
+    kind: str = Field(min_length=1, max_length=64, examples=["system.noop"])
     input: dict[str, Any] = Field(default_factory=dict)
     callback_url: str | None = Field(default=None, max_length=2048)
     priority: int = Field(default=0, ge=-100, le=100)

@@ -1,11 +1,12 @@
-"""Image generation: a prompt in, images out (`image.generate`), async or sync, with a console page."""
+"""Image generation: a prompt in, images out (`image.generate`), async or sync, with a console page and a
+dashboard card of the latest images."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from reelforge.applications import AppManifest, NavItem
+from reelforge.applications import Action, AppManifest, NavItem
 
 HERE = Path(__file__).parent
 
@@ -55,7 +56,12 @@ APP = AppManifest(
     submit_checks=_checks,
     console=_console,
     nav=(NavItem("generate", "/generate", "Generate image", "sparkles", "Workspace"),),
+    actions=(Action("/generate", "Generate an image", "sparkles"),),
+    dashboard=("imagegen_dashboard.html",),
+    dashboard_scripts=("imagegen.js",),
+    reuse={"image.generate": "/generate"},
     templates=HERE / "templates",
+    static=HERE / "static",
     cli=_cli,
     demo=_demo,
 )

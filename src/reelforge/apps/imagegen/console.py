@@ -1,4 +1,4 @@
-"""Console page of image generation: the prompt form, live progress and the gallery (static/pages.js)."""
+"""Console page of image generation: the prompt form, live progress and the gallery (static/imagegen.js)."""
 
 from __future__ import annotations
 

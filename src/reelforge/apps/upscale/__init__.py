@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from reelforge.applications import AppManifest, NavItem
+from reelforge.applications import Action, AppManifest, NavItem
 from reelforge.apps.upscale.settings import UpscaleSettings
 
 HERE = Path(__file__).parent
@@ -70,6 +70,7 @@ APP = AppManifest(
     owner_checks=_owner_checks,
     console=_console,
     nav=(NavItem("upscale", "/upscale", "Upscale video", "sparkles", "Workspace"),),
+    actions=(Action("/upscale", "Upscale a video", "sparkles"),),
     templates=HERE / "templates",
     static=HERE / "static",
     cli=_cli,

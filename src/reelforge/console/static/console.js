@@ -16,17 +16,26 @@
   const EARLY_S = 60; // refresh this long before the access token expires
 
   // ---- tokens ---------------------------------------------------------------------------------------------
+  // The access token (short-lived) is kept in localStorage, shared by the tabs; the refresh token never reaches
+  // a script: POST /v1/auth/session puts it in an HttpOnly, SameSite=Strict cookie that only the session routes
+  // receive (see docs/decisions.md, "The console's refresh token is an HttpOnly cookie").
   function withLock(fn) {
-    // One refresh at a time across tabs: refresh tokens rotate, so two tabs refreshing at once would sign out one.
+    // One refresh at a time across tabs: the cookie's refresh token rotates, so two tabs refreshing at once
+    // would sign out one.
     return navigator.locks ? navigator.locks.request("reelforge-refresh", fn) : fn();
   }
 
   const Auth = (RF.auth = {
     load() {
-      try { return JSON.parse(localStorage.getItem(AUTH_KEY) || "null"); } catch (e) { return null; }
+      try {
+        const s = JSON.parse(localStorage.getItem(AUTH_KEY) || "null");
+        if (s && s.refresh) this.save({ access_token: s.access, expires_in: 0 }); // an older console kept it here
+        return s && s.access ? s : null;
+      } catch (e) { return null; }
     },
-    save(pair) {
-      const v = { access: pair.access_token, refresh: pair.refresh_token, exp: Date.now() + pair.expires_in * 1000 };
+    /** Keep a session answer ({access_token, expires_in}) of POST /v1/auth/session or its refresh. */
+    save(session) {
+      const v = { access: session.access_token, exp: Date.now() + session.expires_in * 1000 };
       localStorage.setItem(AUTH_KEY, JSON.stringify(v));
       return v;
     },
@@ -37,10 +46,10 @@
       const s = this.load();
       if (!s) return null;
       if (this.fresh(s)) return s.access;
-      const n = await this.refresh(s.refresh);
+      const n = await this.refresh(s.access);
       return n ? n.access : null;
     },
-    /** Trade the refresh token `used` for a new pair, unless another tab or call already did. */
+    /** Replace the access token `used` (stale or refused) by a new one, unless another tab or call already did. */
     refresh(used) {
       if (!this._inflight) {
         this._inflight = withLock(() => this._refresh(used)).finally(() => { this._inflight = null; });
@@ -50,10 +59,9 @@
     async _refresh(used) {
       const cur = this.load();
       if (!cur) return null;
-      if (cur.refresh !== used && this.fresh(cur)) return cur;
-      const r = await fetch("/v1/auth/refresh", {
-        method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ refresh_token: cur.refresh }),
+      if (cur.access !== used && this.fresh(cur)) return cur;
+      const r = await fetch("/v1/auth/session/refresh", {
+        method: "POST", credentials: "same-origin", headers: { Accept: "application/json" },
       });
       if (!r.ok) {
         if (r.status >= 400 && r.status < 500 && r.status !== 429) this.clear();
@@ -68,7 +76,9 @@
     location.assign("/signin" + (next && next !== "/" ? "?next=" + encodeURIComponent(next) : ""));
   };
 
-  RF.signOut = function () {
+  RF.signOut = async function () {
+    // The server forgets the refresh token and removes its cookie; signed out here even if it cannot be reached.
+    try { await fetch("/v1/auth/session", { method: "DELETE", credentials: "same-origin" }); } catch (e) { /* offline */ }
     Auth.clear();
     location.assign("/signin");
   };
@@ -98,7 +108,7 @@
     const before = Auth.load();
     let r = await send(await Auth.token());
     if (r.status === 401 && before) {
-      const n = await Auth.refresh((Auth.load() || before).refresh);
+      const n = await Auth.refresh((Auth.load() || before).access);
       if (n) r = await send(n.access);
       if (r.status === 401) { Auth.clear(); RF.toSignin(); }
     } else if (r.status === 401 && !before) {
@@ -765,7 +775,7 @@
       // The token was refused although fresh (e.g. the server's key changed): refresh once and resend.
       retried.add(elt);
       const cfg = d.requestConfig || {};
-      Auth.refresh(Auth.load().refresh).then((n) => {
+      Auth.refresh(Auth.load().access).then((n) => {
         if (!n) { RF.toSignin(); return; }
         htmx.ajax(cfg.verb || "get", cfg.path || d.pathInfo.requestPath, { source: elt, target: d.target });
       });

@@ -23,8 +23,7 @@
   pages.signin = function () {
     if (RF.auth.load()) { location.replace(nextUrl()); return; }
     RF.onSubmit("#signin-form", async (v) => {
-      const pair = await RF.api("POST", "/v1/auth/token", { email: v.email, password: v.password }, { anonymous: true });
-      RF.auth.save(pair);
+      RF.auth.save(await RF.api("POST", "/v1/auth/session", { email: v.email, password: v.password }, { anonymous: true }));
       location.assign(nextUrl());
     });
   };
@@ -32,51 +31,10 @@
   pages.register = function () {
     RF.onSubmit("#register-form", async (v) => {
       await RF.api("POST", "/v1/auth/register", { email: v.email, password: v.password }, { anonymous: true });
-      const pair = await RF.api("POST", "/v1/auth/token", { email: v.email, password: v.password }, { anonymous: true });
-      RF.auth.save(pair);
+      RF.auth.save(await RF.api("POST", "/v1/auth/session", { email: v.email, password: v.password }, { anonymous: true }));
       location.assign("/");
     });
   };
-
-  // ---- images of jobs -------------------------------------------------------------------------------------------------
-  /** Image cards for a finished image job: one signed URL per image from GET /v1/assets/{id}. */
-  async function jobImages(job) {
-    const out = job.outputs || {};
-    const images = out.images || [];
-    const cards = await Promise.all(images.map(async (img) => {
-      try {
-        const a = await RF.get("/v1/assets/" + enc(img.asset_id));
-        return {
-          job_id: job.id, url: a.download ? a.download.url : "", filename: a.filename || "image.png",
-          prompt: out.prompt || (job.input || {}).prompt || "", width: img.width, height: img.height, seed: img.seed,
-          model: out.model || (job.input || {}).model, pixel: img.width <= 128 ? "pixel" : "",
-        };
-      } catch (e) {
-        return null;
-      }
-    }));
-    return cards.filter(Boolean);
-  }
-
-  async function imageGallery(el, limit) {
-    if (!el) return;
-    try {
-      const jobs = (await RF.get("/v1/jobs?kind=image.generate&status=succeeded&limit=" + Math.max(4, limit))).data;
-      const cards = [];
-      for (const batch of await Promise.all(jobs.map(jobImages))) cards.push(...batch);
-      el.replaceChildren();
-      if (!cards.length) {
-        const p = document.createElement("p");
-        p.className = "muted";
-        p.textContent = "No images yet. Your generations will appear here.";
-        el.append(p);
-        return;
-      }
-      cards.slice(0, limit).forEach((c) => el.append(RF.render("tpl-image-card", c)));
-    } catch (e) {
-      el.textContent = e.message;
-    }
-  }
 
   // ---- dashboard ------------------------------------------------------------------------------------------------------------
   pages.dashboard = async function () {
@@ -95,157 +53,11 @@
     };
     stats();
     setInterval(stats, 5000);
-    imageGallery($("#latest-images"), 4);
+    // The applications' cards (AppManifest.dashboard): each card's script adds a function to RF.cards.
+    await Promise.all((RF.cards || []).map(async (card) => {
+      try { await card(); } catch (e) { console.error(e); }
+    }));
   };
-
-  // ---- image generation ----------------------------------------------------------------------------------------------------------
-  pages.generate = async function () {
-    const form = $("#generate-form");
-    const sel = form.elements.model;
-    const note = $("#model-note");
-    let models = [];
-    try {
-      models = (await RF.get("/v1/models?task=image.generate")).data;
-    } catch (e) {
-      RF.toast(e.message, "bad");
-    }
-    models.sort((a, b) => Number(b.available) - Number(a.available) || a.name.localeCompare(b.name));
-    const byName = Object.fromEntries(models.map((m) => [m.name, m]));
-    sel.replaceChildren();
-    for (const m of models) {
-      const label = m.name + (m.test_model ? " · test model" : "") + (m.available ? "" : " · not installed");
-      const o = new Option(label, m.name);
-      o.disabled = !m.available;
-      sel.append(o);
-    }
-    if (!models.length) sel.append(new Option("No image models registered", ""));
-
-    const describe = () => {
-      const m = byName[sel.value];
-      const unavailable = models.filter((x) => !x.available).length;
-      note.textContent = m ? m.description + (unavailable ? " · " + unavailable + " more models are registered but need their weights installed." : "") : "";
-      if (!models.some((x) => x.available)) note.textContent = "No image model can run on this server yet: " + ((models[0] || {}).reason || "");
-    };
-    const defaults = () => {
-      const d = (byName[sel.value] || {}).details || {};
-      if (d.default_width) form.elements.width.value = d.default_width;
-      if (d.default_height) form.elements.height.value = d.default_height;
-      if (d.default_steps) form.elements.steps.value = d.default_steps;
-      if (d.default_guidance != null) form.elements.guidance_scale.value = d.default_guidance;
-    };
-    const cost = () => {
-      const w = Number(form.elements.width.value) || 0, h = Number(form.elements.height.value) || 0;
-      const s = Number(form.elements.steps.value) || 0, n = Number(form.elements.num_images.value) || 1;
-      // Mirrors the pipeline's price: one credit per image per 512x512x25-step unit, at least one.
-      const c = n * Math.max(1, Math.ceil((w * h * s) / (512 * 512 * 25)));
-      $("#cost").textContent = c + (c === 1 ? " credit" : " credits");
-    };
-    sel.addEventListener("change", () => { defaults(); describe(); cost(); });
-    form.addEventListener("input", cost);
-    const first = models.find((m) => m.available);
-    if (first) sel.value = first.name;
-    defaults();
-    describe();
-
-    async function reuse(jobId, seed) {
-      try {
-        const job = await RF.get("/v1/jobs/" + enc(jobId));
-        const input = Object.assign({}, job.input || {});
-        if (seed) input.seed = seed;
-        else if (input.seed == null && job.outputs && job.outputs.seed != null) input.seed = job.outputs.seed;
-        for (const [k, v] of Object.entries(input)) {
-          const el = form.elements.namedItem(k);
-          if (el && v != null) el.value = v;
-        }
-        if (input.negative_prompt || input.seed != null) $("#advanced").open = true;
-        describe();
-        cost();
-        return true;
-      } catch (e) {
-        RF.toast("Could not load that job's settings: " + e.message, "bad");
-        return false;
-      }
-    }
-    const params = new URLSearchParams(location.search);
-    if (params.get("reuse")) await reuse(params.get("reuse"), params.get("seed"));
-    cost();
-
-    document.addEventListener("click", async (e) => {
-      const a = e.target.closest("[data-reuse]");
-      if (!a) return;
-      e.preventDefault();
-      if (await reuse(a.dataset.job, a.dataset.seed)) {
-        window.scrollTo({ top: 0, behavior: "smooth" });
-        form.elements.prompt.focus();
-        RF.toast("Settings loaded: adjust them and generate");
-      }
-    });
-
-    RF.onSubmit(form, async (v) => {
-      const job = await RF.post("/v1/jobs", { kind: "image.generate", input: v });
-      RF.me(true).catch(() => {});
-      follow(job);
-    });
-    imageGallery($("#recent-images"), 12);
-  };
-
-  let running = null;
-
-  function runProgress(fraction, message, status) {
-    const pct = Math.round(Math.max(0, Math.min(1, Number(fraction) || 0)) * 100);
-    const bar = $("#run-bar");
-    bar.setAttribute("aria-valuenow", String(pct));
-    bar.firstElementChild.style.width = pct + "%";
-    $("#run-pct").textContent = pct + "%";
-    if (message) $("#run-message").textContent = message;
-    if (status) runStatus(status);
-  }
-
-  function runStatus(status) {
-    const badge = $("#run-status");
-    badge.className = "badge s-" + status;
-    badge.textContent = status;
-    $("#run-bar").classList.toggle("live", !TERMINAL.includes(status));
-    $("#run-bar").className = "bar bar-lg bar-" + status + (TERMINAL.includes(status) ? "" : " live");
-    $("#run-cancel").hidden = TERMINAL.includes(status);
-  }
-
-  async function follow(job) {
-    if (running) running.abort();
-    const ctl = (running = new AbortController());
-    const card = $("#run");
-    card.hidden = false;
-    $("#run-prompt").textContent = (job.input || {}).prompt || "";
-    $("#run-open").href = "/jobs/" + job.id;
-    $("#run-error").hidden = true;
-    $("#run-gallery").replaceChildren();
-    $("#run-message").textContent = job.status === "queued" ? "Waiting for a worker…" : job.progress.message || "";
-    runProgress(job.progress.fraction, null, job.status);
-    $("#run-cancel").onclick = async () => {
-      try { await RF.post("/v1/jobs/" + enc(job.id) + "/cancel"); RF.toast("Cancellation requested"); } catch (e) { RF.toast(e.message, "bad"); }
-    };
-    card.scrollIntoView({ behavior: "smooth", block: "nearest" });
-    const final = await watch(job.id, ctl.signal, (type, data) => {
-      if (type === "progress") runProgress(data.fraction, data.message, data.status);
-      else if (type === "status") runStatus(data.status);
-    });
-    if (!final || ctl.signal.aborted) return;
-    runStatus(final.status);
-    if (final.status === "succeeded") {
-      runProgress(1, "Done in " + fmt.jobdur(final), "succeeded");
-      const cards = await jobImages(final);
-      cards.forEach((c) => $("#run-gallery").append(RF.render("tpl-image-card", c)));
-      imageGallery($("#recent-images"), 12);
-    } else {
-      $("#run-message").textContent = "The job ended " + final.status + ".";
-      if (final.error) {
-        $("#run-error").hidden = false;
-        $("#run-error-code").textContent = final.error.code;
-        $("#run-error-message").textContent = final.error.message || "";
-      }
-    }
-    RF.me(true).catch(() => {});
-  }
 
   /** Follow a job's server-sent events until it ends; reconnects, and falls back to polling. Returns the final job. */
   async function watch(jobId, signal, onEvent) {
@@ -294,12 +106,18 @@
   };
 
   // ---- job detail -------------------------------------------------------------------------------------------------------------------------
+  function reusePages() {
+    try { return JSON.parse(($("#job") || {}).dataset.reusePages || "{}"); } catch (e) { return {}; }
+  }
+
   function jobView(job) {
     const v = Object.assign({}, job);
     v._pct = job.status === "succeeded" ? 100 : Math.round((job.progress.fraction || 0) * 100);
     v._active = ["queued", "running"].includes(job.status);
     v._retryable = ["failed", "dead", "cancelled"].includes(job.status);
-    v._reuse = job.kind === "image.generate";
+    // The page that fills its form from a job of this kind (AppManifest.reuse), if any.
+    const page = reusePages()[job.kind];
+    v._reuse = page ? page + "?reuse=" + enc(job.id) : "";
     return v;
   }
 
@@ -347,6 +165,21 @@
     };
     walk(outputs, null);
     return Array.from(new Set(ids));
+  }
+
+  /** Per asset id, the output object that names it ({asset_id, width, height, ...}): pipelines put an image's
+   *  size next to its reference. */
+  function assetFacts(outputs) {
+    const facts = {};
+    const walk = (o) => {
+      if (Array.isArray(o)) o.forEach(walk);
+      else if (o && typeof o === "object") {
+        if (typeof o.asset_id === "string" && !facts[o.asset_id]) facts[o.asset_id] = o;
+        Object.values(o).forEach(walk);
+      }
+    };
+    walk(outputs);
+    return facts;
   }
 
   pages.job = async function () {
@@ -399,14 +232,14 @@
       if (images.length) {
         const g = document.createElement("div");
         g.className = "outputs-grid";
-        const meta = job.outputs.images || [];
+        const described = assetFacts(job.outputs);
         images.forEach((a) => {
-          const m = meta.find((x) => x.asset_id === a.id) || {};
-          g.append(RF.render("tpl-image-card", {
-            job_id: job.id, url: a.download ? a.download.url : "", filename: a.filename, prompt: (job.input || {}).prompt || a.filename,
-            width: m.width || (a.metadata || {}).width || "?", height: m.height || (a.metadata || {}).height || "?",
-            seed: m.seed != null ? m.seed : (a.metadata || {}).seed, model: (job.input || {}).model || "",
-            pixel: (m.width || 512) <= 128 ? "pixel" : "",
+          const meta = Object.assign({}, a.metadata || {}, described[a.id] || {});
+          const width = Number(meta.width) || 0, height = Number(meta.height) || 0;
+          g.append(RF.render("tpl-output-image", {
+            url: a.download ? a.download.url : "", filename: a.filename, content_type: a.content_type, size: a.size,
+            width: width && height ? width : "", height: width && height ? height : "",
+            pixel: width && width <= 128 ? "pixel" : "",
           }));
         });
         out.append(g);
