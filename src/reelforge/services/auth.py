@@ -115,7 +115,9 @@ class AuthService:
         if bearer.startswith(API_KEY_PREFIX):
             return self._authenticate_key(bearer)
         claims = crypto.decode_access_token(bearer, secret=self.settings.jwt_secret,
-                                            issuer=self.settings.auth.jwt_issuer)
+                                            issuer=self.settings.auth.jwt_issuer,
+                                            # Longer-lived tokens are not ours (after a TTL cut: refreshed).
+                                            max_ttl_s=self.settings.auth.access_ttl_s)
         with self.store.tx(write=False) as tx:
             user = tx.accounts.user(str(claims["sub"]))
         if user is None or user.disabled:
