@@ -127,11 +127,50 @@ def test_refresh_rotates_and_old_token_stops_working(client: Any, alice: UserHan
     new = r.json()
     assert new["refresh_token"] != pair["refresh_token"]
     assert client.get("/v1/auth/me", headers=bearer(new["access_token"])).status_code == 200
+    # The new one works once.
+    assert client.post("/v1/auth/refresh", json={"refresh_token": new["refresh_token"]}).status_code == 200
+    assert_problem(client.post("/v1/auth/refresh", json={"refresh_token": new["refresh_token"]}),
+                   401, "invalid_refresh_token")
     # The old refresh token was revoked by the rotation.
     assert_problem(client.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}),
                    401, "invalid_refresh_token")
-    # The new one works once.
-    assert client.post("/v1/auth/refresh", json={"refresh_token": new["refresh_token"]}).status_code == 200
+
+
+def test_replayed_refresh_token_revokes_its_family(client: Any, alice: UserHandle) -> None:
+    def refresh(token: str) -> Any:
+        return client.post("/v1/auth/refresh", json={"refresh_token": token})
+
+    first = client.post("/v1/auth/token", json={"email": alice.email, "password": alice.password}).json()
+    other = client.post("/v1/auth/token", json={"email": alice.email, "password": alice.password}).json()
+    second = refresh(first["refresh_token"]).json()
+    third = refresh(second["refresh_token"]).json()
+    # The first token comes back after two rotations: someone holds a copy.
+    assert_problem(refresh(first["refresh_token"]), 401, "invalid_refresh_token")
+    # Every token descended from that sign-in is dead now, the newest included...
+    assert_problem(refresh(third["refresh_token"]), 401, "invalid_refresh_token")
+    assert_problem(refresh(second["refresh_token"]), 401, "invalid_refresh_token")
+    # ...while another sign-in of the same account is a family of its own and goes on working.
+    assert refresh(other["refresh_token"]).status_code == 200
+
+
+def test_replayed_refresh_token_revokes_across_processes(client: Any, alice: UserHandle, settings: Any) -> None:
+    """The family lives in the database: a replay seen by one API process revokes what another one issued."""
+    from fastapi.testclient import TestClient
+
+    from reelforge.api.app import create_app
+    from reelforge.container import Container
+
+    pair = client.post("/v1/auth/token", json={"email": alice.email, "password": alice.password}).json()
+    rotated = client.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).json()
+    other = Container(settings)
+    try:
+        with TestClient(create_app(container=other)) as second:
+            assert_problem(second.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}),
+                           401, "invalid_refresh_token")
+    finally:
+        other.close()
+    assert_problem(client.post("/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]}),
+                   401, "invalid_refresh_token")
 
 
 def test_refresh_with_garbage(client: Any) -> None:

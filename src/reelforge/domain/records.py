@@ -50,6 +50,7 @@ class RefreshToken:
     created_at: float
     expires_at: float
     revoked_at: float | None
+    family_id: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,12 +208,21 @@ class AccountRepository(Protocol):
         """Revoke a key (kept as it was if already revoked); returns it as written."""
         ...
 
-    def add_refresh(self, *, user_id: str, token_hash: str, ttl_s: float) -> RefreshToken:
-        """Insert a refresh token that expires after ttl_s."""
+    def add_refresh(self, *, user_id: str, token_hash: str, ttl_s: float,
+                    family_id: str | None = None) -> RefreshToken:
+        """Insert a refresh token that expires after ttl_s, in `family_id` (a new family when None)."""
         ...
 
     def take_refresh(self, token_hash: str) -> RefreshToken | None:
         """Revoke a live refresh token and return it (rotation); None when unknown, used or expired."""
+        ...
+
+    def refresh_by_hash(self, token_hash: str) -> RefreshToken | None:
+        """The refresh token with this hash, live or not."""
+        ...
+
+    def revoke_refresh_family(self, family_id: str) -> int:
+        """Revoke every live refresh token of a family; returns how many were live."""
         ...
 
 

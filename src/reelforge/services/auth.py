@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import time
@@ -11,10 +12,12 @@ from dataclasses import dataclass, replace
 from reelforge import errors
 from reelforge.adapters import auth as crypto
 from reelforge.config import Settings
-from reelforge.domain.records import ApiKey, User
+from reelforge.domain.records import ApiKey, RefreshToken, User
 from reelforge.domain.types import CreditKind, Principal, Role
-from reelforge.ports.repositories import DuplicateKey, Store
+from reelforge.ports.repositories import DuplicateKey, Store, UnitOfWork
 from reelforge.services.ownership import owned
+
+log = logging.getLogger("reelforge.auth")
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
 API_KEY_PREFIX = "rf_"
@@ -90,24 +93,48 @@ class AuthService:
         return self._issue(user)
 
     def _issue(self, user: User) -> TokenPair:
+        """A new pair for a sign-in: its refresh token starts a new family."""
+        with self.store.tx() as tx:
+            return self._issue_in(tx, user, family_id=None)
+
+    def _issue_in(self, tx: UnitOfWork, user: User, *, family_id: str | None) -> TokenPair:
         access, ttl = crypto.issue_access_token(
             secret=self.settings.jwt_secret, issuer=self.settings.auth.jwt_issuer, user_id=user.id,
             role=user.role, ttl_s=self.settings.auth.access_ttl_s,
         )
         refresh = crypto.new_secret_token("rft_")
-        with self.store.tx() as tx:
-            tx.accounts.add_refresh(user_id=user.id, token_hash=crypto.sha256_hex(refresh),
-                                    ttl_s=self.settings.auth.refresh_ttl_s)
+        tx.accounts.add_refresh(user_id=user.id, token_hash=crypto.sha256_hex(refresh),
+                                ttl_s=self.settings.auth.refresh_ttl_s, family_id=family_id)
         return TokenPair(access_token=access, refresh_token=refresh, expires_in=ttl)
 
     def refresh(self, refresh_token: str) -> TokenPair:
-        """Rotate: the old refresh token is revoked as the new pair is issued."""
+        """Rotate: the old refresh token is revoked as the new pair is issued, in one transaction.
+
+        A refresh token that was already rotated and comes back was copied: the thief or the owner will
+        present the newer one next. Every token of its family (the sign-in it descends from) is revoked then,
+        so both must sign in again (OAuth 2.0 Security BCP, refresh token rotation).
+        """
+        token_hash = crypto.sha256_hex(refresh_token)
+        replayed: RefreshToken | None = None
+        pair: TokenPair | None = None
         with self.store.tx() as tx:
-            tok = tx.accounts.take_refresh(crypto.sha256_hex(refresh_token))
-            user = tx.accounts.user(tok.user_id) if tok else None
-        if tok is None or user is None or user.disabled:
+            tok = tx.accounts.take_refresh(token_hash)
+            if tok is None:
+                seen = tx.accounts.refresh_by_hash(token_hash)
+                if seen is not None and seen.revoked_at is not None:
+                    tx.accounts.revoke_refresh_family(seen.family_id)
+                    replayed = seen
+            else:
+                user = tx.accounts.user(tok.user_id)
+                if user is not None and not user.disabled:
+                    # Same transaction as the take: a concurrent replay waits for it, then revokes this one too.
+                    pair = self._issue_in(tx, user, family_id=tok.family_id)
+        if replayed is not None:
+            log.warning("refresh token replayed: revoked its family %s (account %s)", replayed.family_id,
+                        replayed.user_id)
+        if pair is None:
             raise errors.Unauthorized("Invalid or expired refresh token", code="invalid_refresh_token")
-        return self._issue(user)
+        return pair
 
     # --- authentication ---------------------------------------------------------------------
     def authenticate(self, bearer: str) -> Principal:

@@ -70,6 +70,8 @@ class RefreshToken(Base):
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The sign-in this token descends from: every rotation passes it on; a replay revokes the whole family.
+    family_id: Mapped[str] = mapped_column(ID, index=True)
 
 
 class CreditEntry(Base):

@@ -81,10 +81,12 @@ class AccountRepository(Repository):
         return record(ApiKey, row) if row is not None else None
 
     # --- refresh tokens ------------------------------------------------------------------------------
-    def add_refresh(self, *, user_id: str, token_hash: str, ttl_s: float) -> RefreshToken:
+    def add_refresh(self, *, user_id: str, token_hash: str, ttl_s: float,
+                    family_id: str | None = None) -> RefreshToken:
         now = self.now()
-        tok = m.RefreshToken(id=new_id(), user_id=user_id, token_hash=token_hash, created_at=now,
-                             expires_at=now + ttl_s)
+        token_id = new_id()
+        tok = m.RefreshToken(id=token_id, user_id=user_id, token_hash=token_hash, created_at=now,
+                             expires_at=now + ttl_s, family_id=family_id or token_id)
         self.s.add(tok)
         self.flush()
         return record(RefreshToken, tok)
@@ -101,3 +103,17 @@ class AccountRepository(Repository):
             return None
         return record(RefreshToken, self.s.execute(
             select(m.RefreshToken).where(m.RefreshToken.token_hash == token_hash)).scalar_one())
+
+    def refresh_by_hash(self, token_hash: str) -> RefreshToken | None:
+        row = self.s.execute(select(m.RefreshToken).where(m.RefreshToken.token_hash == token_hash),
+                             execution_options={"populate_existing": True}).scalar_one_or_none()
+        return record(RefreshToken, row) if row is not None else None
+
+    def revoke_refresh_family(self, family_id: str) -> int:
+        res = self.s.execute(
+            update(m.RefreshToken)
+            .where(m.RefreshToken.family_id == family_id, m.RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=self.now()),
+            execution_options={"synchronize_session": False},
+        )
+        return int(res.rowcount)  # type: ignore[attr-defined]
