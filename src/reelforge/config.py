@@ -44,6 +44,14 @@ class AuthSettings(BaseModel):
     refresh_ttl_s: int = 30 * 24 * 3600
     admin_email: str = "admin@example.com"
     allow_registration: bool = True
+    # Sign-in throttling per e-mail address, besides the per-IP write limit. Kept in the database, so every
+    # API process counts the same failures. The login_free_failures-th failure in a row refuses sign-ins for
+    # that address (429 login_throttled) for login_backoff_base_s, each further failure doubles the wait up to
+    # login_backoff_max_s; a successful sign-in clears the count, and so do login_failure_window_s without one.
+    login_free_failures: int = Field(default=5, ge=1, le=1000)
+    login_backoff_base_s: float = Field(default=1.0, gt=0, le=3600)
+    login_backoff_max_s: float = Field(default=900.0, gt=0, le=86400)
+    login_failure_window_s: float = Field(default=3600.0, gt=0, le=30 * 86400)
 
 
 class RateLimitSettings(BaseModel):

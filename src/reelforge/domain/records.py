@@ -54,6 +54,14 @@ class RefreshToken:
 
 
 @dataclass(frozen=True, slots=True)
+class LoginThrottle:
+    key: str
+    failures: int
+    locked_until: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class CreditEntry:
     id: int
     account_id: str

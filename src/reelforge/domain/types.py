@@ -54,6 +54,15 @@ class Principal:
         return self.role == Role.admin
 
 
+def login_backoff_s(failures: int, free: int, base_s: float, max_s: float) -> float:
+    """How long sign-ins for an address wait after its `failures`-th failure in a row: nothing for the first
+    `free - 1`, then base, 2 base, 4 base, ... never more than max_s (an attacker cannot lock the owner out for
+    longer than that at a time)."""
+    if failures < free:
+        return 0.0
+    return min(max_s, base_s * 2 ** min(failures - free, 62))
+
+
 def retry_delay(failures: int, base_s: float, max_s: float, rand: float) -> float:
     """Exponential backoff with full jitter: uniform(0, min(max, base * 2**(n-1))), at least a tenth of it."""
     cap = min(max_s, base_s * (2 ** max(0, failures - 1)))

@@ -22,6 +22,7 @@ from reelforge.domain.records import (
     Delivery,
     Job,
     JobEvent,
+    LoginThrottle,
     ModelInvocation,
     OutboxEvent,
     QueueSample,
@@ -223,6 +224,22 @@ class AccountRepository(Protocol):
 
     def revoke_refresh_family(self, family_id: str) -> int:
         """Revoke every live refresh token of a family; returns how many were live."""
+        ...
+
+    def lock_login_throttle(self, key: str) -> LoginThrottle:
+        """The throttle row of `key` (created empty when missing), locked until the transaction ends."""
+        ...
+
+    def set_login_throttle(self, key: str, *, failures: int, locked_until: float) -> None:
+        """Record the failures in a row and the time sign-ins for `key` are refused until."""
+        ...
+
+    def clear_login_throttle(self, key: str) -> None:
+        """Forget the failures of `key` (a successful sign-in)."""
+        ...
+
+    def prune_login_throttles(self, idle_before: float) -> int:
+        """Delete throttle rows untouched since `idle_before` that lock nothing any more; returns how many."""
         ...
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import secrets
 import time
@@ -13,7 +14,7 @@ from reelforge import errors
 from reelforge.adapters import auth as crypto
 from reelforge.config import Settings
 from reelforge.domain.records import ApiKey, RefreshToken, User
-from reelforge.domain.types import CreditKind, Principal, Role
+from reelforge.domain.types import CreditKind, Principal, Role, login_backoff_s
 from reelforge.ports.repositories import DuplicateKey, Store, UnitOfWork
 from reelforge.services.ownership import owned
 
@@ -83,14 +84,45 @@ class AuthService:
         return email
 
     def login(self, email: str, password: str) -> TokenPair:
+        """Tokens for a right e-mail and password. Failures are throttled per address (`_count_attempt`)."""
+        email = email.strip().lower()
+        throttle_key = crypto.sha256_hex(email)
+        self._count_attempt(throttle_key)
         with self.store.tx(write=False) as tx:
-            user = tx.accounts.user_by_email(email.strip().lower())
+            user = tx.accounts.user_by_email(email)
         ok = crypto.verify_password(user.password_hash if user else None, password)
         if not user or not ok:
             raise errors.Unauthorized("Wrong email or password", code="invalid_credentials")
+        with self.store.tx() as tx:
+            tx.accounts.clear_login_throttle(throttle_key)
         if user.disabled:
             raise errors.Unauthorized("Account disabled", code="account_disabled")
         return self._issue(user)
+
+    def _count_attempt(self, key: str) -> None:
+        """Count a sign-in attempt for an address as a failure before the password is checked (a success
+        clears it), or refuse it with 429 `login_throttled` while the address waits out its backoff.
+
+        Counting first, under the row's lock, means parallel guesses cannot all slip in before the first
+        failure is written. Unknown addresses are counted alike, so the answer never tells whether an account
+        exists. The wait is capped (`auth.login_backoff_max_s`): an attacker can delay the owner's sign-in,
+        never lock them out for good.
+        """
+        a = self.settings.auth
+        with self.store.tx() as tx:
+            row = tx.accounts.lock_login_throttle(key)
+            now = tx.now()
+            if row.locked_until > now:
+                raise errors.RateLimited("Too many failed sign-ins for this e-mail address; try again later",
+                                         code="login_throttled", retry_after=max(1, math.ceil(row.locked_until - now)))
+            failures = (row.failures if now - row.updated_at < a.login_failure_window_s else 0) + 1
+            wait = login_backoff_s(failures, a.login_free_failures, a.login_backoff_base_s, a.login_backoff_max_s)
+            tx.accounts.set_login_throttle(key, failures=failures, locked_until=now + wait if wait else 0.0)
+
+    def prune_login_throttles(self) -> int:
+        """Forget addresses with no failed sign-in for `auth.login_failure_window_s` (the sweeper runs it)."""
+        with self.store.tx() as tx:
+            return tx.accounts.prune_login_throttles(tx.now() - self.settings.auth.login_failure_window_s)
 
     def _issue(self, user: User) -> TokenPair:
         """A new pair for a sign-in: its refresh token starts a new family."""

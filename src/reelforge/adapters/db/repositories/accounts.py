@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from reelforge.adapters.db import models as m
 from reelforge.adapters.db.engine import db_epoch
 from reelforge.adapters.db.repositories.base import Repository, record, records
-from reelforge.domain.records import ApiKey, RefreshToken, User, new_id
+from reelforge.domain.records import ApiKey, LoginThrottle, RefreshToken, User, new_id
 
 
 class AccountRepository(Repository):
@@ -117,3 +118,31 @@ class AccountRepository(Repository):
             execution_options={"synchronize_session": False},
         )
         return int(res.rowcount)  # type: ignore[attr-defined]
+
+    # --- login throttles ------------------------------------------------------------------------------
+    def lock_login_throttle(self, key: str) -> LoginThrottle:
+        dialect_insert: Any = postgresql.insert if self.pg else sqlite.insert
+        self.s.execute(dialect_insert(m.LoginThrottle)
+                       .values(key=key, failures=0, locked_until=0.0, updated_at=self.now())
+                       .on_conflict_do_nothing(index_elements=[m.LoginThrottle.key]))
+        # SQLite: the write transaction holds the database lock from BEGIN; PostgreSQL: the row lock.
+        q = select(m.LoginThrottle).where(m.LoginThrottle.key == key)
+        if self.pg:
+            q = q.with_for_update()
+        row = self.s.execute(q, execution_options={"populate_existing": True}).scalar_one()
+        return record(LoginThrottle, row)
+
+    def set_login_throttle(self, key: str, *, failures: int, locked_until: float) -> None:
+        self.s.execute(update(m.LoginThrottle).where(m.LoginThrottle.key == key)
+                       .values(failures=failures, locked_until=locked_until, updated_at=self.now()),
+                       execution_options={"synchronize_session": False})
+
+    def clear_login_throttle(self, key: str) -> None:
+        self.s.execute(delete(m.LoginThrottle).where(m.LoginThrottle.key == key),
+                       execution_options={"synchronize_session": False})
+
+    def prune_login_throttles(self, idle_before: float) -> int:
+        res = self.s.execute(delete(m.LoginThrottle).where(m.LoginThrottle.updated_at < idle_before,
+                                                           m.LoginThrottle.locked_until < self.now()),
+                             execution_options={"synchronize_session": False})
+        return int(res.rowcount or 0)  # type: ignore[attr-defined]
