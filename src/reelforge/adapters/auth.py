@@ -54,12 +54,12 @@ def decode_access_token(token: str, *, secret: str, issuer: str, max_ttl_s: floa
 
     `max_ttl_s` bounds `exp - iat`: a token that claims to live longer than any this server issues is refused.
     """
-    required = {"require": ["exp", "iat", "sub", "iss"]}
+    required = ["exp", "iat", "sub", "iss"]
     try:
         # Shapes first (signature checked, times not yet), so `"exp": true` is malformed rather than expired.
         _check_registered_claims(jwt.decode(token, secret, algorithms=ALGORITHMS, issuer=issuer, options={
-            **required, "verify_exp": False, "verify_iat": False, "verify_nbf": False}), max_ttl_s)
-        claims = jwt.decode(token, secret, algorithms=ALGORITHMS, issuer=issuer, options=required)
+            "require": required, "verify_exp": False, "verify_iat": False, "verify_nbf": False}), max_ttl_s)
+        claims = jwt.decode(token, secret, algorithms=ALGORITHMS, issuer=issuer, options={"require": required})
     except jwt.ExpiredSignatureError as exc:
         raise errors.Unauthorized("Access token expired", code="token_expired") from exc
     except jwt.PyJWTError as exc:
@@ -76,7 +76,7 @@ def _is_number(value: Any) -> bool:
 
 def _check_registered_claims(claims: dict[str, Any], max_ttl_s: float | None) -> None:
     """PyJWT checks what the times mean but accepts `"exp": "1700000000"` or `true`; the shapes are checked here."""
-    bad = [name for name in ("exp", "iat", "nbf") if name in claims and not _is_number(claims[name])]
+    bad: list[str] = [name for name in ("exp", "iat", "nbf") if name in claims and not _is_number(claims[name])]
     bad += [name for name in ("sub", "iss", "jti", "typ") if name in claims and not isinstance(claims[name], str)]
     if bad:
         raise errors.Unauthorized(f"Malformed claim {bad[0]!r} in access token", code="invalid_token")
