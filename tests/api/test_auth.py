@@ -57,6 +57,24 @@ def test_register_short_password(client: Any) -> None:
     assert body["errors"][0]["field"] == "password"
 
 
+def test_register_refuses_common_passwords(client: Any) -> None:
+    for password in ["password1", "Password1", "iloveyou", "qwertyuiop", "  12345678 "]:
+        body = assert_problem(client.post("/v1/auth/register", json={"email": "x@example.com", "password": password}),
+                              422, "password_too_common")
+        assert body["field"] == "password"
+    # Nothing was created.
+    assert_problem(client.post("/v1/auth/token", json={"email": "x@example.com", "password": "password1"}),
+                   401, "invalid_credentials")
+
+
+def test_common_password_list_ships_with_the_package() -> None:
+    from reelforge.adapters import auth as crypto
+
+    listed = crypto._common_passwords()
+    assert len(listed) > 5000 and "password" in listed and "correct horse battery" not in listed
+    assert all(len(p) >= 8 and p == p.lower() for p in listed)
+
+
 def test_register_rejects_extra_or_missing_fields(client: Any) -> None:
     for payload in [
         {"email": "x@example.com", "password": "long enough pw", "role": "admin"},
@@ -192,6 +210,47 @@ def test_me_requires_auth(client: Any) -> None:
     r = client.get("/v1/auth/me")
     assert_problem(r, 401, "missing_credentials")
     assert r.headers["www-authenticate"] == "Bearer"
+
+
+# --- password change -------------------------------------------------------------------------------
+def test_change_password(client: Any, alice: UserHandle) -> None:
+    other = client.post("/v1/auth/token", json={"email": alice.email, "password": alice.password}).json()
+    r = alice.post("/v1/auth/password", json={"current_password": alice.password, "new_password": "a brand new secret"})
+    assert r.status_code == 200, r.text
+    pair = r.json()
+    assert client.get("/v1/auth/me", headers=bearer(pair["access_token"])).status_code == 200
+    # The old password no longer signs in; the new one does.
+    assert_problem(client.post("/v1/auth/token", json={"email": alice.email, "password": alice.password}),
+                   401, "invalid_credentials")
+    assert client.post("/v1/auth/token", json={"email": alice.email, "password": "a brand new secret"}).status_code == 200
+    # Other sessions' refresh tokens stopped working; this session's new one works.
+    assert_problem(client.post("/v1/auth/refresh", json={"refresh_token": other["refresh_token"]}),
+                   401, "invalid_refresh_token")
+    assert client.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 200
+
+
+def test_change_password_refusals(client: Any, alice: UserHandle) -> None:
+    body = assert_problem(alice.post("/v1/auth/password", json={"current_password": alice.password,
+                                                                "new_password": "iloveyou1"}), 422, "password_too_common")
+    assert body["field"] == "new_password"
+    assert_problem(alice.post("/v1/auth/password", json={"current_password": alice.password, "new_password": "short"}),
+                   422, "validation_error")
+    body = assert_problem(alice.post("/v1/auth/password", json={"current_password": "not it at all",
+                                                                "new_password": "a brand new secret"}),
+                          403, "wrong_password")
+    assert body["field"] == "current_password"
+    # The password did not change.
+    assert client.post("/v1/auth/token", json={"email": alice.email, "password": alice.password}).status_code == 200
+
+
+def test_change_password_guesses_are_throttled(client: Any, alice: UserHandle) -> None:
+    """A stolen access token is no way around the sign-in throttle to guess the current password."""
+    for _ in range(5):
+        assert alice.post("/v1/auth/password", json={"current_password": "guess guess",
+                                                     "new_password": "a brand new secret"}).status_code == 403
+    r = alice.post("/v1/auth/password", json={"current_password": alice.password, "new_password": "a brand new secret"})
+    assert_problem(r, 429, "login_throttled")
+    assert int(r.headers["retry-after"]) >= 1
 
 
 # --- API keys ------------------------------------------------------------------------------------

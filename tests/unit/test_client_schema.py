@@ -246,6 +246,7 @@ CALLS: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]]] = {
     ("auth", "register"): (("ada@example.com", "pw-pw-pw-pw"), {}),
     ("auth", "login"): (("ada@example.com", "pw-pw-pw-pw"), {}),
     ("auth", "refresh"): ((), {}),
+    ("auth", "change_password"): (("pw-pw-pw-pw", "new-pw-new-pw"), {}),
     ("auth", "me"): ((), {}),
     ("api_keys", "create"): (("ci",), {}),
     ("api_keys", "list"): ((), {}),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
 import secrets
 import time
 import uuid
+from importlib import resources
 from typing import Any
 
 import jwt
@@ -29,6 +31,18 @@ def _dummy() -> str:
     if _dummy_hash is None:
         _dummy_hash = _hasher.hash("not-a-real-password")
     return _dummy_hash
+
+
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    """The shipped list of common passwords (package data, read once)."""
+    text = resources.files("reelforge.adapters").joinpath("data/common-passwords.txt").read_text("utf-8")
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def is_common_password(password: str) -> bool:
+    """Whether a password is on the list of the most common ones (compared lowercased, as the list is)."""
+    return password.strip().lower() in _common_passwords()
 
 
 def hash_password(password: str) -> str:

@@ -85,6 +85,15 @@ class Auth(Namespace[R]):
         return pair
 
     @call
+    def change_password(self, current_password: str, new_password: str) -> Flow[TokenPair]:
+        """Replace your password. Every refresh token of the account stops working; this client takes the new
+        pair the answer carries (API keys stay valid)."""
+        pair: TokenPair = yield Call("POST", "/v1/auth/password", one(TokenPair),
+                                     json={"current_password": current_password, "new_password": new_password})
+        self.client.set_tokens(pair)
+        return pair
+
+    @call
     def refresh(self) -> Flow[TokenPair]:
         """Trade the refresh token for a new pair now (it also happens on its own when the access token
         expires)."""

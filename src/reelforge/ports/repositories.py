@@ -226,6 +226,10 @@ class AccountRepository(Protocol):
         """Revoke every live refresh token of a family; returns how many were live."""
         ...
 
+    def revoke_user_refresh(self, user_id: str) -> int:
+        """Revoke every live refresh token of an account; returns how many were live."""
+        ...
+
     def lock_login_throttle(self, key: str) -> LoginThrottle:
         """The throttle row of `key` (created empty when missing), locked until the transaction ends."""
         ...

@@ -58,11 +58,7 @@ class AuthService:
     def register(self, email: str, password: str, *, role: Role = Role.user, grant: int | None = None) -> User:
         """Create an account with the starting credit grant. Emails are unique, case-insensitively."""
         email = self._normalize_email(email)
-        if len(password) < 8:
-            raise errors.ValidationFailed("Password must have at least 8 characters", code="weak_password",
-                                          field="password")
-        if len(password) > 1024:
-            raise errors.ValidationFailed("Password too long", code="weak_password", field="password")
+        self.check_password(password)
         pw_hash = crypto.hash_password(password)
         amount = self.settings.credits.starting_grant if grant is None else grant
         try:
@@ -75,6 +71,39 @@ class AuthService:
         except DuplicateKey as exc:
             raise errors.Conflict("An account with this email exists", code="email_taken", field="email") from exc
         return user
+
+    @staticmethod
+    def check_password(password: str, field: str = "password") -> None:
+        """Refuse passwords that are too short or too long (`weak_password`) or among the most common ones
+        (`password_too_common`): the first guesses of anyone trying passwords against an account."""
+        if len(password) < 8:
+            raise errors.ValidationFailed("Password must have at least 8 characters", code="weak_password",
+                                          field=field)
+        if len(password) > 1024:
+            raise errors.ValidationFailed("Password too long", code="weak_password", field=field)
+        if crypto.is_common_password(password):
+            raise errors.ValidationFailed("This password is one of the most common ones; choose another",
+                                          code="password_too_common", field=field)
+
+    def change_password(self, principal: Principal, current_password: str, new_password: str) -> TokenPair:
+        """Replace the caller's password. The current one is checked (and throttled like a sign-in); every
+        refresh token of the account is revoked, so other sessions end at their access token's expiry, and
+        a new pair for this session is returned. API keys are separate credentials and stay valid."""
+        self.check_password(new_password, field="new_password")
+        throttle_key = crypto.sha256_hex(principal.email)
+        self._count_attempt(throttle_key)
+        with self.store.tx(write=False) as tx:
+            user = tx.accounts.user(principal.user_id)
+        if user is None or user.disabled:
+            raise errors.Unauthorized("Account not found or disabled", code="invalid_token")
+        if not crypto.verify_password(user.password_hash, current_password):
+            raise errors.Forbidden("The current password is wrong", code="wrong_password", field="current_password")
+        pw_hash = crypto.hash_password(new_password)
+        with self.store.tx() as tx:
+            tx.accounts.clear_login_throttle(throttle_key)
+            user = tx.accounts.update_user(user.id, password_hash=pw_hash) or user
+            tx.accounts.revoke_user_refresh(user.id)
+            return self._issue_in(tx, user, family_id=None)
 
     @staticmethod
     def _normalize_email(email: str) -> str:

@@ -10,6 +10,7 @@ from reelforge.api.schemas.auth import (
     ApiKeyCreated,
     ApiKeyPublic,
     ApiKeysPublic,
+    PasswordChange,
     TokenCreate,
     TokenPublic,
     TokenRefresh,
@@ -39,6 +40,14 @@ def token(body: TokenCreate, c: Container) -> TokenPublic:
 def refresh(body: TokenRefresh, c: Container) -> TokenPublic:
     """Trade a refresh token for a new pair; the old refresh token stops working."""
     pair = c.auth.refresh(body.refresh_token)
+    return TokenPublic(access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in)
+
+
+@router.post("/auth/password", response_model=TokenPublic)
+def change_password(body: PasswordChange, p: CurrentUser, c: Container) -> TokenPublic:
+    """Replace your password (the current one is required). Every refresh token of the account stops working;
+    the answer is a new pair for this session. API keys stay valid."""
+    pair = c.auth.change_password(p, body.current_password, body.new_password)
     return TokenPublic(access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in)
 
 

@@ -15,6 +15,11 @@ class TokenCreate(Strict):
     password: str = Field(max_length=1024)
 
 
+class PasswordChange(Strict):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(min_length=8, max_length=1024)
+
+
 class TokenRefresh(Strict):
     refresh_token: str = Field(max_length=512)
 

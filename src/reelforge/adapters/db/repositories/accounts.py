@@ -119,6 +119,15 @@ class AccountRepository(Repository):
         )
         return int(res.rowcount)  # type: ignore[attr-defined]
 
+    def revoke_user_refresh(self, user_id: str) -> int:
+        res = self.s.execute(
+            update(m.RefreshToken)
+            .where(m.RefreshToken.user_id == user_id, m.RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=self.now()),
+            execution_options={"synchronize_session": False},
+        )
+        return int(res.rowcount)  # type: ignore[attr-defined]
+
     # --- login throttles ------------------------------------------------------------------------------
     def lock_login_throttle(self, key: str) -> LoginThrottle:
         dialect_insert: Any = postgresql.insert if self.pg else sqlite.insert
