@@ -27,20 +27,31 @@ def bearer(token: str) -> dict[str, str]:
 
 
 # --- register ------------------------------------------------------------------------------------
-def test_register_returns_public_user(client: Any) -> None:
+def test_register_then_sign_in(client: Any) -> None:
     r = client.post("/v1/auth/register", json={"email": "  Ada@Example.com ", "password": "long enough pw"})
-    assert r.status_code == 201, r.text
-    body = r.json()
-    assert set(body) == {"id", "email", "role", "disabled", "credits", "created_at"}
-    assert body["email"] == "ada@example.com"
-    assert body["role"] == "user" and body["disabled"] is False
-    assert body["credits"] == 100
+    assert r.status_code == 202, r.text
+    assert r.json() == {"status": "accepted", "email": "ada@example.com"}
     assert "password" not in r.text and "argon2" not in r.text
+    t = client.post("/v1/auth/token", json={"email": "ada@example.com", "password": "long enough pw"})
+    me = client.get("/v1/auth/me", headers=bearer(t.json()["access_token"])).json()
+    assert me["email"] == "ada@example.com" and me["role"] == "user" and me["disabled"] is False
+    assert me["credits"] == 100
 
 
-def test_register_duplicate_email_is_conflict_case_insensitive(client: Any, alice: UserHandle) -> None:
-    r = client.post("/v1/auth/register", json={"email": "ALICE@example.com", "password": "another password"})
-    assert_problem(r, 409, "email_taken")
+def test_register_does_not_tell_whether_an_address_has_an_account(client: Any, alice: UserHandle) -> None:
+    def answer(r: Any) -> tuple[int, Any, str]:
+        return r.status_code, r.json(), r.headers["content-type"]
+
+    new = client.post("/v1/auth/register", json={"email": "New@example.com", "password": "another password"})
+    taken = client.post("/v1/auth/register", json={"email": "ALICE@example.com", "password": "another password"})
+    assert answer(taken) == (202, {"status": "accepted", "email": "alice@example.com"}, "application/json")
+    assert answer(new)[0] == 202 and answer(new)[1:] == (
+        {"status": "accepted", "email": "new@example.com"}, "application/json")
+    assert set(taken.headers) == set(new.headers)
+    # The existing account is untouched: its password is still its own, the one sent does not sign in.
+    assert client.post("/v1/auth/token", json={"email": alice.email, "password": alice.password}).status_code == 200
+    assert_problem(client.post("/v1/auth/token", json={"email": alice.email, "password": "another password"}),
+                   401, "invalid_credentials")
 
 
 def test_register_invalid_email(client: Any) -> None:

@@ -33,6 +33,7 @@ from reelforge.client.records import Record
 # no component of its own.
 SCHEMAS: dict[str, str | tuple[str, str, str]] = {
     "User": "UserPublic",
+    "Registration": "RegistrationPublic",
     "TokenPair": "TokenPublic",
     "ApiKey": "ApiKeyCreated",
     "JobError": "JobError",

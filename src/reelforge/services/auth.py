@@ -72,6 +72,19 @@ class AuthService:
             raise errors.Conflict("An account with this email exists", code="email_taken", field="email") from exc
         return user
 
+    def sign_up(self, email: str, password: str) -> str:
+        """Self-service registration: `register`, except that an address with an account already is no error.
+
+        The caller is told the same either way (the normalized address), so registration cannot be used to
+        find out who has an account. The existing account is left as it is. Both paths hash the password and
+        try the insert, so they also take about the same time.
+        """
+        try:
+            return self.register(email, password).email
+        except errors.Conflict:
+            log.info("registration for an address that has an account; nothing changed")
+            return self._normalize_email(email)
+
     @staticmethod
     def check_password(password: str, field: str = "password") -> None:
         """Refuse passwords that are too short or too long (`weak_password`) or among the most common ones

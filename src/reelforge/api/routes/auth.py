@@ -11,6 +11,7 @@ from reelforge.api.schemas.auth import (
     ApiKeyPublic,
     ApiKeysPublic,
     PasswordChange,
+    RegistrationPublic,
     TokenCreate,
     TokenPublic,
     TokenRefresh,
@@ -21,12 +22,16 @@ from reelforge.api.schemas.auth import (
 router = APIRouter(tags=["auth"])
 
 
-@router.post("/auth/register", status_code=201, response_model=UserPublic)
-def register(body: UserCreate, c: Container) -> UserPublic:
-    """Create an account; it starts with the configured credit grant."""
+@router.post("/auth/register", status_code=202, response_model=RegistrationPublic)
+def register(body: UserCreate, c: Container) -> RegistrationPublic:
+    """Ask for an account, which starts with the configured credit grant; then sign in with `POST /v1/auth/token`.
+
+    The answer is the same whether or not the address has an account already (then nothing changes: its
+    password stays what it was, and signing in with the one sent here fails), so it never tells who is signed up.
+    """
     if not c.settings.auth.allow_registration:
         raise errors.Forbidden("Registration is closed", code="registration_closed")
-    return convert.user(c.auth.register(body.email, body.password))
+    return RegistrationPublic(status="accepted", email=c.auth.sign_up(body.email, body.password))
 
 
 @router.post("/auth/token", response_model=TokenPublic)
