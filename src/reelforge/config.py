@@ -177,6 +177,9 @@ class CoreSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     max_body_bytes: int = 1024 * 1024
+    # JSON that is stored and served back (job inputs) may nest this deep at most: 422 input_too_deep beyond.
+    # Request bodies never nest deeper than 64 levels (domain.types.JSON_DEPTH_CEILING), whatever this says.
+    max_json_depth: int = Field(default=32, ge=2, le=60)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
