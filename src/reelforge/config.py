@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -231,15 +232,17 @@ class CoreSettings(BaseSettings):
         return Path(self.models.dir) if self.models.dir else self.data_dir / "models"
 
     def secret(self, name: str) -> str:
-        """A secret kept under data_dir, created on first use (mode 600)."""
+        """A secret kept under data_dir, created on first use (mode 600 from the start)."""
         path = self.data_dir / f"{name}"
         if path.exists():
             return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         value = secrets.token_urlsafe(48)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(value)
-        tmp.chmod(0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value)
+        os.chmod(tmp, 0o600)
         tmp.replace(path)
         return value
 

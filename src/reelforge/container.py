@@ -8,6 +8,7 @@ from typing import Any
 
 from reelforge.adapters.db.engine import Database
 from reelforge.adapters.db.store import Store
+from reelforge.adapters.files import private_dir
 from reelforge.applications import AppManifest, Tick, discover
 from reelforge.config import Settings, get_settings
 from reelforge.observability import Metrics
@@ -18,7 +19,7 @@ class Container:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.settings.data_dir)
         self._app_lock = threading.RLock()
         self._app_services: dict[str, Any] = {}
 
