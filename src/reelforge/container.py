@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from functools import cached_property
 from typing import Any
@@ -79,14 +80,21 @@ class Container:
     def events(self) -> Any:
         from reelforge.services.events import EventService
 
-        return EventService(self.store, self.settings,
+        return EventService(self.store, self.settings, self.secret_box,
                             event_types=tuple(t for a in self.apps for t in a.event_types))
+
+    @cached_property
+    def secret_box(self) -> Any:
+        """Encrypts signing secrets at rest under a key derived from the instance secret."""
+        from reelforge.adapters.secretbox import AesGcmSecretBox
+
+        return AesGcmSecretBox(self.settings.jwt_secret)
 
     @cached_property
     def auth(self) -> Any:
         from reelforge.services.auth import AuthService
 
-        return AuthService(self.store, self.settings)
+        return AuthService(self.store, self.settings, self.secret_box)
 
     @cached_property
     def credits(self) -> Any:
@@ -172,9 +180,13 @@ class Container:
                     "deliveries": tx.alarms.delivery_stats()}
 
     def migrate(self) -> None:
+        """Bring the schema up to date, then encrypt any signing secret an older version stored in plain text."""
         from reelforge.adapters.db.migrate import upgrade
 
         upgrade(self.settings.database_url, locations=self.migration_folders())
+        sealed = self.events.seal_stored_secrets()
+        if sealed:
+            logging.getLogger("reelforge.db").info("encrypted %d signing secrets stored in plain text", sealed)
 
     def migration_folders(self) -> list[Any]:
         """Each installed application's Alembic version folder."""

@@ -7,6 +7,7 @@ Times are epoch seconds read from the database clock.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,11 @@ from typing import Any
 def new_id() -> str:
     """A new random id (32 hex digits), for any record."""
     return uuid.uuid4().hex
+
+
+def new_signing_secret() -> str:
+    """A new webhook signing secret (256 random bits); stored sealed, shown to its owner."""
+    return "whsec_" + secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True, slots=True)

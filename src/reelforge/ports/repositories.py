@@ -226,6 +226,14 @@ class AccountRepository(Protocol):
         """Revoke every live refresh token of a family; returns how many were live."""
         ...
 
+    def webhook_secrets_without_prefix(self, prefix: str, *, limit: int = 500) -> list[tuple[str, str]]:
+        """(user id, callback signing secret) of accounts whose stored secret does not start with `prefix`."""
+        ...
+
+    def set_webhook_secret(self, user_id: str, secret: str) -> None:
+        """Store an account's callback signing secret (as given: sealed by the caller)."""
+        ...
+
     def revoke_user_refresh(self, user_id: str) -> int:
         """Revoke every live refresh token of an account; returns how many were live."""
         ...
@@ -335,6 +343,14 @@ class EventRepository(Protocol):
 
     def webhooks(self, owner_id: str) -> list[Webhook]:
         """An owner's subscriptions, oldest first."""
+        ...
+
+    def webhook_secrets_without_prefix(self, prefix: str, *, limit: int = 500) -> list[tuple[str, str]]:
+        """(webhook id, signing secret) of subscriptions whose stored secret does not start with `prefix`."""
+        ...
+
+    def set_webhook_secret(self, hook_id: str, secret: str) -> None:
+        """Store a subscription's signing secret (as given: sealed by the caller)."""
         ...
 
     def delete_webhook(self, hook_id: str) -> None:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, replace
 from reelforge import errors
 from reelforge.adapters import auth as crypto
 from reelforge.config import Settings
-from reelforge.domain.records import ApiKey, RefreshToken, User
+from reelforge.domain.records import ApiKey, RefreshToken, User, new_signing_secret
 from reelforge.domain.types import CreditKind, Principal, Role, login_backoff_s
 from reelforge.ports.repositories import DuplicateKey, Store, UnitOfWork
+from reelforge.ports.secrets import SecretBox
 from reelforge.services.ownership import owned
 
 log = logging.getLogger("reelforge.auth")
@@ -39,9 +40,10 @@ class NewApiKey:
 
 
 class AuthService:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, box: SecretBox) -> None:
         self.store = store
         self.settings = settings
+        self.box = box  # seals the account's callback signing secret
         self._principal_listeners: list[Callable[[str], None]] = []
 
     # --- change notices (principal caches) ---------------------------------------------------
@@ -64,7 +66,7 @@ class AuthService:
         try:
             with self.store.tx() as tx:
                 user = tx.accounts.add_user(email=email, password_hash=pw_hash, role=role.value,
-                                            webhook_secret="whsec_" + secrets.token_urlsafe(32))
+                                            webhook_secret=self.box.seal(new_signing_secret()))
                 if amount:
                     tx.credits.credit(user.id, amount, CreditKind.grant, note="starting grant")
                     user = replace(user, credits=amount)

@@ -119,6 +119,16 @@ class AccountRepository(Repository):
         )
         return int(res.rowcount)  # type: ignore[attr-defined]
 
+    def webhook_secrets_without_prefix(self, prefix: str, *, limit: int = 500) -> list[tuple[str, str]]:
+        rows = self.s.execute(select(m.User.id, m.User.webhook_secret)
+                              .where(~m.User.webhook_secret.startswith(prefix, autoescape=True))
+                              .order_by(m.User.id).limit(limit)).all()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def set_webhook_secret(self, user_id: str, secret: str) -> None:
+        self.s.execute(update(m.User).where(m.User.id == user_id).values(webhook_secret=secret),
+                       execution_options={"synchronize_session": False})
+
     def revoke_user_refresh(self, user_id: str) -> int:
         res = self.s.execute(
             update(m.RefreshToken)
