@@ -173,10 +173,12 @@ class UserHandle:
 
 def register(client: Any, email: str, password: str = "correct horse battery") -> UserHandle:
     r = client.post("/v1/auth/register", json={"email": email, "password": password})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 202, r.text
     t = client.post("/v1/auth/token", json={"email": email, "password": password})
     assert t.status_code == 200, t.text
-    return UserHandle(client, email, password, t.json()["access_token"], r.json()["id"])
+    token = t.json()["access_token"]
+    me = client.get("/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    return UserHandle(client, email, password, token, me.json()["id"])
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -44,6 +45,14 @@ class AuthSettings(BaseModel):
     refresh_ttl_s: int = 30 * 24 * 3600
     admin_email: str = "admin@example.com"
     allow_registration: bool = True
+    # Sign-in throttling per e-mail address, besides the per-IP write limit. Kept in the database, so every
+    # API process counts the same failures. The login_free_failures-th failure in a row refuses sign-ins for
+    # that address (429 login_throttled) for login_backoff_base_s, each further failure doubles the wait up to
+    # login_backoff_max_s; a successful sign-in clears the count, and so do login_failure_window_s without one.
+    login_free_failures: int = Field(default=5, ge=1, le=1000)
+    login_backoff_base_s: float = Field(default=1.0, gt=0, le=3600)
+    login_backoff_max_s: float = Field(default=900.0, gt=0, le=86400)
+    login_failure_window_s: float = Field(default=3600.0, gt=0, le=30 * 86400)
 
 
 class RateLimitSettings(BaseModel):
@@ -178,6 +187,9 @@ class CoreSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     max_body_bytes: int = 1024 * 1024
+    # JSON that is stored and served back (job inputs) may nest this deep at most: 422 input_too_deep beyond.
+    # Request bodies never nest deeper than 64 levels (domain.types.JSON_DEPTH_CEILING), whatever this says.
+    max_json_depth: int = Field(default=32, ge=2, le=60)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
@@ -229,15 +241,17 @@ class CoreSettings(BaseSettings):
         return Path(self.models.dir) if self.models.dir else self.data_dir / "models"
 
     def secret(self, name: str) -> str:
-        """A secret kept under data_dir, created on first use (mode 600)."""
+        """A secret kept under data_dir, created on first use (mode 600 from the start)."""
         path = self.data_dir / f"{name}"
         if path.exists():
             return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         value = secrets.token_urlsafe(48)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(value)
-        tmp.chmod(0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value)
+        os.chmod(tmp, 0o600)
         tmp.replace(path)
         return value
 

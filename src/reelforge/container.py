@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from functools import cached_property
 from typing import Any
 
 from reelforge.adapters.db.engine import Database
 from reelforge.adapters.db.store import Store
+from reelforge.adapters.files import private_dir
 from reelforge.applications import AppManifest, Tick, discover
 from reelforge.config import Settings, get_settings
 from reelforge.observability import Metrics
@@ -18,7 +20,7 @@ class Container:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.settings.data_dir)
         self._app_lock = threading.RLock()
         self._app_services: dict[str, Any] = {}
 
@@ -78,14 +80,21 @@ class Container:
     def events(self) -> Any:
         from reelforge.services.events import EventService
 
-        return EventService(self.store, self.settings,
+        return EventService(self.store, self.settings, self.secret_box,
                             event_types=tuple(t for a in self.apps for t in a.event_types))
+
+    @cached_property
+    def secret_box(self) -> Any:
+        """Encrypts signing secrets at rest under a key derived from the instance secret."""
+        from reelforge.adapters.secretbox import AesGcmSecretBox
+
+        return AesGcmSecretBox(self.settings.jwt_secret)
 
     @cached_property
     def auth(self) -> Any:
         from reelforge.services.auth import AuthService
 
-        return AuthService(self.store, self.settings)
+        return AuthService(self.store, self.settings, self.secret_box)
 
     @cached_property
     def credits(self) -> Any:
@@ -171,9 +180,13 @@ class Container:
                     "deliveries": tx.alarms.delivery_stats()}
 
     def migrate(self) -> None:
+        """Bring the schema up to date, then encrypt any signing secret an older version stored in plain text."""
         from reelforge.adapters.db.migrate import upgrade
 
         upgrade(self.settings.database_url, locations=self.migration_folders())
+        sealed = self.events.seal_stored_secrets()
+        if sealed:
+            logging.getLogger("reelforge.db").info("encrypted %d signing secrets stored in plain text", sealed)
 
     def migration_folders(self) -> list[Any]:
         """Each installed application's Alembic version folder."""

@@ -66,6 +66,12 @@ class Gone(ReelforgeError):
     status, code, title = 410, "expired", "Expired"
 
 
+class SecretUnreadable(ReelforgeError):
+    """A secret stored encrypted does not decrypt with this instance's key (the instance secret changed)."""
+
+    status, code, title = 500, "secret_unreadable", "Stored secret cannot be decrypted"
+
+
 class ServiceUnavailable(ReelforgeError):
     status, code, title, retryable = 503, "unavailable", "Service unavailable", True
 

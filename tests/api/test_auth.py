@@ -27,20 +27,31 @@ def bearer(token: str) -> dict[str, str]:
 
 
 # --- register ------------------------------------------------------------------------------------
-def test_register_returns_public_user(client: Any) -> None:
+def test_register_then_sign_in(client: Any) -> None:
     r = client.post("/v1/auth/register", json={"email": "  Ada@Example.com ", "password": "long enough pw"})
-    assert r.status_code == 201, r.text
-    body = r.json()
-    assert set(body) == {"id", "email", "role", "disabled", "credits", "created_at"}
-    assert body["email"] == "ada@example.com"
-    assert body["role"] == "user" and body["disabled"] is False
-    assert body["credits"] == 100
+    assert r.status_code == 202, r.text
+    assert r.json() == {"status": "accepted", "email": "ada@example.com"}
     assert "password" not in r.text and "argon2" not in r.text
+    t = client.post("/v1/auth/token", json={"email": "ada@example.com", "password": "long enough pw"})
+    me = client.get("/v1/auth/me", headers=bearer(t.json()["access_token"])).json()
+    assert me["email"] == "ada@example.com" and me["role"] == "user" and me["disabled"] is False
+    assert me["credits"] == 100
 
 
-def test_register_duplicate_email_is_conflict_case_insensitive(client: Any, alice: UserHandle) -> None:
-    r = client.post("/v1/auth/register", json={"email": "ALICE@example.com", "password": "another password"})
-    assert_problem(r, 409, "email_taken")
+def test_register_does_not_tell_whether_an_address_has_an_account(client: Any, alice: UserHandle) -> None:
+    def answer(r: Any) -> tuple[int, Any, str]:
+        return r.status_code, r.json(), r.headers["content-type"]
+
+    new = client.post("/v1/auth/register", json={"email": "New@example.com", "password": "another password"})
+    taken = client.post("/v1/auth/register", json={"email": "ALICE@example.com", "password": "another password"})
+    assert answer(taken) == (202, {"status": "accepted", "email": "alice@example.com"}, "application/json")
+    assert answer(new)[0] == 202 and answer(new)[1:] == (
+        {"status": "accepted", "email": "new@example.com"}, "application/json")
+    assert set(taken.headers) == set(new.headers)
+    # The existing account is untouched: its password is still its own, the one sent does not sign in.
+    assert client.post("/v1/auth/token", json={"email": alice.email, "password": alice.password}).status_code == 200
+    assert_problem(client.post("/v1/auth/token", json={"email": alice.email, "password": "another password"}),
+                   401, "invalid_credentials")
 
 
 def test_register_invalid_email(client: Any) -> None:
@@ -55,6 +66,24 @@ def test_register_short_password(client: Any) -> None:
     body = assert_problem(client.post("/v1/auth/register", json={"email": "x@example.com", "password": "short"}),
                           422, "validation_error")
     assert body["errors"][0]["field"] == "password"
+
+
+def test_register_refuses_common_passwords(client: Any) -> None:
+    for password in ["password1", "Password1", "iloveyou", "qwertyuiop", "  12345678 "]:
+        body = assert_problem(client.post("/v1/auth/register", json={"email": "x@example.com", "password": password}),
+                              422, "password_too_common")
+        assert body["field"] == "password"
+    # Nothing was created.
+    assert_problem(client.post("/v1/auth/token", json={"email": "x@example.com", "password": "password1"}),
+                   401, "invalid_credentials")
+
+
+def test_common_password_list_ships_with_the_package() -> None:
+    from reelforge.adapters import auth as crypto
+
+    listed = crypto._common_passwords()
+    assert len(listed) > 5000 and "password" in listed and "correct horse battery" not in listed
+    assert all(len(p) >= 8 and p == p.lower() for p in listed)
 
 
 def test_register_rejects_extra_or_missing_fields(client: Any) -> None:
@@ -127,11 +156,50 @@ def test_refresh_rotates_and_old_token_stops_working(client: Any, alice: UserHan
     new = r.json()
     assert new["refresh_token"] != pair["refresh_token"]
     assert client.get("/v1/auth/me", headers=bearer(new["access_token"])).status_code == 200
+    # The new one works once.
+    assert client.post("/v1/auth/refresh", json={"refresh_token": new["refresh_token"]}).status_code == 200
+    assert_problem(client.post("/v1/auth/refresh", json={"refresh_token": new["refresh_token"]}),
+                   401, "invalid_refresh_token")
     # The old refresh token was revoked by the rotation.
     assert_problem(client.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}),
                    401, "invalid_refresh_token")
-    # The new one works once.
-    assert client.post("/v1/auth/refresh", json={"refresh_token": new["refresh_token"]}).status_code == 200
+
+
+def test_replayed_refresh_token_revokes_its_family(client: Any, alice: UserHandle) -> None:
+    def refresh(token: str) -> Any:
+        return client.post("/v1/auth/refresh", json={"refresh_token": token})
+
+    first = client.post("/v1/auth/token", json={"email": alice.email, "password": alice.password}).json()
+    other = client.post("/v1/auth/token", json={"email": alice.email, "password": alice.password}).json()
+    second = refresh(first["refresh_token"]).json()
+    third = refresh(second["refresh_token"]).json()
+    # The first token comes back after two rotations: someone holds a copy.
+    assert_problem(refresh(first["refresh_token"]), 401, "invalid_refresh_token")
+    # Every token descended from that sign-in is dead now, the newest included...
+    assert_problem(refresh(third["refresh_token"]), 401, "invalid_refresh_token")
+    assert_problem(refresh(second["refresh_token"]), 401, "invalid_refresh_token")
+    # ...while another sign-in of the same account is a family of its own and goes on working.
+    assert refresh(other["refresh_token"]).status_code == 200
+
+
+def test_replayed_refresh_token_revokes_across_processes(client: Any, alice: UserHandle, settings: Any) -> None:
+    """The family lives in the database: a replay seen by one API process revokes what another one issued."""
+    from fastapi.testclient import TestClient
+
+    from reelforge.api.app import create_app
+    from reelforge.container import Container
+
+    pair = client.post("/v1/auth/token", json={"email": alice.email, "password": alice.password}).json()
+    rotated = client.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).json()
+    other = Container(settings)
+    try:
+        with TestClient(create_app(container=other)) as second:
+            assert_problem(second.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}),
+                           401, "invalid_refresh_token")
+    finally:
+        other.close()
+    assert_problem(client.post("/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]}),
+                   401, "invalid_refresh_token")
 
 
 def test_refresh_with_garbage(client: Any) -> None:
@@ -153,6 +221,47 @@ def test_me_requires_auth(client: Any) -> None:
     r = client.get("/v1/auth/me")
     assert_problem(r, 401, "missing_credentials")
     assert r.headers["www-authenticate"] == "Bearer"
+
+
+# --- password change -------------------------------------------------------------------------------
+def test_change_password(client: Any, alice: UserHandle) -> None:
+    other = client.post("/v1/auth/token", json={"email": alice.email, "password": alice.password}).json()
+    r = alice.post("/v1/auth/password", json={"current_password": alice.password, "new_password": "a brand new secret"})
+    assert r.status_code == 200, r.text
+    pair = r.json()
+    assert client.get("/v1/auth/me", headers=bearer(pair["access_token"])).status_code == 200
+    # The old password no longer signs in; the new one does.
+    assert_problem(client.post("/v1/auth/token", json={"email": alice.email, "password": alice.password}),
+                   401, "invalid_credentials")
+    assert client.post("/v1/auth/token", json={"email": alice.email, "password": "a brand new secret"}).status_code == 200
+    # Other sessions' refresh tokens stopped working; this session's new one works.
+    assert_problem(client.post("/v1/auth/refresh", json={"refresh_token": other["refresh_token"]}),
+                   401, "invalid_refresh_token")
+    assert client.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 200
+
+
+def test_change_password_refusals(client: Any, alice: UserHandle) -> None:
+    body = assert_problem(alice.post("/v1/auth/password", json={"current_password": alice.password,
+                                                                "new_password": "iloveyou1"}), 422, "password_too_common")
+    assert body["field"] == "new_password"
+    assert_problem(alice.post("/v1/auth/password", json={"current_password": alice.password, "new_password": "short"}),
+                   422, "validation_error")
+    body = assert_problem(alice.post("/v1/auth/password", json={"current_password": "not it at all",
+                                                                "new_password": "a brand new secret"}),
+                          403, "wrong_password")
+    assert body["field"] == "current_password"
+    # The password did not change.
+    assert client.post("/v1/auth/token", json={"email": alice.email, "password": alice.password}).status_code == 200
+
+
+def test_change_password_guesses_are_throttled(client: Any, alice: UserHandle) -> None:
+    """A stolen access token is no way around the sign-in throttle to guess the current password."""
+    for _ in range(5):
+        assert alice.post("/v1/auth/password", json={"current_password": "guess guess",
+                                                     "new_password": "a brand new secret"}).status_code == 403
+    r = alice.post("/v1/auth/password", json={"current_password": alice.password, "new_password": "a brand new secret"})
+    assert_problem(r, 429, "login_throttled")
+    assert int(r.headers["retry-after"]) >= 1
 
 
 # --- API keys ------------------------------------------------------------------------------------

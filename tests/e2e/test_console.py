@@ -84,6 +84,16 @@ def test_register_sign_in_and_out(page: Any, live: Live) -> None:
     expect(page).to_have_url(live.url + "/")
     expect(page.locator("[data-me=email]")).to_have_text("grace@example.com")
 
+    # Registering an address that has an account: the API does not tell, the sign-in that follows fails.
+    page.click("[data-user-toggle]")
+    page.click("text=Sign out")
+    page.goto(live.url + "/register")
+    page.fill("#email", "grace@example.com")
+    page.fill("#password", "another long password")
+    page.click("button[type=submit]")
+    expect(page.locator(".form-error")).to_contain_text("has an account already")
+    expect(page).to_have_url(live.url + "/register")
+
 
 def test_generate_image_with_live_progress(page: Any, live: Live, ada: dict[str, Any]) -> None:
     sign_in(page, live, ada, "/generate")

@@ -44,10 +44,11 @@ def server_url(container: Any) -> Iterator[str]:
 def _token(url: str) -> tuple[str, str]:
     with httpx.Client(base_url=url, timeout=30) as c:
         r = c.post("/v1/auth/register", json={"email": "racer@example.com", "password": "correct horse battery"})
-        assert r.status_code == 201, r.text
+        assert r.status_code == 202, r.text
         t = c.post("/v1/auth/token", json={"email": "racer@example.com", "password": "correct horse battery"})
         assert t.status_code == 200, t.text
-        return t.json()["access_token"], r.json()["id"]
+        token = t.json()["access_token"]
+        return token, c.get("/v1/auth/me", headers={"Authorization": f"Bearer {token}"}).json()["id"]
 
 
 @pytest.mark.reliability

@@ -114,6 +114,29 @@ def test_wrong_issuer_and_missing_claims(client: Any, alice: UserHandle, secret:
         assert_401(me(client, token), "invalid_token")
 
 
+def signed(claims: Any, secret: str) -> str:
+    """A token with exactly these claims (json as given: PyJWT's encoder would refuse some of them)."""
+    import hashlib
+    import hmac
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = b64(hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+    return f"{head}.{body}.{sig}"
+
+
+def test_malformed_registered_claims(client: Any, alice: UserHandle, secret: str) -> None:
+    now = int(time.time())
+    assert me(client, signed(claims_for(alice), secret)).status_code == 200
+    for over in [{"exp": str(now + 600)}, {"exp": True}, {"exp": [now + 600]}, {"exp": {"t": now}},
+                 {"exp": 10**30}, {"exp": now + 86400}, {"iat": True}, {"iat": str(now)}, {"iat": now + 601},
+                 {"nbf": str(now)}, {"nbf": False}, {"jti": 5}, {"typ": ["access"]}, {"iss": ["reelforge"]}]:
+        assert_401(me(client, signed(claims_for(alice, **over), secret)), "invalid_token")
+    # A payload that is not a JSON object at all.
+    for payload in [[1, 2], "exp", 3]:
+        assert_401(me(client, signed(payload, secret)), "invalid_token")
+
+
 def test_refresh_token_is_not_an_access_token(client: Any, alice: UserHandle) -> None:
     pair = client.post("/v1/auth/token", json={"email": alice.email, "password": alice.password}).json()
     assert_401(me(client, pair["refresh_token"]), "invalid_token")

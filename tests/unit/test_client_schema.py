@@ -33,6 +33,7 @@ from reelforge.client.records import Record
 # no component of its own.
 SCHEMAS: dict[str, str | tuple[str, str, str]] = {
     "User": "UserPublic",
+    "Registration": "RegistrationPublic",
     "TokenPair": "TokenPublic",
     "ApiKey": "ApiKeyCreated",
     "JobError": "JobError",
@@ -246,6 +247,7 @@ CALLS: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]]] = {
     ("auth", "register"): (("ada@example.com", "pw-pw-pw-pw"), {}),
     ("auth", "login"): (("ada@example.com", "pw-pw-pw-pw"), {}),
     ("auth", "refresh"): ((), {}),
+    ("auth", "change_password"): (("pw-pw-pw-pw", "new-pw-new-pw"), {}),
     ("auth", "me"): ((), {}),
     ("api_keys", "create"): (("ci",), {}),
     ("api_keys", "list"): ((), {}),

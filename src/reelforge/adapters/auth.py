@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import math
 import secrets
 import time
 import uuid
+from importlib import resources
 from typing import Any
 
 import jwt
@@ -30,6 +33,18 @@ def _dummy() -> str:
     return _dummy_hash
 
 
+@functools.cache
+def _common_passwords() -> frozenset[str]:
+    """The shipped list of common passwords (package data, read once)."""
+    text = resources.files("reelforge.adapters").joinpath("data/common-passwords.txt").read_text("utf-8")
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def is_common_password(password: str) -> bool:
+    """Whether a password is on the list of the most common ones (compared lowercased, as the list is)."""
+    return password.strip().lower() in _common_passwords()
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
@@ -48,10 +63,17 @@ def issue_access_token(*, secret: str, issuer: str, user_id: str, role: str, ttl
     return jwt.encode(claims, secret, algorithm="HS256"), ttl_s
 
 
-def decode_access_token(token: str, *, secret: str, issuer: str) -> dict[str, Any]:
+def decode_access_token(token: str, *, secret: str, issuer: str, max_ttl_s: float | None = None) -> dict[str, Any]:
+    """The claims of a valid access token; 401 `token_expired` or `invalid_token` otherwise.
+
+    `max_ttl_s` bounds `exp - iat`: a token that claims to live longer than any this server issues is refused.
+    """
+    required = ["exp", "iat", "sub", "iss"]
     try:
-        claims = jwt.decode(token, secret, algorithms=ALGORITHMS, issuer=issuer,
-                            options={"require": ["exp", "iat", "sub", "iss"]})
+        # Shapes first (signature checked, times not yet), so `"exp": true` is malformed rather than expired.
+        _check_registered_claims(jwt.decode(token, secret, algorithms=ALGORITHMS, issuer=issuer, options={
+            "require": required, "verify_exp": False, "verify_iat": False, "verify_nbf": False}), max_ttl_s)
+        claims = jwt.decode(token, secret, algorithms=ALGORITHMS, issuer=issuer, options={"require": required})
     except jwt.ExpiredSignatureError as exc:
         raise errors.Unauthorized("Access token expired", code="token_expired") from exc
     except jwt.PyJWTError as exc:
@@ -59,6 +81,22 @@ def decode_access_token(token: str, *, secret: str, issuer: str) -> dict[str, An
     if claims.get("typ") != "access":
         raise errors.Unauthorized("Not an access token", code="invalid_token")
     return claims
+
+
+def _is_number(value: Any) -> bool:
+    # bool is an int to Python, and PyJWT also reads a numeric string as a time: RFC 7519 says NumericDate.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_registered_claims(claims: dict[str, Any], max_ttl_s: float | None) -> None:
+    """PyJWT checks what the times mean but accepts `"exp": "1700000000"` or `true`; the shapes are checked here."""
+    bad: list[str] = [name for name in ("exp", "iat", "nbf") if name in claims and not _is_number(claims[name])]
+    bad += [name for name in ("sub", "iss", "jti", "typ") if name in claims and not isinstance(claims[name], str)]
+    if bad:
+        raise errors.Unauthorized(f"Malformed claim {bad[0]!r} in access token", code="invalid_token")
+    lifetime = claims["exp"] - claims["iat"]
+    if lifetime <= 0 or (max_ttl_s is not None and lifetime > max_ttl_s):
+        raise errors.Unauthorized("Access token lifetime out of bounds", code="invalid_token")
 
 
 def new_secret_token(prefix: str = "", nbytes: int = 32) -> str:

@@ -54,9 +54,12 @@ def install(app: FastAPI) -> None:
         for e in exc.errors():
             loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "header")]
             fields.append({"field": ".".join(loc), "message": e.get("msg", "invalid"), "type": e.get("type", "")})
-        first = fields[0] if fields else {"field": "", "message": "invalid"}
+        # A value nested too deep anywhere is what the whole body is refused for.
+        deep = [f for f in fields if f["type"] == "input_too_deep"]
+        first = (deep or fields or [{"field": "", "message": "invalid"}])[0]
         detail = f"{first['field'] or 'request'}: {first['message']}"
-        return problem(422, "validation_error", "Invalid input", detail, instance=request.url.path, errors=fields)
+        return problem(422, "input_too_deep" if deep else "validation_error", "Invalid input", detail,
+                       instance=request.url.path, errors=fields)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

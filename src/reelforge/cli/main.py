@@ -40,6 +40,8 @@ def _container(settings: Settings | None = None) -> Any:
 
     s = settings or get_settings()
     configure_logging(s.log_level, s.log_json)
+    # Everything a server process writes (database, objects, models, caches) is its own: owner-only.
+    os.umask(0o077)
     return Container(s)
 
 

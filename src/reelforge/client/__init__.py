@@ -54,6 +54,7 @@ from reelforge.client.records import (
     Model,
     Pipeline,
     Progress,
+    Registration,
     SignedRequest,
     StreamEvent,
     TokenPair,
@@ -69,6 +70,6 @@ __all__ = [
     "ApiError", "ApiKey", "Asset", "AsyncClient", "AsyncJobHandle", "ChecksumMismatch", "Client", "ConnectionLost",
     "CreditEntry",
     "Credits", "Delivery", "Job", "JobError", "JobEvent", "JobHandle", "JobHistory", "JobPage", "JobProgress",
-    "Model", "Pipeline", "Progress", "ResumeError", "ServerUnreachable", "SignedRequest", "StreamEvent",
+    "Model", "Pipeline", "Progress", "Registration", "ResumeError", "ServerUnreachable", "SignedRequest", "StreamEvent",
     "TokenPair", "Upload", "UploadFailed", "UploadPart", "User", "WaitTimeout", "Webhook", "WebhookTest",
 ]

@@ -50,6 +50,7 @@ from reelforge.client.records import (
     Model,
     Pipeline,
     Progress,
+    Registration,
     StreamEvent,
     TokenPair,
     Upload,
@@ -71,9 +72,10 @@ class Auth(Namespace[R]):
     """Accounts and tokens: ``rf.auth``."""
 
     @call
-    def register(self, email: str, password: str) -> Call[User]:
-        """Create an account (no credentials needed); then `login`."""
-        return Call("POST", "/v1/auth/register", one(User), json={"email": email, "password": password},
+    def register(self, email: str, password: str) -> Call[Registration]:
+        """Ask for an account (no credentials needed); then `login`. The answer is the same when the address
+        has an account already (which keeps its password): only `login` tells whether this password works."""
+        return Call("POST", "/v1/auth/register", one(Registration), json={"email": email, "password": password},
                     auth=False)
 
     @call
@@ -81,6 +83,15 @@ class Auth(Namespace[R]):
         """Email + password for an access and a refresh token, which this client then uses."""
         pair: TokenPair = yield Call("POST", "/v1/auth/token", one(TokenPair),
                                      json={"email": email, "password": password}, auth=False)
+        self.client.set_tokens(pair)
+        return pair
+
+    @call
+    def change_password(self, current_password: str, new_password: str) -> Flow[TokenPair]:
+        """Replace your password. Every refresh token of the account stops working; this client takes the new
+        pair the answer carries (API keys stay valid)."""
+        pair: TokenPair = yield Call("POST", "/v1/auth/password", one(TokenPair),
+                                     json={"current_password": current_password, "new_password": new_password})
         self.client.set_tokens(pair)
         return pair
 

@@ -54,6 +54,14 @@ class User(Record):
 
 
 @dataclass
+class Registration(Record):
+    """What registering answers: the same whether or not the address has an account (sign in to find out)."""
+
+    status: str
+    email: str
+
+
+@dataclass
 class TokenPair(Record):
     access_token: str
     refresh_token: str

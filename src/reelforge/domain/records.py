@@ -7,6 +7,7 @@ Times are epoch seconds read from the database clock.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,11 @@ from typing import Any
 def new_id() -> str:
     """A new random id (32 hex digits), for any record."""
     return uuid.uuid4().hex
+
+
+def new_signing_secret() -> str:
+    """A new webhook signing secret (256 random bits); stored sealed, shown to its owner."""
+    return "whsec_" + secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,15 @@ class RefreshToken:
     created_at: float
     expires_at: float
     revoked_at: float | None
+    family_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoginThrottle:
+    key: str
+    failures: int
+    locked_until: float
+    updated_at: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from reelforge.domain.records import (
     Delivery,
     Job,
     JobEvent,
+    LoginThrottle,
     ModelInvocation,
     OutboxEvent,
     QueueSample,
@@ -208,12 +209,49 @@ class AccountRepository(Protocol):
         """Revoke a key (kept as it was if already revoked); returns it as written."""
         ...
 
-    def add_refresh(self, *, user_id: str, token_hash: str, ttl_s: float) -> RefreshToken:
-        """Insert a refresh token that expires after ttl_s."""
+    def add_refresh(self, *, user_id: str, token_hash: str, ttl_s: float,
+                    family_id: str | None = None) -> RefreshToken:
+        """Insert a refresh token that expires after ttl_s, in `family_id` (a new family when None)."""
         ...
 
     def take_refresh(self, token_hash: str) -> RefreshToken | None:
         """Revoke a live refresh token and return it (rotation); None when unknown, used or expired."""
+        ...
+
+    def refresh_by_hash(self, token_hash: str) -> RefreshToken | None:
+        """The refresh token with this hash, live or not."""
+        ...
+
+    def revoke_refresh_family(self, family_id: str) -> int:
+        """Revoke every live refresh token of a family; returns how many were live."""
+        ...
+
+    def webhook_secrets_without_prefix(self, prefix: str, *, limit: int = 500) -> list[tuple[str, str]]:
+        """(user id, callback signing secret) of accounts whose stored secret does not start with `prefix`."""
+        ...
+
+    def set_webhook_secret(self, user_id: str, secret: str) -> None:
+        """Store an account's callback signing secret (as given: sealed by the caller)."""
+        ...
+
+    def revoke_user_refresh(self, user_id: str) -> int:
+        """Revoke every live refresh token of an account; returns how many were live."""
+        ...
+
+    def lock_login_throttle(self, key: str) -> LoginThrottle:
+        """The throttle row of `key` (created empty when missing), locked until the transaction ends."""
+        ...
+
+    def set_login_throttle(self, key: str, *, failures: int, locked_until: float) -> None:
+        """Record the failures in a row and the time sign-ins for `key` are refused until."""
+        ...
+
+    def clear_login_throttle(self, key: str) -> None:
+        """Forget the failures of `key` (a successful sign-in)."""
+        ...
+
+    def prune_login_throttles(self, idle_before: float) -> int:
+        """Delete throttle rows untouched since `idle_before` that lock nothing any more; returns how many."""
         ...
 
 
@@ -305,6 +343,14 @@ class EventRepository(Protocol):
 
     def webhooks(self, owner_id: str) -> list[Webhook]:
         """An owner's subscriptions, oldest first."""
+        ...
+
+    def webhook_secrets_without_prefix(self, prefix: str, *, limit: int = 500) -> list[tuple[str, str]]:
+        """(webhook id, signing secret) of subscriptions whose stored secret does not start with `prefix`."""
+        ...
+
+    def set_webhook_secret(self, hook_id: str, secret: str) -> None:
+        """Store a subscription's signing secret (as given: sealed by the caller)."""
         ...
 
     def delete_webhook(self, hook_id: str) -> None:

@@ -86,7 +86,7 @@ class Maintenance:
                 log.exception("maintenance tick %s failed", tick.name, extra={"tick": tick.name})
 
     def sweep(self) -> dict[str, int]:
-        """Delete expired temporary assets, abandoned uploads and expired job records."""
+        """Delete expired temporary assets, abandoned uploads, expired job records and idle login throttles."""
         counts: dict[str, int] = self.c.assets.sweep()
         jobs = 0
         for job_id in self.c.jobs.expired_job_ids():
@@ -95,6 +95,7 @@ class Maintenance:
                 tx.jobs.delete_job(job_id)
             jobs += 1
         counts["jobs"] = jobs
+        counts["login_throttles"] = self.c.auth.prune_login_throttles()
         if any(counts.values()):
             log.info("sweeper removed %s", counts)
         return counts

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 import secrets
 import time
@@ -11,10 +13,13 @@ from dataclasses import dataclass, replace
 from reelforge import errors
 from reelforge.adapters import auth as crypto
 from reelforge.config import Settings
-from reelforge.domain.records import ApiKey, User
-from reelforge.domain.types import CreditKind, Principal, Role
-from reelforge.ports.repositories import DuplicateKey, Store
+from reelforge.domain.records import ApiKey, RefreshToken, User, new_signing_secret
+from reelforge.domain.types import CreditKind, Principal, Role, login_backoff_s
+from reelforge.ports.repositories import DuplicateKey, Store, UnitOfWork
+from reelforge.ports.secrets import SecretBox
 from reelforge.services.ownership import owned
+
+log = logging.getLogger("reelforge.auth")
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
 API_KEY_PREFIX = "rf_"
@@ -35,9 +40,10 @@ class NewApiKey:
 
 
 class AuthService:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, box: SecretBox) -> None:
         self.store = store
         self.settings = settings
+        self.box = box  # seals the account's callback signing secret
         self._principal_listeners: list[Callable[[str], None]] = []
 
     # --- change notices (principal caches) ---------------------------------------------------
@@ -54,23 +60,65 @@ class AuthService:
     def register(self, email: str, password: str, *, role: Role = Role.user, grant: int | None = None) -> User:
         """Create an account with the starting credit grant. Emails are unique, case-insensitively."""
         email = self._normalize_email(email)
-        if len(password) < 8:
-            raise errors.ValidationFailed("Password must have at least 8 characters", code="weak_password",
-                                          field="password")
-        if len(password) > 1024:
-            raise errors.ValidationFailed("Password too long", code="weak_password", field="password")
+        self.check_password(password)
         pw_hash = crypto.hash_password(password)
         amount = self.settings.credits.starting_grant if grant is None else grant
         try:
             with self.store.tx() as tx:
                 user = tx.accounts.add_user(email=email, password_hash=pw_hash, role=role.value,
-                                            webhook_secret="whsec_" + secrets.token_urlsafe(32))
+                                            webhook_secret=self.box.seal(new_signing_secret()))
                 if amount:
                     tx.credits.credit(user.id, amount, CreditKind.grant, note="starting grant")
                     user = replace(user, credits=amount)
         except DuplicateKey as exc:
             raise errors.Conflict("An account with this email exists", code="email_taken", field="email") from exc
         return user
+
+    def sign_up(self, email: str, password: str) -> str:
+        """Self-service registration: `register`, except that an address with an account already is no error.
+
+        The caller is told the same either way (the normalized address), so registration cannot be used to
+        find out who has an account. The existing account is left as it is. Both paths hash the password and
+        try the insert, so they also take about the same time.
+        """
+        try:
+            return self.register(email, password).email
+        except errors.Conflict:
+            log.info("registration for an address that has an account; nothing changed")
+            return self._normalize_email(email)
+
+    @staticmethod
+    def check_password(password: str, field: str = "password") -> None:
+        """Refuse passwords that are too short or too long (`weak_password`) or among the most common ones
+        (`password_too_common`): the first guesses of anyone trying passwords against an account."""
+        if len(password) < 8:
+            raise errors.ValidationFailed("Password must have at least 8 characters", code="weak_password",
+                                          field=field)
+        if len(password) > 1024:
+            raise errors.ValidationFailed("Password too long", code="weak_password", field=field)
+        if crypto.is_common_password(password):
+            raise errors.ValidationFailed("This password is one of the most common ones; choose another",
+                                          code="password_too_common", field=field)
+
+    def change_password(self, principal: Principal, current_password: str, new_password: str) -> TokenPair:
+        """Replace the caller's password. The current one is checked (and throttled like a sign-in); every
+        refresh token of the account is revoked, so other sessions end at their access token's expiry, and
+        a new pair for this session is returned. API keys are separate credentials and stay valid."""
+        self.check_password(new_password, field="new_password")
+        throttle_key = crypto.sha256_hex(principal.email)
+        self._count_attempt(throttle_key)
+        with self.store.tx(write=False) as tx:
+            user = tx.accounts.user(principal.user_id)
+        if user is None or user.disabled:
+            raise errors.Unauthorized("Account not found or disabled", code="invalid_token")
+        if not crypto.verify_password(user.password_hash, current_password):
+            raise errors.Forbidden("The current password is wrong", code="wrong_password", field="current_password")
+        pw_hash = crypto.hash_password(new_password)
+        with self.store.tx() as tx:
+            tx.accounts.clear_login_throttle(throttle_key)
+            user = tx.accounts.update_user(user.id, password_hash=pw_hash) or user
+            tx.accounts.revoke_user_refresh(user.id)
+            return self._issue_in(tx, user, family_id=None)
 
     @staticmethod
     def _normalize_email(email: str) -> str:
@@ -80,34 +128,89 @@ class AuthService:
         return email
 
     def login(self, email: str, password: str) -> TokenPair:
+        """Tokens for a right e-mail and password. Failures are throttled per address (`_count_attempt`)."""
+        email = email.strip().lower()
+        throttle_key = crypto.sha256_hex(email)
+        self._count_attempt(throttle_key)
         with self.store.tx(write=False) as tx:
-            user = tx.accounts.user_by_email(email.strip().lower())
+            user = tx.accounts.user_by_email(email)
         ok = crypto.verify_password(user.password_hash if user else None, password)
         if not user or not ok:
             raise errors.Unauthorized("Wrong email or password", code="invalid_credentials")
+        with self.store.tx() as tx:
+            tx.accounts.clear_login_throttle(throttle_key)
         if user.disabled:
             raise errors.Unauthorized("Account disabled", code="account_disabled")
         return self._issue(user)
 
+    def _count_attempt(self, key: str) -> None:
+        """Count a sign-in attempt for an address as a failure before the password is checked (a success
+        clears it), or refuse it with 429 `login_throttled` while the address waits out its backoff.
+
+        Counting first, under the row's lock, means parallel guesses cannot all slip in before the first
+        failure is written. Unknown addresses are counted alike, so the answer never tells whether an account
+        exists. The wait is capped (`auth.login_backoff_max_s`): an attacker can delay the owner's sign-in,
+        never lock them out for good.
+        """
+        a = self.settings.auth
+        with self.store.tx() as tx:
+            row = tx.accounts.lock_login_throttle(key)
+            now = tx.now()
+            if row.locked_until > now:
+                raise errors.RateLimited("Too many failed sign-ins for this e-mail address; try again later",
+                                         code="login_throttled", retry_after=max(1, math.ceil(row.locked_until - now)))
+            failures = (row.failures if now - row.updated_at < a.login_failure_window_s else 0) + 1
+            wait = login_backoff_s(failures, a.login_free_failures, a.login_backoff_base_s, a.login_backoff_max_s)
+            tx.accounts.set_login_throttle(key, failures=failures, locked_until=now + wait if wait else 0.0)
+
+    def prune_login_throttles(self) -> int:
+        """Forget addresses with no failed sign-in for `auth.login_failure_window_s` (the sweeper runs it)."""
+        with self.store.tx() as tx:
+            return tx.accounts.prune_login_throttles(tx.now() - self.settings.auth.login_failure_window_s)
+
     def _issue(self, user: User) -> TokenPair:
+        """A new pair for a sign-in: its refresh token starts a new family."""
+        with self.store.tx() as tx:
+            return self._issue_in(tx, user, family_id=None)
+
+    def _issue_in(self, tx: UnitOfWork, user: User, *, family_id: str | None) -> TokenPair:
         access, ttl = crypto.issue_access_token(
             secret=self.settings.jwt_secret, issuer=self.settings.auth.jwt_issuer, user_id=user.id,
             role=user.role, ttl_s=self.settings.auth.access_ttl_s,
         )
         refresh = crypto.new_secret_token("rft_")
-        with self.store.tx() as tx:
-            tx.accounts.add_refresh(user_id=user.id, token_hash=crypto.sha256_hex(refresh),
-                                    ttl_s=self.settings.auth.refresh_ttl_s)
+        tx.accounts.add_refresh(user_id=user.id, token_hash=crypto.sha256_hex(refresh),
+                                ttl_s=self.settings.auth.refresh_ttl_s, family_id=family_id)
         return TokenPair(access_token=access, refresh_token=refresh, expires_in=ttl)
 
     def refresh(self, refresh_token: str) -> TokenPair:
-        """Rotate: the old refresh token is revoked as the new pair is issued."""
+        """Rotate: the old refresh token is revoked as the new pair is issued, in one transaction.
+
+        A refresh token that was already rotated and comes back was copied: the thief or the owner will
+        present the newer one next. Every token of its family (the sign-in it descends from) is revoked then,
+        so both must sign in again (OAuth 2.0 Security BCP, refresh token rotation).
+        """
+        token_hash = crypto.sha256_hex(refresh_token)
+        replayed: RefreshToken | None = None
+        pair: TokenPair | None = None
         with self.store.tx() as tx:
-            tok = tx.accounts.take_refresh(crypto.sha256_hex(refresh_token))
-            user = tx.accounts.user(tok.user_id) if tok else None
-        if tok is None or user is None or user.disabled:
+            tok = tx.accounts.take_refresh(token_hash)
+            if tok is None:
+                seen = tx.accounts.refresh_by_hash(token_hash)
+                if seen is not None and seen.revoked_at is not None:
+                    tx.accounts.revoke_refresh_family(seen.family_id)
+                    replayed = seen
+            else:
+                user = tx.accounts.user(tok.user_id)
+                if user is not None and not user.disabled:
+                    # Same transaction as the take: a concurrent replay waits for it, then revokes this one too.
+                    pair = self._issue_in(tx, user, family_id=tok.family_id)
+        if replayed is not None:
+            log.warning("refresh token replayed: revoked its family %s (account %s)", replayed.family_id,
+                        replayed.user_id)
+        if pair is None:
             raise errors.Unauthorized("Invalid or expired refresh token", code="invalid_refresh_token")
-        return self._issue(user)
+        return pair
 
     def revoke_refresh(self, refresh_token: str) -> None:
         """Sign out: the refresh token stops working (an unknown or spent one is ignored)."""
@@ -120,7 +223,9 @@ class AuthService:
         if bearer.startswith(API_KEY_PREFIX):
             return self._authenticate_key(bearer)
         claims = crypto.decode_access_token(bearer, secret=self.settings.jwt_secret,
-                                            issuer=self.settings.auth.jwt_issuer)
+                                            issuer=self.settings.auth.jwt_issuer,
+                                            # Longer-lived tokens are not ours (after a TTL cut: refreshed).
+                                            max_ttl_s=self.settings.auth.access_ttl_s)
         with self.store.tx(write=False) as tx:
             user = tx.accounts.user(str(claims["sub"]))
         if user is None or user.disabled:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import random
-import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from reelforge import errors
 from reelforge.adapters.events.http import SendResult, check_target_url, send_signed
 from reelforge.config import Settings
-from reelforge.domain.records import Delivery, OutboxEvent, Webhook
+from reelforge.domain.records import Delivery, OutboxEvent, Webhook, new_signing_secret
 from reelforge.domain.types import Principal, retry_delay
 from reelforge.ports.repositories import Store
+from reelforge.ports.secrets import SecretBox
 from reelforge.services.ownership import owned
+
+log = logging.getLogger("reelforge.events")
 
 CORE_EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled", "webhook.test")
 
@@ -32,9 +36,11 @@ def envelope(ev: OutboxEvent) -> dict[str, Any]:
 
 
 class EventService:
-    def __init__(self, store: Store, settings: Settings,
+    def __init__(self, store: Store, settings: Settings, box: SecretBox,
                  sender: Callable[..., SendResult] = send_signed, event_types: tuple[str, ...] = ()) -> None:
         self.store = store
+        # Signing secrets are stored sealed (encrypted under the instance secret) and opened to sign.
+        self.box = box
         # The core's event types and those the installed applications declare.
         self.event_types = (*CORE_EVENT_TYPES, *event_types)
         self.settings = settings
@@ -53,9 +59,11 @@ class EventService:
             if not (t in self.event_types or t == "*" or t.endswith(".*") or "." in t):
                 raise errors.ValidationFailed(f"Unknown event type {t!r}", code="invalid_event_type",
                                               field="event_types")
+        secret = new_signing_secret()
         with self.store.tx() as tx:
-            return tx.events.add_webhook(owner_id=principal.user_id, url=url, event_types=event_types,
-                                         description=description, secret="whsec_" + secrets.token_urlsafe(32))
+            hook = tx.events.add_webhook(owner_id=principal.user_id, url=url, event_types=event_types,
+                                         description=description, secret=self.box.seal(secret))
+        return replace(hook, secret=secret)  # shown once, in the answer to this request
 
     def list_webhooks(self, principal: Principal) -> list[Webhook]:
         with self.store.tx(write=False) as tx:
@@ -89,7 +97,28 @@ class EventService:
         with self.store.tx(write=False) as tx:
             user = tx.accounts.user(principal.user_id)
             assert user is not None
-            return user.webhook_secret
+        return self.reveal(user.webhook_secret)
+
+    def reveal(self, stored: str) -> str:
+        """A stored signing secret in plain text: opened when sealed; a plain one (written before secrets were
+        encrypted, and not yet sealed by `seal_stored_secrets`) as it is."""
+        return self.box.open(stored) if self.box.is_sealed(stored) else stored
+
+    def seal_stored_secrets(self, batch: int = 500) -> int:
+        """Encrypt every signing secret still stored in plain text (subscriptions' and accounts'); returns how
+        many. Run on every migrate, so an upgraded installation seals its old rows once."""
+        sealed = 0
+        while True:
+            with self.store.tx() as tx:
+                hooks = tx.events.webhook_secrets_without_prefix(self.box.prefix, limit=batch)
+                for hook_id, plain in hooks:
+                    tx.events.set_webhook_secret(hook_id, self.box.seal(plain))
+                users = tx.accounts.webhook_secrets_without_prefix(self.box.prefix, limit=batch)
+                for user_id, plain in users:
+                    tx.accounts.set_webhook_secret(user_id, self.box.seal(plain))
+            sealed += len(hooks) + len(users)
+            if len(hooks) < batch and len(users) < batch:
+                return sealed
 
     # --- dispatch ----------------------------------------------------------------------------------
     def fan_out(self, limit: int = 200) -> int:
@@ -137,12 +166,18 @@ class EventService:
                     continue
                 if d.webhook_id:
                     hook = tx.events.webhook(d.webhook_id)
-                    secret = hook.secret if hook else ""
+                    stored = hook.secret if hook else ""
                 else:
                     user = tx.accounts.user(d.owner_id)
-                    secret = user.webhook_secret if user else ""
-                if not secret:
+                    stored = user.webhook_secret if user else ""
+                if not stored:
                     tx.events.update_delivery(d.id, status="failed", last_error="subscription removed")
+                    continue
+                try:
+                    secret = self.reveal(stored)
+                except errors.SecretUnreadable as exc:
+                    log.error("delivery %s not sent: %s", d.id, exc.message)
+                    tx.events.update_delivery(d.id, status="failed", last_error=exc.message)
                     continue
                 tx.events.update_delivery(d.id, next_attempt_at=now + wh.timeout_s + 30)
                 jobs.append((d.id, d.url, secret, envelope(ev)))

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from reelforge import errors, tracing
 from reelforge.config import Settings
 from reelforge.domain.records import Job, JobEvent
-from reelforge.domain.types import TERMINAL_STATUSES, CreditKind, JobStatus, Principal, retry_delay
+from reelforge.domain.types import TERMINAL_STATUSES, CreditKind, JobStatus, Principal, json_depth, retry_delay
 from reelforge.ports.repositories import DuplicateKey, Store, UnitOfWork
 from reelforge.services.ownership import owned
 
@@ -65,8 +65,17 @@ class JobService:
         self.owner_checks: dict[str, Callable[[Principal, dict[str, Any]], None]] = {}
 
     # --- submit ------------------------------------------------------------------------------
+    def check_depth(self, data: Any) -> None:
+        """Refuse job input that nests deeper than `max_json_depth` (422 `input_too_deep`): it is stored and
+        served back on every read, and the serializers give up on deep values."""
+        limit = self.settings.max_json_depth
+        if json_depth(data, limit) > limit:
+            raise errors.ValidationFailed(f"input: nests deeper than {limit} levels", code="input_too_deep",
+                                          field="input", max_depth=limit)
+
     def validate_input(self, kind: str, data: dict[str, Any],
                        principal: Principal | None = None) -> tuple[Any, dict[str, Any], int]:
+        self.check_depth(data)
         try:
             pipeline = self.pipelines.get(kind)
         except errors.NotFound as exc:
@@ -146,6 +155,16 @@ class JobService:
             raise errors.ValidationFailed("jobs: at least one job is required", field="jobs")
         if len(items) > self.MAX_BATCH:
             raise errors.ValidationFailed(f"jobs: at most {self.MAX_BATCH} jobs per batch", field="jobs")
+        # Too deep anywhere refuses the whole body as such, before any item is looked at.
+        deep = []
+        for i, item in enumerate(items):
+            try:
+                self.check_depth(item.get("input"))
+            except errors.ValidationFailed as exc:
+                deep.append({"index": i, "code": exc.code, "field": "input", "message": exc.message})
+        if deep:
+            raise errors.ValidationFailed(f"jobs[{deep[0]['index']}]: {deep[0]['message']}", code="input_too_deep",
+                                          max_depth=self.settings.max_json_depth, errors=deep)
         prepared: builtins.list[tuple[Any, str, dict[str, Any], int, str | None, int]] = []
         problems: builtins.list[dict[str, Any]] = []
         for i, item in enumerate(items):

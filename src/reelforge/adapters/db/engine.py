@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Float, create_engine, event, text
@@ -13,6 +12,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
+
+from reelforge.adapters.files import private_sqlite
 
 _begin_mode: contextvars.ContextVar[str] = contextvars.ContextVar("_begin_mode", default="IMMEDIATE")
 
@@ -59,8 +60,9 @@ class Database:
         if self.dialect == "sqlite":
             path = self.url.split("///", 1)[-1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
                 self.sqlite_file = None if path.startswith("file:") else path
+                if self.sqlite_file is not None:
+                    private_sqlite(self.sqlite_file)  # the database holds password hashes and secrets
             self.engine: Engine = create_engine(
                 self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size * 2,
                 connect_args={"timeout": 60, "check_same_thread": False}

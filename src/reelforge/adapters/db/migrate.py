@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 
 from reelforge.adapters.db.engine import normalize_url
+from reelforge.adapters.files import private_sqlite
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -33,6 +34,6 @@ def upgrade(url: str, revision: str = "heads", locations: Sequence[Path] | None 
         from reelforge.applications import discover
 
         locations = [a.migrations for a in discover() if a.migrations is not None]
-    if url.startswith("sqlite:///"):
-        Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:" and not url.startswith("sqlite:///file:"):
+        private_sqlite(Path(url.split("///", 1)[1].split("?", 1)[0]))
     command.upgrade(alembic_config(url, locations), revision)

@@ -70,6 +70,18 @@ class RefreshToken(Base):
     created_at: Mapped[float] = mapped_column(Float)
     expires_at: Mapped[float] = mapped_column(Float)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The sign-in this token descends from: every rotation passes it on; a replay revokes the whole family.
+    family_id: Mapped[str] = mapped_column(ID, index=True)
+
+
+class LoginThrottle(Base):
+    """Recent failed sign-ins for one e-mail address (keyed by its sha256, whether or not an account has it)."""
+
+    __tablename__ = "login_throttles"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[float] = mapped_column(Float, index=True)
 
 
 class CreditEntry(Base):

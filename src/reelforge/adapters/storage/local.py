@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode
 
+from reelforge.adapters.files import private_dir
 from reelforge.adapters.storage.common import (
     CHUNK_SIZE,
     MIN_PART_SIZE,
@@ -121,8 +122,7 @@ class LocalObjectStore:
         ``min_part_size`` is S3's 5 MiB floor for every part but the last, kept for parity."""
         if not signing_secret:
             raise ValueError("signing_secret must not be empty")
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = private_dir(Path(root))
         self._root_resolved = self.root.resolve()
         self._secret = signing_secret.encode()
         self.public_url = public_url.rstrip("/")

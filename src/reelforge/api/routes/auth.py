@@ -13,6 +13,8 @@ from reelforge.api.schemas.auth import (
     ApiKeyCreated,
     ApiKeyPublic,
     ApiKeysPublic,
+    PasswordChange,
+    RegistrationPublic,
     SessionPublic,
     TokenCreate,
     TokenPublic,
@@ -30,12 +32,16 @@ SESSION_COOKIE = "reelforge_session"
 SESSION_PATH = "/v1/auth/session"
 
 
-@router.post("/auth/register", status_code=201, response_model=UserPublic)
-def register(body: UserCreate, c: Container) -> UserPublic:
-    """Create an account; it starts with the configured credit grant."""
+@router.post("/auth/register", status_code=202, response_model=RegistrationPublic)
+def register(body: UserCreate, c: Container) -> RegistrationPublic:
+    """Ask for an account, which starts with the configured credit grant; then sign in with `POST /v1/auth/token`.
+
+    The answer is the same whether or not the address has an account already (then nothing changes: its
+    password stays what it was, and signing in with the one sent here fails), so it never tells who is signed up.
+    """
     if not c.settings.auth.allow_registration:
         raise errors.Forbidden("Registration is closed", code="registration_closed")
-    return convert.user(c.auth.register(body.email, body.password))
+    return RegistrationPublic(status="accepted", email=c.auth.sign_up(body.email, body.password))
 
 
 @router.post("/auth/token", response_model=TokenPublic, responses=problems(401))
@@ -86,6 +92,12 @@ def delete_session(c: Container,
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path=SESSION_PATH, httponly=True, samesite="strict")
     return response
+@router.post("/auth/password", response_model=TokenPublic)
+def change_password(body: PasswordChange, p: CurrentUser, c: Container) -> TokenPublic:
+    """Replace your password (the current one is required). Every refresh token of the account stops working;
+    the answer is a new pair for this session. API keys stay valid."""
+    pair = c.auth.change_password(p, body.current_password, body.new_password)
+    return TokenPublic(access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in)
 
 
 @router.get("/auth/me", response_model=UserPublic)

@@ -10,9 +10,21 @@ class UserCreate(Strict):
     password: str = Field(min_length=8, max_length=1024)
 
 
+class RegistrationPublic(Public):
+    """The same for an address that has an account already as for a new one: registration never tells."""
+
+    status: str = Field(examples=["accepted"])
+    email: str = Field(description="The address as it was read (trimmed, lowercased): sign in with it.")
+
+
 class TokenCreate(Strict):
     email: str = Field(max_length=320)
     password: str = Field(max_length=1024)
+
+
+class PasswordChange(Strict):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(min_length=8, max_length=1024)
 
 
 class TokenRefresh(Strict):

@@ -5,6 +5,9 @@ import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic_core import PydanticCustomError
+
+from reelforge.domain.types import JSON_DEPTH_CEILING, json_depth
 
 # The largest row id or offset a query may name (a 32-bit INTEGER column); beyond it the drivers overflow.
 MAX_ID = 2**31 - 1
@@ -14,6 +17,10 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _check_storable(value: Any) -> None:
+    if json_depth(value, JSON_DEPTH_CEILING) > JSON_DEPTH_CEILING:
+        # Its own error type, which the problem handler answers with the code `input_too_deep`.
+        raise PydanticCustomError("input_too_deep", "nests deeper than {max_depth} levels",
+                                  {"max_depth": JSON_DEPTH_CEILING})
     stack = [value]  # iterative: JSON bodies may nest as deep as the parser allows
     while stack:
         v = stack.pop()
@@ -31,7 +38,8 @@ def _check_storable(value: Any) -> None:
 
 
 class Strict(BaseModel):
-    """Request models refuse unknown fields, and values the databases cannot store (checked at the edge)."""
+    """Request models refuse unknown fields, and values the databases cannot store or the API could not serve
+    back (checked at the edge)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 

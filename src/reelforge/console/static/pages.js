@@ -30,8 +30,20 @@
 
   pages.register = function () {
     RF.onSubmit("#register-form", async (v) => {
+      // The API answers alike whether or not the address has an account (it never tells who is signed up):
+      // signing in with the new password is what shows that the account is this one.
       await RF.api("POST", "/v1/auth/register", { email: v.email, password: v.password }, { anonymous: true });
-      RF.auth.save(await RF.api("POST", "/v1/auth/session", { email: v.email, password: v.password }, { anonymous: true }));
+      let pair;
+      try {
+        pair = await RF.api("POST", "/v1/auth/session", { email: v.email, password: v.password }, { anonymous: true });
+      } catch (err) {
+        if (!(err instanceof RF.ApiError) || err.code !== "invalid_credentials") throw err;
+        throw new RF.ApiError(err.status, {
+          code: "registration_not_signed_in",
+          detail: "Could not sign in with this email and password. If the address has an account already, sign in with its password.",
+        });
+      }
+      RF.auth.save(pair);
       location.assign("/");
     });
   };

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from reelforge.adapters.db import models as m
 from reelforge.adapters.db.engine import db_epoch
 from reelforge.adapters.db.repositories.base import Repository, record, records
-from reelforge.domain.records import ApiKey, RefreshToken, User, new_id
+from reelforge.domain.records import ApiKey, LoginThrottle, RefreshToken, User, new_id
 
 
 class AccountRepository(Repository):
@@ -81,10 +82,12 @@ class AccountRepository(Repository):
         return record(ApiKey, row) if row is not None else None
 
     # --- refresh tokens ------------------------------------------------------------------------------
-    def add_refresh(self, *, user_id: str, token_hash: str, ttl_s: float) -> RefreshToken:
+    def add_refresh(self, *, user_id: str, token_hash: str, ttl_s: float,
+                    family_id: str | None = None) -> RefreshToken:
         now = self.now()
-        tok = m.RefreshToken(id=new_id(), user_id=user_id, token_hash=token_hash, created_at=now,
-                             expires_at=now + ttl_s)
+        token_id = new_id()
+        tok = m.RefreshToken(id=token_id, user_id=user_id, token_hash=token_hash, created_at=now,
+                             expires_at=now + ttl_s, family_id=family_id or token_id)
         self.s.add(tok)
         self.flush()
         return record(RefreshToken, tok)
@@ -101,3 +104,64 @@ class AccountRepository(Repository):
             return None
         return record(RefreshToken, self.s.execute(
             select(m.RefreshToken).where(m.RefreshToken.token_hash == token_hash)).scalar_one())
+
+    def refresh_by_hash(self, token_hash: str) -> RefreshToken | None:
+        row = self.s.execute(select(m.RefreshToken).where(m.RefreshToken.token_hash == token_hash),
+                             execution_options={"populate_existing": True}).scalar_one_or_none()
+        return record(RefreshToken, row) if row is not None else None
+
+    def revoke_refresh_family(self, family_id: str) -> int:
+        res = self.s.execute(
+            update(m.RefreshToken)
+            .where(m.RefreshToken.family_id == family_id, m.RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=self.now()),
+            execution_options={"synchronize_session": False},
+        )
+        return int(res.rowcount)  # type: ignore[attr-defined]
+
+    def webhook_secrets_without_prefix(self, prefix: str, *, limit: int = 500) -> list[tuple[str, str]]:
+        rows = self.s.execute(select(m.User.id, m.User.webhook_secret)
+                              .where(~m.User.webhook_secret.startswith(prefix, autoescape=True))
+                              .order_by(m.User.id).limit(limit)).all()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def set_webhook_secret(self, user_id: str, secret: str) -> None:
+        self.s.execute(update(m.User).where(m.User.id == user_id).values(webhook_secret=secret),
+                       execution_options={"synchronize_session": False})
+
+    def revoke_user_refresh(self, user_id: str) -> int:
+        res = self.s.execute(
+            update(m.RefreshToken)
+            .where(m.RefreshToken.user_id == user_id, m.RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=self.now()),
+            execution_options={"synchronize_session": False},
+        )
+        return int(res.rowcount)  # type: ignore[attr-defined]
+
+    # --- login throttles ------------------------------------------------------------------------------
+    def lock_login_throttle(self, key: str) -> LoginThrottle:
+        dialect_insert: Any = postgresql.insert if self.pg else sqlite.insert
+        self.s.execute(dialect_insert(m.LoginThrottle)
+                       .values(key=key, failures=0, locked_until=0.0, updated_at=self.now())
+                       .on_conflict_do_nothing(index_elements=[m.LoginThrottle.key]))
+        # SQLite: the write transaction holds the database lock from BEGIN; PostgreSQL: the row lock.
+        q = select(m.LoginThrottle).where(m.LoginThrottle.key == key)
+        if self.pg:
+            q = q.with_for_update()
+        row = self.s.execute(q, execution_options={"populate_existing": True}).scalar_one()
+        return record(LoginThrottle, row)
+
+    def set_login_throttle(self, key: str, *, failures: int, locked_until: float) -> None:
+        self.s.execute(update(m.LoginThrottle).where(m.LoginThrottle.key == key)
+                       .values(failures=failures, locked_until=locked_until, updated_at=self.now()),
+                       execution_options={"synchronize_session": False})
+
+    def clear_login_throttle(self, key: str) -> None:
+        self.s.execute(delete(m.LoginThrottle).where(m.LoginThrottle.key == key),
+                       execution_options={"synchronize_session": False})
+
+    def prune_login_throttles(self, idle_before: float) -> int:
+        res = self.s.execute(delete(m.LoginThrottle).where(m.LoginThrottle.updated_at < idle_before,
+                                                           m.LoginThrottle.locked_until < self.now()),
+                             execution_options={"synchronize_session": False})
+        return int(res.rowcount or 0)  # type: ignore[attr-defined]

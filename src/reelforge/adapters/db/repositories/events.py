@@ -33,6 +33,16 @@ class EventRepository(Repository):
             select(m.Webhook).where(m.Webhook.owner_id == owner_id).order_by(m.Webhook.created_at)
         ).scalars().all())
 
+    def webhook_secrets_without_prefix(self, prefix: str, *, limit: int = 500) -> list[tuple[str, str]]:
+        rows = self.s.execute(select(m.Webhook.id, m.Webhook.secret)
+                              .where(~m.Webhook.secret.startswith(prefix, autoescape=True))
+                              .order_by(m.Webhook.id).limit(limit)).all()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def set_webhook_secret(self, hook_id: str, secret: str) -> None:
+        self.s.execute(update(m.Webhook).where(m.Webhook.id == hook_id).values(secret=secret),
+                       execution_options={"synchronize_session": False})
+
     def delete_webhook(self, hook_id: str) -> None:
         self.s.execute(delete(m.Webhook).where(m.Webhook.id == hook_id))
 
