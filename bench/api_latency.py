@@ -271,14 +271,14 @@ def mixed_paths(ids: dict[str, str]) -> list[str]:
 
 class Server:
     def __init__(self, factory: str, env: dict[str, str], workers: int, log: Path,
-                 stack: tuple[str, ...] = ()) -> None:
+                 stack: tuple[str, ...] = (), root: Path = ROOT) -> None:
         self.port = free_port()
         self.log = log.open("ab")
         args = [sys.executable, "-m", "uvicorn", f"bench.api_latency:{factory}", "--factory", "--host", "127.0.0.1",
                 "--port", str(self.port), "--log-level", "warning", "--no-access-log", *stack]
         if workers > 1:
             args += ["--workers", str(workers)]
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen(args, cwd=root, env=env, stdout=self.log, stderr=self.log)
         self.profiled = factory == "reelforge_app" and bool(env.get("BENCH_API_PROFILE_DIR"))
 
     def wait_ready(self, path: str, headers: dict[str, str], timeout: float = 60) -> None:
@@ -499,7 +499,12 @@ def run_one(name: str, factory: str, path: str | list[str], headers: dict[str, s
             args: argparse.Namespace, log: Path) -> dict[str, Any]:
     paths = path if isinstance(path, list) else None
     first = paths[0] if paths else str(path)
-    server = Server(factory, env, args.workers, log, PURE_PYTHON_STACK if name.endswith("-h11") else ())
+    root = ROOT
+    if name == "reelforge-baseline":
+        # An earlier checkout's code, on the same data: its bench module's factory, its `src` first on the path.
+        root = args.baseline.resolve()
+        env = {**env, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}"}
+    server = Server(factory, env, args.workers, log, PURE_PYTHON_STACK if name.endswith("-h11") else (), root)
     try:
         server.wait_ready(first, headers)
         cpu0 = server.cpu_s()
@@ -553,6 +558,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "reelforge-before (the route before its first fast paths) and the what-if "
                          "reelforge-tuned (no access log); NAME-h11 serves NAME on uvicorn's pure-Python stack "
                          "(h11, asyncio loop)")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="a checkout of an earlier commit (git worktree add DIR COMMIT): adds the server "
+                         "reelforge-baseline, that code's job read on the same data, in the same run")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--profile", type=Path, default=None, help="cProfile the reelforge server into DIR")
     args = ap.parse_args(argv)
@@ -574,6 +582,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "reelforge-tuned": ("reelforge_tuned_app", f"/v1/jobs/{job_id}", auth)}
         servers.update({f"{n}-h11": v for n, v in list(servers.items())})
         names = [n.strip() for n in args.servers.split(",") if n.strip()]
+        if args.baseline is not None:
+            servers["reelforge-baseline"] = ("reelforge_app", f"/v1/jobs/{job_id}", auth)
+            names.append("reelforge-baseline")
         unknown = [n for n in names if n not in servers]
         if unknown or "bare" not in names or "reelforge" not in names:
             ap.error(f"--servers needs bare and reelforge, and knows {', '.join(servers)}; got {args.servers!r}")
