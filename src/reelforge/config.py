@@ -74,6 +74,10 @@ class JobSettings(BaseModel):
     # transaction per job.
     finish_window_s: float = Field(default=0.005, ge=0.0, le=1.0)
     finish_batch_max: int = Field(default=64, ge=1, le=1000)
+    # Jobs that reserve no credits (system.noop, any kind while credits are off) one account may submit per
+    # rolling window, counted in the database across all API processes; past it 429 free_jobs_limited. 0: no limit.
+    free_jobs_per_window: int = Field(default=1000, ge=0)
+    free_jobs_window_s: float = Field(default=600.0, gt=0, le=86400.0)
 
 
 class CreditSettings(BaseModel):

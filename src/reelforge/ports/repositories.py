@@ -57,6 +57,10 @@ class JobRepository(Protocol):
         """The owner's job submitted with this Idempotency-Key."""
         ...
 
+    def free_jobs_since(self, owner_id: str, since: float, limit: int) -> list[float]:
+        """Creation times of the owner's jobs that reserved no credits, created after `since`: the oldest `limit`."""
+        ...
+
     def jobs(self, *, owner_id: str | None, status: str | None = None, kind: str | None = None,
              limit: int = 50, cursor: tuple[float, str] | None = None) -> list[Job]:
         """Newest first, after the (created_at, id) cursor; every owner's when owner_id is None."""
