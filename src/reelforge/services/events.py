@@ -60,6 +60,7 @@ class EventService:
         # This process's sending state: the pool, what is in flight (delivery id -> owner), and when each owner
         # was last served (the round robin's order among owners with as much in flight).
         self._lock = threading.Lock()
+        self._claiming = threading.Lock()  # one claim at a time per process, so free senders are not counted twice
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight: dict[str, str] = {}
         self._served: dict[str, int] = {}
@@ -170,17 +171,22 @@ class EventService:
         claimed deliveries have been sent and recorded.
         """
         wh = self.settings.webhooks
-        with self._lock:
-            free = wh.concurrency - len(self._in_flight)
-            busy = Counter(self._in_flight.values())
-        if limit is not None:
-            free = min(free, limit)
-        if free <= 0:
-            return 0
-        claimed = self._claim(free, busy)
+        with self._claiming:
+            with self._lock:
+                free = wh.concurrency - len(self._in_flight)
+                busy = Counter(self._in_flight.values())
+            if limit is not None:
+                free = min(free, limit)
+            if free <= 0:
+                return 0
+            claimed = self._claim(free, busy)
         futures: list[Future[None]] = []
         for job in claimed:
-            futures.append(self._executor().submit(self._send, *job))
+            try:
+                futures.append(self._executor().submit(self._send, *job))
+            except RuntimeError:  # the senders are being shut down: the claim lapses and a later pass sends it
+                with self._lock:
+                    self._in_flight.pop(job[0], None)
         if wait:
             wait_all(futures)
         return len(claimed)
