@@ -219,7 +219,7 @@ def prepare(data_dir: Path, database_url: str | None) -> tuple[dict[str, str], s
     from reelforge.container import Container
     from reelforge.domain.types import Principal, Role
 
-    settings = Settings(data_dir=data_dir, auth={"jwt_secret": SECRET},
+    settings = Settings(data_dir=data_dir, auth={"jwt_secret": SECRET}, jobs={"free_jobs_per_window": 0},
                         database={"url": database_url or ""})
     c = Container(settings)
     try:

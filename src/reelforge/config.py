@@ -83,6 +83,10 @@ class JobSettings(BaseModel):
     # transaction per job.
     finish_window_s: float = Field(default=0.005, ge=0.0, le=1.0)
     finish_batch_max: int = Field(default=64, ge=1, le=1000)
+    # Jobs that reserve no credits (system.noop, any kind while credits are off) one account may submit per
+    # rolling window, counted in the database across all API processes; past it 429 free_jobs_limited. 0: no limit.
+    free_jobs_per_window: int = Field(default=1000, ge=0)
+    free_jobs_window_s: float = Field(default=600.0, gt=0, le=86400.0)
 
 
 class CreditSettings(BaseModel):
@@ -98,6 +102,17 @@ class WebhookSettings(BaseModel):
     retry_base_s: float = 5.0
     retry_max_s: float = 3600.0
     signing_secret: str = ""
+    # Subscriptions one account may hold; creating one more answers 409 webhook_limit_reached.
+    max_per_account: int = Field(default=20, ge=1, le=10_000)
+    # Deliveries one worker process sends at once (a thread pool), and how many of them one account may take, so
+    # that an account with a slow or flooded target never holds every sender while another account waits.
+    concurrency: int = Field(default=8, ge=1, le=256)
+    account_concurrency: int = Field(default=4, ge=1, le=256)
+    # Circuit breaker per target (host and port): after this many consecutive failures (no answer, timeout, 5xx,
+    # 408, 429) nothing more is sent there for the cool-down; its deliveries stay pending (no attempt counted),
+    # then one delivery probes the target: success closes the breaker, failure opens it again.
+    breaker_failures: int = Field(default=5, ge=1, le=1000)
+    breaker_cooldown_s: float = Field(default=60.0, gt=0, le=86400.0)
 
 
 class ModelSettings(BaseModel):

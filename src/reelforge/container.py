@@ -193,6 +193,8 @@ class Container:
         return [a.migrations for a in self.apps if a.migrations is not None]
 
     def close(self) -> None:
+        if "events" in self.__dict__:
+            self.events.close()
         if "tracing" in self.__dict__:
             self.tracing.shutdown()
         if "vectors" in self.__dict__:

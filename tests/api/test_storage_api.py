@@ -217,6 +217,38 @@ def test_multipart_upload(client: Any, alice: UserHandle) -> None:
     assert again.status_code == 200 and again.json()["id"] == asset["id"]
 
 
+def test_multipart_part_is_bound_to_its_signed_size(client: Any, alice: UserHandle, container: Any) -> None:
+    data = os.urandom(5 * MIB + 1000)
+    up = create(alice, data, multipart=True)
+    first, last = up["parts"]
+    multipart_dir = container.objects.root / ".multipart"
+
+    def stored_parts() -> list[str]:
+        return sorted(p.name for d in multipart_dir.iterdir() for p in d.iterdir() if p.name != "upload.json")
+
+    # A body past the part's size is refused, whether the length is declared or streamed without one.
+    over = data[:5 * MIB] + b"x"
+    body = assert_problem(client.put(local(first["url"]), content=over), 413, "part_too_large")
+    assert body["limit"] == 5 * MIB
+    chunks = iter([over[:MIB]] * 5 + [over[-1:]])  # a generator: sent chunked, no Content-Length
+    assert_problem(client.put(local(first["url"]), content=chunks), 413, "part_too_large")
+    assert_problem(client.put(local(last["url"]), content=b"z" * 1001), 413, "part_too_large")
+    assert stored_parts() == []
+    # The limit is part of the signature.
+    assert_problem(client.put(tamper(local(first["url"]), max=str(300 * MIB)), content=over), 403,
+                   "invalid_signature")
+    assert stored_parts() == []
+
+    etags = []
+    for p, chunk in ((first, data[:5 * MIB]), (last, data[5 * MIB:])):
+        r = client.put(local(p["url"]), content=chunk)
+        assert r.status_code == 200, r.text
+        etags.append({"part_number": p["part_number"], "etag": r.headers["etag"]})
+    assert stored_parts() == ["1", "2"]
+    r = alice.post(f"/v1/uploads/{up['id']}/complete", json={"parts": etags, "sha256": sha(data)})
+    assert r.status_code == 200, r.text
+
+
 def test_multipart_small_file_is_one_part(client: Any, alice: UserHandle) -> None:
     data = b"tiny" * 10
     up = create(alice, data, multipart=True)

@@ -159,6 +159,42 @@ def test_insufficient_credits(make_client: Any) -> None:
     assert_problem(user.post("/v1/jobs", json=two, headers={"Idempotency-Key": "k1"}), 402, "insufficient_credits")
 
 
+def test_free_jobs_per_account_are_limited(make_client: Any) -> None:
+    client = make_client(jobs={"free_jobs_per_window": 5, "free_jobs_window_s": 600})
+    alice = register(client, "alice@example.com")
+    bob = register(client, "bob@example.com")
+
+    def batch(user: UserHandle, n: int) -> Any:
+        return user.post("/v1/jobs/batch", json={"jobs": [NOOP] * n})
+
+    assert batch(alice, 3).status_code == 202
+    r = batch(alice, 3)  # 6 > 5: the whole batch is refused
+    body = assert_problem(r, 429, "free_jobs_limited")
+    assert body["limit"] == 5 and 1 <= int(r.headers["retry-after"]) <= 600
+    assert len(alice.get("/v1/jobs").json()["data"]) == 3
+    assert alice.post("/v1/jobs", json=NOOP).status_code == 202
+    assert alice.post("/v1/jobs", json=NOOP).status_code == 202
+    assert_problem(alice.post("/v1/jobs", json=NOOP), 429, "free_jobs_limited")
+    # Another account has its own quota; jobs that cost credits are not free jobs.
+    assert batch(bob, 5).status_code == 202
+    paid = {"kind": "image.generate", "input": {"prompt": "a cat", "width": 64, "height": 64, "steps": 2,
+                                                "num_images": 1, "model": "tiny-sd"}}
+    assert alice.post("/v1/jobs", json=paid).status_code == 202
+
+
+def test_free_job_quota_counts_the_window(make_client: Any) -> None:
+    client = make_client(jobs={"free_jobs_per_window": 2, "free_jobs_window_s": 600})
+    alice = register(client, "alice@example.com")
+    assert alice.post("/v1/jobs/batch", json={"jobs": [NOOP, NOOP]}).status_code == 202
+    assert_problem(alice.post("/v1/jobs", json=NOOP), 429, "free_jobs_limited")
+    # Jobs older than the window no longer count (moved back in time, as the database clock would age them).
+    c = client.app.state.container
+    with c.store.tx() as tx:
+        for job in tx.jobs.jobs(owner_id=alice.id, limit=10):
+            tx.jobs.update_job(job.id, created_at=job.created_at - 601)
+    assert alice.post("/v1/jobs", json=NOOP).status_code == 202
+
+
 # --- request models ---------------------------------------------------------------------------------------
 def test_every_request_model_forbids_unknown_fields(client: Any, alice: UserHandle, admin: UserHandle) -> None:
     up = alice.post("/v1/uploads", json={"content_type": "text/plain", "size": 3}).json()

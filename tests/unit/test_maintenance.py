@@ -51,7 +51,7 @@ def container(ticks: list[Tick] | None = None, *, alarms: Alarms | None = None) 
         settings=SimpleNamespace(jobs=SimpleNamespace(lease_s=30.0), outbox_interval_s=3600.0,
                                  sweep_interval_s=3600.0),
         jobs=SimpleNamespace(reap_expired_leases=lambda: 0),
-        events=SimpleNamespace(fan_out=lambda: None, deliver_due=lambda: None),
+        events=SimpleNamespace(dispatch=lambda: 0),
         store=Store(),
         alarms=alarms or Alarms(),
     )

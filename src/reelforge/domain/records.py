@@ -213,6 +213,18 @@ class Delivery:
     last_error: str | None
     delivered_at: float | None
     created_at: float
+    host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookCircuit:
+    """A webhook target's breaker: open while `open_until` is ahead; half-open (one probe) once it has passed
+    with `failures` still at the threshold."""
+
+    host: str
+    failures: int
+    open_until: float | None
+    updated_at: float
 
 
 @dataclass(frozen=True, slots=True)

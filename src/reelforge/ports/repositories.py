@@ -30,6 +30,7 @@ from reelforge.domain.records import (
     Upload,
     User,
     Webhook,
+    WebhookCircuit,
     Worker,
 )
 
@@ -55,6 +56,10 @@ class JobRepository(Protocol):
 
     def job_by_idempotency(self, owner_id: str, key: str) -> Job | None:
         """The owner's job submitted with this Idempotency-Key."""
+        ...
+
+    def free_jobs_since(self, owner_id: str, since: float, limit: int) -> list[float]:
+        """Creation times of the owner's jobs that reserved no credits, created after `since`: the oldest `limit`."""
         ...
 
     def jobs(self, *, owner_id: str | None, status: str | None = None, kind: str | None = None,
@@ -353,6 +358,10 @@ class EventRepository(Protocol):
         """Store a subscription's signing secret (as given: sealed by the caller)."""
         ...
 
+    def count_webhooks(self, owner_id: str) -> int:
+        """How many subscriptions an owner holds."""
+        ...
+
     def delete_webhook(self, hook_id: str) -> None:
         """Delete a subscription."""
         ...
@@ -386,8 +395,36 @@ class EventRepository(Protocol):
         """A pending delivery of one event to one target; nothing when that pair exists."""
         ...
 
-    def due_deliveries(self, limit: int = 50) -> list[Delivery]:
-        """Pending deliveries whose next attempt is due (locked for this transaction)."""
+    def due_by_owner(self, limit: int, per_owner: int) -> list[Delivery]:
+        """Due pending deliveries, at most `per_owner` of each owner (its oldest), interleaved by rank (every owner's
+        oldest first), leaving out targets whose circuit breaker is open; not locked (see `claim_deliveries`)."""
+        ...
+
+    def claim_deliveries(self, delivery_ids: Sequence[str], until: float) -> set[str]:
+        """Push the next attempt of those still pending and due to `until`; returns the ids this call claimed (rows
+        another transaction holds are skipped), so two workers never send one delivery at once."""
+        ...
+
+    def circuits(self, hosts: Sequence[str]) -> dict[str, WebhookCircuit]:
+        """The breakers of these targets that have a row (a target without one is closed)."""
+        ...
+
+    def all_circuits(self) -> list[WebhookCircuit]:
+        """Every target's breaker row."""
+        ...
+
+    def claim_probe(self, host: str, until: float, threshold: int) -> bool:
+        """Take the one probe of a half-open target (failures at the threshold, cool-down over): holds the breaker
+        open until `until` for everybody else; False when it is not half-open or another worker took it."""
+        ...
+
+    def target_succeeded(self, host: str) -> None:
+        """A 2xx from the target: its breaker closes (consecutive failures back to 0)."""
+        ...
+
+    def target_failed(self, host: str, threshold: int, cooldown_s: float) -> int:
+        """One more consecutive failure of the target; at `threshold` or more its breaker opens for `cooldown_s`.
+        Returns the failures counted so far."""
         ...
 
     def delivery(self, delivery_id: str) -> Delivery | None:

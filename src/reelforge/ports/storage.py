@@ -96,9 +96,18 @@ class ObjectStore(Protocol):
         """Start a multipart upload; returns its upload id."""
         ...
 
-    def presign_part(self, key: str, upload_id: str, part_number: int, expires_s: int) -> SignedRequest: ...
+    def presign_part(self, key: str, upload_id: str, part_number: int, expires_s: int, *,
+                     max_size: int) -> SignedRequest:
+        """A signed PUT for one part whose signature binds the part's size: a body over ``max_size`` bytes is
+        refused (the local store answers 413 ``part_too_large`` as soon as the limit is passed; a presigned S3
+        UploadPart signs ``Content-Length``, so S3 takes exactly ``max_size`` bytes and nothing else)."""
+        ...
 
-    def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes) -> CompletedPart: ...
+    def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes | BinaryIO,
+                    max_size: int | None = None) -> CompletedPart:
+        """Store one part from bytes or a readable stream, read chunk by chunk (never whole in memory); past
+        ``max_size`` raise PayloadTooLarge (code ``part_too_large``) and keep nothing of the part."""
+        ...
 
     def complete_multipart(self, key: str, upload_id: str, parts: builtins.list[CompletedPart]) -> ObjectInfo: ...
 

@@ -57,8 +57,8 @@ class Maintenance:
                 self.wake.set()
         if now - self._last_outbox >= s.outbox_interval_s:
             self._last_outbox = now
-            self.c.events.fan_out()
-            self.c.events.deliver_due()
+            # Hands due deliveries to the webhook senders and goes on; they finish on their own pool.
+            self.c.events.dispatch()
         with self.c.store.tx() as tx:
             sweep = tx.ops.try_schedule("sweeper", s.sweep_interval_s, self.worker_id)
         if sweep:

@@ -172,6 +172,11 @@ class Worker:
             # Slots and heartbeats end on their own once stopping is set; never write after stop() returns.
             t.join(timeout=max(1.0, self.settings.jobs.heartbeat_s * 2))
         try:
+            # Webhook deliveries the maintenance thread handed out record their outcome before stop() returns.
+            self.c.events.close()
+        except Exception:
+            log.exception("could not stop the webhook senders")
+        try:
             self._heartbeat_worker("stopped")
         except Exception:
             log.exception("could not record worker stop")

@@ -9,7 +9,7 @@ import mimetypes
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from reelforge import errors
 from reelforge.config import Settings
@@ -42,6 +42,21 @@ def ext_for(filename: str | None, content_type: str) -> str:
             return ext
     guessed = mimetypes.guess_extension(content_type) or ""
     return guessed if re.fullmatch(r"\.[a-z0-9]{1,10}", guessed) else ""
+
+
+class _Slice:
+    """The next ``length`` bytes of an open file as a stream, so a part goes to the store without a copy in memory."""
+
+    def __init__(self, f: Any, length: int) -> None:
+        self._f = f
+        self._left = length
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        data: bytes = self._f.read(self._left if n < 0 else min(n, self._left))
+        self._left -= len(data)
+        return data
 
 
 @dataclass
@@ -85,7 +100,9 @@ class AssetService:
         if use_multipart:
             multipart_id = self.objects.create_multipart(key, content_type)
             count = math.ceil(size / part_size)
-            ticket.parts = [(n, self.objects.presign_part(key, multipart_id, n, cfg.upload_expiry_s))
+            # Each part's URL is signed for that part's size: a part can never carry more than its share.
+            ticket.parts = [(n, self.objects.presign_part(key, multipart_id, n, cfg.upload_expiry_s,
+                                                          max_size=min(part_size, size - (n - 1) * part_size)))
                             for n in range(1, count + 1)]
         else:
             multipart_id, count = None, None
@@ -253,8 +270,8 @@ class AssetService:
         """Store a file a job produced, streamed from disk, and register the asset.
 
         Above ``multipart_threshold`` (default: the storage setting) the file goes up as a multipart
-        upload through the ObjectStore port, ``part_size`` bytes per part read from disk one at a time, so
-        memory stays flat whatever the size. With ``asset_id`` a retried step reuses its asset; a retry of
+        upload through the ObjectStore port, ``part_size`` bytes per part, each streamed from disk to the
+        store, so memory stays flat whatever the size. With ``asset_id`` a retried step reuses its asset; a retry of
         an interrupted upload starts a new one (the sweeper removes abandoned parts).
         """
         existing = self._existing_output(asset_id)
@@ -271,13 +288,10 @@ class AssetService:
             try:
                 parts: builtins.list[CompletedPart] = []
                 with open(path, "rb") as f:
-                    number = 1
-                    while True:
-                        block = f.read(psize)
-                        if not block:
-                            break
-                        parts.append(self.objects.upload_part(key, upload_id, number, block))
-                        number += 1
+                    for number, offset in enumerate(range(0, size, psize), start=1):
+                        length = min(psize, size - offset)
+                        part = cast(BinaryIO, _Slice(f, length))
+                        parts.append(self.objects.upload_part(key, upload_id, number, part, max_size=length))
                 info = self.objects.complete_multipart(key, upload_id, parts)
             except BaseException:
                 with contextlib.suppress(Exception):

@@ -1,15 +1,25 @@
-"""Webhook subscriptions and the outbox dispatcher (at-least-once delivery, stable event ids)."""
+"""Webhook subscriptions and the outbox dispatcher (at-least-once delivery, stable event ids).
+
+Deliveries are sent by a bounded pool of threads per process (`webhooks.concurrency`), claimed fairly across
+accounts (round robin, at most `webhooks.account_concurrency` in flight per account), and never to a target
+whose circuit breaker is open (docs/decisions.md, "Webhook delivery: fair, parallel, and a breaker per target").
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
+import threading
+from collections import Counter, defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 from dataclasses import replace
 from typing import Any
 
 from reelforge import errors
-from reelforge.adapters.events.http import SendResult, check_target_url, send_signed
+from reelforge.adapters.events.http import SendResult, check_target_url, send_signed, target_host
 from reelforge.config import Settings
 from reelforge.domain.records import Delivery, OutboxEvent, Webhook, new_signing_secret
 from reelforge.domain.types import Principal, retry_delay
@@ -17,9 +27,11 @@ from reelforge.ports.repositories import Store
 from reelforge.ports.secrets import SecretBox
 from reelforge.services.ownership import owned
 
-log = logging.getLogger("reelforge.events")
+log = logging.getLogger("reelforge.webhooks")
 
 CORE_EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled", "webhook.test")
+# A claim holds a delivery this long past the send timeout; a sender that died lets it go after that.
+CLAIM_MARGIN_S = 30.0
 
 
 def matches(patterns: list[str], type_: str) -> bool:
@@ -48,6 +60,14 @@ class EventService:
         self._rng = random.Random()
         self.delivered = 0
         self.failed = 0
+        # This process's sending state: the pool, what is in flight (delivery id -> owner), and when each owner
+        # was last served (the round robin's order among owners with as much in flight).
+        self._lock = threading.Lock()
+        self._claiming = threading.Lock()  # one claim at a time per process, so free senders are not counted twice
+        self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: dict[str, str] = {}
+        self._served: dict[str, int] = {}
+        self._turn = itertools.count(1)
 
     def guard(self, url: str) -> None:
         check_target_url(url, allow_private=self.settings.webhooks.allow_private_targets)
@@ -59,8 +79,14 @@ class EventService:
             if not (t in self.event_types or t == "*" or t.endswith(".*") or "." in t):
                 raise errors.ValidationFailed(f"Unknown event type {t!r}", code="invalid_event_type",
                                               field="event_types")
+        cap = self.settings.webhooks.max_per_account
         secret = new_signing_secret()
         with self.store.tx() as tx:
+            # The account's row lock (PostgreSQL; SQLite writers are serial) keeps two creates from both passing.
+            tx.accounts.user(principal.user_id, lock=True)
+            if tx.events.count_webhooks(principal.user_id) >= cap:
+                raise errors.Conflict(f"An account may hold at most {cap} webhook subscriptions; delete one first",
+                                      code="webhook_limit_reached", limit=cap)
             hook = tx.events.add_webhook(owner_id=principal.user_id, url=url, event_types=event_types,
                                          description=description, secret=self.box.seal(secret))
         return replace(hook, secret=secret)  # shown once, in the answer to this request
@@ -136,30 +162,130 @@ class EventService:
                     hook = tx.events.webhook(str(ev.subject_id))
                     if hook is not None:
                         tx.events.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=hook.id,
-                                               target=f"webhook:{hook.id}", url=hook.url)
+                                               target=f"webhook:{hook.id}", url=hook.url,
+                                               host=target_host(hook.url))
                     continue
                 if ev.owner_id not in hooks_of:
                     hooks_of[ev.owner_id] = tx.events.webhooks(ev.owner_id)
                 for hook in hooks_of[ev.owner_id]:
                     if hook.active and matches(list(hook.event_types or []), ev.type):
                         tx.events.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=hook.id,
-                                               target=f"webhook:{hook.id}", url=hook.url)
+                                               target=f"webhook:{hook.id}", url=hook.url,
+                                               host=target_host(hook.url))
                 if ev.type.startswith("job.") and ev.subject_id:
                     url = callbacks.get(ev.subject_id)
                     if url:
                         tx.events.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=None,
-                                               target=f"callback:{ev.subject_id}", url=url)
+                                               target=f"callback:{ev.subject_id}", url=url,
+                                               host=target_host(url))
             tx.events.mark_dispatched([ev.seq for ev in events])
             return len(events)
 
-    def deliver_due(self, limit: int = 20) -> int:
-        """Send due deliveries. Each is claimed first (next attempt pushed out) so two workers never both send."""
+    def dispatch(self) -> int:
+        """One pass of the worker's maintenance: fan out new events, then hand due deliveries to the free senders
+        without waiting for them (they finish on the pool; the next pass refills what has freed up)."""
+        self.fan_out()
+        return self.deliver_due(wait=False)
+
+    def deliver_due(self, limit: int | None = None, *, wait: bool = True) -> int:
+        """Claim due deliveries for the free senders of the pool and send them, in parallel; returns how many.
+
+        Fair across accounts: the claim interleaves accounts (each one's oldest first), an account gets at most
+        `webhooks.account_concurrency` senders, and among accounts the one with least in flight, then the one
+        served longest ago, goes first. A target whose breaker is open is not claimed (its deliveries stay
+        pending, no attempt counted); a half-open one gets a single probe. With `wait` this returns once the
+        claimed deliveries have been sent and recorded.
+        """
         wh = self.settings.webhooks
+        with self._claiming:
+            with self._lock:
+                free = wh.concurrency - len(self._in_flight)
+                busy = Counter(self._in_flight.values())
+            if limit is not None:
+                free = min(free, limit)
+            if free <= 0:
+                return 0
+            claimed = self._claim(free, busy)
+        futures: list[Future[None]] = []
+        for job in claimed:
+            try:
+                futures.append(self._executor().submit(self._send, *job))
+            except RuntimeError:  # the senders are being shut down: the claim lapses and a later pass sends it
+                with self._lock:
+                    self._in_flight.pop(job[0], None)
+        if wait:
+            wait_all(futures)
+        return len(claimed)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.settings.webhooks.concurrency,
+                                                thread_name_prefix="reelforge-webhook")
+            return self._pool
+
+    def close(self) -> None:
+        """Wait for the deliveries in flight and stop the senders (a later delivery starts a new pool)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            # Cancelled before they started: their claims lapse and another pass sends them.
+            self._in_flight.clear()
+
+    def _pick(self, candidates: list[Delivery], free: int, busy: Counter[str]) -> list[Delivery]:
+        """Round robin over owners: each round gives every owner with room its next candidate."""
+        room = max(1, min(self.settings.webhooks.account_concurrency, self.settings.webhooks.concurrency))
+        queues: dict[str, list[Delivery]] = defaultdict(list)
+        for d in candidates:
+            queues[d.owner_id].append(d)
+        owners = sorted(queues, key=lambda o: (busy[o], self._served.get(o, 0)))
+        picked: list[Delivery] = []
+        taken = Counter(busy)
+        while len(picked) < free:
+            progressed = False
+            for owner in owners:
+                if len(picked) >= free:
+                    break
+                if queues[owner] and taken[owner] < room:
+                    picked.append(queues[owner].pop(0))
+                    taken[owner] += 1
+                    progressed = True
+            if not progressed:
+                break
+        return picked
+
+    def _claim(self, free: int, busy: Counter[str]) -> list[tuple[str, str, str | None, str, str, dict[str, Any]]]:
+        wh = self.settings.webhooks
+        hold_s = wh.timeout_s + CLAIM_MARGIN_S
+        jobs: list[tuple[str, str, str | None, str, str, dict[str, Any]]] = []
         with self.store.tx() as tx:
-            due = tx.events.due_deliveries(limit)
+            per_owner = max(1, min(wh.account_concurrency, wh.concurrency))
+            candidates = tx.events.due_by_owner(limit=max(4 * free, 100), per_owner=per_owner)
+            if not candidates:
+                return jobs
+            circuits = tx.events.circuits(sorted({d.host for d in candidates if d.host}))
+            half_open = {h for h, c in circuits.items() if c.failures >= wh.breaker_failures}
+            # A half-open target gets one delivery (its probe) from this pass, and only if the probe is ours.
+            probes: set[str] = set()
+            kept: list[Delivery] = []
+            for d in candidates:
+                if d.host in half_open:
+                    if d.host in probes:
+                        continue
+                    probes.add(d.host)
+                kept.append(d)
+            candidates = kept
+            picked = self._pick(candidates, free, busy)
             now = tx.now()
-            jobs: list[tuple[str, str, str, dict[str, Any]]] = []
-            for d in due:
+            claimed = tx.events.claim_deliveries([d.id for d in picked], now + hold_s)
+            for d in picked:
+                if d.id not in claimed:
+                    continue
+                if d.host in half_open and not tx.events.claim_probe(d.host, now + hold_s, wh.breaker_failures):
+                    tx.events.update_delivery(d.id, next_attempt_at=d.next_attempt_at)  # not ours to probe
+                    continue
                 ev = tx.events.outbox_event(d.event_id)
                 if ev is None:
                     tx.events.update_delivery(d.id, status="failed", last_error="event no longer exists")
@@ -179,25 +305,54 @@ class EventService:
                     log.error("delivery %s not sent: %s", d.id, exc.message)
                     tx.events.update_delivery(d.id, status="failed", last_error=exc.message)
                     continue
-                tx.events.update_delivery(d.id, next_attempt_at=now + wh.timeout_s + 30)
-                jobs.append((d.id, d.url, secret, envelope(ev)))
-        for delivery_id, url, secret, body in jobs:
+                jobs.append((d.id, d.owner_id, d.host, d.url, secret, envelope(ev)))
+        with self._lock:
+            for delivery_id, owner_id, *_ in jobs:
+                self._in_flight[delivery_id] = owner_id
+                self._served[owner_id] = next(self._turn)
+        return jobs
+
+    def _send(self, delivery_id: str, owner_id: str, host: str | None, url: str, secret: str,
+              body: dict[str, Any]) -> None:
+        wh = self.settings.webhooks
+        try:
             res = self.sender(url, secret, body, timeout_s=wh.timeout_s, allow_private=wh.allow_private_targets)
-            with self.store.tx() as tx:
-                d2 = tx.events.delivery(delivery_id)
-                if d2 is None:
-                    continue
-                attempts = d2.attempts + 1
-                values: dict[str, Any] = {"attempts": attempts, "last_status_code": res.status_code,
-                                          "last_error": res.error}
-                if res.ok:
-                    values.update(status="delivered", delivered_at=tx.now())
-                    self.delivered += 1
-                elif attempts >= wh.max_attempts:
-                    values["status"] = "failed"
-                    self.failed += 1
-                else:
-                    values["next_attempt_at"] = tx.now() + retry_delay(attempts, wh.retry_base_s, wh.retry_max_s,
-                                                                       self._rng.random())
-                tx.events.update_delivery(d2.id, **values)
-        return len(jobs)
+            self._record(delivery_id, host, res)
+        except Exception:
+            # The claim lapses and another pass sends it again: at least once.
+            log.exception("webhook delivery %s could not be recorded", delivery_id)
+        finally:
+            with self._lock:
+                self._in_flight.pop(delivery_id, None)
+
+    def _record(self, delivery_id: str, host: str | None, res: SendResult) -> None:
+        wh = self.settings.webhooks
+        with self.store.tx() as tx:
+            d = tx.events.delivery(delivery_id)
+            if d is None:
+                return
+            attempts = d.attempts + 1
+            values: dict[str, Any] = {"attempts": attempts, "last_status_code": res.status_code,
+                                      "last_error": res.error}
+            if res.ok:
+                values.update(status="delivered", delivered_at=tx.now())
+            elif attempts >= wh.max_attempts:
+                values["status"] = "failed"
+            else:
+                values["next_attempt_at"] = tx.now() + retry_delay(attempts, wh.retry_base_s, wh.retry_max_s,
+                                                                   self._rng.random())
+            tx.events.update_delivery(d.id, **values)
+            opened = False
+            if host and res.ok:
+                tx.events.target_succeeded(host)
+            elif host and res.target_unhealthy:
+                failures = tx.events.target_failed(host, wh.breaker_failures, wh.breaker_cooldown_s)
+                opened = failures >= wh.breaker_failures
+        with self._lock:
+            if res.ok:
+                self.delivered += 1
+            elif values.get("status") == "failed":
+                self.failed += 1
+        if opened:
+            log.warning("webhook target %s: %d consecutive failures, breaker open for %.0f s", host, failures,
+                        wh.breaker_cooldown_s)

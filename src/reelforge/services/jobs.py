@@ -6,6 +6,7 @@ import asyncio
 import builtins
 import hashlib
 import json
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -119,6 +120,8 @@ class JobService:
         max_attempts = getattr(pipeline, "max_attempts", None) or self.settings.jobs.max_attempts
         try:
             with self.store.tx() as tx:
+                if not price:
+                    self._free_quota(tx, principal.user_id, 1)
                 job = tx.jobs.add_job(
                     owner_id=principal.user_id, kind=kind, pipeline_version=getattr(pipeline, "version", 1),
                     priority=priority, input=clean, input_hash=body_hash, credits=price,
@@ -189,6 +192,7 @@ class JobService:
                 errors=problems)
         carrier = tracing.current_carrier()
         with self.store.tx() as tx:
+            self._free_quota(tx, principal.user_id, sum(1 for p in prepared if not p[3]))
             jobs = tx.jobs.add_jobs([
                 {"owner_id": principal.user_id, "kind": kind, "pipeline_version": getattr(pipeline, "version", 1),
                  "priority": priority, "input": clean, "input_hash": self._hash(kind, clean, callback_url, priority),
@@ -212,6 +216,32 @@ class JobService:
                                       "details": {"priority": j.priority, "credits": j.credits}} for j in jobs])
             self._notify(tx)
         return jobs
+
+    def _free_quota(self, tx: Any, owner_id: str, count: int) -> None:
+        """Refuse (429 free_jobs_limited) `count` more jobs that reserve no credits when they would take the account
+        past `jobs.free_jobs_per_window` in the last `jobs.free_jobs_window_s`.
+
+        Free jobs cost their submitter nothing, yet each one runs, is stored and fans out to every webhook the
+        account holds; this is what bounds a flood of them. Counted in the database (all API processes see the same
+        figure) on the database clock, under the account's row lock so that concurrent submits count in turn.
+        """
+        cfg = self.settings.jobs
+        quota = cfg.free_jobs_per_window
+        if not quota or count <= 0:
+            return
+        tx.accounts.user(owner_id, lock=True)
+        now = tx.now()
+        window = cfg.free_jobs_window_s
+        times = tx.jobs.free_jobs_since(owner_id, now - window, quota)
+        over = len(times) + count - quota
+        if over <= 0:
+            return
+        # When enough of the window's free jobs have aged out for this request to fit.
+        wait = times[over - 1] + window - now if over <= len(times) else window
+        retry_after = max(1, math.ceil(wait))
+        raise errors.RateLimited(
+            f"At most {quota} jobs without a credit charge per {window:g} s per account; retry in {retry_after} s",
+            code="free_jobs_limited", retry_after=retry_after, limit=quota, window_s=window)
 
     @staticmethod
     def _hash(kind: str, data: dict[str, Any], callback_url: str | None, priority: int) -> str:

@@ -130,7 +130,8 @@ def _local_route(store: LocalObjectStore, method: str, url: str, body: bytes,
             store.put_stream(key, io.BytesIO(body), content_type=verified["ct"], max_size=int(verified["max"]))
             return httpx.Response(200)
         if op == "part":
-            part = store.upload_part(key, verified["upload_id"], int(verified["part"]), body)
+            part = store.upload_part(key, verified["upload_id"], int(verified["part"]), io.BytesIO(body),
+                                     max_size=int(verified["max"]))
             return httpx.Response(200, headers={"ETag": f'"{part.etag}"'})
         info = store.head(key)
         with store.open(key) as f:

@@ -278,7 +278,7 @@ def _key_calls(store: ObjectStore, key: str, tmp_path: Path) -> list[Callable[[]
         lambda: store.presign_get(key, 60, filename="x.txt"),
         lambda: store.presign_put(key, "text/plain", 10, 60),
         lambda: store.create_multipart(key, "text/plain"),
-        lambda: store.presign_part(key, "0" * 32, 1, 60),
+        lambda: store.presign_part(key, "0" * 32, 1, 60, max_size=4),
         lambda: store.upload_part(key, "0" * 32, 1, b"data"),
         lambda: store.complete_multipart(key, "0" * 32, [part]),
         lambda: store.abort_multipart(key, "0" * 32),
@@ -409,7 +409,8 @@ def test_multipart_with_presigned_parts(store: ObjectStore, send: Send) -> None:
     completed: list[CompletedPart] = []
     # Parts may arrive in any order; only the list given to complete decides the order.
     for number in (3, 1):
-        request = store.presign_part("mp/video.mp4", upload_id, number, 300)
+        request = store.presign_part("mp/video.mp4", upload_id, number, 300,
+                                     max_size=len(chunks[number - 1]))
         assert request.method == "PUT"
         response = send(store, request, chunks[number - 1])
         assert response.status_code == 200, response.text
@@ -462,7 +463,7 @@ def test_multipart_refuses_bad_parts(store: ObjectStore) -> None:
         with pytest.raises(BadRequest):
             store.upload_part(key, upload_id, number, b"x")
         with pytest.raises(BadRequest):
-            store.presign_part(key, upload_id, number, 60)
+            store.presign_part(key, upload_id, number, 60, max_size=1)
     first = store.upload_part(key, upload_id, 1, b"a" * (5 * MiB))
     second = store.upload_part(key, upload_id, 2, b"b" * 10)
     with pytest.raises(BadRequest):
@@ -486,6 +487,104 @@ def test_multipart_parts_but_the_last_need_5_mib(store: ObjectStore) -> None:
         store.complete_multipart("mp/small", upload_id, parts)
     assert exc_info.value.code == "part_too_small"
     assert store.head("mp/small") is None
+
+
+class Repeating(io.RawIOBase):
+    """``total`` bytes made of one repeated block, read like a socket: the stream itself holds one block."""
+
+    def __init__(self, total: int, block: bytes) -> None:
+        self._left = total
+        self._block = block
+        self.md5 = hashlib.md5()
+        self.sha = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        n = min(self._left, len(self._block), size if size and size > 0 else len(self._block))
+        self._left -= n
+        out = self._block[:n]
+        self.md5.update(out)
+        self.sha.update(out)
+        return out
+
+
+def test_upload_part_from_a_stream(store: ObjectStore) -> None:
+    first, last = os.urandom(5 * MiB), os.urandom(1234)
+    upload_id = store.create_multipart("mp/streamed", "application/octet-stream")
+    one = store.upload_part("mp/streamed", upload_id, 1, cast(BinaryIO, ShortReads(first, step=64 * 1024)),
+                            max_size=len(first))
+    two = store.upload_part("mp/streamed", upload_id, 2, cast(BinaryIO, ShortReads(last)), max_size=len(last))
+    assert one.etag == hashlib.md5(first).hexdigest() and two.etag == hashlib.md5(last).hexdigest()
+    info = store.complete_multipart("mp/streamed", upload_id, [one, two])
+    assert info.sha256 == sha(first + last)
+
+
+def test_upload_part_over_its_size_keeps_nothing(store: ObjectStore) -> None:
+    upload_id = store.create_multipart("mp/over", "application/octet-stream")
+    for data in (b"y" * 101, cast(BinaryIO, ShortReads(b"y" * (2 * MiB + 1)))):
+        with pytest.raises(PayloadTooLarge) as exc_info:
+            store.upload_part("mp/over", upload_id, 1, data, max_size=100 if isinstance(data, bytes) else 2 * MiB)
+        assert exc_info.value.code == "part_too_large"
+    if isinstance(store, LocalObjectStore):  # the refused part was never stored
+        assert [p.name for p in (store.root / ".multipart" / upload_id).iterdir()] == ["upload.json"]
+    if isinstance(store, S3ObjectStore):
+        listed = store.client.list_parts(Bucket=store.bucket, Key="mp/over", UploadId=upload_id)
+        assert not listed.get("Parts")
+    part = store.upload_part("mp/over", upload_id, 1, b"y" * 100, max_size=100)
+    assert store.complete_multipart("mp/over", upload_id, [part]).sha256 == sha(b"y" * 100)
+
+
+def test_presigned_part_is_bound_to_its_size(store: ObjectStore, send: Send) -> None:
+    data = os.urandom(1000)
+    upload_id = store.create_multipart("mp/bound", "application/octet-stream")
+    request = store.presign_part("mp/bound", upload_id, 1, 300, max_size=len(data))
+    refused = send(store, request, data + b"more")
+    if isinstance(store, LocalObjectStore):
+        assert refused.status_code == 413 and refused.json()["code"] == "part_too_large"
+        assert [p.name for p in (store.root / ".multipart" / upload_id).iterdir()] == ["upload.json"]
+    else:  # S3 signs Content-Length: another length is another signature
+        assert refused.status_code == 403, refused.text
+    answer = send(store, request, data)
+    assert answer.status_code == 200, answer.text
+    info = store.complete_multipart("mp/bound", upload_id, [CompletedPart(1, answer.headers["etag"])])
+    assert info.sha256 == sha(data)
+
+
+def test_upload_part_memory_stays_flat(store: ObjectStore) -> None:
+    """A 24 MiB part streamed in costs the process a few chunks of memory, not the part."""
+    import tracemalloc
+
+    size = 24 * MiB
+    upload_id = store.create_multipart("mp/big", "application/octet-stream")
+    stream = Repeating(size, os.urandom(256 * 1024))
+    tracemalloc.start()
+    try:
+        part = store.upload_part("mp/big", upload_id, 1, cast(BinaryIO, stream), max_size=size)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert part.etag == stream.md5.hexdigest()
+    assert peak < 6 * MiB, f"peak {peak / MiB:.1f} MiB while storing a {size // MiB} MiB part"
+    info = store.complete_multipart("mp/big", upload_id, [part])
+    assert (info.size, info.sha256) == (size, stream.sha.hexdigest())
+
+
+def test_put_stream_memory_stays_flat(store: ObjectStore) -> None:
+    """Above the multipart threshold too: a stream is spooled to disk, never held whole."""
+    import tracemalloc
+
+    size = 4 * THRESHOLD + 123
+    stream = Repeating(size, os.urandom(256 * 1024))
+    tracemalloc.start()
+    try:
+        info = store.put_stream("s/big.bin", cast(BinaryIO, stream), max_size=size)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (info.size, info.sha256) == (size, stream.sha.hexdigest())
+    assert peak < 8 * MiB, f"peak {peak / MiB:.1f} MiB while storing a {size // MiB} MiB stream"
 
 
 def test_multipart_unknown_upload(store: ObjectStore) -> None:
@@ -555,9 +654,10 @@ def test_local_signed_url_shape(local_store: LocalObjectStore) -> None:
     assert put.headers == {"Content-Type": "image/png"}
 
     upload_id = local_store.create_multipart("a/c.mp4", "video/mp4")
-    part = local_store.presign_part("a/c.mp4", upload_id, 7, 60)
+    part = local_store.presign_part("a/c.mp4", upload_id, 7, 60, max_size=5 * MiB)
     _, params = _query(part.url)
-    assert (params["op"], params["upload_id"], params["part"]) == ("part", upload_id, "7")
+    assert (params["op"], params["upload_id"], params["part"], params["max"]) == ("part", upload_id, "7",
+                                                                                 str(5 * MiB))
 
 
 def test_local_verify_signed(local_store: LocalObjectStore) -> None:

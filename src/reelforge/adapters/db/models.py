@@ -251,6 +251,18 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     delivered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
+    # "host:port" of url: the key of the target's circuit breaker (NULL on rows finished before it existed).
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class WebhookCircuit(Base):
+    """A webhook target's circuit breaker: consecutive failures, and until when nothing is sent there."""
+
+    __tablename__ = "webhook_circuits"
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    open_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    updated_at: Mapped[float] = mapped_column(Float)
 
 
 class Schedule(Base):

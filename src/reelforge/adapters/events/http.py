@@ -70,12 +70,38 @@ def check_target_url(url: str, *, allow_private: bool) -> None:
             )
 
 
+def target_host(url: str) -> str:
+    """The key of a URL's circuit breaker: lower-case host and port (the scheme's default when none is given).
+
+    The port is part of it: two services on one address are two targets.
+    """
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower().rstrip(".")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return url[:255]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}"[:255]
+
+
 @dataclass(frozen=True)
 class SendResult:
     ok: bool
     status_code: int | None
     error: str | None
     duration_s: float
+    # Not sent at all: the target was refused by the SSRF guard at send time (says nothing of its health).
+    refused: bool = False
+
+    @property
+    def target_unhealthy(self) -> bool:
+        """A failure that says the target is down or overloaded (no answer, timeout, 5xx, 408, 429), as opposed
+        to one that says no to this request (other 4xx) or was never sent."""
+        if self.ok or self.refused:
+            return False
+        return self.status_code is None or self.status_code >= 500 or self.status_code in (408, 429)
 
 
 def send_signed(url: str, secret: str, event: dict[str, Any], *, timeout_s: float, allow_private: bool) -> SendResult:
@@ -98,6 +124,6 @@ def send_signed(url: str, secret: str, event: dict[str, Any], *, timeout_s: floa
         ok = 200 <= resp.status_code < 300
         return SendResult(ok, resp.status_code, None if ok else f"HTTP {resp.status_code}", time.monotonic() - t0)
     except errors.ValidationFailed as exc:
-        return SendResult(False, None, exc.message, time.monotonic() - t0)
+        return SendResult(False, None, exc.message, time.monotonic() - t0, refused=True)
     except httpx.HTTPError as exc:
         return SendResult(False, None, f"{type(exc).__name__}: {exc}"[:900], time.monotonic() - t0)

@@ -65,7 +65,7 @@ MULTIPART_DIR = ".multipart"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _SIGNATURE_VERSION = "reelforge-storage-v1"
 _OP_METHODS = {"get": "GET", "put": "PUT", "part": "PUT"}
-_OP_PARAMS = {"get": (), "put": ("ct", "max"), "part": ("upload_id", "part")}
+_OP_PARAMS = {"get": (), "put": ("ct", "max"), "part": ("upload_id", "part", "max")}
 _LOCK_STRIPES = 64
 
 
@@ -551,19 +551,49 @@ class LocalObjectStore:
         self._write_file_atomic(directory / "upload.json", json.dumps(doc).encode())
         return upload_id
 
-    def presign_part(self, key: str, upload_id: str, part_number: int, expires_s: int) -> SignedRequest:
-        """A URL on the API for one PUT of part ``part_number``."""
+    def presign_part(self, key: str, upload_id: str, part_number: int, expires_s: int, *,
+                     max_size: int) -> SignedRequest:
+        """A URL on the API for one PUT of part ``part_number``, of at most ``max_size`` bytes (signed)."""
         check_part_number(part_number)
+        if max_size < 0:
+            raise ValueError("max_size must not be negative")
         self._load_upload(key, upload_id)
-        params = {"op": "part", "upload_id": upload_id, "part": str(part_number)}
+        params = {"op": "part", "upload_id": upload_id, "part": str(part_number), "max": str(int(max_size))}
         return self._sign("PUT", key, params, expires_s)
 
-    def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes) -> CompletedPart:
-        """Store one part (replacing an earlier upload of the same number); the etag is its md5."""
+    def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes | BinaryIO,
+                    max_size: int | None = None) -> CompletedPart:
+        """Store one part (replacing an earlier upload of the same number); the etag is its md5.
+
+        The part is written to a temp file chunk by chunk and renamed into place, so a stream of any size
+        costs one chunk of memory, and a part refused past ``max_size`` leaves nothing behind.
+        """
         check_part_number(part_number)
         directory, _ = self._load_upload(key, upload_id)
-        self._write_file_atomic(directory / str(part_number), bytes(data))
-        return CompletedPart(part_number=part_number, etag=hashlib.md5(data).hexdigest())
+        stream: Any = io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
+        target = directory / str(part_number)
+        fd, tmp = self._temp_beside(target)
+        try:
+            md5 = hashlib.md5()
+            size = 0
+            with os.fdopen(fd, "wb") as f:
+                for chunk in iter_chunks(stream, self._chunk_size):
+                    size += len(chunk)
+                    if max_size is not None and size > max_size:
+                        raise PayloadTooLarge(f"Part {part_number} is larger than {max_size} bytes",
+                                              code="part_too_large", limit=max_size)
+                    md5.update(chunk)
+                    f.write(chunk)
+                f.flush()
+                if self._fsync:
+                    os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if self._fsync:
+            _fsync_dir(directory)
+        return CompletedPart(part_number=part_number, etag=md5.hexdigest())
 
     def complete_multipart(self, key: str, upload_id: str, parts: builtins.list[CompletedPart]) -> ObjectInfo:
         """Join the listed parts in order into the object, atomically, then drop the upload."""

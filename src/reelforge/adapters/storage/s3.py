@@ -191,14 +191,18 @@ class S3ObjectStore:
             _raise_mapped(exc, key)
         return response
 
-    def _upload_fileobj(self, key: str, fileobj: Any, sha256: str, size: int, content_type: str,
-                        metadata: dict[str, str]) -> ObjectInfo:
-        """Upload a seekable file whose sha256 is already known (multipart above the threshold)."""
+    def _upload_path(self, key: str, path: Path, sha256: str, size: int, content_type: str,
+                     metadata: dict[str, str]) -> ObjectInfo:
+        """Upload a local file whose sha256 is already known (multipart above the threshold).
+
+        By file name, not as a file object: the transfer manager reads each part of a named file from disk as
+        it sends it, while from a file object it reads whole parts into memory (part size x concurrency).
+        """
         self._ready()
         extra = {"ContentType": content_type, "Metadata": {**metadata, SHA256_META: sha256}}
         try:
             # The transfer manager aborts its multipart upload itself when a part fails.
-            self.client.upload_fileobj(fileobj, self.bucket, key, ExtraArgs=extra, Config=self._transfer)
+            self.client.upload_file(str(path), self.bucket, key, ExtraArgs=extra, Config=self._transfer)
         except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
             _raise_mapped(exc, key)
         return ObjectInfo(key=key, size=size, sha256=sha256, content_type=content_type, metadata=metadata)
@@ -233,30 +237,33 @@ class S3ObjectStore:
             for chunk in iter_chunks(f, CHUNK_SIZE):
                 digest.update(chunk)
                 size += len(chunk)
-            f.seek(0)
-            return self._upload_fileobj(key, f, digest.hexdigest(), size, content_type, meta)
+        return self._upload_path(key, Path(path), digest.hexdigest(), size, content_type, meta)
 
     def put_stream(self, key: str, stream: BinaryIO, content_type: str = DEFAULT_CONTENT_TYPE,
                    max_size: int | None = None, metadata: dict[str, str] | None = None) -> ObjectInfo:
-        """Spool the stream (memory up to the threshold, then a temp file), then upload it.
+        """Spool the stream to a temp file on disk chunk by chunk, then upload the file.
 
         Spooling lets the size limit be enforced before anything reaches S3 (nothing to clean up) and
-        gives the sha256 that must be set when the upload starts.
+        gives the sha256 that must be set when the upload starts; memory stays at one chunk.
         """
         key = validate_key(key)
         content_type = validate_content_type(content_type)
         meta = validate_metadata(metadata)
-        with tempfile.SpooledTemporaryFile(max_size=self.multipart_threshold) as spool:
+        fd, name = tempfile.mkstemp(prefix="reelforge-s3-", suffix=".spool")
+        spool_path = Path(name)
+        try:
             digest = hashlib.sha256()
             size = 0
-            for chunk in iter_chunks(stream, CHUNK_SIZE):
-                size += len(chunk)
-                if max_size is not None and size > max_size:
-                    raise PayloadTooLarge(f"Upload is larger than {max_size} bytes", max_size=max_size)
-                digest.update(chunk)
-                spool.write(chunk)
-            spool.seek(0)
-            return self._upload_fileobj(key, spool, digest.hexdigest(), size, content_type, meta)
+            with os.fdopen(fd, "wb") as spool:
+                for chunk in iter_chunks(stream, CHUNK_SIZE):
+                    size += len(chunk)
+                    if max_size is not None and size > max_size:
+                        raise PayloadTooLarge(f"Upload is larger than {max_size} bytes", max_size=max_size)
+                    digest.update(chunk)
+                    spool.write(chunk)
+            return self._upload_path(key, spool_path, digest.hexdigest(), size, content_type, meta)
+        finally:
+            spool_path.unlink(missing_ok=True)
 
     def get_bytes(self, key: str) -> bytes:
         """The whole object, checked against its recorded sha256 when there is one."""
@@ -440,23 +447,55 @@ class S3ObjectStore:
             _raise_mapped(exc, key)
         return str(response["UploadId"])
 
-    def presign_part(self, key: str, upload_id: str, part_number: int, expires_s: int) -> SignedRequest:
-        """A presigned UploadPart URL; the part's ETag comes back in the response's ETag header."""
+    def presign_part(self, key: str, upload_id: str, part_number: int, expires_s: int, *,
+                     max_size: int) -> SignedRequest:
+        """A presigned UploadPart URL with ``Content-Length`` among its signed headers; the part's ETag comes
+        back in the response's ETag header.
+
+        A presigned URL can bind a length only by signing the header, so S3 accepts exactly ``max_size`` bytes
+        (the part's size as the upload planned it) and refuses any other body with a signature error.
+        """
         key = validate_key(key)
         check_part_number(part_number)
+        if max_size < 0:
+            raise ValueError("max_size must not be negative")
         url, expires_at = self._presign(
-            "upload_part", {"Key": key, "UploadId": upload_id, "PartNumber": part_number}, expires_s
+            "upload_part",
+            {"Key": key, "UploadId": upload_id, "PartNumber": part_number, "ContentLength": int(max_size)},
+            expires_s,
         )
         return SignedRequest(url=url, method="PUT", expires_at=expires_at)
 
-    def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes) -> CompletedPart:
-        """UploadPart; the etag is returned without S3's quotes."""
+    def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes | BinaryIO,
+                    max_size: int | None = None) -> CompletedPart:
+        """UploadPart; the etag is returned without S3's quotes.
+
+        A stream is spooled to a temp file on disk chunk by chunk (UploadPart needs its length before the
+        first byte), then sent from there, so memory stays at one chunk whatever the part's size.
+        """
         key = validate_key(key)
         check_part_number(part_number)
+        if isinstance(data, bytes | bytearray | memoryview):
+            if max_size is not None and len(data) > max_size:
+                raise PayloadTooLarge(f"Part {part_number} is larger than {max_size} bytes",
+                                      code="part_too_large", limit=max_size)
+            return self._upload_part(key, upload_id, part_number, bytes(data), len(data))
+        with tempfile.TemporaryFile() as spool:
+            size = 0
+            for chunk in iter_chunks(data, CHUNK_SIZE):
+                size += len(chunk)
+                if max_size is not None and size > max_size:
+                    raise PayloadTooLarge(f"Part {part_number} is larger than {max_size} bytes",
+                                          code="part_too_large", limit=max_size)
+                spool.write(chunk)
+            spool.seek(0)
+            return self._upload_part(key, upload_id, part_number, spool, size)
+
+    def _upload_part(self, key: str, upload_id: str, part_number: int, body: Any, size: int) -> CompletedPart:
         self._ready()
         try:
             response = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                               PartNumber=part_number, Body=bytes(data))
+                                               PartNumber=part_number, Body=body, ContentLength=size)
         except (ClientError, BotoCoreError) as exc:
             _raise_mapped(exc, key)
         return CompletedPart(part_number=part_number, etag=normalize_etag(str(response["ETag"])))

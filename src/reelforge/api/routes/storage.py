@@ -117,59 +117,68 @@ def get_object(key: str, request: Request, c: Container) -> StreamingResponse:
 
 
 class _BodyReader:
-    """A file-like view of the request body for the store's streaming put (runs in a worker thread)."""
+    """A file-like view of the request body for the store's streaming writes (read from a worker thread).
+
+    Each ``read`` hands out what the server has received so far (at most ``n`` bytes), so the store writes
+    the body as it arrives and holds no more than one network chunk of it; nothing is read ahead.
+    """
 
     def __init__(self, request: Request, portal: Any) -> None:
         self._iter: AsyncIterator[bytes] = request.stream().__aiter__()
-        self._buf = b""
+        self._buf = memoryview(b"")
         self._done = False
         self._portal = portal
 
     def read(self, n: int = -1) -> bytes:
-        while not self._done and (n < 0 or len(self._buf) < n):
+        while not self._buf and not self._done:
             try:
-                self._buf += self._portal(self._iter.__anext__)
+                self._buf = memoryview(self._portal(self._iter.__anext__))
             except StopAsyncIteration:
                 self._done = True
-        if n < 0:
-            out, self._buf = self._buf, b""
+        if n < 0 or n >= len(self._buf):
+            out, self._buf = self._buf, memoryview(b"")
         else:
             out, self._buf = self._buf[:n], self._buf[n:]
-        return out
+        return bytes(out)
+
+
+def _declared_length(request: Request) -> int | None:
+    declared = request.headers.get("content-length")
+    return int(declared) if declared and declared.isdigit() else None
 
 
 @router.put("/storage/objects/{key:path}", include_in_schema=False)
 async def put_object(key: str, request: Request, c: Container) -> Response:
+    """A signed PUT of a whole object or of one multipart part, streamed to the store as it arrives.
+
+    The signature carries the byte limit (``max``: the upload's size, or this part's size): a larger
+    Content-Length is refused before any byte is read, and a body that runs past the limit is refused as
+    soon as it does (413), its remaining bytes unread and nothing of it kept.
+    """
     from anyio.from_thread import run as from_thread_run
 
     store = _local_store(c)
     params = store.verify_signed("PUT", key, dict(request.query_params))
     op = params.get("op")
-    declared = request.headers.get("content-length")
+    declared = _declared_length(request)
     upload = c.assets.upload_for_key(key)
     if upload is not None and upload.status != "pending":
         # A signed URL outlives its upload; once completed or aborted, the asset's bytes are final.
         raise errors.Conflict(f"This upload is {upload.status}", code="upload_closed")
+    limit = int(params["max"])
     if op == "put":
         store.check_put_headers(params, request.headers.get("content-type"))
-        limit = int(params["max"])
-        if declared and declared.isdigit() and int(declared) > limit:
+        if declared is not None and declared > limit:
             raise errors.PayloadTooLarge(f"This URL accepts at most {limit} bytes", limit=limit)
         reader = _BodyReader(request, from_thread_run)
         info = await run_in_threadpool(store.put_stream, key, reader, params["ct"], limit)
         return Response(status_code=200, headers={"ETag": f'"{info.sha256}"'})
     if op == "part":
-        part_limit = c.settings.storage.max_upload_bytes
-        if declared and declared.isdigit() and int(declared) > part_limit:
-            raise errors.PayloadTooLarge("Part too large", limit=part_limit)
-        chunks = []
-        size = 0
-        async for block in request.stream():
-            size += len(block)
-            if size > part_limit:
-                raise errors.PayloadTooLarge("Part too large", limit=part_limit)
-            chunks.append(block)
-        part = await run_in_threadpool(store.upload_part, key, params["upload_id"], int(params["part"]),
-                                       b"".join(chunks))
+        number = int(params["part"])
+        if declared is not None and declared > limit:
+            raise errors.PayloadTooLarge(f"Part {number} is at most {limit} bytes", code="part_too_large",
+                                         limit=limit)
+        reader = _BodyReader(request, from_thread_run)
+        part = await run_in_threadpool(store.upload_part, key, params["upload_id"], number, reader, limit)
         return Response(status_code=200, headers={"ETag": f'"{part.etag}"'})
     raise errors.Forbidden("URL not valid for this operation", code="invalid_signature")

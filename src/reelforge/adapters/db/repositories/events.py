@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from reelforge.adapters.db import models as m
 from reelforge.adapters.db.engine import db_epoch
 from reelforge.adapters.db.repositories.base import Repository, record, records
-from reelforge.domain.records import Delivery, OutboxEvent, Webhook, new_id
+from reelforge.domain.records import Delivery, OutboxEvent, Webhook, WebhookCircuit, new_id
 
 
 class EventRepository(Repository):
@@ -42,6 +43,10 @@ class EventRepository(Repository):
     def set_webhook_secret(self, hook_id: str, secret: str) -> None:
         self.s.execute(update(m.Webhook).where(m.Webhook.id == hook_id).values(secret=secret),
                        execution_options={"synchronize_session": False})
+
+    def count_webhooks(self, owner_id: str) -> int:
+        return int(self.s.execute(
+            select(func.count()).select_from(m.Webhook).where(m.Webhook.owner_id == owner_id)).scalar_one())
 
     def delete_webhook(self, hook_id: str) -> None:
         self.s.execute(delete(m.Webhook).where(m.Webhook.id == hook_id))
@@ -97,12 +102,81 @@ class EventRepository(Repository):
                               **values))
         self.flush()
 
-    def due_deliveries(self, limit: int = 50) -> list[Delivery]:
-        q = select(m.Delivery).where(m.Delivery.status == "pending", m.Delivery.next_attempt_at <= db_epoch())
-        q = q.order_by(m.Delivery.next_attempt_at).limit(limit)
-        if self.pg:
-            q = q.with_for_update(skip_locked=True)
+    def due_by_owner(self, limit: int, per_owner: int) -> list[Delivery]:
+        # Each owner's due deliveries ranked oldest first, at most per_owner of each, the ranks interleaved (every
+        # owner's first, then every owner's second...), so that one owner's backlog never fills the batch. A target
+        # whose breaker is open is left out; a half-open one is returned and the service takes one probe of it.
+        now = db_epoch()
+        circuit = m.WebhookCircuit
+        rank = func.row_number().over(partition_by=m.Delivery.owner_id,
+                                      order_by=(m.Delivery.next_attempt_at, m.Delivery.id)).label("rank")
+        ranked = (
+            select(m.Delivery.id, m.Delivery.next_attempt_at, rank)
+            .outerjoin(circuit, circuit.host == m.Delivery.host)
+            .where(m.Delivery.status == "pending", m.Delivery.next_attempt_at <= now,
+                   or_(circuit.open_until.is_(None), circuit.open_until <= now))
+            .subquery()
+        )
+        q = (select(m.Delivery).join(ranked, ranked.c.id == m.Delivery.id).where(ranked.c.rank <= per_owner)
+             .order_by(ranked.c.rank, ranked.c.next_attempt_at, ranked.c.id).limit(limit))
         return records(Delivery, self.s.execute(q).scalars().all())
+
+    def claim_deliveries(self, delivery_ids: Sequence[str], until: float) -> set[str]:
+        if not delivery_ids:
+            return set()
+        due = (m.Delivery.id.in_(list(delivery_ids)), m.Delivery.status == "pending",
+               m.Delivery.next_attempt_at <= db_epoch())
+        if self.pg:
+            # Rows another worker is claiming right now are skipped, not waited for.
+            ids = list(self.s.execute(select(m.Delivery.id).where(*due).with_for_update(skip_locked=True))
+                       .scalars().all())
+            if not ids:
+                return set()
+            due = (m.Delivery.id.in_(ids), *due[1:])
+        claimed = self.s.execute(update(m.Delivery).where(*due).values(next_attempt_at=until)
+                                 .returning(m.Delivery.id)).scalars().all()
+        return set(claimed)
+
+    def circuits(self, hosts: Sequence[str]) -> dict[str, WebhookCircuit]:
+        if not hosts:
+            return {}
+        rows = self.s.execute(select(m.WebhookCircuit).where(m.WebhookCircuit.host.in_(list(hosts)))).scalars().all()
+        return {row.host: record(WebhookCircuit, row) for row in rows}
+
+    def all_circuits(self) -> list[WebhookCircuit]:
+        return records(WebhookCircuit, self.s.execute(
+            select(m.WebhookCircuit).order_by(m.WebhookCircuit.host)).scalars().all())
+
+    def claim_probe(self, host: str, until: float, threshold: int) -> bool:
+        res = self.s.execute(
+            update(m.WebhookCircuit)
+            .where(m.WebhookCircuit.host == host, m.WebhookCircuit.failures >= threshold,
+                   or_(m.WebhookCircuit.open_until.is_(None), m.WebhookCircuit.open_until <= db_epoch()))
+            .values(open_until=until, updated_at=self.now())
+        )
+        return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+
+    def target_succeeded(self, host: str) -> None:
+        self.s.execute(
+            update(m.WebhookCircuit)
+            .where(m.WebhookCircuit.host == host,
+                   or_(m.WebhookCircuit.failures > 0, m.WebhookCircuit.open_until.is_not(None)))
+            .values(failures=0, open_until=None, updated_at=self.now())
+        )
+
+    def target_failed(self, host: str, threshold: int, cooldown_s: float) -> int:
+        now = self.now()
+        dialect: Any = postgresql if self.pg else sqlite
+        table = m.WebhookCircuit.__table__
+        failures = table.c.failures + 1
+        stmt = dialect.insert(table).values(host=host, failures=1, updated_at=now,
+                                            open_until=now + cooldown_s if threshold <= 1 else None)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.host],
+            set_={"failures": failures, "updated_at": now,
+                  "open_until": case((failures >= threshold, now + cooldown_s), else_=table.c.open_until)},
+        ).returning(table.c.failures)
+        return int(self.s.execute(stmt).scalar_one())
 
     def delivery(self, delivery_id: str) -> Delivery | None:
         row = self.s.get(m.Delivery, delivery_id)

@@ -131,6 +131,12 @@ class JobRepository(Repository):
         return records(Job, self.s.execute(q.order_by(m.Job.created_at.desc(), m.Job.id.desc()).limit(limit))
                        .scalars().all())
 
+    def free_jobs_since(self, owner_id: str, since: float, limit: int) -> list[float]:
+        # Walks ix_jobs_owner_created from `since`; stops after `limit` free jobs, so the cost is bounded by the quota.
+        return [float(t) for t in self.s.execute(
+            select(m.Job.created_at).where(m.Job.owner_id == owner_id, m.Job.created_at > since, m.Job.credits == 0)
+            .order_by(m.Job.created_at).limit(limit)).scalars().all()]
+
     def job_callbacks(self, job_ids: Sequence[str]) -> dict[str, str]:
         rows = self.s.execute(select(m.Job.id, m.Job.callback_url).where(m.Job.id.in_(list(job_ids)),
                                                                        m.Job.callback_url.is_not(None))).all()
