@@ -40,7 +40,7 @@ def live(tmp_path: Path, sqlite_url: str) -> Iterator[tuple[str, Container]]:
 
 def token(base: str) -> dict[str, str]:
     email, pw = f"u{time.monotonic_ns()}@example.com", "correct horse battery"
-    assert httpx.post(f"{base}/v1/auth/register", json={"email": email, "password": pw}).status_code == 201
+    assert httpx.post(f"{base}/v1/auth/register", json={"email": email, "password": pw}).status_code == 202
     t = httpx.post(f"{base}/v1/auth/token", json={"email": email, "password": pw}).json()["access_token"]
     return {"Authorization": f"Bearer {t}"}
 

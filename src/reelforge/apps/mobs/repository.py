@@ -162,6 +162,7 @@ CARD_COLUMNS = (
     _V.id, _V.owner_id, _V.status, _V.visibility, _V.caption, _V.filename, _V.score, _V.mob_id, _V.job_id,
     _V.embed_model_version, _V.error_code, _V.error_message, _V.created_at, _V.validated_at,
     _V.thumbnail_asset_id, _THUMB.c.key.label("thumb_key"), _THUMB.c.filename.label("thumb_filename"),
+    _THUMB.c.content_type.label("thumb_content_type"),
 )
 _CARDS = select(*CARD_COLUMNS).select_from(Video.__table__.outerjoin(_THUMB, _THUMB.c.id == _V.thumbnail_asset_id))
 

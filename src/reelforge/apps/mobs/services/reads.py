@@ -87,8 +87,9 @@ class Reads(Part):
         """The signed thumbnail URL of a card (None when it has none, or its asset is gone)."""
         if not card.thumb_key:
             return None
-        return str(self.ctx.assets.download_url(SimpleNamespace(key=card.thumb_key,
-                                                                filename=card.thumb_filename)).url)
+        thumb = SimpleNamespace(key=card.thumb_key, filename=card.thumb_filename,
+                                content_type=card.thumb_content_type)
+        return str(self.ctx.assets.download_url(thumb).url)
 
     def urls(self, v: Video, *, playback: bool = True) -> dict[str, str | None]:
         """Signed thumbnail and playback URLs (playback only for the detail view)."""
