@@ -21,6 +21,8 @@ class Container:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._app_lock = threading.RLock()
         self._app_services: dict[str, Any] = {}
+        # The worker processes this process keeps running (`reelforge run`), or None: /readyz reads it.
+        self.supervisor: Any = None
 
     @cached_property
     def db(self) -> Database:

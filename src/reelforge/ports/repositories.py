@@ -119,6 +119,10 @@ class JobRepository(Protocol):
         """Running jobs whose lease ran out on the database clock (locked for this transaction)."""
         ...
 
+    def expire_leases_of(self, worker_ids: Sequence[str]) -> int:
+        """End now the leases of the running jobs held by these (dead) workers; how many."""
+        ...
+
     def expired_jobs(self, limit: int = 500) -> list[Job]:
         """Ended jobs past their expiry (TTL)."""
         ...
@@ -477,6 +481,10 @@ class OpsRepository(Protocol):
     def worker_heartbeat(self, worker_id: str, *, hostname: str, pid: int, concurrency: int,
                          status: str = "running") -> None:
         """Register a worker or refresh its heartbeat and status."""
+        ...
+
+    def mark_workers_lost(self, hostname: str, pid: int) -> list[str]:
+        """Mark the registrations of the process `pid` on `hostname` (known dead) lost; their ids."""
         ...
 
     def workers(self) -> list[Worker]:
