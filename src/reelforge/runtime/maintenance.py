@@ -7,6 +7,8 @@ is scheduled through the database, so the worker that wins the turn does it.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from typing import Any
@@ -98,3 +100,35 @@ class Maintenance:
         if any(counts.values()):
             log.info("sweeper removed %s", counts)
         return counts
+
+
+class AlarmTicker:
+    """Alarm evaluation outside the workers (the API process): a thread that offers to run the alarm tick every
+    few seconds. The tick's database schedule decides who evaluates, so however many API and worker processes
+    offer, the rules are evaluated once per `alarms.interval_s`; with no worker alive they still are."""
+
+    def __init__(self, container: Any, runner: str | None = None) -> None:
+        self.c = container
+        self.runner = runner or f"api:{socket.gethostname()}:{os.getpid()}"
+        interval = float(container.settings.alarms.interval_s)
+        self.period_s = max(0.2, min(interval, 15.0))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="reelforge-alarms", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        # The first offer waits one period: a process that starts and stops at once (a test, a CLI call) does
+        # not take the tick from the workers.
+        while not self._stop.wait(self.period_s):
+            try:
+                self.c.alarms.tick(self.runner)
+            except Exception:
+                log.exception("alarm evaluation failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
