@@ -66,6 +66,10 @@ class JobSettings(BaseModel):
     # A worker whose heartbeat is older than this is reported lost (admin workers, /readyz); unset: the larger
     # of three heartbeats and one lease.
     worker_lost_after_s: float | None = Field(default=None, gt=0)
+    # How often a running step may read its job's cancel flag from the database (ctx.stopping(),
+    # ctx.check_cancelled(), the model adapters' cancel probes), so a cancel stops a long model call within
+    # one step rather than at the next heartbeat; 0 reads at every check.
+    cancel_poll_s: float = Field(default=0.25, ge=0.0, le=60.0)
     # Jobs a worker claims per claim transaction (prefetch); 1 claims one at a time; unset: 4 per slot (as
     # Celery's default prefetch multiplier). Prefetched jobs wait in the worker (leases renewed by its
     # heartbeat) and are handed back on shutdown. A worker prefetches only while its recent jobs are short: when

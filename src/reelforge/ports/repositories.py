@@ -123,6 +123,10 @@ class JobRepository(Protocol):
         """End now the leases of the running jobs held by these (dead) workers; how many."""
         ...
 
+    def cancel_requested(self, job_id: str, attempt: int) -> bool:
+        """Whether the owner asked to cancel this attempt of a running job (one indexed read)."""
+        ...
+
     def expired_jobs(self, limit: int = 500) -> list[Job]:
         """Ended jobs past their expiry (TTL)."""
         ...

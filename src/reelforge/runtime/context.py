@@ -80,11 +80,17 @@ class StepContext:
             self._on_progress(self.path, min(1.0, max(0.0, float(fraction))), message)
 
     def stopping(self) -> bool:
-        """Whether the step should stop now (job cancelled, step timed out or a sibling failed)."""
+        """Whether the step should stop now (job cancelled, step timed out or a sibling failed).
+
+        Cheap enough to call between units of work (a denoising step, a tile, a batch of frames) and to hand
+        to a model adapter as its ``cancelled`` probe: the worker reads the job's cancel flag from the
+        database at most every ``jobs.cancel_poll_s`` per job, and answers from memory in between.
+        """
         return self._wake.is_set() or self._stop_requested() or self._cancelled()
 
     def check_cancelled(self) -> None:
-        """Raise :class:`JobCancelled` when the step should stop; call it between units of work."""
+        """Raise :class:`JobCancelled` when the step should stop; call it between units of work, so that a
+        cancel stops a long model call within one unit."""
         if self.stopping():
             raise JobCancelled(f"step {self.path} stopped")
 

@@ -278,6 +278,11 @@ class JobRepository(Repository):
                              execution_options={"synchronize_session": False})
         return int(res.rowcount or 0)  # type: ignore[attr-defined]
 
+    def cancel_requested(self, job_id: str, attempt: int) -> bool:
+        flag = self.s.execute(select(m.Job.cancel_requested).where(
+            m.Job.id == job_id, m.Job.attempt == attempt, m.Job.status == "running")).scalar_one_or_none()
+        return bool(flag)
+
     # --- expiry ------------------------------------------------------------------------------------
     def expired_jobs(self, limit: int = 500) -> list[Job]:
         return records(Job, self.s.execute(
