@@ -110,6 +110,9 @@ class Worker:
         self.prefetch = max(1, int(configured)) if configured else min(100, 4 * self.concurrency)
         self.prefetch_max_job_s = float(getattr(self.settings.jobs, "prefetch_max_job_s", 1.0))
         self.cancel_poll_s = float(getattr(self.settings.jobs, "cancel_poll_s", 0.25))
+        # The database clock minus this machine's, measured at each claim: history events are stamped on the
+        # database's clock, like the rows the services write.
+        self.clock_offset = 0.0
         self.job_s_avg: float | None = None  # moving average of this worker's job run times (None: none ran yet)
         self.finisher: Finisher | None = None
         self.maintainer = Maintenance(container, self.worker_id, stopping=self.stopping, wake=self.wake)
@@ -236,7 +239,9 @@ class Worker:
             job = tx.jobs.claim_job(self.worker_id, self.settings.jobs.lease_s, self.kinds)
             if job is not None:
                 tx.jobs.add_event(job.id, "JobStarted", attempt=job.attempt, details={"worker": self.worker_id})
-            return job
+        if job is not None:
+            self._note_clock(job)
+        return job
 
     def _claim_prefetch(self) -> Job | None:
         """The next prefetched job, or claim up to `prefetch` jobs in one transaction and take the first."""
@@ -255,6 +260,7 @@ class Worker:
                                  "details": {"worker": self.worker_id}} for j in jobs])
         if not jobs:
             return None
+        self._note_clock(jobs[0])
         with self._lock:
             self.prefetched.extend(jobs[1:])
             # several slots may have claimed at once: keep the buffer in priority order
@@ -263,6 +269,14 @@ class Worker:
         if self.stopping.is_set():
             self._release_prefetched()
         return jobs[0]
+
+    def _note_clock(self, job: Job) -> None:
+        if job.heartbeat_at:  # the claim's own reading of the database clock
+            self.clock_offset = float(job.heartbeat_at) - time.time()
+
+    def db_time(self) -> float:
+        """Now on the database's clock (as measured at the last claim)."""
+        return time.time() + self.clock_offset
 
     def claim_limit(self) -> int:
         """Jobs to claim now: `prefetch` while recent jobs are short, else one (for the slot asking).
@@ -297,7 +311,7 @@ class Worker:
             runner = StepRunner(
                 self.executor, cp, lambda path: self._context(job, path, run),
                 cancelled=lambda: self._cancel_requested(run),
-                on_progress=lambda path, f, m: self._progress(run, f, m),
+                on_progress=lambda path, f, m: self._progress(run, f, m), clock=self.db_time,
             )
             try:
                 output = runner.run(pipeline, job.input)
