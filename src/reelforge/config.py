@@ -70,6 +70,9 @@ class JobSettings(BaseModel):
     # ctx.check_cancelled(), the model adapters' cancel probes), so a cancel stops a long model call within
     # one step rather than at the next heartbeat; 0 reads at every check.
     cancel_poll_s: float = Field(default=0.25, ge=0.0, le=60.0)
+    # Scratch folders of crashed steps (<data_dir>/tmp) and partial downloads (<data_dir>/cache/**/.*.part) are
+    # removed by each worker's maintenance once untouched this long and not owned by a running attempt.
+    scratch_grace_s: float = Field(default=900.0, ge=0.0)
     # Jobs a worker claims per claim transaction (prefetch); 1 claims one at a time; unset: 4 per slot (as
     # Celery's default prefetch multiplier). Prefetched jobs wait in the worker (leases renewed by its
     # heartbeat) and are handed back on shutdown. A worker prefetches only while its recent jobs are short: when

@@ -119,6 +119,10 @@ class JobRepository(Protocol):
         """Running jobs whose lease ran out on the database clock (locked for this transaction)."""
         ...
 
+    def running_attempts(self) -> list[tuple[str, int]]:
+        """(job id, attempt) of every running job."""
+        ...
+
     def expire_leases_of(self, worker_ids: Sequence[str]) -> int:
         """End now the leases of the running jobs held by these (dead) workers; how many."""
         ...

@@ -6,6 +6,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 from reelforge.errors import JobCancelled
@@ -73,6 +75,13 @@ class StepContext:
         self._wake = wake
         if self._on_progress is None:
             self._on_progress = on_progress
+
+    def scratch(self, label: str) -> AbstractContextManager[Path]:
+        """A private folder on the worker's disk for this attempt of the job (``with ctx.scratch("chunk") as
+        tmp:``), removed when the block ends; one that a crash leaves is swept later (runtime/scratch.py)."""
+        from reelforge.runtime.scratch import job_scratch
+
+        return job_scratch(self.services.settings, self.job_id, self.attempt, label)
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Report progress of this step, ``fraction`` in [0, 1] (clamped)."""

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from reelforge.applications import Tick
+from reelforge.runtime.scratch import sweep_scratch
 
 log = logging.getLogger("reelforge.worker")
 
@@ -32,6 +33,7 @@ class Maintenance:
         self._ticks: list[Tick] | None = None
         self._last_reap = 0.0
         self._last_outbox = 0.0
+        self._last_scratch = time.monotonic()  # the first sweep of this disk one interval after start
 
     def start(self) -> threading.Thread:
         t = threading.Thread(target=self.run, name="reelforge-maintenance", daemon=True)
@@ -65,6 +67,9 @@ class Maintenance:
             sweep = tx.ops.try_schedule("sweeper", s.sweep_interval_s, self.worker_id)
         if sweep:
             self.sweep()
+        elif now - self._last_scratch >= s.sweep_interval_s:
+            # Every worker's own disk, on its own clock (the scheduled sweep above covers it when this one wins).
+            self.sweep_scratch()
         self.c.alarms.tick(self.worker_id)  # evaluates only when this worker wins the tick
 
     @property
@@ -87,8 +92,15 @@ class Maintenance:
             except Exception:
                 log.exception("maintenance tick %s failed", tick.name, extra={"tick": tick.name})
 
+    def sweep_scratch(self, grace_s: float | None = None) -> int:
+        """Remove what crashed steps left on this machine's disk (runtime/scratch.py)."""
+        self._last_scratch = time.monotonic()
+        s = self.c.settings
+        grace = float(getattr(s.jobs, "scratch_grace_s", 900.0)) if grace_s is None else grace_s
+        return sweep_scratch(s, self.c.jobs.running_attempts(), grace)
+
     def sweep(self) -> dict[str, int]:
-        """Delete expired temporary assets, abandoned uploads and expired job records."""
+        """Delete expired temporary assets, abandoned uploads, expired job records and stale scratch files."""
         counts: dict[str, int] = self.c.assets.sweep()
         jobs = 0
         for job_id in self.c.jobs.expired_job_ids():
@@ -97,6 +109,11 @@ class Maintenance:
                 tx.jobs.delete_job(job_id)
             jobs += 1
         counts["jobs"] = jobs
+        try:
+            counts["temp_files"] = self.sweep_scratch()
+        except Exception:
+            log.exception("could not sweep the scratch folders")
+            counts["temp_files"] = 0
         if any(counts.values()):
             log.info("sweeper removed %s", counts)
         return counts

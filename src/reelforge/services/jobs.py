@@ -462,6 +462,11 @@ class JobService:
             tx.jobs.add_event(job_id, "JobReleased", attempt=attempt)
             self._notify(tx)
 
+    def running_attempts(self) -> set[tuple[str, int]]:
+        """(job id, attempt) of every job running now, on any worker."""
+        with self.store.tx(write=False) as tx:
+            return set(tx.jobs.running_attempts())
+
     def worker_died(self, hostname: str, pid: int) -> int:
         """A worker process known dead (its supervisor saw it exit): its registration is marked lost and its
         jobs go back to the queue now, each counting a failed attempt as a lease expiry does, instead of

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -220,12 +219,6 @@ def _existing(assets: Any, owner_id: str, asset_id: str) -> Any | None:
         return None
 
 
-def _tmp_dir(settings: Any) -> Path:
-    path = Path(settings.data_dir) / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 # --- steps ------------------------------------------------------------------------------------------------------
 
 def probe_source(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
@@ -293,7 +286,7 @@ def upscale_chunk(ctx: StepContext, item: dict[str, Any]) -> dict[str, Any]:
         meta = existing.meta or {}
         return {"job": job, "index": index, "asset_id": existing.id, "frames": int(meta.get("frames", 0)),
                 "width": meta.get("width"), "height": meta.get("height"), "seconds": meta.get("seconds"),
-                "cache": None, "reused": True}
+                "cache": None, "reused": True, "attempt": ctx.attempt}
     ctx.check_cancelled()
     out_opts = job["output"]
     model, scale, denoise = job["model"], int(job["scale"]), job.get("denoise")
@@ -307,12 +300,11 @@ def upscale_chunk(ctx: StepContext, item: dict[str, Any]) -> dict[str, Any]:
 
     with _slot(ctx, state):
         source = owned_source(svc.assets, ctx.owner_id, job["asset_id"])
-        with local_source(svc, source) as (path, hit), \
-                tempfile.TemporaryDirectory(dir=_tmp_dir(settings), prefix="chunk-") as tmp:
+        with local_source(svc, source) as (path, hit), ctx.scratch("chunk") as tmp:
             from reelforge.adapters.media.probe import VideoInfo, probe
 
             info = VideoInfo.from_dict(item["info"]) if item.get("info") else probe(path)
-            out = Path(tmp) / f"chunk-{index:05d}.mp4"
+            out = tmp / f"chunk-{index:05d}.mp4"
             native = _native_scale(svc.models, model, scale, denoise, info)
             threads = _encoder_threads(int(job["chunks"]), settings.upscale.max_chunk_concurrency)
             started = time.perf_counter()
@@ -335,7 +327,18 @@ def upscale_chunk(ctx: StepContext, item: dict[str, Any]) -> dict[str, Any]:
     release_memory()
     return {"job": job, "index": index, "asset_id": stored.id, "frames": result.frames, "width": result.width,
             "height": result.height, "seconds": round(result.seconds, 4), "elapsed_s": round(result.elapsed_s, 4),
-            "cache": "hit" if hit else "miss", "reused": False}
+            "cache": "hit" if hit else "miss", "reused": False, "attempt": ctx.attempt}
+
+
+def _reuse(chunk: dict[str, Any], attempt: int) -> str | None:
+    """Where this attempt got a chunk from without computing it: "stored" (its asset was there, stored by an
+    attempt that died before its checkpoint), "checkpoint" (an earlier attempt finished it and the runner skipped
+    it), or None (computed by this attempt)."""
+    if chunk.get("reused"):
+        return "stored"
+    if chunk.get("attempt") != attempt:  # an output of an earlier attempt, read back from its checkpoint
+        return "checkpoint"
+    return None
 
 
 def assemble(ctx: StepContext, chunks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -351,8 +354,7 @@ def assemble(ctx: StepContext, chunks: list[dict[str, Any]]) -> dict[str, Any]:
     out_id = output_asset_id(ctx.job_id)
     done = _existing(svc.assets, ctx.owner_id, out_id)
     ctx.progress(0.91, "joining chunks")
-    with tempfile.TemporaryDirectory(dir=_tmp_dir(settings), prefix="assemble-") as tmp_name:
-        tmp = Path(tmp_name)
+    with ctx.scratch("assemble") as tmp:
         if done is None:
             paths = []
             for c in chunks:
@@ -379,6 +381,7 @@ def assemble(ctx: StepContext, chunks: list[dict[str, Any]]) -> dict[str, Any]:
                 category="videos", asset_id=out_id, multipart_threshold=settings.upscale.multipart_threshold,
                 part_size=settings.upscale.part_size)
     meta = done.meta or {}
+    reuse = [_reuse(c, ctx.attempt) for c in chunks]
     run_s = sum(float(c.get("elapsed_s") or 0) for c in chunks)
     frames = sum(int(c.get("frames") or 0) for c in chunks)
     wall = max(1e-6, time.time() - float(job.get("started_at") or time.time()))
@@ -389,8 +392,10 @@ def assemble(ctx: StepContext, chunks: list[dict[str, Any]]) -> dict[str, Any]:
             "multipart": "multipart_parts" in meta, "source": job["source"],
             "chunk_count": len(chunks), "chunk_asset_ids": [c["asset_id"] for c in chunks],
             "chunks": [{"index": c["index"], "frames": c["frames"], "seconds": c.get("seconds"),
-                        "elapsed_s": c.get("elapsed_s"), "cache": c.get("cache"), "reused": c.get("reused", False)}
-                       for c in chunks],
+                        "elapsed_s": c.get("elapsed_s"), "cache": c.get("cache"), "reused": r is not None,
+                        "reused_from": r}
+                       for c, r in zip(chunks, reuse, strict=True)],
+            "chunks_reused": sum(1 for r in reuse if r is not None),
             "frames_upscaled": frames, "upscale_s": round(run_s, 3),
             "frames_per_second": round(frames / wall, 3), "wall_s": round(wall, 3)}
 

@@ -268,6 +268,10 @@ class JobRepository(Repository):
             q = q.with_for_update(skip_locked=True)
         return records(Job, self.s.execute(q).scalars().all())
 
+    def running_attempts(self) -> list[tuple[str, int]]:
+        return [(str(r[0]), int(r[1])) for r in self.s.execute(
+            select(m.Job.id, m.Job.attempt).where(m.Job.status == "running")).all()]
+
     def expire_leases_of(self, worker_ids: Sequence[str]) -> int:
         if not worker_ids:
             return 0
