@@ -76,7 +76,9 @@ class _Running:
         self.release = threading.Event()  # shutdown: hand the job back instead of cancelling it
         self.stale = threading.Event()
         self.done = threading.Event()
-        self.progress: tuple[float, str] | None = None
+        # Seeded from the job: a resumed attempt goes on from where the last one got, never back to 0.
+        self.progress: tuple[float, str] | None = (float(job.progress or 0.0), job.progress_message or "") \
+            if job.progress else None
         self.progress_written = 0.0
         self.lock = threading.Lock()
         self.cancel_polled = time.monotonic()  # the claim read the flag
@@ -404,8 +406,11 @@ class Worker:
     def _progress(self, run: _Running, fraction: float, message: str) -> None:
         with run.lock:
             current = run.progress[0] if run.progress else 0.0
-            # Job progress never goes backwards, whatever order parallel steps report in.
-            run.progress = (max(current, fraction), message[:500])
+            # Job progress never goes backwards, whatever order parallel steps report in: a report behind the
+            # one shown keeps the fraction and the message that goes with it.
+            if run.progress is not None and fraction < current:
+                return
+            run.progress = (fraction, message[:500])
             due = time.monotonic() - run.progress_written > 0.5 or fraction >= 1.0
         if due:
             self._write_progress(run)
