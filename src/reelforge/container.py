@@ -74,7 +74,7 @@ class Container:
     def pipelines(self) -> Any:
         from reelforge.pipelines import build_registry
 
-        return build_registry(self.apps, self.settings.extra_pipelines)
+        return build_registry(self.apps, self.settings.extra_pipelines, self.settings)
 
     @cached_property
     def events(self) -> Any:
