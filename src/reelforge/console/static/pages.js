@@ -648,7 +648,8 @@
 
   prepare.workers = function (d) {
     const list = Array.isArray(d) ? d : (d && d.data) || [];
-    list.forEach((w) => { w._stale = w.status !== "stopped" && Number(w.heartbeat_age_s) > 30 ? "bad" : ""; });
+    // "lost": no heartbeat for longer than a lease (or seen dead by its supervisor), whatever it last reported.
+    list.forEach((w) => { w._stale = w.status === "lost" ? "bad" : ""; });
     return { data: list };
   };
 
@@ -671,6 +672,7 @@
       setText('[data-sys="bytes"]', st.bytes != null ? fmt.bytes(st.bytes) + " stored" : "");
       setText('[data-sys="workers"]', fmt.num(w.total));
       setText('[data-sys="online"]', fmt.num(w.live));
+      setText('[data-sys="lost"]', w.lost ? ", " + fmt.num(w.lost) + " lost" : "");
       const models = s.models || [];
       setText('[data-sys="models"]', fmt.num(models.filter((m) => m.available).length));
       setText('[data-sys="models-total"]', fmt.num(models.length));
