@@ -82,8 +82,9 @@ class AppManifest:
     description: str = ""
     # The settings section's model; `settings.<name>` holds it (read it with `app_settings`).
     settings: type[BaseModel] | None = None
-    # Pipelines (job kinds) this application defines.
-    pipelines: Callable[[], Iterable[Any]] = _none
+    # Pipelines (job kinds) this application defines; given the Settings when it takes an argument, so that a
+    # pipeline can reflect its settings (a Map's concurrency, say) in what it runs and exports.
+    pipelines: Callable[..., Iterable[Any]] = _none
     # Model adapters, given the Settings; registered in the model registry under their task.
     models: Callable[[Any], Iterable[Any]] = _none
     # The application's service object, reachable as `c.app(name)` and in steps as `ctx.services.app(name)`.

@@ -72,6 +72,16 @@ class JobSettings(BaseModel):
     poll_interval_s: float = 1.0
     shutdown_grace_s: float = 30.0
     max_wait_s: int = 60
+    # A worker whose heartbeat is older than this is reported lost (admin workers, /readyz); unset: the larger
+    # of three heartbeats and one lease.
+    worker_lost_after_s: float | None = Field(default=None, gt=0)
+    # How often a running step may read its job's cancel flag from the database (ctx.stopping(),
+    # ctx.check_cancelled(), the model adapters' cancel probes), so a cancel stops a long model call within
+    # one step rather than at the next heartbeat; 0 reads at every check.
+    cancel_poll_s: float = Field(default=0.25, ge=0.0, le=60.0)
+    # Scratch folders of crashed steps (<data_dir>/tmp) and partial downloads (<data_dir>/cache/**/.*.part) are
+    # removed by each worker's maintenance once untouched this long and not owned by a running attempt.
+    scratch_grace_s: float = Field(default=900.0, ge=0.0)
     # Jobs a worker claims per claim transaction (prefetch); 1 claims one at a time; unset: 4 per slot (as
     # Celery's default prefetch multiplier). Prefetched jobs wait in the worker (leases renewed by its
     # heartbeat) and are handed back on shutdown. A worker prefetches only while its recent jobs are short: when
@@ -158,8 +168,10 @@ class AlarmRule(BaseModel):
 
 class AlarmSettings(BaseModel):
     enabled: bool = True
-    # One worker evaluates the rules per tick (database schedule lock), and records a queue-depth sample.
+    # One process evaluates the rules per tick (database schedule lock), and records a queue-depth sample.
     interval_s: float = 60.0
+    # API processes offer to run the tick too (workers always do), so alarms fire while no worker is alive.
+    evaluate_in_api: bool = True
     # Samples and model invocation rows older than this are pruned on the tick.
     retention_s: float = 7 * 24 * 3600
     # Defaults from the AWS designs' CloudWatch alarms.

@@ -23,6 +23,8 @@ class Container:
         private_dir(self.settings.data_dir)
         self._app_lock = threading.RLock()
         self._app_services: dict[str, Any] = {}
+        # The worker processes this process keeps running (`reelforge run`), or None: /readyz reads it.
+        self.supervisor: Any = None
 
     @cached_property
     def db(self) -> Database:
@@ -74,7 +76,7 @@ class Container:
     def pipelines(self) -> Any:
         from reelforge.pipelines import build_registry
 
-        return build_registry(self.apps, self.settings.extra_pipelines)
+        return build_registry(self.apps, self.settings.extra_pipelines, self.settings)
 
     @cached_property
     def events(self) -> Any:

@@ -222,6 +222,51 @@ def test_system(client: Any, admin: UserHandle, alice: UserHandle, worker: Any, 
     assert body["workers"]["live"] == 1 and body["workers"]["slots"] == worker.concurrency
 
 
+def _stale_worker(container: Any, worker_id: str, *, age_s: float, status: str = "running") -> None:
+    """A registration whose last heartbeat is `age_s` old: what a worker killed with SIGKILL leaves behind."""
+    from sqlalchemy import update
+
+    from reelforge.adapters.db import models as m
+
+    with container.store.tx() as tx:
+        tx.ops.worker_heartbeat(worker_id, hostname="gone-host", pid=4242, concurrency=1, status=status)
+        tx.s.execute(update(m.Worker).where(m.Worker.id == worker_id)
+                     .values(heartbeat_at=tx.now() - age_s))
+
+
+def test_a_worker_without_heartbeat_is_reported_lost(client: Any, container: Any, admin: UserHandle,
+                                                     worker: Any) -> None:
+    lost_after = container.stats.lost_after_s
+    _stale_worker(container, "gone-host:4242:dead", age_s=lost_after + 120)
+    _stale_worker(container, "gone-host:4243:late", age_s=lost_after / 2)
+    _stale_worker(container, "gone-host:4244:done", age_s=lost_after + 120, status="stopped")
+    by_id = {w["id"]: w for w in admin.get("/v1/admin/workers").json()["data"]}
+    dead = by_id["gone-host:4242:dead"]
+    assert dead["status"] == "lost" and dead["reported_status"] == "running"
+    assert dead["heartbeat_age_s"] > lost_after
+    assert by_id["gone-host:4243:late"]["status"] == "running"  # late, but within the threshold
+    assert by_id["gone-host:4244:done"]["status"] == "stopped"
+    assert by_id[worker.worker_id]["status"] == "running"
+    system = admin.get("/v1/admin/system").json()["workers"]
+    assert system == {"total": 4, "live": 2, "lost": 1, "slots": worker.concurrency + 1}
+
+
+def test_a_dead_worker_seen_by_its_supervisor_is_lost_and_its_jobs_requeued(client: Any, container: Any,
+                                                                            admin: UserHandle,
+                                                                            alice: UserHandle) -> None:
+    job = alice.post("/v1/jobs", json=NOOP).json()
+    with container.store.tx() as tx:
+        tx.ops.worker_heartbeat("gone-host:4242:dead", hostname="gone-host", pid=4242, concurrency=1)
+        claimed = tx.jobs.claim_job("gone-host:4242:dead", 300)
+    assert claimed is not None and claimed.id == job["id"]
+    assert container.jobs.worker_died("gone-host", 4242) == 1
+    (w,) = admin.get("/v1/admin/workers").json()["data"]
+    assert w["status"] == "lost" and w["reported_status"] == "lost"
+    after = alice.get(f"/v1/jobs/{job['id']}").json()
+    assert after["status"] == "queued" and after["error"]["code"] == "lease_expired"
+    assert container.jobs.worker_died("gone-host", 4242) == 0  # once
+
+
 # --- alarms, stats -----------------------------------------------------------------------------------------
 def test_alarms_rules_and_state(client: Any, container: Any, admin: UserHandle, alice: UserHandle) -> None:
     body = admin.get("/v1/admin/alarms").json()

@@ -27,7 +27,36 @@ def test_healthz(client: Any) -> None:
 def test_readyz_ok(client: Any) -> None:
     r = client.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ready", "checks": {"database": "ok", "storage": "ok"}}
+    assert r.json() == {"status": "ready", "checks": {"database": "ok", "storage": "ok"},
+                        "workers": {"live": 0, "lost": 0}}
+
+
+def test_readyz_needs_a_live_worker_only_where_the_process_supervises_workers(
+        client: Any, container: Any, monkeypatch: Any) -> None:
+    from types import SimpleNamespace
+
+    from sqlalchemy import update
+
+    from reelforge.adapters.db import models as m
+
+    # A worker killed with SIGKILL: registered "running", heartbeat long gone.
+    with container.store.tx() as tx:
+        tx.ops.worker_heartbeat("host:1:a", hostname="host", pid=1, concurrency=1)
+        tx.s.execute(update(m.Worker).values(heartbeat_at=tx.now() - container.stats.lost_after_s - 60))
+    # An API on its own: ready whatever the workers do, and says what it sees.
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.json()["workers"] == {"live": 0, "lost": 1}
+    # `reelforge run --workers 1`: not ready while no live worker is registered...
+    monkeypatch.setattr(container, "supervisor", SimpleNamespace(expected=1))
+    body = assert_problem(client.get("/readyz"), 503, "not_ready")
+    assert body["checks"]["workers"] == "error: no live worker"
+    assert body["workers"] == {"live": 0, "lost": 1, "expected": 1}
+    # ...and ready again once one heartbeats.
+    with container.store.tx() as tx:
+        tx.ops.worker_heartbeat("host:2:b", hostname="host", pid=2, concurrency=1)
+    r = client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json()["checks"]["workers"] == "ok" and r.json()["workers"]["live"] == 1
 
 
 def test_readyz_not_ready_when_storage_fails(client: Any, container: Any, monkeypatch: Any) -> None:

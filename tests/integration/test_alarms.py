@@ -17,8 +17,9 @@ from tests.fixtures.receiver import Receiver, by_type, running_receiver
 
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str) -> Any:
+    # The tests below evaluate the rules themselves: no API tick in the background (one test turns it on).
     return make_settings(tmp_path, db_url, webhooks={"allow_private_targets": True, "retry_base_s": 0.05},
-                         alarms={"interval_s": 0.2})
+                         alarms={"interval_s": 0.2, "evaluate_in_api": False})
 
 
 @pytest.fixture
@@ -162,6 +163,45 @@ def test_workers_run_the_tick(client: Any, container: Any, settings: Any) -> Non
         other.close()
     # At most one sample per 0.2 s interval (plus the first, due at once); two winners a tick would double it.
     assert len(samples(container)) <= elapsed / 0.2 + 2
+
+
+def test_the_api_evaluates_alarms_while_no_worker_is_alive(tmp_path: Path, db_url: str) -> None:
+    """Workers all dead (one killed: its registration still says running): the API process's own tick raises the
+    queue-age alarm, evaluated once per interval across processes as the workers' ticks are."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import update
+
+    from reelforge.adapters.db import models as m
+    from reelforge.api.app import create_app
+    from reelforge.container import Container
+    from reelforge.domain.types import Role
+
+    settings = make_settings(tmp_path, db_url, alarms={"interval_s": 0.2, "queue_age": {"threshold": 1.0,
+                                                                                        "window_s": 0}})
+    c = Container(settings)
+    try:
+        c.auth.register("root@example.com", "admin password 1", role=Role.admin)
+        with TestClient(create_app(container=c)) as client:
+            alice = register(client, "alice@example.com")
+            job_id = submit_noop(alice)
+            with c.store.tx() as tx:
+                tx.jobs.update_job(job_id, run_at=tx.now() - 5, created_at=tx.now() - 5)
+                tx.ops.worker_heartbeat("killed", hostname="h", pid=1, concurrency=1)
+                tx.s.execute(update(m.Worker).values(heartbeat_at=tx.now() - 600))
+
+            def raised() -> Any:
+                with c.store.tx(write=False) as tx:
+                    alarm = tx.alarms.alarm("queue_age")
+                return alarm if alarm is not None and alarm.state == "alarm" else None
+
+            alarm = wait_for(raised, timeout=20)
+            assert alarm.value >= 5
+            with c.store.tx(write=False) as tx:
+                (schedule,) = [s for s in tx.s.query(m.Schedule).all() if s.name == "alarms"]
+            assert schedule.last_runner.startswith("api:")
+        assert len(outbox(c, "alarm.raised")) >= 1
+    finally:
+        c.close()
 
 
 def samples(container: Any) -> list[Any]:

@@ -351,12 +351,24 @@ def test_cli_upscale_video_and_image(tmp_path: Path, sqlite_url: str) -> None:
             cli("login", "--url", url, "--email", "cli@example.com", "--password-stdin", stdin=PW + "\n")
             out_dir = tmp_path / "out"
             out_dir.mkdir()
-            r = cli("upscale", str(src), "--model", "lanczos", "--scale", "2", "--container", "mkv",
-                    "--preset", "ultrafast", "-o", str(out_dir / "big.mkv"))
+            # no --container: `-o big.mkv` says Matroska, and Matroska bytes are what the file gets
+            r = cli("upscale", str(src), "--model", "lanczos", "--scale", "2", "--preset", "ultrafast",
+                    "-o", str(out_dir / "big.mkv"))
             assert "video.upscale" in r.stdout and "384x256" in r.stdout, r.stdout
             assert "frames" in r.stderr  # per-frame progress lines while waiting
             out = out_dir / "big.mkv"
             assert count_frames(out) == count_frames(src) and _streams(out) == _streams(src)
+            assert _format(out) == "matroska,webm"
+            # ...and `-o small.mp4` MP4 bytes; a name that contradicts --container, or that no container has, is refused
+            doc = cli.json("upscale", str(src), "--model", "lanczos", "--scale", "2", "--preset", "ultrafast",
+                           "-o", str(out_dir / "big.mp4"))
+            assert doc["job"]["outputs"]["container"] == "mp4" and _format(Path(doc["path"])).startswith("mov,mp4")
+            assert "converted" in doc["job"]["outputs"]  # what MP4 could not keep as it was is said
+            clash = cli("upscale", str(src), "--model", "lanczos", "--container", "mp4", "-o",
+                        str(out_dir / "x.mkv"), expect=2)
+            assert "--container mp4" in clash.stderr
+            assert "cannot write" in cli("upscale", str(src), "--model", "lanczos", "-o", str(out_dir / "x.avi"),
+                                         expect=2).stderr
             doc = cli.json("upscale", str(png), "--model", "lanczos", "--scale", "3", "-o", str(out_dir))
             assert doc["job"]["kind"] == "image.upscale" and doc["job"]["outputs"]["width"] == 120
             assert Path(doc["path"]).exists()
@@ -366,6 +378,33 @@ def test_cli_upscale_video_and_image(tmp_path: Path, sqlite_url: str) -> None:
         w.stop(grace_s=5)
         c.close()
         sock.close()
+
+
+def _format(path: Path) -> str:
+    import av
+
+    with av.open(str(path)) as c:
+        return str(c.format.name)
+
+
+def test_the_default_container_keeps_the_source_and_mp4_says_what_changed(tmp_path: Path, sqlite_url: str) -> None:
+    """No container asked: a Matroska source stays Matroska, every stream, title and flag as it was. MP4 asked for
+    the same source: the output says which streams it had to convert (and drop)."""
+    src = make_rich_video(tmp_path / "rich.mkv", seconds=2.0)
+    with upscale_env(tmp_path, sqlite_url) as env:
+        user = register(env.client, "alice@example.com")
+        job, out = run_job(env, user, src, "video/x-matroska", tmp_path, model="lanczos", scale=2,
+                           output={"preset": "ultrafast"})
+        outputs = job["outputs"]
+        assert outputs["container"] == "mkv" and outputs["container_from"] == "source"
+        assert _format(out) == "matroska,webm" and _streams(out) == _streams(src)
+        assert outputs["dropped"] == [] and outputs["converted"] == []
+        job, out = run_job(env, user, src, "video/x-matroska", tmp_path, model="lanczos", scale=2,
+                           output={"container": "mp4", "preset": "ultrafast"})
+        outputs = job["outputs"]
+        assert outputs["container"] == "mp4" and outputs["container_from"] == "input"
+        assert _format(out).startswith("mov,mp4")
+        assert outputs["converted"] == ["#3 subtitle (srt -> mov_text)"], outputs["converted"]
 
 
 def test_console_page(tmp_path: Path, sqlite_url: str) -> None:

@@ -72,9 +72,11 @@ def test_sigkill_between_chunks_resumes_without_recomputing(container: Any, user
         rec = job_record(container, job.id)
         assert rec.job.status in ("queued", "running"), (rec.job.status, rec.job.error_code, rec.job.error_message)
         found = _chunk_assets(container, user.user_id, job.id)
-        return found if len(found) >= 1 else None
+        # a chunk whose map item is checkpointed too: the next attempt skips it rather than finding its asset
+        done = [i for i in found if f"chunks/item[{i}]" in rec.checkpoints]
+        return found if done else None
 
-    stored = wait_until(some_stored, 240, "a chunk stored by the first worker")
+    stored = wait_until(some_stored, 240, "a chunk stored and checkpointed by the first worker")
     procs.kill(first)
     before = _chunk_assets(container, user.user_id, job.id)
     assert len(before) >= len(stored) and len(before) < 4, "the kill must land before the last chunk"
@@ -95,13 +97,28 @@ def test_sigkill_between_chunks_resumes_without_recomputing(container: Any, user
     assert by_worker.get(first.pid, 0.0) >= total - frames_left
     # ...and the runner skipped them or the step found their assets
     resumed = [e for e in rec.events if e.attempt == rec.job.attempt]
+    chunks = rec.job.outputs["chunks"]
     for index in before:
         path = f"chunks/item[{index}]/upscale"
         ran_again = [e for e in resumed if e.type == "TaskStateEntered" and e.path == path]
-        reused = rec.job.outputs["chunks"][index]["reused"]
-        assert not ran_again or reused, f"chunk {index} ran again"
+        skipped = [e for e in resumed if e.type == "MapIterationSucceeded" and e.path == f"chunks/item[{index}]"
+                   and e.details.get("skipped")]
+        # ...and the output says so: every chunk the first worker stored was reused, from its checkpoint when
+        # the runner skipped it, else from its stored asset.
+        assert chunks[index]["reused"], f"chunk {index} was stored by the first worker: {chunks[index]}"
+        assert chunks[index]["reused_from"] == ("checkpoint" if skipped else "stored"), (index, chunks[index])
+        assert not ran_again or chunks[index]["reused_from"] == "stored", f"chunk {index} ran again"
+    assert [c["reused"] for c in chunks] == [c["index"] in before for c in chunks]
+    assert rec.job.outputs["chunks_reused"] == len(before)
     assert any(e.type == "ExecutionResumed" for e in resumed)
     assert [e for e in resumed if e.type == "MapIterationSucceeded" and re.search(r"item\[0\]", e.path or "")]
+    # what the killed worker left on disk (its chunk's scratch folder, a partial file) goes with the next sweep
+    from reelforge.runtime.scratch import scratch_root
+    from reelforge.runtime.worker import Worker
+
+    Worker(container, maintenance=False).maintainer.sweep_scratch(grace_s=0)
+    root = scratch_root(container.settings)
+    assert not root.exists() or list(root.iterdir()) == []
     # no chunk asset is left behind, and the output is there once
     assert _chunk_assets(container, user.user_id, job.id) == {}
     with container.store.tx(write=False) as tx:

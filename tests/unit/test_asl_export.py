@@ -141,3 +141,20 @@ def _check_targets(graph: dict[str, Any]) -> None:
 
 def test_all_transitions_resolve() -> None:
     _check_targets(big_pipeline().to_asl())
+
+
+def test_the_upscale_map_exports_the_configured_chunk_concurrency(tmp_path: Any) -> None:
+    """The chunk Map of `video.upscale` runs and exports `upscale.max_chunk_concurrency`, not a fixed cap."""
+    from reelforge.container import Container
+    from tests.conftest import make_settings
+
+    for configured in (2, 3):
+        c = Container(make_settings(tmp_path, "sqlite://", upscale={"max_chunk_concurrency": configured}))
+        try:
+            pipeline = c.pipelines.get("video.upscale")
+            chunks = pipeline.to_asl()["States"]["chunks"]
+            assert chunks["Type"] == "Map" and chunks["MaxConcurrency"] == configured
+            (step,) = [s for s in pipeline.describe()["steps"] if s["path"] == "chunks"]
+            assert step["max_concurrency"] == configured
+        finally:
+            c.close()

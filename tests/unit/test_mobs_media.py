@@ -33,6 +33,25 @@ def test_sample_spreads_frames_and_bounds_the_scan(tmp_path: Path) -> None:
     assert s.info.duration_s == pytest.approx(2.0, abs=0.1) and not s.info.has_audio
 
 
+def test_sampling_stops_within_one_batch_of_frames_once_cancelled(tmp_path: Path) -> None:
+    """The cancel probe is checked every CHECK_EVERY decoded frames: a cancel during the sampling of a long
+    video stops the decode at the next batch, not at its end (the OCR, transcript and embedding stages check
+    per frame, segment and batch the same way)."""
+    from reelforge.apps.mobs.models.frames import CHECK_EVERY
+    from reelforge.errors import JobCancelled
+
+    path = write_video(tmp_path / "v.mp4", [_still("astronaut")] * 200, size=SIZE, fps=25)
+    checks: list[int] = []
+
+    def cancelled() -> bool:
+        checks.append(1)
+        return len(checks) > 2  # cancelled while the second batch of frames decodes
+
+    with pytest.raises(JobCancelled):
+        sample(path, 6, max_side=80, scan_fps=5.0, cancelled=cancelled)
+    assert len(checks) == 3 and 200 // CHECK_EVERY > 3  # stopped at the third of 13 batches
+
+
 def test_thumbnail_skips_black_opening(tmp_path: Path) -> None:
     black = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
     path = write_video(tmp_path / "v.mp4", [black] * 30 + [_still("coffee")] * 20, size=SIZE, fps=25)

@@ -36,8 +36,23 @@ def job_fields(j: Any) -> dict[str, Any]:
     }
 
 
+def event_time(e: Any) -> float | None:
+    """When a history event happened: the step runner's `at` (its events are buffered and written with the next
+    checkpoint, so for a branch or a map item the row can be written long after the step ran), else the row's
+    time (events the services write in the transaction that makes them true)."""
+    at = (e.details or {}).get("at")
+    return float(at) if isinstance(at, int | float) and not isinstance(at, bool) else e.ts
+
+
+def event_details(e: Any) -> dict[str, Any]:
+    """The event's details without the runner's `at`, which the event's `ts` carries."""
+    details = e.details or {}
+    return {k: v for k, v in details.items() if k != "at"} if "at" in details else dict(details)
+
+
 def event(e: Any) -> JobEventPublic:
-    return JobEventPublic(id=e.id, ts=iso(e.ts), type=e.type, path=e.path, attempt=e.attempt, details=e.details or {})
+    return JobEventPublic(id=e.id, ts=iso(event_time(e)), recorded_at=iso(e.ts), type=e.type, path=e.path,
+                          attempt=e.attempt, details=event_details(e))
 
 
 def user(u: Any) -> UserPublic:

@@ -8,9 +8,7 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -143,31 +141,60 @@ def worker(concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1
 def run(host: Annotated[str | None, typer.Option()] = None, port: Annotated[int | None, typer.Option()] = None,
         workers: Annotated[int, typer.Option(min=0, max=16, help="Worker processes")] = 1,
         concurrency: Annotated[int, typer.Option(min=1, max=64)] = 1) -> None:
-    """API + worker(s) + console on one machine; Ctrl-C stops everything."""
+    """API + worker(s) + console on one machine; SIGTERM or Ctrl-C stops everything.
+
+    Workers that die are started again (with backoff). On SIGTERM/SIGINT the server stops, then every worker
+    gets SIGTERM and finishes or hands back its jobs; one still running after its grace period is killed. The
+    command exits after its workers: 0 when all stopped in time, 1 when one had to be killed. A second signal
+    kills the workers at once.
+    """
     from reelforge.api.app import create_app
+    from reelforge.runtime.supervisor import Supervisor
 
     s, sock = _listen(host, port)
     c = _container(s)
+    signals: list[int] = []
+    server: Any = None
+    sup: Supervisor | None = None
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        # Ours before and after uvicorn's (which it restores, then raises the signal it caught again): the
+        # process must not die before its workers have stopped.
+        signals.append(signum)
+        if server is not None:
+            server.should_exit = True
+        if sup is not None and sup.stopping and len(signals) > 1:
+            sup.kill()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
     _bootstrap(c)
     # The workers sign URLs with the same base as the API they stand beside.
     env = {**os.environ, "REELFORGE_PUBLIC_URL": s.public_url}
-    procs = [subprocess.Popen([sys.executable, "-m", "reelforge", "worker", "--concurrency", str(concurrency)],
-                              env=env)
-             for _ in range(workers)]
+    grace = s.jobs.shutdown_grace_s
+    hostname = socket.gethostname()
+    sup = Supervisor([sys.executable, "-m", "reelforge", "worker", "--concurrency", str(concurrency)], workers,
+                     env=env, grace_s=grace + min(10.0, grace) + 5,
+                     on_death=lambda pid, _code: c.jobs.worker_died(hostname, pid))
+    c.supervisor = sup  # /readyz: this process is supposed to have live workers
+    sup.start()
     typer.secho(f"reelforge on {s.public_url} (API docs: {s.public_url}/docs)", fg=typer.colors.GREEN)
+    served = False
     try:
-        _serve(create_app(container=c), sock)
+        import uvicorn
+
+        server = uvicorn.Server(uvicorn.Config(create_app(container=c), log_level="warning", access_log=False))
+        if signals:
+            server.should_exit = True
+        server.run(sockets=[sock])
+        served = bool(server.started)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + s.jobs.shutdown_grace_s + 5
-        for p in procs:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-        typer.echo("stopped")
+        graceful = sup.stop()
+        typer.echo("stopped" if graceful else "stopped (a worker had to be killed)")
+    if not served and not signals:
+        raise typer.Exit(EXIT_FAILED)
+    if not graceful:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()

@@ -140,11 +140,12 @@ class JobPage(Record):
 @dataclass
 class JobEvent(Record):
     id: int
-    ts: str | None
+    ts: str | None  # when it happened
     type: str
     path: str | None
     attempt: int
     details: dict[str, Any]
+    recorded_at: str | None = None  # when it was written (the order of the list)
 
 
 @dataclass

@@ -4,8 +4,9 @@ any configured extra module."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+import inspect
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from reelforge.domain.pipeline import Pipeline, PipelineRegistry
 
@@ -13,14 +14,15 @@ if TYPE_CHECKING:
     from reelforge.applications import AppManifest
 
 
-def build_registry(apps: Iterable[AppManifest] = (), extra_modules: Iterable[str] = ()) -> PipelineRegistry:
-    """The core's pipelines, each application's, then those of each extra module (a module exposing
-    `PIPELINES`)."""
+def build_registry(apps: Iterable[AppManifest] = (), extra_modules: Iterable[str] = (),
+                   settings: Any = None) -> PipelineRegistry:
+    """The core's pipelines, each application's (built with `settings` where its callable takes them), then those
+    of each extra module (a module exposing `PIPELINES`)."""
     from reelforge.pipelines import system
 
     registry = PipelineRegistry(list(system.PIPELINES))
     for application in apps:
-        for p in application.pipelines():
+        for p in _call(application.pipelines, settings):
             registry.register(p)
     for name in extra_modules:
         module = importlib.import_module(name)
@@ -30,3 +32,14 @@ def build_registry(apps: Iterable[AppManifest] = (), extra_modules: Iterable[str
         for p in found:
             registry.register(p)
     return registry
+
+
+def _call(pipelines: Callable[..., Iterable[Any]], settings: Any) -> Iterable[Any]:
+    """An application's pipelines callable, with the settings when it takes a parameter."""
+    if settings is None:
+        return pipelines()
+    try:
+        params = inspect.signature(pipelines).parameters
+    except (TypeError, ValueError):  # a builtin or another callable without a signature
+        return pipelines()
+    return pipelines(settings) if params else pipelines()

@@ -125,6 +125,18 @@ class JobRepository(Protocol):
         """Running jobs whose lease ran out on the database clock (locked for this transaction)."""
         ...
 
+    def running_attempts(self) -> list[tuple[str, int]]:
+        """(job id, attempt) of every running job."""
+        ...
+
+    def expire_leases_of(self, worker_ids: Sequence[str]) -> int:
+        """End now the leases of the running jobs held by these (dead) workers; how many."""
+        ...
+
+    def cancel_requested(self, job_id: str, attempt: int) -> bool:
+        """Whether the owner asked to cancel this attempt of a running job (one indexed read)."""
+        ...
+
     def expired_jobs(self, limit: int = 500) -> list[Job]:
         """Ended jobs past their expiry (TTL)."""
         ...
@@ -560,6 +572,10 @@ class OpsRepository(Protocol):
     def worker_heartbeat(self, worker_id: str, *, hostname: str, pid: int, concurrency: int,
                          status: str = "running") -> None:
         """Register a worker or refresh its heartbeat and status."""
+        ...
+
+    def mark_workers_lost(self, hostname: str, pid: int) -> list[str]:
+        """Mark the registrations of the process `pid` on `hostname` (known dead) lost; their ids."""
         ...
 
     def workers(self) -> list[Worker]:

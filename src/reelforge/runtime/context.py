@@ -6,6 +6,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 from reelforge.errors import JobCancelled
@@ -74,17 +76,30 @@ class StepContext:
         if self._on_progress is None:
             self._on_progress = on_progress
 
+    def scratch(self, label: str) -> AbstractContextManager[Path]:
+        """A private folder on the worker's disk for this attempt of the job (``with ctx.scratch("chunk") as
+        tmp:``), removed when the block ends; one that a crash leaves is swept later (runtime/scratch.py)."""
+        from reelforge.runtime.scratch import job_scratch
+
+        return job_scratch(self.services.settings, self.job_id, self.attempt, label)
+
     def progress(self, fraction: float, message: str = "") -> None:
         """Report progress of this step, ``fraction`` in [0, 1] (clamped)."""
         if self._on_progress is not None:
             self._on_progress(self.path, min(1.0, max(0.0, float(fraction))), message)
 
     def stopping(self) -> bool:
-        """Whether the step should stop now (job cancelled, step timed out or a sibling failed)."""
+        """Whether the step should stop now (job cancelled, step timed out or a sibling failed).
+
+        Cheap enough to call between units of work (a denoising step, a tile, a batch of frames) and to hand
+        to a model adapter as its ``cancelled`` probe: the worker reads the job's cancel flag from the
+        database at most every ``jobs.cancel_poll_s`` per job, and answers from memory in between.
+        """
         return self._wake.is_set() or self._stop_requested() or self._cancelled()
 
     def check_cancelled(self) -> None:
-        """Raise :class:`JobCancelled` when the step should stop; call it between units of work."""
+        """Raise :class:`JobCancelled` when the step should stop; call it between units of work, so that a
+        cancel stops a long model call within one unit."""
         if self.stopping():
             raise JobCancelled(f"step {self.path} stopped")
 

@@ -7,11 +7,14 @@ is scheduled through the database, so the worker that wins the turn does it.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from typing import Any
 
 from reelforge.applications import Tick
+from reelforge.runtime.scratch import sweep_scratch
 
 log = logging.getLogger("reelforge.worker")
 
@@ -30,6 +33,7 @@ class Maintenance:
         self._ticks: list[Tick] | None = None
         self._last_reap = 0.0
         self._last_outbox = 0.0
+        self._last_scratch = time.monotonic()  # the first sweep of this disk one interval after start
 
     def start(self) -> threading.Thread:
         t = threading.Thread(target=self.run, name="reelforge-maintenance", daemon=True)
@@ -63,6 +67,9 @@ class Maintenance:
             sweep = tx.ops.try_schedule("sweeper", s.sweep_interval_s, self.worker_id)
         if sweep:
             self.sweep()
+        elif now - self._last_scratch >= s.sweep_interval_s:
+            # Every worker's own disk, on its own clock (the scheduled sweep above covers it when this one wins).
+            self.sweep_scratch()
         self.c.alarms.tick(self.worker_id)  # evaluates only when this worker wins the tick
 
     @property
@@ -85,8 +92,16 @@ class Maintenance:
             except Exception:
                 log.exception("maintenance tick %s failed", tick.name, extra={"tick": tick.name})
 
+    def sweep_scratch(self, grace_s: float | None = None) -> int:
+        """Remove what crashed steps left on this machine's disk (runtime/scratch.py)."""
+        self._last_scratch = time.monotonic()
+        s = self.c.settings
+        grace = float(getattr(s.jobs, "scratch_grace_s", 900.0)) if grace_s is None else grace_s
+        return sweep_scratch(s, self.c.jobs.running_attempts(), grace)
+
     def sweep(self) -> dict[str, int]:
-        """Delete expired temporary assets, abandoned uploads, expired job records and idle login throttles."""
+        """Delete expired temporary assets, abandoned uploads, expired job records, idle login throttles and stale
+        scratch files."""
         counts: dict[str, int] = self.c.assets.sweep()
         jobs = 0
         for job_id in self.c.jobs.expired_job_ids():
@@ -96,6 +111,43 @@ class Maintenance:
             jobs += 1
         counts["jobs"] = jobs
         counts["login_throttles"] = self.c.auth.prune_login_throttles()
+        try:
+            counts["temp_files"] = self.sweep_scratch()
+        except Exception:
+            log.exception("could not sweep the scratch folders")
+            counts["temp_files"] = 0
         if any(counts.values()):
             log.info("sweeper removed %s", counts)
         return counts
+
+
+class AlarmTicker:
+    """Alarm evaluation outside the workers (the API process): a thread that offers to run the alarm tick every
+    few seconds. The tick's database schedule decides who evaluates, so however many API and worker processes
+    offer, the rules are evaluated once per `alarms.interval_s`; with no worker alive they still are."""
+
+    def __init__(self, container: Any, runner: str | None = None) -> None:
+        self.c = container
+        self.runner = runner or f"api:{socket.gethostname()}:{os.getpid()}"
+        interval = float(container.settings.alarms.interval_s)
+        self.period_s = max(0.2, min(interval, 15.0))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="reelforge-alarms", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        # The first offer waits one period: a process that starts and stops at once (a test, a CLI call) does
+        # not take the tick from the workers.
+        while not self._stop.wait(self.period_s):
+            try:
+                self.c.alarms.tick(self.runner)
+            except Exception:
+                log.exception("alarm evaluation failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

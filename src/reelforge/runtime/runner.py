@@ -226,8 +226,37 @@ def _tag(exc: BaseException, path: str) -> None:
             pass
 
 
-def _secs(t0: float) -> float:
-    return round(time.monotonic() - t0, 6)
+class _Clock:
+    """The execution's times: wall-clock seconds derived from one monotonic reading, so that an event's `at` and
+    a step's `duration_s` come from the same clock and agree (`at` of the end minus `at` of the start is the
+    duration, to the microsecond) whatever the wall clock does meanwhile."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self.wall0 = now()
+        self.mono0 = time.monotonic()
+
+    def at(self, mono: float) -> float:
+        return round(self.wall0 + (mono - self.mono0), 6)
+
+
+class _History:
+    """The checkpoint store's history, each event stamped with `at`: when it happened, not when it is written
+    (events are buffered and written with the next checkpoint, so for a branch or a map item the write can come
+    long after). ``_t`` is the monotonic reading to stamp (default: now)."""
+
+    def __init__(self, store: CheckpointStore, clock: _Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def __call__(self, event: str, path: str | None, *, _t: float | None = None, **details: Any) -> None:
+        details["at"] = self.clock.at(time.monotonic() if _t is None else _t)
+        self.store.history(event, path, **details)
+
+
+def _span(t0: float) -> tuple[float, float]:
+    """(now, seconds since t0) from one monotonic reading: the end event's `_t` and its `duration_s`."""
+    t1 = time.monotonic()
+    return t1, round(t1 - t0, 6)
 
 
 class _Scope:
@@ -275,6 +304,8 @@ class StepRunner:
       interruptible wait instead, so a cancel does not have to sit out a long backoff.
     - ``rng`` draws FULL jitter.
     - ``on_progress(path, fraction, message)`` is attached to contexts that have no progress callback.
+    - ``clock()`` is the wall clock that history events' ``at`` is read from (the worker aligns it with the
+      database's).
 
     One runner may run several executions at once; per-execution state lives in ``_Execution``.
     """
@@ -290,6 +321,7 @@ class StepRunner:
         *,
         on_progress: ProgressCallback | None = None,
         max_map_threads: int = DEFAULT_MAX_MAP_THREADS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if max_map_threads < 1:
             raise ValueError("max_map_threads must be >= 1")
@@ -301,6 +333,7 @@ class StepRunner:
         self.rng = rng if rng is not None else random.Random()
         self.on_progress = on_progress
         self.max_map_threads = max_map_threads
+        self.clock = clock
 
     def run(self, pipeline: Pipeline, data: Any) -> Any:
         """Run (or resume) ``pipeline`` on ``data`` and return the output of its last state.
@@ -319,6 +352,7 @@ class _Execution:
         self.r = runner
         self.pipeline = pipeline
         self.store = runner.checkpoints
+        self.h = _History(runner.checkpoints, _Clock(runner.clock))
         self.root = _Scope()
 
     # -- execution ---------------------------------------------------------------------------------
@@ -329,10 +363,10 @@ class _Execution:
         t0 = time.monotonic()
         found, marker = self.store.get(EXECUTION_MARKER)
         if found:
-            self.store.history("ExecutionResumed", None, kind=p.kind, version=p.version, first=marker)
+            self.h("ExecutionResumed", None, kind=p.kind, version=p.version, first=marker, _t=t0)
         else:
             self.store.put(EXECUTION_MARKER, {"kind": p.kind, "version": p.version})
-            self.store.history("ExecutionStarted", None, kind=p.kind, version=p.version)
+            self.h("ExecutionStarted", None, kind=p.kind, version=p.version, _t=t0)
         try:
             try:
                 out = self._run_graph(p.graph, data, "", self.root)
@@ -344,14 +378,14 @@ class _Execution:
         except StaleLease:
             raise  # fenced off: another worker owns the job now, and our history writes would be refused
         except JobCancelled as exc:
-            self.store.history("ExecutionAborted", None, error=exc.code, cause=exc.message,
-                               duration_s=_secs(t0))
+            t1, took = _span(t0)
+            self.h("ExecutionAborted", None, error=exc.code, cause=exc.message, duration_s=took, _t=t1)
             raise
         except Exception as exc:
             name, cause = error_name(exc), error_cause(exc)
             path = getattr(exc, "_reelforge_path", None)
-            self.store.history("ExecutionFailed", None, error=name, cause=cause, step=path,
-                               duration_s=_secs(t0))
+            t1, took = _span(t0)
+            self.h("ExecutionFailed", None, error=name, cause=cause, step=path, duration_s=took, _t=t1)
             # Errors we know are typed (ReelforgeError says); anything else may be transient (a network
             # blip inside a library) and is retried at the job level, except our own output-contract error.
             if isinstance(exc, ReelforgeError):
@@ -359,7 +393,8 @@ class _Execution:
             else:
                 retryable = not isinstance(exc, StepOutputError)
             raise PipelineFailed(name, cause, path=path, retryable=retryable) from exc
-        self.store.history("ExecutionSucceeded", None, duration_s=_secs(t0))
+        t1, took = _span(t0)
+        self.h("ExecutionSucceeded", None, duration_s=took, _t=t1)
         return out
 
     def _between_steps(self, scope: _Scope) -> None:
@@ -385,7 +420,7 @@ class _Execution:
 
     def _run_state(self, state: State, path: str, data: Any, scope: _Scope) -> tuple[Any, str | None]:
         """Run one state; return ``(output, next state name or None at the end)``."""
-        h = self.store.history
+        h = self.h
         if isinstance(state, Pass):
             h("PassStateEntered", path)
             out = data if state.result is None else _to_json(f"result of Pass state {path!r}", state.result)
@@ -416,14 +451,14 @@ class _Execution:
         normal_next = None if state.end else state.next
         found, out = self.store.get(path)
         if found:
-            self.store.history("TaskSkipped", path, type=kind)
+            self.h("TaskSkipped", path, type=kind)
             return out, normal_next
         if state.catch:
             # A caught error is recorded in one write with its route, so a resumed run takes the
             # catcher's branch again instead of re-running the failed state.
             found, rec = self.store.get(path + CATCH_SUFFIX)
             if found:
-                self.store.history("TaskSkipped", path, type=kind, caught=rec["error"], next=rec["next"])
+                self.h("TaskSkipped", path, type=kind, caught=rec["error"], next=rec["next"])
                 return rec["output"], rec["next"]
 
         retries_used = [0] * len(state.retry)  # ASL: each retrier counts its own attempts
@@ -443,7 +478,7 @@ class _Execution:
                 if idx is not None and retries_used[idx] < state.retry[idx].max_attempts:
                     retries_used[idx] += 1
                     delay = state.retry[idx].delay(retries_used[idx], self.r.rng)
-                    self.store.history("TaskRetryScheduled", path, error=name, cause=cause, attempt=attempt,
+                    self.h("TaskRetryScheduled", path, error=name, cause=cause, attempt=attempt,
                                        retrier=idx, retry=retries_used[idx], delay_s=delay)
                     _log.info("step %s failed with %s; retry %d in %.3fs", path, name,
                               retries_used[idx], delay)
@@ -458,7 +493,7 @@ class _Execution:
                                                      {"error": name, "cause": cause}))
                 self.store.put(path + CATCH_SUFFIX,
                                {"error": name, "cause": cause, "next": catcher.next, "output": output})
-                self.store.history("TaskCaught", path, error=name, cause=cause, next=catcher.next)
+                self.h("TaskCaught", path, error=name, cause=cause, next=catcher.next)
                 return output, catcher.next
 
     def _sleep(self, seconds: float, scope: _Scope) -> None:
@@ -488,27 +523,31 @@ class _Execution:
     # -- Task ---------------------------------------------------------------------------------------
 
     def _attempt_task(self, state: Task, path: str, data: Any, scope: _Scope, attempt: int) -> Any:
-        h = self.store.history
-        h("TaskStateEntered", path, attempt=attempt, fn=state.fn_ref, resources=state.resources.to_dict())
+        h = self.h
         t0 = time.monotonic()
+        h("TaskStateEntered", path, attempt=attempt, fn=state.fn_ref, resources=state.resources.to_dict(), _t=t0)
         try:
             if not self.r.executor.resources_ok(state.resources):
                 raise ResourcesUnavailable(f"step {path} needs {state.resources.to_dict()}, "
                                            "more than this executor provides")
             out = _to_json(f"output of step {path!r}", self._execute(state, path, data, scope, attempt))
         except _Stopped:
-            h("TaskAborted", path, attempt=attempt, duration_s=_secs(t0))
+            t1, took = _span(t0)
+            h("TaskAborted", path, attempt=attempt, duration_s=took, _t=t1)
             raise
         except JobCancelled as exc:
-            h("TaskAborted", path, attempt=attempt, error=exc.code, duration_s=_secs(t0))
+            t1, took = _span(t0)
+            h("TaskAborted", path, attempt=attempt, error=exc.code, duration_s=took, _t=t1)
             if scope.stopped():
                 # The step noticed our stop signal (sibling failure or abort), not a cancel of its own.
                 raise _Stopped() from exc
             raise
         except Exception as exc:
+            t1, took = _span(t0)
             h("TaskFailed", path, attempt=attempt, error=error_name(exc), cause=error_cause(exc),
-              duration_s=_secs(t0))
+              duration_s=took, _t=t1)
             raise
+        t1, took = _span(t0)  # the step's end: before its checkpoint is written
         defer = getattr(self.store, "defer", None)
         if state.end and "/" not in path and defer is not None:
             # the root graph's last Task: its output goes straight into the final transition, so its
@@ -516,7 +555,7 @@ class _Execution:
             defer(path, out)
         else:
             self.store.put(path, out)
-        h("TaskSucceeded", path, attempt=attempt, duration_s=_secs(t0))
+        h("TaskSucceeded", path, attempt=attempt, duration_s=took, _t=t1)
         return out
 
     def _execute(self, state: Task, path: str, data: Any, scope: _Scope, attempt: int) -> Any:
@@ -555,9 +594,9 @@ class _Execution:
     # -- Parallel and Map -----------------------------------------------------------------------------
 
     def _attempt_parallel(self, state: Parallel, path: str, data: Any, scope: _Scope, attempt: int) -> Any:
-        h = self.store.history
-        h("ParallelStateEntered", path, attempt=attempt, branches=len(state.branches))
+        h = self.h
         t0 = time.monotonic()
+        h("ParallelStateEntered", path, attempt=attempt, branches=len(state.branches), _t=t0)
         child = _Scope(scope)
 
         def branch_job(i: int, branch: Graph) -> Callable[[], Any]:
@@ -577,15 +616,17 @@ class _Execution:
         except (_Stopped, JobCancelled, StaleLease):
             raise
         except Exception as exc:
+            t1, took = _span(t0)
             h("ParallelStateFailed", path, attempt=attempt, error=error_name(exc), cause=error_cause(exc),
-              duration_s=_secs(t0))
+              duration_s=took, _t=t1)
             raise
+        t1, took = _span(t0)
         self.store.put(path, outs)
-        h("ParallelStateExited", path, attempt=attempt, duration_s=_secs(t0))
+        h("ParallelStateExited", path, attempt=attempt, duration_s=took, _t=t1)
         return outs
 
     def _attempt_map(self, state: Map, path: str, data: Any, scope: _Scope, attempt: int) -> Any:
-        h = self.store.history
+        h = self.h
         raw = state.items(data) if state.items is not None else data
         if not isinstance(raw, list | tuple):
             exc = StateFailed(RUNTIME, f"Map state {path!r} needs a list of items, got {type(raw).__name__}")
@@ -593,8 +634,8 @@ class _Execution:
             raise exc
         items: list[Any] = _to_json(f"items of Map state {path!r}", list(raw))
         limit = state.max_concurrency or self.r.max_map_threads
-        h("MapStateEntered", path, attempt=attempt, items=len(items), max_concurrency=state.max_concurrency)
         t0 = time.monotonic()
+        h("MapStateEntered", path, attempt=attempt, items=len(items), max_concurrency=state.max_concurrency, _t=t0)
         child = _Scope(scope)
 
         def item_job(i: int, item: Any) -> Callable[[], Any]:
@@ -604,18 +645,20 @@ class _Execution:
                 if found:
                     h("MapIterationSucceeded", ipath, index=i, skipped=True)
                     return out
-                h("MapIterationStarted", ipath, index=i)
                 ti = time.monotonic()
+                h("MapIterationStarted", ipath, index=i, _t=ti)
                 try:
                     out = self._run_graph(state.iterator, item, ipath, child)
                 except (_Stopped, JobCancelled, StaleLease):
                     raise
                 except Exception as exc:
+                    t1, took = _span(ti)
                     h("MapIterationFailed", ipath, index=i, error=error_name(exc), cause=error_cause(exc),
-                      duration_s=_secs(ti))
+                      duration_s=took, _t=t1)
                     raise
+                t1, took = _span(ti)
                 self.store.put(ipath, out)
-                h("MapIterationSucceeded", ipath, index=i, duration_s=_secs(ti))
+                h("MapIterationSucceeded", ipath, index=i, duration_s=took, _t=t1)
                 return out
             return job
 
@@ -625,11 +668,13 @@ class _Execution:
         except (_Stopped, JobCancelled, StaleLease):
             raise
         except Exception as exc:
+            t1, took = _span(t0)
             h("MapStateFailed", path, attempt=attempt, error=error_name(exc), cause=error_cause(exc),
-              duration_s=_secs(t0))
+              duration_s=took, _t=t1)
             raise
+        t1, took = _span(t0)
         self.store.put(path, outs)
-        h("MapStateExited", path, attempt=attempt, items=len(items), duration_s=_secs(t0))
+        h("MapStateExited", path, attempt=attempt, items=len(items), duration_s=took, _t=t1)
         return outs
 
     def _fan_out(self, jobs: list[Callable[[], Any]], concurrency: int, scope: _Scope, label: str) -> list[Any]:

@@ -76,9 +76,12 @@ class _Running:
         self.release = threading.Event()  # shutdown: hand the job back instead of cancelling it
         self.stale = threading.Event()
         self.done = threading.Event()
-        self.progress: tuple[float, str] | None = None
+        # Seeded from the job: a resumed attempt goes on from where the last one got, never back to 0.
+        self.progress: tuple[float, str] | None = (float(job.progress or 0.0), job.progress_message or "") \
+            if job.progress else None
         self.progress_written = 0.0
         self.lock = threading.Lock()
+        self.cancel_polled = time.monotonic()  # the claim read the flag
 
 
 class Worker:
@@ -108,6 +111,10 @@ class Worker:
         configured = getattr(self.settings.jobs, "prefetch", None)
         self.prefetch = max(1, int(configured)) if configured else min(100, 4 * self.concurrency)
         self.prefetch_max_job_s = float(getattr(self.settings.jobs, "prefetch_max_job_s", 1.0))
+        self.cancel_poll_s = float(getattr(self.settings.jobs, "cancel_poll_s", 0.25))
+        # The database clock minus this machine's, measured at each claim: history events are stamped on the
+        # database's clock, like the rows the services write.
+        self.clock_offset = 0.0
         self.job_s_avg: float | None = None  # moving average of this worker's job run times (None: none ran yet)
         self.finisher: Finisher | None = None
         self.maintainer = Maintenance(container, self.worker_id, stopping=self.stopping, wake=self.wake)
@@ -239,7 +246,9 @@ class Worker:
             job = tx.jobs.claim_job(self.worker_id, self.settings.jobs.lease_s, self.kinds)
             if job is not None:
                 tx.jobs.add_event(job.id, "JobStarted", attempt=job.attempt, details={"worker": self.worker_id})
-            return job
+        if job is not None:
+            self._note_clock(job)
+        return job
 
     def _claim_prefetch(self) -> Job | None:
         """The next prefetched job, or claim up to `prefetch` jobs in one transaction and take the first."""
@@ -258,6 +267,7 @@ class Worker:
                                  "details": {"worker": self.worker_id}} for j in jobs])
         if not jobs:
             return None
+        self._note_clock(jobs[0])
         with self._lock:
             self.prefetched.extend(jobs[1:])
             # several slots may have claimed at once: keep the buffer in priority order
@@ -266,6 +276,14 @@ class Worker:
         if self.stopping.is_set():
             self._release_prefetched()
         return jobs[0]
+
+    def _note_clock(self, job: Job) -> None:
+        if job.heartbeat_at:  # the claim's own reading of the database clock
+            self.clock_offset = float(job.heartbeat_at) - time.time()
+
+    def db_time(self) -> float:
+        """Now on the database's clock (as measured at the last claim)."""
+        return time.time() + self.clock_offset
 
     def claim_limit(self) -> int:
         """Jobs to claim now: `prefetch` while recent jobs are short, else one (for the slot asking).
@@ -299,7 +317,8 @@ class Worker:
             pipeline = self.c.pipelines.get(job.kind)
             runner = StepRunner(
                 self.executor, cp, lambda path: self._context(job, path, run),
-                cancelled=run.cancel.is_set, on_progress=lambda path, f, m: self._progress(run, f, m),
+                cancelled=lambda: self._cancel_requested(run),
+                on_progress=lambda path, f, m: self._progress(run, f, m), clock=self.db_time,
             )
             try:
                 output = runner.run(pipeline, job.input)
@@ -364,13 +383,39 @@ class Worker:
 
     def _context(self, job: Job, path: str, run: _Running) -> StepContext:
         return StepContext(job_id=job.id, owner_id=job.owner_id, kind=job.kind, attempt=job.attempt, path=path,
-                           job_input=job.input, services=self.services, cancelled=run.cancel.is_set)
+                           job_input=job.input, services=self.services,
+                           cancelled=lambda: self._cancel_requested(run))
+
+    def _cancel_requested(self, run: _Running) -> bool:
+        """The job's stop flag, with the owner's cancel read from the database at most every `cancel_poll_s`
+        (per job, whichever of its steps asks): a step checking between units of work (a denoising step, a
+        batch of frames) then stops within one unit of the cancel instead of at the next heartbeat."""
+        if run.cancel.is_set():
+            return True
+        now = time.monotonic()
+        with run.lock:
+            if now - run.cancel_polled < self.cancel_poll_s or run.done.is_set():
+                return False
+            run.cancel_polled = now  # the other steps of the job skip the read while this one makes it
+        try:
+            with self.c.store.tx(write=False) as tx:
+                requested = tx.jobs.cancel_requested(run.job.id, run.job.attempt)
+        except Exception:
+            log.debug("could not read the cancel flag of job %s", run.job.id, exc_info=True)
+            return False
+        if requested:
+            log.info("job %s: cancel requested; stopping its steps", run.job.id, extra={"job_id": run.job.id})
+            run.cancel.set()
+        return run.cancel.is_set()
 
     def _progress(self, run: _Running, fraction: float, message: str) -> None:
         with run.lock:
             current = run.progress[0] if run.progress else 0.0
-            # Job progress never goes backwards, whatever order parallel steps report in.
-            run.progress = (max(current, fraction), message[:500])
+            # Job progress never goes backwards, whatever order parallel steps report in: a report behind the
+            # one shown keeps the fraction and the message that goes with it.
+            if run.progress is not None and fraction < current:
+                return
+            run.progress = (fraction, message[:500])
             due = time.monotonic() - run.progress_written > 0.5 or fraction >= 1.0
         if due:
             self._write_progress(run)
@@ -395,7 +440,10 @@ class Worker:
     def _heartbeats(self) -> None:
         interval = self.settings.jobs.heartbeat_s
         while not (self.stopping.is_set() and not self.running):
-            time.sleep(min(interval, 0.5) if self.stopping.is_set() else interval)
+            if self.stopping.is_set():
+                time.sleep(min(interval, 0.5))
+            else:
+                self.stopping.wait(interval)  # woken by stop(): it then renews every 0.5 s until the jobs end
             with self._lock:
                 runs = list(self.running.values())
                 waiting = list(self.prefetched)

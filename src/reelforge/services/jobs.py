@@ -511,6 +511,20 @@ class JobService:
             tx.jobs.add_event(job_id, "JobReleased", attempt=attempt)
             self._notify(tx)
 
+    def running_attempts(self) -> set[tuple[str, int]]:
+        """(job id, attempt) of every job running now, on any worker."""
+        with self.store.tx(write=False) as tx:
+            return set(tx.jobs.running_attempts())
+
+    def worker_died(self, hostname: str, pid: int) -> int:
+        """A worker process known dead (its supervisor saw it exit): its registration is marked lost and its
+        jobs go back to the queue now, each counting a failed attempt as a lease expiry does, instead of
+        waiting out their leases. Returns how many jobs were handed back."""
+        with self.store.tx() as tx:
+            ids = tx.ops.mark_workers_lost(hostname, pid)
+            expired = tx.jobs.expire_leases_of(ids)
+        return self.reap_expired_leases() if expired else 0
+
     def reap_expired_leases(self) -> int:
         """Jobs whose worker stopped heartbeating: each counts as a failed attempt, then resumes or dies."""
         with self.store.tx() as tx:

@@ -40,26 +40,57 @@ class StatsService:
             dead = list(tx.alarms.ended_badly(dead_limit))
         return {"depth": depth, "oldest_queued_age_s": round(oldest, 3), "running": running, "dead": dead}
 
+    @property
+    def lost_after_s(self) -> float:
+        """A worker whose last heartbeat is older than this is lost: its jobs' leases have run out (or are about
+        to), and it has missed at least three heartbeats. `jobs.worker_lost_after_s` when set."""
+        j = self.settings.jobs
+        configured = getattr(j, "worker_lost_after_s", None)
+        return float(configured) if configured else max(3 * j.heartbeat_s, j.lease_s)
+
+    def _state(self, status: str, age: float) -> str:
+        """A registration as it stands now: `lost` once its heartbeat is too old, whatever it last said."""
+        if status not in ("stopped", "lost") and age > self.lost_after_s:
+            return "lost"
+        return status
+
     def workers(self) -> list[dict[str, Any]]:
-        """Every worker that has registered, newest heartbeat first, with the heartbeat's age (database clock)."""
+        """Every worker that has registered, newest heartbeat first, with the heartbeat's age (database clock).
+        `status` is `lost` for one whose heartbeat is older than `lost_after_s` (or that its supervisor saw die),
+        and `reported_status` what it last said itself."""
         with self.store.tx(write=False) as tx:
             now = tx.now()
-            return [{"id": w.id, "hostname": w.hostname, "pid": w.pid, "concurrency": w.concurrency,
-                     "status": w.status, "started_at": w.started_at,
-                     "heartbeat_age_s": round(max(0.0, now - w.heartbeat_at), 3)} for w in tx.ops.workers()]
+            out = []
+            for w in tx.ops.workers():
+                age = max(0.0, now - w.heartbeat_at)
+                out.append({"id": w.id, "hostname": w.hostname, "pid": w.pid, "concurrency": w.concurrency,
+                            "status": self._state(w.status, age), "reported_status": w.status,
+                            "started_at": w.started_at, "heartbeat_age_s": round(age, 3)})
+            return out
+
+    def worker_health(self) -> dict[str, int]:
+        """How many registered workers are live (running or stopping, fresh heartbeat), lost or stopped."""
+        counts = {"live": 0, "lost": 0, "stopped": 0, "slots": 0}
+        with self.store.tx(write=False) as tx:
+            now = tx.now()
+            for w in tx.ops.workers():
+                state = self._state(w.status, max(0.0, now - w.heartbeat_at))
+                if state in ("lost", "stopped"):
+                    counts[state] += 1
+                else:
+                    counts["live"] += 1
+                    counts["slots"] += w.concurrency
+        return counts
 
     def system(self) -> dict[str, Any]:
         """Storage totals, worker counts and the database engine."""
         with self.store.tx(write=False) as tx:
             assets, size = tx.assets.storage_used()
-            now = tx.now()
-            workers = list(tx.ops.workers())
-        stale_after = max(3 * self.settings.jobs.heartbeat_s, 30.0)
-        live = [w for w in workers if w.status != "stopped" and now - w.heartbeat_at <= stale_after]
+        health = self.worker_health()
         return {
             "storage": {"assets": assets, "bytes": size, "backend": self.settings.storage.backend},
-            "workers": {"total": len(workers), "live": len(live),
-                        "slots": sum(w.concurrency for w in live)},
+            "workers": {"total": health["live"] + health["lost"] + health["stopped"], "live": health["live"],
+                        "lost": health["lost"], "slots": health["slots"]},
             "database": self.store.dialect,
         }
 

@@ -559,6 +559,19 @@ def _synth_dts(path: Path) -> list[int] | None:
     return [q - lead for q in order]
 
 
+def default_container(source_info: VideoInfo) -> str:
+    """The output container when none is asked for: the source's own family, so that nothing of it is lost
+    (Matroska and WebM sources stay Matroska, with their attachments, subtitle codecs and flags); an MP4 or
+    QuickTime source stays MP4 unless a stream needs Matroska; anything else becomes Matroska, which holds any
+    stream."""
+    fmt = source_info.format_name or ""
+    if "matroska" in fmt or "webm" in fmt:
+        return "mkv"
+    if "mp4" in fmt or "mov" in fmt:
+        return choose_container(source_info)
+    return "mkv"
+
+
 def choose_container(source_info: VideoInfo) -> str:
     """'mp4' when every kept stream fits in MP4 as it is (or as mov_text/AAC), else 'mkv'."""
     for s in source_info.streams:
@@ -569,7 +582,16 @@ def choose_container(source_info: VideoInfo) -> str:
     return "mp4"
 
 
-def remux(video: Path, source: Path, out: Path, *, container: str = "mp4", ffmpeg: str | None = None) -> None:
+@dataclass(frozen=True)
+class RemuxReport:
+    """What a remux did not carry over as it was: streams left out, and streams converted to fit the container."""
+
+    dropped: tuple[str, ...] = ()
+    converted: tuple[str, ...] = ()
+
+
+def remux(video: Path, source: Path, out: Path, *, container: str = "mp4",
+          ffmpeg: str | None = None) -> RemuxReport:
     """Write ``out``: the new video stream of ``video`` with every other stream of ``source``.
 
     Kept from the source: all audio tracks, subtitles (converted to mov_text for mp4 when they are text; copied
@@ -581,7 +603,8 @@ def remux(video: Path, source: Path, out: Path, *, container: str = "mp4", ffmpe
     original; Matroska keeps the flags exactly (but has none for captions). Data streams (timecode, telemetry)
     are dropped, and font attachments too for mp4; bitmap subtitles other than DVD ones cannot go into mp4 and
     are refused with code ``unsupported_stream``.
-    ``ffmpeg`` is an explicit binary (a setting); otherwise see :func:`ffmpeg_exe`.
+    ``ffmpeg`` is an explicit binary (a setting); otherwise see :func:`ffmpeg_exe`. Returns what was dropped
+    or converted, for the job to report.
     """
     if container not in ("mp4", "mkv"):
         raise errors.ValidationFailed(f"Unknown container {container!r}; use mp4 or mkv", code="invalid_container")
@@ -602,6 +625,7 @@ def remux(video: Path, source: Path, out: Path, *, container: str = "mp4", ffmpe
     args += ["-disposition:0", dispositions.get(info.video_index, "0")]
     n = 1  # output stream index
     dropped: list[str] = []
+    converted: list[str] = []
     refused: list[str] = []
     for s in info.streams:
         if s.type == "video":
@@ -617,13 +641,18 @@ def remux(video: Path, source: Path, out: Path, *, container: str = "mp4", ffmpe
             args += [f"-metadata:s:{n}", f"title={s.title}"]
         if s.type == "audio" and container == "mp4" and s.codec not in _MP4_AUDIO:
             args += [f"-c:{n}", "aac", f"-b:{n}", "192k"]
+            converted.append(f"#{s.index} audio ({s.codec} -> aac)")
         elif s.type == "subtitle" and container == "mp4":
             if s.codec in _TEXT_SUBS:
                 args += [f"-c:{n}", "mov_text"]
+                if s.codec != "mov_text":
+                    # styling (ASS) and anything mov_text has no place for is lost
+                    converted.append(f"#{s.index} subtitle ({s.codec} -> mov_text)")
             elif s.codec not in _MP4_BITMAP_SUBS:
                 refused.append(f"#{s.index} subtitle ({s.codec})")
         elif s.type == "subtitle" and container == "mkv" and s.codec == "mov_text":
             args += [f"-c:{n}", "srt"]
+            converted.append(f"#{s.index} subtitle (mov_text -> srt)")
         n += 1
     if refused:
         raise errors.ValidationFailed(f"MP4 cannot hold these streams: {', '.join(refused)}; use mkv",
@@ -651,6 +680,7 @@ def remux(video: Path, source: Path, out: Path, *, container: str = "mp4", ffmpe
     finally:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
+    return RemuxReport(tuple(dropped), tuple(converted))
 
 
 # Disposition flags carried over from the source's streams. Left out: attached_pic and timed_thumbnails (kinds of

@@ -182,7 +182,8 @@ def job_events(job_id: str, p: CurrentUser, c: Container,
                 return
             for e in events:
                 after = e.id
-                yield _sse("history", {"type": e.type, "path": e.path, "ts": iso(e.ts), "details": e.details},
+                yield _sse("history", {"type": e.type, "path": e.path, "ts": iso(convert.event_time(e)),
+                                       "recorded_at": iso(e.ts), "details": convert.event_details(e)},
                            str(e.id))
             state = (job.status, round(job.progress or 0, 4), job.progress_message)
             if state != last:

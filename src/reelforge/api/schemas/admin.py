@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 
 from reelforge.api.schemas.common import Public
 from reelforge.api.schemas.jobs import JobError
@@ -55,7 +55,9 @@ class WorkerPublic(Public):
     hostname: str
     pid: int
     concurrency: int
-    status: str
+    status: str = Field(description="running, stopping, stopped, or lost: no heartbeat for longer than a lease "
+                                    "(or seen dead by its supervisor)")
+    reported_status: str = Field(description="The status the worker last reported itself")
     heartbeat_age_s: float
     started_at: str | None
 
@@ -73,6 +75,7 @@ class StorageSummary(Public):
 class WorkerSummary(Public):
     total: int
     live: int
+    lost: int
     slots: int
 
 

@@ -64,7 +64,9 @@ class JobBatchPublic(Public):
 
 class JobEventPublic(Public):
     id: int
-    ts: str | None
+    ts: str | None = Field(description="When it happened (a step's start or end as the worker saw it)")
+    recorded_at: str | None = Field(default=None, description="When the event was written; events are listed "
+                                                               "in this order")
     type: str
     path: str | None
     attempt: int

@@ -296,8 +296,8 @@ def execution_history(p: CurrentUser, c: Container, video_id: VideoId) -> Histor
     """The analysis pipeline's execution history (steps started, retried, failed, succeeded)."""
     v, events = c.app("mobs").reads.history(p, video_id)
     return HistoryPublic(video_id=v.id, job_id=v.job_id, status=v.status, events=[
-        {"id": e.id, "ts": iso(e.ts), "type": e.type, "path": e.path, "attempt": e.attempt,
-         "details": e.details or {}} for e in events])
+        {"id": e.id, "ts": iso(convert.event_time(e)), "recorded_at": iso(e.ts), "type": e.type, "path": e.path,
+         "attempt": e.attempt, "details": convert.event_details(e)} for e in events])
 
 
 # --- admin ------------------------------------------------------------------------------------------------

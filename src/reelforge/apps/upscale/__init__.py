@@ -13,10 +13,12 @@ from reelforge.apps.upscale.settings import UpscaleSettings
 HERE = Path(__file__).parent
 
 
-def _pipelines() -> list[Any]:
+def _pipelines(settings: Any = None) -> list[Any]:
     from reelforge.apps.upscale import image_pipeline, video_pipeline
 
-    return [video_pipeline.PIPELINE, image_pipeline.PIPELINE]
+    video = (video_pipeline.build_pipeline(settings.upscale.max_chunk_concurrency)
+             if settings is not None and getattr(settings, "upscale", None) is not None else video_pipeline.PIPELINE)
+    return [video, image_pipeline.PIPELINE]
 
 
 def _models(settings: Any) -> list[Any]:

@@ -27,6 +27,34 @@ UPSCALE_CONTENT_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "vide
                          ".webp": "image/webp", ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff"}
 
 
+# What an output name says: the container (video) or the format (image) to ask for.
+VIDEO_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "mkv"}
+IMAGE_SUFFIXES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+
+
+def _named_output(output: Path | None) -> str | None:
+    """The suffix of `-o` when it names a file (not an existing folder)."""
+    if output is None or output.is_dir() or not output.suffix:
+        return None
+    return output.suffix.lower()
+
+
+def _from_name(output: Path | None, asked: str | None, known: Mapping[str, str], what: str) -> str | None:
+    """The container or format to ask for: the one given, else what the output's name says; a name that
+    disagrees with the option, or that no container/format of the job matches, is a usage error."""
+    suffix = _named_output(output)
+    if suffix is None:
+        return asked
+    implied = known.get(suffix)
+    if implied is None:
+        choices = ", ".join(sorted(known))
+        _die(f"error: cannot write {what} to {output} ({suffix}); name it {choices}, or give a folder", EXIT_USAGE)
+    if asked is not None and asked != implied:
+        _die(f"error: --{'container' if what == 'a video' else 'format'} {asked} but the output is named {output}",
+             EXIT_USAGE)
+    return implied
+
+
 def upscale(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
                                                  help="A video (video.upscale) or an image (image.upscale)")],
             model: Annotated[str, typer.Option("--model", "-m", help="An image.upscale model (reelforge models "
@@ -35,7 +63,8 @@ def upscale(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, re
             scale: Annotated[int, typer.Option("--scale", min=2, max=4)] = 2,
             output: Annotated[Path | None, typer.Option("--output", "-o", help="File or directory (default: here)")]
             = None,
-            container: Annotated[str | None, typer.Option(help="Video: mp4 or mkv")] = None,
+            container: Annotated[str | None, typer.Option(help="Video: mp4 or mkv (default: as the output's name "
+                                                               "says, else the source's own kind)")] = None,
             codec: Annotated[str | None, typer.Option("--codec", help="Video: h264 or h265")] = None,
             crf: Annotated[int | None, typer.Option(min=0, max=51, help="Video: quality (lower is better)")] = None,
             preset: Annotated[str | None, typer.Option(help="Video: x264/x265 preset")] = None,
@@ -54,6 +83,9 @@ def upscale(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, re
              or mimetypes.guess_type(file.name)[0] or "application/octet-stream")
     if ctype.startswith("video/"):
         kind = "video.upscale"
+        # `-o out.mkv` asks for Matroska: the bytes must be what the name says. Without either, the server keeps
+        # the source's own kind.
+        container = _from_name(output, container, VIDEO_SUFFIXES, "a video")
         body: dict[str, Any] = {"model": model, "scale": scale}
         out_opts = {k: v for k, v in (("container", container), ("video_codec", codec), ("crf", crf),
                                       ("preset", preset)) if v is not None}
@@ -63,6 +95,7 @@ def upscale(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, re
             body["chunk_seconds"] = chunk_seconds
     elif ctype.startswith("image/"):
         kind = "image.upscale"
+        image_format = _from_name(output, image_format, IMAGE_SUFFIXES, "an image")
         body = {"model": model, "scale": scale}
         if image_format is not None:
             body["format"] = image_format

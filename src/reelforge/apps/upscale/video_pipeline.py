@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -37,9 +36,8 @@ from reelforge.runtime.cache import SourceCache, cache_for
 from reelforge.runtime.context import StepContext
 
 KIND = "video.upscale"
-# Threads the runner may give the chunk Map; the configured video.max_chunk_concurrency (at most this)
-# is what actually runs at once, enforced per job inside the worker.
-MAP_CONCURRENCY_CAP = 8
+# The chunk Map's MaxConcurrency when no settings are given (the setting's default).
+DEFAULT_CHUNK_CONCURRENCY = 2
 CHUNK_CATEGORY = "chunks"
 CONTAINER_TYPES = {"mp4": "video/mp4", "mkv": "video/x-matroska"}
 
@@ -49,7 +47,9 @@ Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium
 class OutputOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    container: Literal["mp4", "mkv"] = "mp4"
+    container: Literal["mp4", "mkv"] | None = Field(
+        default=None, description="Default: the source's own kind (a Matroska source stays mkv, an MP4 one mp4), "
+                                  "so every stream, title and attachment is kept")
     video_codec: Literal["h264", "h265"] = "h264"
     crf: int = Field(default=18, ge=0, le=51)
     preset: Preset = "medium"
@@ -220,17 +220,11 @@ def _existing(assets: Any, owner_id: str, asset_id: str) -> Any | None:
         return None
 
 
-def _tmp_dir(settings: Any) -> Path:
-    path = Path(settings.data_dir) / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 # --- steps ------------------------------------------------------------------------------------------------------
 
 def probe_source(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     """Check model and source again on the worker, probe within the limits and plan chunks at keyframes."""
-    from reelforge.adapters.media.video import plan_chunks
+    from reelforge.adapters.media.video import default_container, plan_chunks
 
     svc = ctx.services
     settings = svc.settings
@@ -246,8 +240,12 @@ def probe_source(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     if not chunks or sum(c.frames for c in chunks) <= 0:
         raise errors.ValidationFailed("The video has no frames", code="empty_video", field="asset_id")
     total = sum(c.frames for c in chunks)
+    output = OutputOptions.model_validate(data.get("output") or {}).model_dump()
+    asked = output["container"] is not None
+    if not asked:
+        output["container"] = default_container(info)
     job = {"asset_id": asset.id, "model": data["model"], "scale": int(data["scale"]),
-           "output": dict(data.get("output") or OutputOptions().model_dump()), "denoise": data.get("denoise"),
+           "output": output, "container_from": "input" if asked else "source", "denoise": data.get("denoise"),
            "total_frames": total, "chunks": len(chunks), "started_at": time.time(),
            "source": {**_source_facts(info), "cache": "hit" if hit else "miss"}}
     ctx.progress(0.03, f"{len(chunks)} chunk(s), {total} frames")
@@ -293,7 +291,7 @@ def upscale_chunk(ctx: StepContext, item: dict[str, Any]) -> dict[str, Any]:
         meta = existing.meta or {}
         return {"job": job, "index": index, "asset_id": existing.id, "frames": int(meta.get("frames", 0)),
                 "width": meta.get("width"), "height": meta.get("height"), "seconds": meta.get("seconds"),
-                "cache": None, "reused": True}
+                "cache": None, "reused": True, "attempt": ctx.attempt}
     ctx.check_cancelled()
     out_opts = job["output"]
     model, scale, denoise = job["model"], int(job["scale"]), job.get("denoise")
@@ -307,12 +305,11 @@ def upscale_chunk(ctx: StepContext, item: dict[str, Any]) -> dict[str, Any]:
 
     with _slot(ctx, state):
         source = owned_source(svc.assets, ctx.owner_id, job["asset_id"])
-        with local_source(svc, source) as (path, hit), \
-                tempfile.TemporaryDirectory(dir=_tmp_dir(settings), prefix="chunk-") as tmp:
+        with local_source(svc, source) as (path, hit), ctx.scratch("chunk") as tmp:
             from reelforge.adapters.media.probe import VideoInfo, probe
 
             info = VideoInfo.from_dict(item["info"]) if item.get("info") else probe(path)
-            out = Path(tmp) / f"chunk-{index:05d}.mp4"
+            out = tmp / f"chunk-{index:05d}.mp4"
             native = _native_scale(svc.models, model, scale, denoise, info)
             threads = _encoder_threads(int(job["chunks"]), settings.upscale.max_chunk_concurrency)
             started = time.perf_counter()
@@ -335,7 +332,18 @@ def upscale_chunk(ctx: StepContext, item: dict[str, Any]) -> dict[str, Any]:
     release_memory()
     return {"job": job, "index": index, "asset_id": stored.id, "frames": result.frames, "width": result.width,
             "height": result.height, "seconds": round(result.seconds, 4), "elapsed_s": round(result.elapsed_s, 4),
-            "cache": "hit" if hit else "miss", "reused": False}
+            "cache": "hit" if hit else "miss", "reused": False, "attempt": ctx.attempt}
+
+
+def _reuse(chunk: dict[str, Any], attempt: int) -> str | None:
+    """Where this attempt got a chunk from without computing it: "stored" (its asset was there, stored by an
+    attempt that died before its checkpoint), "checkpoint" (an earlier attempt finished it and the runner skipped
+    it), or None (computed by this attempt)."""
+    if chunk.get("reused"):
+        return "stored"
+    if chunk.get("attempt") != attempt:  # an output of an earlier attempt, read back from its checkpoint
+        return "checkpoint"
+    return None
 
 
 def assemble(ctx: StepContext, chunks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -351,8 +359,7 @@ def assemble(ctx: StepContext, chunks: list[dict[str, Any]]) -> dict[str, Any]:
     out_id = output_asset_id(ctx.job_id)
     done = _existing(svc.assets, ctx.owner_id, out_id)
     ctx.progress(0.91, "joining chunks")
-    with tempfile.TemporaryDirectory(dir=_tmp_dir(settings), prefix="assemble-") as tmp_name:
-        tmp = Path(tmp_name)
+    with ctx.scratch("assemble") as tmp:
         if done is None:
             paths = []
             for c in chunks:
@@ -366,31 +373,38 @@ def assemble(ctx: StepContext, chunks: list[dict[str, Any]]) -> dict[str, Any]:
             source = owned_source(svc.assets, ctx.owner_id, job["asset_id"])
             final = tmp / f"output.{container}"
             with local_source(svc, source) as (src_path, _):
-                remux(joined, src_path, final, container=container)
+                report = remux(joined, src_path, final, container=container)
             out_info = probe(final)
             ctx.progress(0.97, "storing")
             name = (source.filename or "video").rsplit(".", 1)[0]
             meta = {"kind": KIND, "model": job["model"], "scale": job["scale"], "source_asset_id": source.id,
                     "frames": out_info.frames, "width": out_info.width, "height": out_info.height,
-                    "duration_s": out_info.duration_s, "fps": out_info.fps, "codec": out_info.codec}
+                    "duration_s": out_info.duration_s, "fps": out_info.fps, "codec": out_info.codec,
+                    "dropped": list(report.dropped), "converted": list(report.converted)}
             done = svc.assets.store_output_file(
                 final, owner_id=ctx.owner_id, job_id=ctx.job_id, content_type=CONTAINER_TYPES[container],
                 filename=f"{name}-x{job['scale']}-{job['model']}.{container}", lifecycle="hot", metadata=meta,
                 category="videos", asset_id=out_id, multipart_threshold=settings.upscale.multipart_threshold,
                 part_size=settings.upscale.part_size)
     meta = done.meta or {}
+    reuse = [_reuse(c, ctx.attempt) for c in chunks]
     run_s = sum(float(c.get("elapsed_s") or 0) for c in chunks)
     frames = sum(int(c.get("frames") or 0) for c in chunks)
     wall = max(1e-6, time.time() - float(job.get("started_at") or time.time()))
     return {"asset_id": done.id, "source_asset_id": job["asset_id"], "model": job["model"], "scale": job["scale"],
-            "container": container, "video_codec": job["output"]["video_codec"],
+            "container": container, "container_from": job.get("container_from", "input"),
+            # what the output does not carry as the source had it (streams left out, streams converted)
+            "dropped": list(meta.get("dropped") or []), "converted": list(meta.get("converted") or []),
+            "video_codec": job["output"]["video_codec"],
             "width": meta.get("width"), "height": meta.get("height"), "frames": meta.get("frames"),
             "duration_s": meta.get("duration_s"), "fps": meta.get("fps"), "size": done.size, "sha256": done.sha256,
             "multipart": "multipart_parts" in meta, "source": job["source"],
             "chunk_count": len(chunks), "chunk_asset_ids": [c["asset_id"] for c in chunks],
             "chunks": [{"index": c["index"], "frames": c["frames"], "seconds": c.get("seconds"),
-                        "elapsed_s": c.get("elapsed_s"), "cache": c.get("cache"), "reused": c.get("reused", False)}
-                       for c in chunks],
+                        "elapsed_s": c.get("elapsed_s"), "cache": c.get("cache"), "reused": r is not None,
+                        "reused_from": r}
+                       for c, r in zip(chunks, reuse, strict=True)],
+            "chunks_reused": sum(1 for r in reuse if r is not None),
             "frames_upscaled": frames, "upscale_s": round(run_s, 3),
             "frames_per_second": round(frames / wall, 3), "wall_s": round(wall, 3)}
 
@@ -411,20 +425,32 @@ CHUNK_GRAPH = Graph(start_at="upscale", states=(
          comment="decode -> model in batches -> encode -> temporary asset"),
 ))
 
-PIPELINE = Pipeline(
-    kind=KIND,
-    version=1,
-    description="Video super-resolution in chunks at keyframes; every original stream kept.",
-    graph=Graph(start_at="probe", states=(
-        Task("probe", probe_source, resources=Resources(cpu=1, memory_mb=512), timeout_s=600, next="chunks",
-             retry=(Retry(errors=("transient_error", "storage_error"), interval_s=1, max_attempts=2),)),
-        Map("chunks", CHUNK_GRAPH, items=lambda d: d["items"], max_concurrency=MAP_CONCURRENCY_CAP,
-            next="assemble", comment="one item per chunk; video.max_chunk_concurrency run at once"),
-        Task("assemble", assemble, resources=Resources(cpu=1, memory_mb=1024), timeout_s=3600, next="cleanup",
-             retry=(Retry(errors=("transient_error", "storage_error"), interval_s=1, max_attempts=2),),
-             comment="concat without re-encoding, remux every original stream, store (hot)"),
-        Task("cleanup", cleanup, resources=Resources(cpu=0.1, memory_mb=64), timeout_s=300, end=True),
-    )),
-    input_model=VideoUpscaleInput,
-    price=price,
-)
+def chunk_items(data: dict[str, Any]) -> list[Any]:
+    """The chunk Map's items: one per planned chunk."""
+    return list(data["items"])
+
+
+def build_pipeline(chunk_concurrency: int = DEFAULT_CHUNK_CONCURRENCY) -> Pipeline:
+    """`video.upscale` with its chunk Map running `chunk_concurrency` chunks of a job at once (the
+    `upscale.max_chunk_concurrency` setting), which is what its ASL export says too."""
+    return Pipeline(
+        kind=KIND,
+        version=1,
+        description="Video super-resolution in chunks at keyframes; every original stream kept.",
+        graph=Graph(start_at="probe", states=(
+            Task("probe", probe_source, resources=Resources(cpu=1, memory_mb=512), timeout_s=600, next="chunks",
+                 retry=(Retry(errors=("transient_error", "storage_error"), interval_s=1, max_attempts=2),)),
+            Map("chunks", CHUNK_GRAPH, items=chunk_items, max_concurrency=max(1, int(chunk_concurrency)),
+                next="assemble", comment="one item per chunk; upscale.max_chunk_concurrency run at once"),
+            Task("assemble", assemble, resources=Resources(cpu=1, memory_mb=1024), timeout_s=3600,
+                 next="cleanup",
+                 retry=(Retry(errors=("transient_error", "storage_error"), interval_s=1, max_attempts=2),),
+                 comment="concat without re-encoding, remux every original stream, store (hot)"),
+            Task("cleanup", cleanup, resources=Resources(cpu=0.1, memory_mb=64), timeout_s=300, end=True),
+        )),
+        input_model=VideoUpscaleInput,
+        price=price,
+    )
+
+
+PIPELINE = build_pipeline()

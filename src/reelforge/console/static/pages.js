@@ -136,13 +136,14 @@
   function timelineView(events) {
     if (!events.length) return [];
     const t = (e) => new Date(e.ts).getTime() / 1000;
-    const t0 = t(events[0]);
-    // Bars compare durations (each against the longest). Recorded times are when the worker committed the
-    // events, which for buffered history can be later than the step itself, so bars are not placed by them.
-    const longest = Math.max(1e-6, ...events.map((e) => Number((e.details || {}).duration_s) || 0));
+    const dur = (e) => { const d = (e.details || {}).duration_s; return d == null || isNaN(Number(d)) ? null : Number(d); };
+    // `ts` is when each event happened (a step's start or end on the worker), so a step's bar runs from its end
+    // minus its duration to its end, placed on one axis for the whole execution.
+    const t0 = Math.min(...events.map((e) => t(e) - (dur(e) || 0)));
+    const range = Math.max(1e-6, Math.max(...events.map(t)) - t0);
     return events.map((e) => {
       const d = e.details || {};
-      const dur = d.duration_s == null ? null : Number(d.duration_s);
+      const span = dur(e);
       const v = Object.assign({}, e);
       v._offset = "+" + fmt.dur(Math.max(0, t(e) - t0));
       const type = e.type || "";
@@ -157,11 +158,11 @@
       if (type === "JobQueued" && d.credits != null) parts.push(d.credits + (d.credits === 1 ? " credit" : " credits") + " reserved");
       v._detail = parts.join(" · ");
       v._attempt = e.attempt > 1 ? e.attempt : "";
-      if (dur != null && !isNaN(dur)) {
+      if (span != null) {
         v._span = true;
-        v._left = 0;
-        v._width = Math.max(0.6, Math.min(100, (dur / longest) * 100)).toFixed(2);
-        v._dur = fmt.dur(dur);
+        v._left = Math.max(0, Math.min(99.4, ((t(e) - span - t0) / range) * 100)).toFixed(2);
+        v._width = Math.max(0.6, Math.min(100, (span / range) * 100)).toFixed(2);
+        v._dur = fmt.dur(span);
       }
       return v;
     });
@@ -492,7 +493,8 @@
 
   prepare.workers = function (d) {
     const list = Array.isArray(d) ? d : (d && d.data) || [];
-    list.forEach((w) => { w._stale = w.status !== "stopped" && Number(w.heartbeat_age_s) > 30 ? "bad" : ""; });
+    // "lost": no heartbeat for longer than a lease (or seen dead by its supervisor), whatever it last reported.
+    list.forEach((w) => { w._stale = w.status === "lost" ? "bad" : ""; });
     return { data: list };
   };
 
@@ -515,6 +517,7 @@
       setText('[data-sys="bytes"]', st.bytes != null ? fmt.bytes(st.bytes) + " stored" : "");
       setText('[data-sys="workers"]', fmt.num(w.total));
       setText('[data-sys="online"]', fmt.num(w.live));
+      setText('[data-sys="lost"]', w.lost ? ", " + fmt.num(w.lost) + " lost" : "");
       const models = s.models || [];
       setText('[data-sys="models"]', fmt.num(models.filter((m) => m.available).length));
       setText('[data-sys="models-total"]', fmt.num(models.length));

@@ -274,6 +274,25 @@ class JobRepository(Repository):
             q = q.with_for_update(skip_locked=True)
         return records(Job, self.s.execute(q).scalars().all())
 
+    def running_attempts(self) -> list[tuple[str, int]]:
+        return [(str(r[0]), int(r[1])) for r in self.s.execute(
+            select(m.Job.id, m.Job.attempt).where(m.Job.status == "running")).all()]
+
+    def expire_leases_of(self, worker_ids: Sequence[str]) -> int:
+        if not worker_ids:
+            return 0
+        now = self.now()
+        res = self.s.execute(update(m.Job).where(m.Job.status == "running", m.Job.worker_id.in_(list(worker_ids)),
+                                                 m.Job.lease_expires_at >= now)
+                             .values(lease_expires_at=now - 0.001),
+                             execution_options={"synchronize_session": False})
+        return int(res.rowcount or 0)  # type: ignore[attr-defined]
+
+    def cancel_requested(self, job_id: str, attempt: int) -> bool:
+        flag = self.s.execute(select(m.Job.cancel_requested).where(
+            m.Job.id == job_id, m.Job.attempt == attempt, m.Job.status == "running")).scalar_one_or_none()
+        return bool(flag)
+
     # --- expiry ------------------------------------------------------------------------------------
     def expired_jobs(self, limit: int = 500) -> list[Job]:
         return records(Job, self.s.execute(

@@ -51,6 +51,14 @@ class OpsRepository(Repository):
             w.heartbeat_at = now
             w.status = status
 
+    def mark_workers_lost(self, hostname: str, pid: int) -> list[str]:
+        ids = [str(r) for r in self.s.execute(
+            select(m.Worker.id).where(m.Worker.hostname == hostname, m.Worker.pid == pid,
+                                      m.Worker.status.in_(["running", "stopping"]))).scalars().all()]
+        if ids:
+            self.s.execute(update(m.Worker).where(m.Worker.id.in_(ids)).values(status="lost"))
+        return ids
+
     def workers(self) -> list[Worker]:
         return records(Worker, self.s.execute(
             select(m.Worker).order_by(m.Worker.heartbeat_at.desc())).scalars().all())

@@ -18,6 +18,7 @@ import io
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,14 +114,19 @@ def _mobilenet() -> Any:
     return cached("mobilenetv2-bottleneck", load)
 
 
-def frame_features(frames: list[np.ndarray], batch: int = 8) -> np.ndarray:
-    """(n, 1280) float32 MobileNetV2 features of RGB frames (resized to 224x224, ImageNet-normalised)."""
+def frame_features(frames: list[np.ndarray], batch: int = 8, *,
+                   cancelled: Callable[[], bool] | None = None) -> np.ndarray:
+    """(n, 1280) float32 MobileNetV2 features of RGB frames (resized to 224x224, ImageNet-normalised);
+    `cancelled()` is checked before each batch."""
     import torch
     from PIL import Image
+
+    from reelforge.apps.mobs.models.frames import check
 
     model = _mobilenet()
     out: list[np.ndarray] = []
     for start in range(0, len(frames), batch):
+        check(cancelled)
         chunk = [np.asarray(Image.fromarray(f).resize((224, 224), Image.Resampling.BILINEAR), np.float32) / 255.0
                  for f in frames[start:start + batch]]
         x = (np.stack(chunk) - _MEAN) / _STD
@@ -130,9 +136,9 @@ def frame_features(frames: list[np.ndarray], batch: int = 8) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, FRAME_DIM), np.float32)
 
 
-def pooled_frame_vector(frames: list[np.ndarray]) -> np.ndarray:
+def pooled_frame_vector(frames: list[np.ndarray], *, cancelled: Callable[[], bool] | None = None) -> np.ndarray:
     """Mean of the unit-normalised frame features, normalised again (1280-d)."""
-    feats = frame_features(frames)
+    feats = frame_features(frames, cancelled=cancelled)
     if len(feats) == 0:
         return np.zeros(FRAME_DIM, np.float32)
     feats /= np.linalg.norm(feats, axis=1, keepdims=True) + 1e-12

@@ -8,15 +8,23 @@ in one forward pass; long ones are reached by seeking to each sample time.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from reelforge.errors import ValidationFailed
+from reelforge.errors import JobCancelled, ValidationFailed
 
 SCAN_SIZE = (64, 48)  # (width, height) of the grey frames that activity measures use
 _SEEK_ABOVE_S = 90.0  # longer videos are sampled by seeking instead of decoding every frame
+CHECK_EVERY = 16  # decoded frames between two cancellation checks
+
+
+def check(cancelled: Callable[[], bool] | None) -> None:
+    """Raise JobCancelled when the job was cancelled (the step's probe); called between batches of work."""
+    if cancelled is not None and cancelled():
+        raise JobCancelled("analysis cancelled")
 
 
 @dataclass(frozen=True)
@@ -88,9 +96,10 @@ def _targets(duration: float, n: int) -> list[float]:
 
 
 def sample(path: Path, n_frames: int = 8, *, max_side: int = 320, scan_fps: float = 6.0,
-           extra_times: tuple[float, ...] = ()) -> VideoSamples:
+           extra_times: tuple[float, ...] = (), cancelled: Callable[[], bool] | None = None) -> VideoSamples:
     """`n_frames` RGB frames evenly spread over the video (plus the frames nearest `extra_times`) and a
-    grey scan at about `scan_fps` for motion and cut measures."""
+    grey scan at about `scan_fps` for motion and cut measures. `cancelled()` is checked every CHECK_EVERY
+    decoded frames (and before each seek of a long video), raising JobCancelled."""
     with _open(path) as container:
         info = _info(container)
         vs = container.streams.video[0]
@@ -105,20 +114,22 @@ def sample(path: Path, n_frames: int = 8, *, max_side: int = 320, scan_fps: floa
         targets = sorted(set(_targets(duration, n_frames)) | set(extra_times)) if duration > 0 else [0.0]
         out = VideoSamples(info=info)
         if duration > _SEEK_ABOVE_S:
-            _sample_seeking(container, vs, targets, out, max_side, scan_fps, duration)
+            _sample_seeking(container, vs, targets, out, max_side, scan_fps, duration, cancelled)
         else:
-            _sample_forward(container, vs, targets, out, max_side, scan_fps)
+            _sample_forward(container, vs, targets, out, max_side, scan_fps, cancelled)
     if not out.frames:
         raise ValidationFailed("no frame could be decoded from the video", code="invalid_media")
     return out
 
 
-def _sample_forward(container, vs, targets, out, max_side, scan_fps):  # type: ignore[no-untyped-def]
+def _sample_forward(container, vs, targets, out, max_side, scan_fps, cancelled):  # type: ignore[no-untyped-def]
     half = 0.5 / max(out.info.fps, 1.0)
     next_scan = 0.0
     ti = 0
     scans: list[np.ndarray] = []
-    for frame in container.decode(vs):
+    for n, frame in enumerate(container.decode(vs)):
+        if n % CHECK_EVERY == 0:
+            check(cancelled)
         t = float(frame.time) if frame.time is not None else 0.0
         if t + 1e-6 >= next_scan:
             scans.append(_scan_frame(frame))
@@ -133,12 +144,14 @@ def _sample_forward(container, vs, targets, out, max_side, scan_fps):  # type: i
         out.scan = np.stack(scans)
 
 
-def _sample_seeking(container, vs, targets, out, max_side, scan_fps, duration):  # type: ignore[no-untyped-def]
+def _sample_seeking(container, vs, targets, out, max_side, scan_fps, duration,  # type: ignore[no-untyped-def]
+                    cancelled):
     # Long video: a bounded number of scan points (at most 240) and one seek per target.
     scan_targets = list(np.linspace(0, duration, num=min(240, max(2, int(duration * scan_fps))), endpoint=False))
     wanted = sorted({*(("f", t) for t in targets), *(("s", float(t)) for t in scan_targets)}, key=lambda x: x[1])
     scans: list[np.ndarray] = []
     for kind, t in wanted:
+        check(cancelled)
         container.seek(int(t / vs.time_base), stream=vs, backward=True, any_frame=False)
         for frame in container.decode(vs):
             ft = float(frame.time) if frame.time is not None else 0.0

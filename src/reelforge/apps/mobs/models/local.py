@@ -67,11 +67,9 @@ class AnalysisCache:
             with self._lock:
                 if key in self._items:
                     return self._items[key]
-            samples = frames.sample(path, n_frames, max_side=FRAME_SIDE, scan_fps=scan_fps)
-            _check(check)
-            lines = ocr.read_video_text(samples.times, samples.frames, max_frames=ocr_frames)
-            _check(check)
-            transcript = speech.transcribe(path)
+            samples = frames.sample(path, n_frames, max_side=FRAME_SIDE, scan_fps=scan_fps, cancelled=check)
+            lines = ocr.read_video_text(samples.times, samples.frames, max_frames=ocr_frames, cancelled=check)
+            transcript = speech.transcribe(path, cancelled=check)
             result = MediaAnalysis(samples, lines, transcript)
             with self._lock:
                 self._items[key] = result
@@ -212,7 +210,7 @@ class LocalEmbedAdapter:
         _check(cancelled)
         # Black or flat frames say nothing about the content; leave them out when others exist.
         picked = [f for f in media.samples.frames if not frames.is_black(frames.frame_quality(f))]
-        frame_vec = embeddings.pooled_frame_vector(picked or media.samples.frames)
+        frame_vec = embeddings.pooled_frame_vector(picked or media.samples.frames, cancelled=cancelled)
         text_vec = embeddings.text_vector(self.embed_text(req, media))
         return embeddings.combine(frame_vec, text_vec)
 

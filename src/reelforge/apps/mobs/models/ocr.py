@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,16 +72,21 @@ def _similar_frame(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(diff < 6.0)
 
 
-def read_video_text(times: list[float], frames: list[np.ndarray], max_frames: int = 3) -> list[TextLine]:
+def read_video_text(times: list[float], frames: list[np.ndarray], max_frames: int = 3, *,
+                    cancelled: Callable[[], bool] | None = None) -> list[TextLine]:
     """OCR on up to `max_frames` frames spread over the video (skipping near-duplicates of the last one
     read) and the distinct lines found, in order of first appearance. Lines that differ only by case,
-    punctuation or a misread letter or two count as one; the most confident reading is kept."""
+    punctuation or a misread letter or two count as one; the most confident reading is kept.
+    `cancelled()` is checked before each frame is read, raising JobCancelled."""
+    from reelforge.apps.mobs.models.frames import check
+
     if max_frames <= 0 or not frames:
         return []
     idx = np.unique(np.linspace(0, len(frames) - 1, num=min(max_frames, len(frames))).round().astype(int))
     lines: list[TextLine] = []
     last: np.ndarray | None = None
     for i in idx:
+        check(cancelled)
         rgb = frames[int(i)]
         if last is not None and _similar_frame(last, rgb):
             continue

@@ -5,6 +5,7 @@ Audio is decoded and resampled to 16 kHz mono with PyAV."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,12 @@ def decode_audio(path: Path, max_s: float = MAX_AUDIO_S) -> np.ndarray | None:
     return np.concatenate(chunks)[:limit].astype(np.float32)
 
 
-def transcribe(path: Path) -> Transcript:
-    """The spoken words of the video. No audio stream, or silence, gives an empty transcript with a note."""
+def transcribe(path: Path, *, cancelled: Callable[[], bool] | None = None) -> Transcript:
+    """The spoken words of the video. No audio stream, or silence, gives an empty transcript with a note.
+    `cancelled()` is checked before decoding and between segments (the model decodes them one by one)."""
+    from reelforge.apps.mobs.models.frames import check
+
+    check(cancelled)
     audio = decode_audio(path)
     if audio is None:
         return Transcript("", notes=("no audio stream: transcript is empty",))
@@ -105,7 +110,11 @@ def transcribe(path: Path) -> Transcript:
             audio, language="en", beam_size=1, word_timestamps=True, vad_filter=True,
             condition_on_previous_text=False, vad_parameters={"min_silence_duration_ms": 300},
         )
-        segments = list(segments)
+        decoded = []
+        for seg in segments:  # a generator: each segment is decoded when asked for
+            check(cancelled)
+            decoded.append(seg)
+        segments = decoded
     words: list[dict[str, Any]] = []
     texts: list[str] = []
     for seg in segments:

@@ -254,7 +254,8 @@
         input.format = v.format;
       } else {
         kind = "video.upscale";
-        input.output = { container: v.container, video_codec: v.video_codec, crf: Number(v.crf), preset: v.preset };
+        input.output = { video_codec: v.video_codec, crf: Number(v.crf), preset: v.preset };
+        if (v.container) input.output.container = v.container;  // empty: the source's own kind
         if (v.chunk_seconds) input.chunk_seconds = Number(v.chunk_seconds);
       }
       const job = await RF.post("/v1/jobs", { kind, input });
