@@ -27,7 +27,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 # The core's own settings sections and attributes: an application may not take one of these names.
 RESERVED = frozenset({
     "database", "storage", "auth", "rate_limit", "jobs", "credits", "webhooks", "models", "otel", "metrics",
-    "alarms", "vectors", "data_dir", "public_url", "host", "port", "log_level", "log_json", "max_body_bytes",
+    "alarms", "vectors", "media", "data_dir", "public_url", "host", "port", "log_level", "log_json", "max_body_bytes",
     "extra_pipelines", "sweep_interval_s", "outbox_interval_s", "apps", "core", "system", "admin", "static",
 })
 
@@ -91,6 +91,10 @@ class AppManifest:
     ticks: tuple[Tick, ...] = ()
     # Event types this application emits (webhook subscriptions may name them).
     event_types: tuple[str, ...] = ()
+    # The error codes this application's problems and job errors may carry beyond the platform's
+    # (`errors.CODES`), each with its meaning; docs/errors.md documents them. An undocumented code is shown as
+    # the generic one for its HTTP status.
+    error_codes: Mapping[str, str] = field(default_factory=dict)
     # Alembic version folders for this application's own tables (applied with the core's on migrate).
     migrations: Path | None = None
     # The figures the admin statistics page shows for this application.

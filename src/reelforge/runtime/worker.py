@@ -308,13 +308,19 @@ class Worker:
                 elif not run.stale.is_set():
                     self.c.jobs.cancelled(job.id, job.attempt, history=cp.take_history())
             except PipelineFailed as exc:
+                # The job's error is what clients see: JobService.fail keeps it to the documented codes (an
+                # unknown one becomes the generic code of the original error's status) and scrubs paths.
+                cause = exc.__cause__
+                if not isinstance(cause, errors.ReelforgeError):
+                    log.warning("job %s failed with %s: %s", job.id, exc.code, exc.message)
                 self.c.jobs.fail(job.id, job.attempt, exc.code, exc.message, retryable=exc.retryable,
-                                 history=cp.take_history())
+                                 history=cp.take_history(),
+                                 status=cause.status if isinstance(cause, errors.ReelforgeError) else None)
             except errors.StaleLease:
                 raise
             except errors.ReelforgeError as exc:
                 self.c.jobs.fail(job.id, job.attempt, exc.code, exc.message, retryable=exc.retryable,
-                                 history=cp.take_history())
+                                 history=cp.take_history(), status=exc.status)
             except Exception as exc:
                 log.exception("job %s crashed", job.id)
                 self.c.jobs.fail(job.id, job.attempt, type(exc).__name__, str(exc) or type(exc).__name__,

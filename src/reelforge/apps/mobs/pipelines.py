@@ -232,13 +232,19 @@ def emit(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def failed(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
-    """Retries are spent: the video is marked failed with the error, and the job fails with it."""
-    error = str((data or {}).get("error") or "analysis_failed")
-    cause = str((data or {}).get("cause") or "analysis failed")
+    """Retries are spent: the video is marked failed with the error, and the job fails with it.
+
+    The caught error is shown as clients may see it: a documented code (a library's exception class name becomes
+    the generic one) and a message without paths."""
+    from reelforge.apps.mobs import ERROR_CODES
+
+    error, cause = errors.public_error(str((data or {}).get("error") or "analysis_failed"),
+                                       str((data or {}).get("cause") or "analysis failed"),
+                                       set(errors.CODES) | set(ERROR_CODES))
     video_id = str(ctx.job_input.get("video_id", ""))
     _mobs(ctx).analysis.mark_failed(video_id, error, cause)
     drop_local_video(ctx)
-    raise errors.ReelforgeError(f"video analysis failed: {cause}", code=error[:100])
+    raise errors.ReelforgeError(f"video analysis failed: {cause}", code=error)
 
 
 PIPELINE = Pipeline(
