@@ -124,6 +124,13 @@ class Container:
         return AssetService(self.store, self.objects, self.settings)
 
     @cached_property
+    def media(self) -> Any:
+        from reelforge.adapters.media.inspector import LocalMediaInspector
+        from reelforge.services.media import MediaService
+
+        return MediaService(self.objects, self.settings, LocalMediaInspector())
+
+    @cached_property
     def metrics(self) -> Metrics:
         from reelforge.observability import FiguresCollector
 

@@ -524,7 +524,7 @@ class _Execution:
         ctx = self.r.make_context(path)
         wake = threading.Event()
         ctx.bind_runner(step_attempt=attempt, stop_requested=scope.stopped, wake=wake,
-                        on_progress=self.r.on_progress)
+                        on_progress=self.r.on_progress, resources=state.resources)
         started = threading.Event()
         started_at = [0.0]
 

@@ -52,6 +52,7 @@ class StepServices:
     objects: Any
     store: Any
     apps: Mapping[str, Any] = field(default_factory=dict)  # application name -> its service object
+    media: Any = None  # the media policy (services/media.py)
 
     def app(self, name: str) -> Any:
         """The service object of the application `name`; AppUnavailable when this worker has none."""
@@ -101,7 +102,7 @@ class Worker:
                                                                                   worker_id=self.worker_id),
                                      assets=container.assets,
                                      objects=container.objects, store=container.store,
-                                     apps=_app_services(container))
+                                     apps=_app_services(container), media=getattr(container, "media", None))
         self.jobs_done = 0
         # Prefetched jobs: claimed (leased, attempt bumped) but not started; any idle slot takes the next one.
         self.prefetched: deque[Job] = deque()
