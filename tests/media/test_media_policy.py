@@ -120,7 +120,7 @@ def test_playlists_and_concat_lists_open_nothing(media: dict[str, Path], tmp_pat
 
 
 def test_decode_memory_rule() -> None:
-    need = decode_memory(16384, 16128, "yuv420p", threads=2)
+    need = decode_memory(16384, 16128, "yuv420p", threads=2, held_rgb=2)
     assert need > 2048 * 1024**2
     with pytest.raises(errors.MemoryLimitExceeded) as exc:
         check_decode_memory(need, 2048)

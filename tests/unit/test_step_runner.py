@@ -731,7 +731,7 @@ def test_steps_see_their_declared_resources(h: Harness) -> None:
         return {"memory_mb": ctx.memory_mb, "cpu": ctx.resources.cpu if ctx.resources else None}
 
     def decode_huge(ctx: StepContext, data: Any) -> Any:
-        check_decode_memory(decode_memory(16384, 16128), ctx.memory_mb)
+        check_decode_memory(decode_memory(16384, 16128, threads=2, held_rgb=2), ctx.memory_mb)
         return "decoded"
 
     out = h.run(pipe(Task("m", measure, resources=Resources(cpu=2, memory_mb=1536), end=True)), {})

@@ -125,12 +125,19 @@ def frame_bytes(width: int, height: int, pix_fmt: str = "yuv420p") -> int:
     return int(width * height * per * (2 if deep else 1))
 
 
-def decode_memory(width: int, height: int, pix_fmt: str = "yuv420p", *, threads: int = 1, references: int = 16,
-                  held_rgb: int = 0, rgb_scale: int = 1) -> int:
-    """Bytes a decode of this picture size needs at its peak: the decoder's reference and reordering frames
-    (H.264/HEVC keep up to 16) plus one frame per decoding thread, plus ``held_rgb`` RGB frames the caller keeps
-    (a batch, converted frames; ``rgb_scale`` times larger each side when they are upscaled)."""
-    decoded = frame_bytes(width, height, pix_fmt) * (references + max(1, threads) + 1)
+def reference_frames(width: int, height: int) -> int:
+    """Pictures a decoder keeps for reference and reordering at this size: H.264/HEVC allow up to 16, fewer as
+    pictures grow (the largest level's decoded picture buffer holds 696320 macroblocks); never fewer than 2."""
+    return max(2, min(16, (696320 * 256) // max(1, width * height)))
+
+
+def decode_memory(width: int, height: int, pix_fmt: str = "yuv420p", *, threads: int = 1,
+                  references: int | None = None, held_rgb: int = 0, rgb_scale: int = 1) -> int:
+    """Bytes a decode of this picture size needs at its peak: the decoder's reference and reordering pictures
+    (:func:`reference_frames` unless given) plus one per decoding thread, plus ``held_rgb`` RGB frames the caller
+    keeps (a batch, converted frames; ``rgb_scale`` times larger each side when they are upscaled)."""
+    refs = reference_frames(width, height) if references is None else references
+    decoded = frame_bytes(width, height, pix_fmt) * (refs + max(1, threads) + 1)
     return decoded + held_rgb * width * height * 3 * rgb_scale * rgb_scale
 
 

@@ -241,6 +241,26 @@ def probe(path: Path, *, max_duration_s: float | None = None, max_pixels: int | 
             metadata=metadata)
 
 
+def decode_budget(path: Path, memory_mb: int, *, held_rgb: int = 0, rgb_scale: int = 1,
+                  what: str = "decoding this video") -> tuple[int, int]:
+    """Check, from the header alone (FFmpeg's probing decode capped to nothing), that decoding the file's video
+    fits in ``memory_mb`` (a step's declared memory): MemoryLimitExceeded before any picture is allocated.
+    Returns the coded (width, height)."""
+    from reelforge.adapters.media.inputs import decoder_threads
+    from reelforge.domain.media import check_decode_memory, decode_memory
+
+    with open_input(Path(path), max_pixels=1) as container:
+        vs = main_video_stream(container)
+        cc = vs.codec_context if vs is not None else None
+        if cc is None:
+            return 0, 0
+        width, height = int(cc.width or 0), int(cc.height or 0)
+        need = decode_memory(width, height, cc.pix_fmt or "yuv420p", threads=decoder_threads(), held_rgb=held_rgb,
+                             rgb_scale=rgb_scale)
+    check_decode_memory(need, memory_mb, what=what)
+    return width, height
+
+
 def _scan_all(container: Any, vs: Any) -> tuple[PacketIndex, float, bool]:
     """One demux pass over every stream: the video stream's packet index (as :func:`scan_packets`), the seconds
     from the earliest packet of any stream to the end of the latest, and whether a packet was read short."""
