@@ -140,6 +140,7 @@ CODES: dict[str, str] = {
     "invalid_email": "Not a valid email address",
     "weak_password": "The password is too short or too long",
     "user_not_found": "No such account",
+    "api_key_not_found": "No such API key",
     "not_found": "No such resource",
     "method_not_allowed": "The route does not take this method",
     "not_acceptable": "The answer cannot be given in the accepted type",

@@ -38,8 +38,8 @@ def raised_in_source() -> dict[str, list[str]]:
         for rx in (literal, attribute):
             for code in rx.findall(text):
                 found.setdefault(code, []).append(str(path.relative_to(ROOT)))
-        for what in re.findall(r"""owned\([^)]*?"([A-Z][a-z]+)"\)""", text):
-            found.setdefault(f"{what.lower()}_not_found", []).append(str(path.relative_to(ROOT)))
+        for what in re.findall(r"""owned\([^"]*?, "([A-Za-z ]+)"\)""", text):
+            found.setdefault(f"{what.lower().replace(' ', '_')}_not_found", []).append(str(path.relative_to(ROOT)))
         for what in re.findall(r"""check_id\([^)]*?"([a-z]+)"\)""", text):
             found.setdefault(f"{what}_not_found", []).append(str(path.relative_to(ROOT)))
     return found

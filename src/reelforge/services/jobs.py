@@ -163,8 +163,9 @@ class JobService:
             except errors.ReelforgeError as exc:
                 fields = exc.details.get("errors") or [{"field": exc.details.get("field", ""),
                                                         "message": exc.message}]
+                code = errors.public_code(exc.code, self.error_codes, status=exc.status)
                 for f in fields:
-                    problems.append({"index": i, "code": exc.code, **f})
+                    problems.append({"index": i, "code": code, **f})
                 continue
             prepared.append((pipeline, kind, clean, price, callback_url, priority))
         if problems:

@@ -110,7 +110,11 @@ def get_object(key: str, request: Request, c: Container) -> StreamingResponse:
         finally:
             fh.close()
 
-    headers = {"Content-Length": str(info.size), "ETag": f'"{info.sha256}"', "Cache-Control": "private, max-age=60"}
+    # Stored bytes are whatever an uploader sent, served from the API's own origin: the browser must never sniff
+    # them into HTML or run them as a page (a polyglot image, an SVG with a script), whatever the content type.
+    headers = {"Content-Length": str(info.size), "ETag": f'"{info.sha256}"', "Cache-Control": "private, max-age=60",
+               "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": "default-src 'none'; img-src 'self'; media-src 'self'; sandbox"}
     if params.get("filename"):
         headers["Content-Disposition"] = content_disposition(params["filename"])
     return StreamingResponse(chunks(), media_type=info.content_type, headers=headers)
