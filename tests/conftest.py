@@ -225,3 +225,94 @@ def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> A
 
 
 _ = threading
+
+
+# --- error audit: every problem+json answer and job error the suite produces ----------------------------------
+# Codes must come from the documented list (docs/errors.md) and no message may show a filesystem path. Each test
+# is checked for what it produced (a violation is reported as an error at its teardown).
+_ERRORS_SEEN: list[tuple[str, str, str]] = []  # (where, code, message)
+
+
+def documented_codes() -> set[str]:
+    from reelforge import errors
+    from reelforge.applications import discover
+
+    return set(errors.CODES).union(*(a.error_codes for a in discover()))
+
+
+def _problem_codes(body: Any) -> list[tuple[str, str]]:
+    """(code, text) of a problem body and of the per-item problems it lists (batch submits)."""
+    found = [(str(body.get("code")), str(body.get("detail", "")))]
+    for item in body.get("errors") or body.get("problems") or ():
+        if isinstance(item, dict) and "code" in item:
+            found.append((str(item["code"]), str(item.get("message", ""))))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _record_errors() -> Iterator[None]:
+    import json
+
+    from reelforge.api import middleware, problems
+    from reelforge.services.jobs import JobService
+
+    original_problem = problems.problem
+    original_finish = JobService._finish
+    original_failed = JobService._failed_attempt
+
+    def problem(status: int, code: str, title: str, detail: str, **kw: Any) -> Any:
+        response = original_problem(status, code, title, detail, **kw)
+        try:
+            body = json.loads(bytes(response.body))
+        except ValueError:
+            body = {"code": code, "detail": detail}
+        for c, text in _problem_codes(body):
+            _ERRORS_SEEN.append(("problem", c, text))
+        return response
+
+    def finish(self: Any, tx: Any, job: Any, status: str, **values: Any) -> Any:
+        if values.get("error_code"):
+            _ERRORS_SEEN.append(("job", str(values["error_code"]), str(values.get("error_message") or "")))
+        return original_finish(self, tx, job, status, **values)
+
+    def failed_attempt(self: Any, tx: Any, job: Any, code: str, message: str, retryable: bool) -> Any:
+        _ERRORS_SEEN.append(("job", code, message))
+        return original_failed(self, tx, job, code, message, retryable)
+
+    problems.problem = problem  # type: ignore[assignment]
+    middleware.problem = problem  # type: ignore[attr-defined]
+    JobService._finish = finish  # type: ignore[method-assign]
+    JobService._failed_attempt = failed_attempt  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        problems.problem = original_problem  # type: ignore[assignment]
+        middleware.problem = original_problem  # type: ignore[attr-defined]
+        JobService._finish = original_finish  # type: ignore[method-assign]
+        JobService._failed_attempt = original_failed  # type: ignore[method-assign]
+
+
+def error_violations(seen: list[tuple[str, str, str]]) -> list[str]:
+    """What in ``seen`` breaks the rules: an undocumented code, or a message showing a path."""
+    from reelforge.errors import has_path
+
+    known = documented_codes()
+    bad = []
+    for where, code, message in seen:
+        if code not in known:
+            bad.append(f"{where} code {code!r} is not in docs/errors.md ({message[:200]!r})")
+        if has_path(message):
+            bad.append(f"{where} {code!r} message shows a path: {message[:300]!r}")
+    return bad
+
+
+@pytest.fixture(autouse=True)
+def _audit_errors() -> Iterator[list[tuple[str, str, str]]]:
+    """The problems and job errors this test produced (its teardown fails on an undocumented code or a path)."""
+    start = len(_ERRORS_SEEN)
+    produced: list[tuple[str, str, str]] = []
+    yield produced
+    produced.extend(_ERRORS_SEEN[start:])
+    bad = error_violations(produced)
+    if bad:
+        pytest.fail("errors that break the documented-codes or no-path rules:\n" + "\n".join(bad))

@@ -28,7 +28,7 @@ _LOCAL = re.compile(r"^/(?![/\\])[^\s\\]*$")  # a link to a page of this site, n
 # The core's own settings sections and attributes: an application may not take one of these names.
 RESERVED = frozenset({
     "database", "storage", "auth", "rate_limit", "jobs", "credits", "webhooks", "models", "otel", "metrics",
-    "alarms", "vectors", "data_dir", "public_url", "host", "port", "log_level", "log_json", "max_body_bytes",
+    "alarms", "vectors", "media", "data_dir", "public_url", "host", "port", "log_level", "log_json", "max_body_bytes",
     "extra_pipelines", "sweep_interval_s", "outbox_interval_s", "apps", "core", "system", "admin", "static",
 })
 
@@ -112,6 +112,10 @@ class AppManifest:
     ticks: tuple[Tick, ...] = ()
     # Event types this application emits (webhook subscriptions may name them).
     event_types: tuple[str, ...] = ()
+    # The error codes this application's problems and job errors may carry beyond the platform's
+    # (`errors.CODES`), each with its meaning; docs/errors.md documents them. An undocumented code is shown as
+    # the generic one for its HTTP status.
+    error_codes: Mapping[str, str] = field(default_factory=dict)
     # Alembic version folders for this application's own tables (applied with the core's on migrate).
     migrations: Path | None = None
     # The figures the admin statistics page shows for this application.

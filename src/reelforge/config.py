@@ -198,6 +198,38 @@ class VectorSettings(BaseModel):
     hnsw_max_scan_tuples: int = Field(default=20_000, ge=100)
 
 
+class MediaSettings(BaseModel):
+    """The media policy every application applies to input videos and images, from their headers, at submit or
+    upload completion and again on the worker before decoding (domain/media.py). An application may only
+    tighten it for itself."""
+
+    max_width: int = Field(default=7680, ge=16)
+    max_height: int = Field(default=7680, ge=16)
+    max_pixels: int = Field(default=7680 * 4320, ge=256)
+    max_duration_s: float = Field(default=3600.0, gt=0)
+    max_fps: float = Field(default=240.0, gt=0)
+    # Video decoders accepted (FFmpeg names); empty accepts any the server can decode.
+    video_codecs: list[str] = Field(default_factory=lambda: [
+        "h264", "hevc", "vp8", "vp9", "libvpx", "libvpx-vp9", "av1", "libdav1d", "libaom-av1", "mpeg4",
+        "mpeg2video", "mpeg1video", "mjpeg", "prores", "theora", "ffv1", "dnxhd", "h263", "msmpeg4v3", "wmv3", "vc1"])
+    image_max_width: int = Field(default=16384, ge=16)
+    image_max_height: int = Field(default=16384, ge=16)
+    image_max_pixels: int = Field(default=8192 * 8192, ge=256)
+    image_formats: list[str] = Field(default_factory=lambda: ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"])
+    image_max_frames: int = Field(default=1000, ge=1)
+
+    def limits(self) -> MediaLimits:
+        """The policy as the domain's rules take it."""
+        from reelforge.domain.media import MediaLimits
+
+        return MediaLimits(
+            max_width=self.max_width, max_height=self.max_height, max_pixels=self.max_pixels,
+            max_duration_s=self.max_duration_s, max_fps=self.max_fps, video_codecs=frozenset(self.video_codecs),
+            image_max_width=self.image_max_width, image_max_height=self.image_max_height,
+            image_max_pixels=self.image_max_pixels, image_formats=frozenset(self.image_formats),
+            image_max_frames=self.image_max_frames)
+
+
 class CoreSettings(BaseSettings):
     """The core's settings; each installed application adds its own section under its name (`Settings`)."""
 
@@ -229,6 +261,7 @@ class CoreSettings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
     # Periodic work inside the worker (seconds between runs).
     # Extra modules that define pipelines (each exposes PIPELINES: list[Pipeline]); plugins and tests use it.
     extra_pipelines: list[str] = Field(default_factory=list)
@@ -317,6 +350,8 @@ def _with_app_sections() -> type[CoreSettings]:
 
 
 if TYPE_CHECKING:
+    from reelforge.domain.media import MediaLimits
+
     Settings = CoreSettings
 else:
     Settings = _with_app_sections()

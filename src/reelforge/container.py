@@ -46,6 +46,13 @@ class Container:
         """The installed applications (entry-point group `reelforge.apps`)."""
         return tuple(discover())
 
+    @cached_property
+    def error_codes(self) -> frozenset[str]:
+        """Every documented error code: the platform's and each installed application's."""
+        from reelforge.errors import CODES
+
+        return frozenset(CODES).union(*(a.error_codes for a in self.apps))
+
     def app(self, name: str) -> Any:
         """Application `name`'s service object, built on first use."""
         services = self._app_services
@@ -108,7 +115,8 @@ class Container:
     def jobs(self) -> Any:
         from reelforge.services.jobs import JobService
 
-        svc = JobService(self.store, self.settings, self.pipelines, url_guard=self.events.guard)
+        svc = JobService(self.store, self.settings, self.pipelines, url_guard=self.events.guard,
+                         error_codes=self.error_codes)
         for application in self.apps:
             svc.checks.update(application.submit_checks(self))
             svc.owner_checks.update(application.owner_checks(self))
@@ -125,6 +133,13 @@ class Container:
         from reelforge.services.assets import AssetService
 
         return AssetService(self.store, self.objects, self.settings)
+
+    @cached_property
+    def media(self) -> Any:
+        from reelforge.adapters.media.inspector import LocalMediaInspector
+        from reelforge.services.media import MediaService
+
+        return MediaService(self.objects, self.settings, LocalMediaInspector())
 
     @cached_property
     def metrics(self) -> Metrics:

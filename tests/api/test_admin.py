@@ -42,7 +42,7 @@ def fail_job(container: Any, job_id: str, *, dead: bool = False) -> None:
     if dead:
         with container.store.tx() as tx:
             tx.jobs.update_job(job_id, failures=job.max_attempts - 1)
-    container.jobs.fail(job_id, job.attempt, "boom", "failed on purpose", retryable=dead)
+    container.jobs.fail(job_id, job.attempt, "transient_error", "failed on purpose", retryable=dead)
 
 
 def balance(user: UserHandle) -> int:
@@ -90,7 +90,7 @@ def test_queue_depth_age_and_dead(client: Any, container: Any, alice: UserHandle
     assert run["job_id"] == running.id and run["worker_id"] == "w-1" and run["owner_id"] == alice.id
     assert run["attempt"] == 1 and 0 < run["lease_expires_in_s"] <= 30 and run["progress"] == 0
     (dead,) = body["dead"]
-    assert dead["job_id"] == doomed["id"] and dead["status"] == "dead" and dead["error"]["code"] == "boom"
+    assert dead["job_id"] == doomed["id"] and dead["status"] == "dead" and dead["error"]["code"] == "transient_error"
     assert dead["failures"] == dead["max_attempts"] and dead["finished_at"].endswith("Z")
 
 

@@ -97,9 +97,18 @@ def test_admin_routes_refuse_users(client: Any, alice: UserHandle) -> None:
             assert_problem(alice.client.request(method, path, headers=alice.headers, json={}), 403, "admin_only")
 
 
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real short video (upload completion probes what arrived)."""
+    from tests.fixtures.videos import make_testsrc
+
+    return make_testsrc(tmp_path_factory.mktemp("clip") / "clip.mp4", seconds=0.5, size=(64, 48),
+                        audio=False).read_bytes()
+
+
 def test_submit_upload_complete_starts_one_job(client: Any, container: Any, alice: UserHandle,
-                                               bob: UserHandle) -> None:
-    data = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8
+                                               bob: UserHandle, clip: bytes) -> None:
+    data = clip
     r = alice.post("/v1/videos/submit", json={"filename": "clip.mp4", "content_type": "video/mp4",
                                                "size": len(data), "caption": "#dance with @bob",
                                                "sha256": hashlib.sha256(data).hexdigest()})
@@ -371,8 +380,9 @@ def test_console_pages(client: Any) -> None:
     assert client.get("/mobs/videos/bad$id").status_code == 422
 
 
-def test_completed_upload_without_job_is_resumed_once(client: Any, container: Any, alice: UserHandle) -> None:
-    data = b"\x00\x00\x00\x18ftypmp42" + b"x" * 500
+def test_completed_upload_without_job_is_resumed_once(client: Any, container: Any, alice: UserHandle,
+                                                      clip: bytes) -> None:
+    data = clip
     r = alice.post("/v1/videos/submit", json={"filename": "c.mp4", "size": len(data)}).json()
     vid, up = r["video"]["id"], r["upload"]
     assert client.put(up["url"].replace("http://testserver", ""), content=data, headers=up["headers"]).status_code == 200
@@ -386,3 +396,61 @@ def test_completed_upload_without_job_is_resumed_once(client: Any, container: An
     assert alice.post(f"/v1/videos/{vid}/complete", json={}).json()["job_id"] == v["job_id"]
     jobs = alice.get("/v1/jobs?kind=video.analyze").json()["data"]
     assert [j["id"] for j in jobs] == [v["job_id"]]
+
+
+def _upload_video(client: Any, user: UserHandle, data: bytes, filename: str = "clip.mp4") -> str:
+    r = user.post("/v1/videos/submit", json={"filename": filename, "content_type": "video/mp4", "size": len(data)})
+    assert r.status_code == 201, r.text
+    up = r.json()["upload"]
+    assert client.put(up["url"].replace("http://testserver", ""), content=data, headers=up["headers"]).status_code \
+        == 200
+    return str(r.json()["video"]["id"])
+
+
+def test_complete_probes_the_upload(client: Any, container: Any, alice: UserHandle, tmp_path: Any) -> None:
+    """Completion probes the bytes under the media policy: anything refused answers 422 with its code, the video is
+    left failed with that error (its bytes deleted, nothing to play) and no job is queued or charged."""
+    from tests.fixtures import hostile
+
+    truncated = hostile.make_truncated_mp4(tmp_path / "cut.mp4", keep=0.3).read_bytes()
+    playlist = hostile.make_hls_playlist(tmp_path / "list.m3u8", [str(tmp_path / "cut.mp4")]).read_bytes()
+    cases = [(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8, "clip.mp4", "not_a_video"),
+             (truncated, "cut.mp4", "media_truncated"),
+             (playlist, "list.m3u8", "unsupported_format")]
+    before = alice.get("/v1/credits").json()["balance"]
+    for data, name, code in cases:
+        vid = _upload_video(client, alice, data, name)
+        body = assert_problem(alice.post(f"/v1/videos/{vid}/complete", json={}), 422, code)
+        assert "/" not in body["detail"].replace("/v1/", ""), body
+        v = alice.get(f"/v1/videos/{vid}").json()
+        assert v["status"] == "failed" and v["error"]["code"] == code and v["job_id"] is None, v
+        assert v["playback_url"] is None
+        # settled: completing again, or asking for the analysis directly, queues nothing
+        assert_problem(alice.post(f"/v1/videos/{vid}/complete", json={}), 409, "video_not_uploading")
+        assert_problem(alice.post("/v1/jobs", json={"kind": "video.analyze", "input": {"video_id": vid}}), 409,
+                       "video_not_uploaded")
+    assert alice.get("/v1/jobs").json()["data"] == []
+    assert alice.get("/v1/credits").json()["balance"] == before
+    assert alice.get("/v1/assets").json()["data"] == []
+    assert container.app("mobs").uploads.resume_stalled() == 0
+
+
+def test_complete_refuses_videos_over_the_policy(client: Any, container: Any, alice: UserHandle,
+                                                tmp_path: Any) -> None:
+    """The same media policy as upscaling (settings `media`, tightened by `mobs`): a video over the size limit is
+    refused at completion, before any worker decodes it."""
+    from tests.fixtures import hostile
+
+    wide = hostile.make_huge_video(tmp_path / "wide.mp4", size=(4352, 64)).read_bytes()
+    vid = _upload_video(client, alice, wide)
+    body = assert_problem(alice.post(f"/v1/videos/{vid}/complete", json={}), 422, "video_too_large")
+    assert "4352x64" in body["detail"]
+    from tests.fixtures.videos import make_testsrc
+
+    container.settings.media.max_fps = 20.0
+    try:
+        fast = _upload_video(client, alice, make_testsrc(tmp_path / "fast.mp4", seconds=0.5, fps=24).read_bytes())
+        assert_problem(alice.post(f"/v1/videos/{fast}/complete", json={}), 422, "frame_rate_too_high")
+    finally:
+        container.settings.media.max_fps = 240.0
+    assert alice.get("/v1/jobs").json()["data"] == []

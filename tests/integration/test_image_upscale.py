@@ -66,3 +66,22 @@ def test_image_bad_input(tmp_path: Path, sqlite_url: str) -> None:
         assert_problem(submit(alice, "image.upscale", asset_id=img, model="lanczos", scale=2), 422,
                        "image_too_large")
         assert alice.get("/v1/jobs").json()["data"] == []
+
+
+def test_decompression_bomb_is_refused_at_submit(tmp_path: Path, sqlite_url: str) -> None:
+    """A 40000x40000 PNG (a few hundred kilobytes) is measured from its header and refused with a 422, never a 500;
+    nothing is queued and no credit is taken."""
+    from tests.fixtures.hostile import make_png_bomb
+
+    bomb = make_png_bomb(tmp_path / "bomb.png")
+    mid = make_png_bomb(tmp_path / "mid.png", 5000, 5000)  # under Pillow's own threshold, over the upscale cap
+    with upscale_env(tmp_path, sqlite_url) as env:
+        alice = register(env.client, "alice@example.com")
+        before = alice.get("/v1/credits").json()["balance"]
+        for path in (bomb, mid):
+            asset = upload(env, alice, path, "image/png")["id"]
+            body = assert_problem(submit(alice, "image.upscale", asset_id=asset, model="lanczos", scale=2), 422,
+                                  "image_too_large")
+            assert "/" not in body["detail"]
+        assert alice.get("/v1/jobs").json()["data"] == []
+        assert alice.get("/v1/credits").json()["balance"] == before

@@ -144,7 +144,7 @@ def test_model_errors_are_counted(client: Any, container: Any, alice: UserHandle
         raise RuntimeError("CUDA out of memory (simulated)")
     monkeypatch.setattr(adapter, "run", broken)
     job = run_job(alice, IMAGE)
-    assert job["status"] in ("failed", "dead") and job["error"]["code"] == "RuntimeError"
+    assert job["status"] in ("failed", "dead") and job["error"]["code"] == "internal_error"
     m = scrape(client)
     errors = value(m, "reelforge_model_invocations_total", task="image.generate", model="tiny-sd", outcome="error")
     assert errors == job["attempt"] * 1  # one model run per attempt, every one failed

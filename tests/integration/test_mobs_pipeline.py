@@ -157,7 +157,7 @@ def test_failed_model_fails_the_step_and_stores_nothing(mobs_env: tuple[Any, Any
     with pytest.raises(ReelforgeError) as exc:
         c.app("mobs").analysis.start_processing(vid, v["job_id"], mallory.id)
     assert exc.value.code == "video_not_found"
-    assert v["status"] == "failed" and v["error"]["code"] == "RuntimeError"
+    assert v["status"] == "failed" and v["error"]["code"] == "internal_error"
     assert "backend crashed" in v["error"]["message"]
     assert v["score"] is None and v["scores"] is None and v["analysis"] is None and v["mob_id"] is None
     assert c.vectors.get("videos", vid) is None

@@ -104,3 +104,25 @@ def test_not_a_video_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed) as err:
         sample(bad, 4)
     assert err.value.code == "invalid_media"
+
+
+def test_truncated_video_is_refused_when_decoded(tmp_path: Path) -> None:
+    """An MP4 cut at 30 % with its index first claims 4 s; sampling decodes 1.2 s and says so, instead of analysing
+    the part that is there as if it were the whole video."""
+    from tests.fixtures.hostile import make_truncated_mp4
+
+    cut = make_truncated_mp4(tmp_path / "cut.mp4", keep=0.3)
+    with pytest.raises(ValidationFailed) as err:
+        sample(cut, 8)
+    assert err.value.code == "media_truncated"
+
+
+def test_playlists_are_not_followed(tmp_path: Path) -> None:
+    from tests.fixtures.hostile import make_hls_playlist
+
+    real = write_video(tmp_path / "v.mp4", [_still("coffee")] * 10, size=SIZE)
+    playlist = make_hls_playlist(tmp_path / "list.m3u8", [str(real), f"file://{real}"])
+    for fn in (lambda: sample(playlist, 4), lambda: transcribe(playlist)):
+        with pytest.raises(ValidationFailed) as err:
+            fn()
+        assert err.value.code == "unsupported_format"

@@ -721,3 +721,23 @@ def test_one_runner_runs_two_executions_at_once(h: Harness) -> None:
     for t in threads:
         t.join(10)
     assert results == [0, 1]
+
+
+def test_steps_see_their_declared_resources(h: Harness) -> None:
+    """A step knows the memory it declares, so media steps can refuse a decode that would not fit in it."""
+    from reelforge import errors
+    from reelforge.domain.media import check_decode_memory, decode_memory
+
+    def measure(ctx: StepContext, data: Any) -> Any:
+        return {"memory_mb": ctx.memory_mb, "cpu": ctx.resources.cpu if ctx.resources else None}
+
+    def decode_huge(ctx: StepContext, data: Any) -> Any:
+        check_decode_memory(decode_memory(16384, 16128, threads=2, held_rgb=2), ctx.memory_mb)
+        return "decoded"
+
+    out = h.run(pipe(Task("m", measure, resources=Resources(cpu=2, memory_mb=1536), end=True)), {})
+    assert out == {"memory_mb": 1536, "cpu": 2}
+    with pytest.raises(PipelineFailed) as exc:
+        h.fresh().run(pipe(Task("d", decode_huge, resources=Resources(memory_mb=2048), end=True)), {})
+    assert exc.value.code == "memory_limit_exceeded" and not exc.value.retryable
+    assert isinstance(exc.value.__cause__, errors.MemoryLimitExceeded)

@@ -25,11 +25,13 @@ _RESERVED = frozenset({"type", "title", "status", "detail", "code", "instance", 
 
 def problem(status: int, code: str, title: str, detail: str, *, instance: str | None = None,
             headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """The problem+json answer. Every text in it is scrubbed of filesystem paths and raw errno values (the one
+    place all problems pass through), so no error can show where the server keeps its files."""
     body: dict[str, Any] = {"type": f"https://reelforge.dev/problems/{code}", "title": title, "status": status,
-                            "detail": detail, "code": code}
+                            "detail": errors.scrub(detail), "code": code}
     if instance:
         body["instance"] = instance
-    body.update({k: v for k, v in extra.items() if v is not None})
+    body.update({k: errors.scrub_value(v) for k, v in extra.items() if v is not None})
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -44,8 +46,12 @@ def install(app: FastAPI) -> None:
         if exc.status >= 500:
             log.warning("request failed: %s %s", exc.code, exc.message)
         # Details are extra members; they never override the RFC 9457 members (or problem()'s own arguments).
-        details = {k: v for k, v in exc.details.items() if k not in _RESERVED}
-        return problem(exc.status, exc.code, exc.title, exc.message, instance=request.url.path, headers=headers,
+        # An internal error's details (commands, internal names) stay in the log.
+        details = {k: v for k, v in exc.details.items() if k not in _RESERVED} if exc.status != 500 else {}
+        # Only documented codes leave the server: an unknown one becomes its status's generic code.
+        known = getattr(getattr(request.app.state, "container", None), "error_codes", None)
+        code = errors.public_code(exc.code, known, status=exc.status)
+        return problem(exc.status, code, exc.title, exc.message, instance=request.url.path, headers=headers,
                        **details)
 
     @app.exception_handler(RequestValidationError)

@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from reelforge.domain.pipeline import Resources
 from reelforge.errors import JobCancelled
 
 ProgressCallback = Callable[[str, float, str], None]
@@ -59,6 +60,9 @@ class StepContext:
         self._stop_requested: Callable[[], bool] = _never
         self._wake = threading.Event()
         self._poll_s = poll_s
+        # What the step declares (cpu, gpu, memory_mb); set by the runner. Steps that decode media check the
+        # decode's memory against `memory_mb` before they start (domain/media.py, check_decode_memory).
+        self.resources: Resources | None = None
         self.log = logging.LoggerAdapter(logger or _log, {"job_id": job_id, "path": path})
 
     def bind_runner(
@@ -68,9 +72,11 @@ class StepContext:
         stop_requested: Callable[[], bool],
         wake: threading.Event,
         on_progress: ProgressCallback | None = None,
+        resources: Resources | None = None,
     ) -> None:
         """Called by the runner before the step starts; step code never calls this."""
         self.step_attempt = step_attempt
+        self.resources = resources
         self._stop_requested = stop_requested
         self._wake = wake
         if self._on_progress is None:
@@ -82,6 +88,11 @@ class StepContext:
         from reelforge.runtime.scratch import job_scratch
 
         return job_scratch(self.services.settings, self.job_id, self.attempt, label)
+
+    @property
+    def memory_mb(self) -> int:
+        """The memory the running step declares (0 when unknown: no limit to check against)."""
+        return int(self.resources.memory_mb) if self.resources is not None else 0
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Report progress of this step, ``fraction`` in [0, 1] (clamped)."""

@@ -55,7 +55,7 @@ from reelforge.domain.pipeline import (
     Task,
     parse_result_path,
 )
-from reelforge.errors import JobCancelled, ReelforgeError, StaleLease, StepTimeout
+from reelforge.errors import JobCancelled, ReelforgeError, StaleLease, StepTimeout, scrub
 from reelforge.runtime.context import ProgressCallback, StepContext
 from reelforge.runtime.executors import Executor, ResourcesUnavailable
 
@@ -182,10 +182,11 @@ def error_name(exc: BaseException) -> str:
 
 
 def error_cause(exc: BaseException) -> str:
-    """A human-readable cause for an exception."""
+    """A human-readable cause for an exception, as the execution history shows it to the job's owner: without
+    filesystem paths or raw errno values."""
     if isinstance(exc, ReelforgeError):
-        return exc.message
-    return str(exc) or type(exc).__name__
+        return scrub(exc.message)
+    return scrub(str(exc)) or type(exc).__name__
 
 
 def _to_json(what: str, value: Any) -> Any:
@@ -562,7 +563,7 @@ class _Execution:
         ctx = self.r.make_context(path)
         wake = threading.Event()
         ctx.bind_runner(step_attempt=attempt, stop_requested=scope.stopped, wake=wake,
-                        on_progress=self.r.on_progress)
+                        on_progress=self.r.on_progress, resources=state.resources)
         started = threading.Event()
         started_at = [0.0]
 

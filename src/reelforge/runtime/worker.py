@@ -52,6 +52,7 @@ class StepServices:
     objects: Any
     store: Any
     apps: Mapping[str, Any] = field(default_factory=dict)  # application name -> its service object
+    media: Any = None  # the media policy (services/media.py)
 
     def app(self, name: str) -> Any:
         """The service object of the application `name`; AppUnavailable when this worker has none."""
@@ -104,7 +105,7 @@ class Worker:
                                                                                   worker_id=self.worker_id),
                                      assets=container.assets,
                                      objects=container.objects, store=container.store,
-                                     apps=_app_services(container))
+                                     apps=_app_services(container), media=getattr(container, "media", None))
         self.jobs_done = 0
         # Prefetched jobs: claimed (leased, attempt bumped) but not started; any idle slot takes the next one.
         self.prefetched: deque[Job] = deque()
@@ -332,13 +333,19 @@ class Worker:
                 elif not run.stale.is_set():
                     self.c.jobs.cancelled(job.id, job.attempt, history=cp.take_history())
             except PipelineFailed as exc:
+                # The job's error is what clients see: JobService.fail keeps it to the documented codes (an
+                # unknown one becomes the generic code of the original error's status) and scrubs paths.
+                cause = exc.__cause__
+                if not isinstance(cause, errors.ReelforgeError):
+                    log.warning("job %s failed with %s: %s", job.id, exc.code, exc.message)
                 self.c.jobs.fail(job.id, job.attempt, exc.code, exc.message, retryable=exc.retryable,
-                                 history=cp.take_history())
+                                 history=cp.take_history(),
+                                 status=cause.status if isinstance(cause, errors.ReelforgeError) else None)
             except errors.StaleLease:
                 raise
             except errors.ReelforgeError as exc:
                 self.c.jobs.fail(job.id, job.attempt, exc.code, exc.message, retryable=exc.retryable,
-                                 history=cp.take_history())
+                                 history=cp.take_history(), status=exc.status)
             except Exception as exc:
                 log.exception("job %s crashed", job.id)
                 self.c.jobs.fail(job.id, job.attempt, type(exc).__name__, str(exc) or type(exc).__name__,

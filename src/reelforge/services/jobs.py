@@ -9,7 +9,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -54,8 +54,12 @@ def pydantic_problem(exc: ValidationError) -> errors.ValidationFailed:
 
 class JobService:
     def __init__(self, store: Store, settings: Settings, pipelines: Any,
-                 url_guard: Callable[[str], None] | None = None) -> None:
+                 url_guard: Callable[[str], None] | None = None,
+                 error_codes: Collection[str] | None = None) -> None:
         self.store = store
+        # The documented error codes (the platform's and the installed applications'); a job's error never
+        # carries another one.
+        self.error_codes = error_codes
         self.settings = settings
         self.pipelines = pipelines
         self.url_guard = url_guard
@@ -181,8 +185,9 @@ class JobService:
             except errors.ReelforgeError as exc:
                 fields = exc.details.get("errors") or [{"field": exc.details.get("field", ""),
                                                         "message": exc.message}]
+                code = errors.public_code(exc.code, self.error_codes, status=exc.status)
                 for f in fields:
-                    problems.append({"index": i, "code": exc.code, **f})
+                    problems.append({"index": i, "code": code, **f})
                 continue
             prepared.append((pipeline, kind, clean, price, callback_url, priority))
         if problems:
@@ -472,8 +477,13 @@ class JobService:
             return job
 
     def fail(self, job_id: str, attempt: int, code: str, message: str, *, retryable: bool,
-             history: Sequence[tuple[str, str | None, dict[str, Any]]] = ()) -> Job:
-        """A failed attempt: retried later with backoff and jitter, or failed/dead with a refund."""
+             history: Sequence[tuple[str, str | None, dict[str, Any]]] = (), status: int | None = None) -> Job:
+        """A failed attempt: retried later with backoff and jitter, or failed/dead with a refund.
+
+        The error is recorded as clients will see it: a documented code (an unknown one becomes the generic code
+        of ``status``, else ``internal_error``) and a message without filesystem paths or raw errno values.
+        """
+        code, message = errors.public_error(code, message, self.error_codes, status=status)
         with self.store.tx() as tx:
             job = tx.jobs.fence(job_id, attempt)
             self._flush_history(tx, job_id, attempt, history)

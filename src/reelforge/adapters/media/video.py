@@ -29,6 +29,7 @@ import numpy as np
 
 from reelforge import errors
 from reelforge.adapters.media.ffmpeg import run_ffmpeg
+from reelforge.adapters.media.inputs import ffmpeg_input_args, limit_decoder, open_input
 from reelforge.adapters.media.probe import (
     PacketIndex,
     VideoInfo,
@@ -148,7 +149,7 @@ def plan_chunks(path: Path, info: VideoInfo, chunk_seconds: float) -> list[Chunk
     """
     if not chunk_seconds > 0:
         raise errors.ValidationFailed("chunk_seconds must be positive", code="invalid_chunk_seconds")
-    with av.open(str(path)) as container:
+    with open_input(path, max_pixels=_picture(info)) as container:
         vs = _video_stream(container, info)
         tb = _time_base(vs)
         index = scan_packets(container, vs)
@@ -319,9 +320,10 @@ def _seek_and_decode(container: Any, vs: Any, src: Path, info: VideoInfo, chunk:
             return
         log.info("seek to %d for chunk %d landed at pts %s", target, chunk.index, None if head is None else head.pts)
     log.warning("seeking cannot reach chunk %d (pts %d); decoding from the start", chunk.index, chunk.start_pts)
-    with av.open(str(src)) as again:
+    with open_input(src, max_pixels=_picture(info)) as again:
         vs2 = _video_stream(again, info)
         vs2.thread_type = "AUTO"
+        limit_decoder(vs2, _picture(info))
         yield from again.decode(vs2)
 
 
@@ -361,9 +363,11 @@ def process_chunk(src: Path, info: VideoInfo, chunk: Chunk, out: Path, frame_fn:
         return cancelled is not None and bool(cancelled())
 
     try:
-        with av.open(str(src)) as container:
+        with open_input(src, max_pixels=_picture(info)) as container:
             vs = _video_stream(container, info)
             vs.thread_type = "AUTO"
+            # The decoder refuses a picture larger than the probe saw (a stream whose size grows mid-way).
+            limit_decoder(vs, _picture(info))
             tb = _time_base(vs)
             rate = vs.average_rate or vs.guessed_rate
             size: tuple[int, int] | None = None
@@ -462,6 +466,11 @@ def process_chunk(src: Path, info: VideoInfo, chunk: Chunk, out: Path, frame_fn:
                        seconds=float((end - chunk.start_pts) * tb), elapsed_s=time.monotonic() - t0)
 
 
+def _picture(info: VideoInfo) -> int:
+    """The decoders' picture-size cap for a probed video: its own size (inputs.padded adds the coding slack)."""
+    return max(1, int(info.width) * int(info.height))
+
+
 def _step(rate: Fraction | None, tb: Fraction) -> int:
     return max(1, round(1 / (rate * tb))) if rate else 1
 
@@ -496,7 +505,7 @@ def concat_chunks(chunk_paths: list[Path], out: Path) -> None:
         ref: tuple[Any, ...] | None = None
         last_dts: int | None = None
         for path in chunk_paths:
-            with av.open(str(path)) as ic:
+            with open_input(path) as ic:
                 if not ic.streams.video:
                     raise MediaError(f"Chunk {Path(path).name} has no video stream", code="bad_chunk")
                 s: Any = ic.streams.video[0]
@@ -549,7 +558,7 @@ def concat_chunks(chunk_paths: list[Path], out: Path) -> None:
 def _synth_dts(path: Path) -> list[int] | None:
     """Decode timestamps for a chunk whose container stores none (Matroska): the k-th smallest pts minus the
     largest reorder lead, which increases strictly and never passes a frame's pts. None when all are present."""
-    with av.open(str(path)) as ic:
+    with open_input(path) as ic:
         s = ic.streams.video[0]
         pkts = [(p.pts, p.dts) for p in ic.demux(s) if p.size and p.pts is not None]
     if all(d is not None for _, d in pkts):
@@ -609,7 +618,7 @@ def remux(video: Path, source: Path, out: Path, *, container: str = "mp4",
     if container not in ("mp4", "mkv"):
         raise errors.ValidationFailed(f"Unknown container {container!r}; use mp4 or mkv", code="invalid_container")
     info = probe(Path(source))
-    with av.open(str(video)) as vc:
+    with open_input(video) as vc:
         vstream = main_video_stream(vc)
         if vstream is None:
             raise MediaError(f"{Path(video).name} has no video stream", code="bad_chunk")
@@ -618,7 +627,9 @@ def remux(video: Path, source: Path, out: Path, *, container: str = "mp4",
     if info.rotation:
         # ffmpeg's display rotation is counter-clockwise.
         args += ["-display_rotation:v:0", str(-info.rotation)]
-    args += ["-i", str(video), "-i", str(source), "-map", "0:v:0", "-c", "copy"]
+    # Both inputs are read with the whitelisted demuxers and the file protocol only (adapters/media/inputs.py).
+    args += [*ffmpeg_input_args(), "-i", str(video), *ffmpeg_input_args(), "-i", str(source), "-map", "0:v:0",
+             "-c", "copy"]
     # Every output stream gets its source stream's dispositions, set explicitly: left to itself ffmpeg marks
     # the only stream of a type as default (and the video is always the only one).
     dispositions = _dispositions(Path(source))
@@ -694,7 +705,7 @@ def _dispositions(source: Path) -> dict[int, str]:
     """Each source stream's dispositions as an ffmpeg ``-disposition`` value: ``default+forced``, ``0`` for none."""
     members = av.stream.Disposition.__members__
     flags = [(name, int(members[name])) for name in _KEPT_DISPOSITIONS if name in members]
-    with av.open(str(source)) as c:
+    with open_input(source) as c:
         return {s.index: "+".join(name for name, bit in flags if int(s.disposition) & bit) or "0" for s in c.streams}
 
 
@@ -703,7 +714,7 @@ _STALE_TAGS = {"encoder", "duration", "bps", "number_of_frames", "number_of_byte
 
 
 def _video_tags(source: Path, index: int) -> dict[str, str]:
-    with av.open(str(source)) as c:
+    with open_input(source) as c:
         meta = dict(c.streams[index].metadata)
     return {k: v for k, v in meta.items()
             if k.lower() not in _STALE_TAGS and not k.lower().startswith("_statistics") and v is not None}

@@ -10,6 +10,18 @@ from reelforge.applications import Action, AppManifest, NavItem
 
 HERE = Path(__file__).parent
 
+# Error codes this application adds to the platform's (docs/errors.md).
+ERROR_CODES = {
+    "unknown_model": "No image-generation model of that name",
+    "too_many_pixels": "width x height is over the model's limit",
+    "invalid_num_images": "num_images is out of range",
+    "invalid_seed": "The seed is out of range",
+    "invalid_steps": "steps is out of range",
+    "invalid_model_name": "A model name may hold letters, digits, '.', '_' and '-'",
+    "hub_repo_not_found": "No such repository on the model hub",
+    "hub_unreachable": "The model hub cannot be reached",
+}
+
 
 def _pipelines() -> list[Any]:
     from reelforge.apps.imagegen.pipelines import PIPELINE
@@ -64,4 +76,5 @@ APP = AppManifest(
     static=HERE / "static",
     cli=_cli,
     demo=_demo,
+    error_codes=ERROR_CODES,
 )

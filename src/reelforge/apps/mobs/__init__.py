@@ -10,6 +10,34 @@ from reelforge.applications import AppManifest, NavItem, Tick
 from reelforge.apps.mobs.settings import MobsSettings
 
 HERE = Path(__file__).parent
+
+# Error codes this application adds to the platform's (docs/errors.md).
+ERROR_CODES = {
+    "video_not_found": "No such video (or not yours to see)",
+    "mob_not_found": "No such mob",
+    "video_no_upload": "The video has no upload to complete",
+    "video_not_uploading": "The video's upload is already settled",
+    "video_not_uploaded": "The video's upload is not complete",
+    "video_not_analyzed": "The video has no analysis or embedding yet",
+    "video_deleted": "The video was deleted",
+    "unsupported_video_type": "The content type is not one of the accepted video types",
+    "invalid_visibility": "visibility must be public or private",
+    "invalid_order": "order must be new or best",
+    "invalid_k": "k must be between 1 and 100",
+    "invalid_days": "days is out of range",
+    "invalid_status": "Unknown video status",
+    "invalid_request": "A video model was called with something other than an analysis request",
+    "invalid_embedding": "The embedding model returned an unusable vector",
+    "invalid_dimension": "The embedding dimension does not match the index",
+    "dimension_mismatch": "Vectors of different dimensions were mixed",
+    "invalid_validation": "The validation settings are not valid",
+    "invalid_weights": "The validation weights are not valid",
+    "not_enough_data": "Too few videos to fit the projection",
+    "projection_corrupt": "The stored projection cannot be read",
+    "hosted_model_error": "The hosted model failed; retried",
+    "hosted_model_rejected": "The hosted model refused the video",
+    "analysis_failed": "The video's analysis failed",
+}
 KIND = "video.analyze"
 
 
@@ -29,7 +57,7 @@ def _service(c: Any) -> Any:
     from reelforge.apps.mobs.services import MobService
 
     return MobService(c.store, c.settings, assets=c.assets, objects=c.objects, jobs=c.jobs,
-                      vectors=lambda: c.vectors)
+                      vectors=lambda: c.vectors, media=getattr(c, "media", None))
 
 
 def _owner_checks(c: Any) -> dict[str, Any]:
@@ -91,4 +119,5 @@ APP = AppManifest(
     migrations=HERE / "migrations",
     admin_stats=_admin_stats,
     demo=_demo,
+    error_codes=ERROR_CODES,
 )

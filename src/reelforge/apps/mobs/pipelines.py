@@ -29,7 +29,12 @@ TASK_EMBED = "video.embed"
 
 _download_lock = threading.Lock()
 
+# Refusals of the file itself: the same bytes fail the same way, so they go straight to `failed`.
+MEDIA_REFUSALS = ("not_a_video", "invalid_media", "unsupported_format", "unsupported_codec", "video_too_large",
+                  "video_too_long", "frame_rate_too_high", "media_truncated", "corrupt_video", "active_content",
+                  "polyglot_file", "memory_limit_exceeded")
 MODEL_RETRY = (
+    Retry(errors=MEDIA_REFUSALS, max_attempts=0),
     Retry(errors=("transient_error", "States.Timeout"), interval_s=1.0, max_attempts=2),
     Retry(errors=(ALL,), interval_s=0.5, max_attempts=1),
 )
@@ -108,15 +113,18 @@ def _asset_of(ctx: StepContext) -> str | None:
     return v.asset_id if v is not None else None
 
 
-def _duration(path: Path) -> float | None:
-    """The video's duration from its headers (the units the video tasks are metered in), None when unknown."""
-    from reelforge.apps.mobs.models.frames import probe
+def checked_video(ctx: StepContext, video_id: str) -> tuple[Path, Any]:
+    """The video's local copy, checked again before anything decodes it: first that decoding it fits in the
+    step's declared memory (from the header alone), then the platform's media policy with this application's
+    caps (size, duration, frame rate, codec, container, and the packets against what the container claims).
+    Returns (path, the probe's VideoInfo)."""
+    from reelforge.adapters.media.probe import decode_budget, probe
+    from reelforge.apps.mobs.services.base import media_limits
 
-    try:
-        seconds = probe(path).duration_s
-    except (errors.ReelforgeError, ImportError):  # the model run says what is wrong with the file (or the setup)
-        return None
-    return float(seconds) if seconds > 0 else None
+    path = local_video(ctx, video_id)
+    # Sampled frames are converted to RGB one at a time (and resized): two RGB pictures beside the decoder's.
+    decode_budget(path, ctx.memory_mb, held_rgb=2, what="analysing this video")
+    return path, probe(path, limits=media_limits(ctx.services.settings))
 
 
 def _raw_to_text(raw: Any) -> str | None:
@@ -147,7 +155,7 @@ def thumbnail(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     """A PNG frame (FFmpeg/PyAV decode), stored as an asset whose id derives from the job (retries reuse it)."""
     from reelforge.apps.mobs.models import thumbnail as make_thumbnail
 
-    path = local_video(ctx, data["video_id"])
+    path, _ = checked_video(ctx, data["video_id"])
     png, at = make_thumbnail(path, width=320)
     asset_id = uuid.uuid5(uuid.NAMESPACE_URL, f"reelforge:{ctx.job_id}:thumbnail").hex
     asset = ctx.services.assets.store_output(
@@ -160,10 +168,11 @@ def _run_video_model(ctx: StepContext, data: dict[str, Any], task: str) -> tuple
     """Run the configured model of `task` on the job's video (cached locally); (model name, result)."""
     from reelforge.apps.mobs.ports import VideoAnalysisRequest
 
-    path = local_video(ctx, data["video_id"])
+    path, info = checked_video(ctx, data["video_id"])
     name = _model_name(ctx, task)
+    duration_s = float(info.duration_s) if info.duration_s > 0 else None  # the units video tasks are metered in
     result = ctx.services.models.run(
-        task, name, VideoAnalysisRequest(path=path, caption=data.get("caption", ""), duration_s=_duration(path)),
+        task, name, VideoAnalysisRequest(path=path, caption=data.get("caption", ""), duration_s=duration_s),
         progress=lambda f, m: ctx.progress(0.1 + 0.6 * f, m), cancelled=ctx.stopping)
     return name, result
 
@@ -232,13 +241,19 @@ def emit(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def failed(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
-    """Retries are spent: the video is marked failed with the error, and the job fails with it."""
-    error = str((data or {}).get("error") or "analysis_failed")
-    cause = str((data or {}).get("cause") or "analysis failed")
+    """Retries are spent: the video is marked failed with the error, and the job fails with it.
+
+    The caught error is shown as clients may see it: a documented code (a library's exception class name becomes
+    the generic one) and a message without paths."""
+    from reelforge.apps.mobs import ERROR_CODES
+
+    error, cause = errors.public_error(str((data or {}).get("error") or "analysis_failed"),
+                                       str((data or {}).get("cause") or "analysis failed"),
+                                       set(errors.CODES) | set(ERROR_CODES))
     video_id = str(ctx.job_input.get("video_id", ""))
     _mobs(ctx).analysis.mark_failed(video_id, error, cause)
     drop_local_video(ctx)
-    raise errors.ReelforgeError(f"video analysis failed: {cause}", code=error[:100])
+    raise errors.ReelforgeError(f"video analysis failed: {cause}", code=error)
 
 
 PIPELINE = Pipeline(

@@ -60,3 +60,8 @@ class MobsSettings(BaseModel):
     mob_name_terms: int = Field(default=2, ge=1, le=5)
     top_terms: int = Field(default=8, ge=1, le=50)
     max_upload_bytes: int = Field(default=200 * 1024**2, gt=0)
+    # Caps on top of the platform's media policy (settings `media`): short clips up to 4K, which the analysis
+    # steps decode within their declared memory.
+    max_side: int = Field(default=4096, ge=16)
+    max_pixels: int = Field(default=3840 * 2160, ge=256)
+    max_duration_s: float = Field(default=600.0, gt=0)

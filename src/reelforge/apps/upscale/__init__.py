@@ -12,6 +12,20 @@ from reelforge.apps.upscale.settings import UpscaleSettings
 
 HERE = Path(__file__).parent
 
+# Error codes this application adds to the platform's (docs/errors.md).
+ERROR_CODES = {
+    "unknown_model": "No upscaling model of that name",
+    "unsupported_scale": "The model does not support this scale",
+    "output_too_large": "The upscaled picture would be over the output pixel limit",
+    "empty_video": "The video has no frames",
+    "invalid_request": "The model was called with something other than an upscale request",
+    "invalid_images": "The frames given to the model are not RGB images of one size",
+    "invalid_tile": "The tile size is out of range",
+    "invalid_denoise": "denoise must be between 0 and 1",
+    "denoise_unavailable": "The model has no denoise strength",
+    "upscale_out_of_memory": "The device ran out of memory even with the smallest tiles",
+}
+
 
 def _pipelines(settings: Any = None) -> list[Any]:
     from reelforge.apps.upscale import image_pipeline, video_pipeline
@@ -77,4 +91,5 @@ APP = AppManifest(
     static=HERE / "static",
     cli=_cli,
     demo=_demo,
+    error_codes=ERROR_CODES,
 )

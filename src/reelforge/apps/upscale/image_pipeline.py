@@ -24,7 +24,6 @@ from reelforge.runtime.context import StepContext
 
 TASK = "image.upscale"
 KIND = "image.upscale"
-MAX_IMAGE_BYTES = 64 * 1024**2
 MP_FRAMES_PER_CREDIT = 1000.0
 
 FORMATS: dict[str, tuple[str, str, str]] = {
@@ -99,39 +98,25 @@ def upscale_frames(ctx: StepContext, model: str, scale: int, frames: list[Any], 
 
 # --- image.upscale --------------------------------------------------------------------------------------------
 
-def _open_image(data: bytes, max_pixels: int) -> Any:
-    """Pillow image, refused before decoding when it is not an image or has more pixels than allowed."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        img = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise errors.ValidationFailed("The asset is not an image Pillow can read", code="not_an_image",
-                                      field="asset_id") from exc
-    w, h = img.size
-    if w * h > max_pixels:
-        raise errors.ValidationFailed(f"The image has {w}x{h} pixels; at most {max_pixels} are allowed",
-                                      code="image_too_large", field="asset_id", limit=max_pixels)
-    return img
+def image_limits(settings: Any) -> Any:
+    """The platform's media policy with this application's own image cap (`upscale.max_image_pixels`)."""
+    return settings.media.limits().tightened(image_max_pixels=settings.upscale.max_image_pixels)
 
 
-def _image_header(assets: Any, owner_id: str, asset_id: str, max_pixels: int) -> tuple[Any, int, int]:
-    asset = owned_source(assets, owner_id, asset_id)
+def _image_header(container: Any, owner_id: str, asset_id: str) -> tuple[Any, int, int]:
+    """The caller's image, measured from its header by the platform's media policy (nothing decoded)."""
+    asset = owned_source(container.assets, owner_id, asset_id)
     if asset.content_type.startswith(("video/", "audio/", "text/")):
         raise errors.ValidationFailed(f"The asset is {asset.content_type}, not an image", code="not_an_image",
                                       field="asset_id")
-    if asset.size > MAX_IMAGE_BYTES:
-        raise errors.ValidationFailed(f"Images are limited to {MAX_IMAGE_BYTES} bytes", code="image_too_large",
-                                      field="asset_id", limit=MAX_IMAGE_BYTES)
-    _, data = assets.read_owned(owner_id, asset_id)
-    img = _open_image(data, max_pixels)
-    return asset, img.size[0], img.size[1]
+    facts = container.media.check_image(asset, image_limits(container.settings))
+    return asset, int(facts["width"]), int(facts["height"])
 
 
 def submit_check(container: Any, principal: Any, data: dict[str, Any]) -> None:
     """At submit time: the image is the caller's, readable and within the pixel caps; notes its size for price()."""
     settings = container.settings
-    _, w, h = _image_header(container.assets, principal.user_id, data["asset_id"], settings.upscale.max_image_pixels)
+    _, w, h = _image_header(container, principal.user_id, data["asset_id"])
     scale = int(data["scale"])
     if w * scale * h * scale > settings.upscale.max_output_pixels:
         raise errors.ValidationFailed(
@@ -151,13 +136,22 @@ def upscale(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     """Decode (pixel cap), upscale, encode in the asked format and store it; the asset id comes from the job."""
     import numpy as np
 
+    from reelforge.adapters.media.inputs import decode_image, inspect_image
+    from reelforge.domain.media import check_decode_memory, decode_memory
+
     settings = ctx.services.settings
     check_model(ctx.services.models, data)
     asset, raw = ctx.services.assets.read_owned(ctx.owner_id, data["asset_id"])
-    img = _open_image(raw, settings.upscale.max_image_pixels)
+    limits = image_limits(settings)
+    scale = int(data["scale"])
+    # The header again on the worker (the asset may have been checked under other settings), then the memory the
+    # step will hold: the picture as RGBA and RGB, and the upscaled result twice (model output, encoder input).
+    facts = inspect_image(raw, limits)
+    check_decode_memory(decode_memory(facts.width, facts.height, "rgba", references=0, held_rgb=2,
+                                      rgb_scale=scale), ctx.memory_mb, what="upscaling this image")
+    img = decode_image(raw, limits)
     mode = img.mode
     rgb = np.asarray(img.convert("RGB"))
-    scale = int(data["scale"])
     ctx.progress(0.1, "upscaling")
     result = upscale_frames(ctx, data["model"], scale, [rgb], data.get("denoise"))
     out = np.asarray(result.images[0], dtype=np.uint8)

@@ -94,9 +94,24 @@ def _limits_check(info: Any, scale: int, settings: Any) -> None:
 
 
 def _probe(path: Path, settings: Any) -> Any:
+    """The platform's media policy (settings `media`) with this application's own caps on top."""
     from reelforge.adapters.media.probe import probe
 
-    return probe(path, max_duration_s=settings.upscale.max_duration_s, max_pixels=settings.upscale.max_pixels)
+    return probe(path, max_duration_s=settings.upscale.max_duration_s, max_pixels=settings.upscale.max_pixels,
+                 limits=settings.media.limits())
+
+
+def chunk_memory(info: Any, scale: int, batch_size: int, native: bool) -> int:
+    """Bytes one chunk step holds at its peak: the source's decoder, a batch of RGB frames in and upscaled out
+    (not with native scaling, where frames stay YUV), and the encoder's look-ahead of output frames."""
+    from reelforge.adapters.media.inputs import decoder_threads
+    from reelforge.domain.media import decode_memory, frame_bytes
+
+    w, h = int(info.width), int(info.height)
+    need = decode_memory(w, h, info.pix_fmt, threads=decoder_threads())
+    if not native:
+        need += batch_size * w * h * 3 * (1 + 2 * scale * scale)
+    return need + frame_bytes(w * scale, h * scale) * 48
 
 
 def _source_facts(info: Any) -> dict[str, Any]:
@@ -107,18 +122,18 @@ def _source_facts(info: Any) -> dict[str, Any]:
 def submit_check(container: Any, principal: Any, data: dict[str, Any]) -> None:
     """At submit time: the source is the caller's (404 otherwise), is a video within the limits (422 with the
     probe's code) and the output fits; its size and frame count are noted for price()."""
+    from reelforge.adapters.media.probe import VideoInfo
+
     settings = container.settings
     asset = owned_source(container.assets, principal.user_id, data["asset_id"])
     if asset.content_type.startswith(("image/", "audio/", "text/")):
         raise errors.ValidationFailed(f"The asset is {asset.content_type}, not a video", code="not_a_video",
                                       field="asset_id")
-    path_for = getattr(container.objects, "path_for", None)
-    if getattr(container.objects, "name", "") == "local" and callable(path_for):
-        # The local store keeps the object as a plain file: probe it in place.
-        info = _probe(Path(path_for(asset.key)), settings)
-    else:
-        with local_source(container, asset) as (path, _):
-            info = _probe(path, settings)
+    # The platform's media policy (headers, truncation, containers, active content) with this application's
+    # own caps, on the stored file.
+    limits = container.media.limits(max_pixels=settings.upscale.max_pixels,
+                                    max_duration_s=settings.upscale.max_duration_s)
+    info = VideoInfo.from_dict(container.media.check_video(asset, limits))
     _limits_check(info, int(data["scale"]), settings)
     data["source"] = _source_facts(info)
 
@@ -279,6 +294,7 @@ def _native_scale(models: Any, model: str, scale: int, denoise: float | None, in
 def upscale_chunk(ctx: StepContext, item: dict[str, Any]) -> dict[str, Any]:
     """Decode one chunk, upscale it in batches, encode it and store it as a temporary asset."""
     from reelforge.adapters.media.video import Chunk, EncodeOptions, process_chunk
+    from reelforge.domain.media import check_decode_memory
 
     svc = ctx.services
     settings = svc.settings
@@ -311,6 +327,8 @@ def upscale_chunk(ctx: StepContext, item: dict[str, Any]) -> dict[str, Any]:
             info = VideoInfo.from_dict(item["info"]) if item.get("info") else probe(path)
             out = tmp / f"chunk-{index:05d}.mp4"
             native = _native_scale(svc.models, model, scale, denoise, info)
+            check_decode_memory(chunk_memory(info, scale, settings.upscale.batch_size, native is not None),
+                                ctx.memory_mb, what="upscaling this chunk")
             threads = _encoder_threads(int(job["chunks"]), settings.upscale.max_chunk_concurrency)
             started = time.perf_counter()
             result = process_chunk(

@@ -14,9 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from reelforge.domain.media import check_decoded
 from reelforge.errors import JobCancelled, ValidationFailed
 
 SCAN_SIZE = (64, 48)  # (width, height) of the grey frames that activity measures use
+# Decoders refuse pictures larger than this (the media policy has refused such files long before; this is the
+# backstop for a stream whose picture grows after its header).
+MAX_PICTURE = 7680 * 4320
 _SEEK_ABOVE_S = 90.0  # longer videos are sampled by seeking instead of decoding every frame
 CHECK_EVERY = 16  # decoded frames between two cancellation checks
 
@@ -46,12 +50,11 @@ class VideoSamples:
 
 
 def _open(path: Path):  # type: ignore[no-untyped-def]
-    import av
+    """The file through the platform's input opener: plain containers only (no playlist or file list may make
+    FFmpeg read another file), the file protocol only, FFmpeg's probing decode capped."""
+    from reelforge.adapters.media.inputs import open_input
 
-    try:
-        return av.open(str(path))
-    except (av.FFmpegError, OSError) as exc:
-        raise ValidationFailed(f"cannot open the video: {exc}", code="invalid_media") from exc
+    return open_input(path, max_pixels=MAX_PICTURE, unreadable="invalid_media", what="video")
 
 
 def _info(container) -> VideoInfo:  # type: ignore[no-untyped-def]
@@ -100,10 +103,18 @@ def sample(path: Path, n_frames: int = 8, *, max_side: int = 320, scan_fps: floa
     """`n_frames` RGB frames evenly spread over the video (plus the frames nearest `extra_times`) and a
     grey scan at about `scan_fps` for motion and cut measures. `cancelled()` is checked every CHECK_EVERY
     decoded frames (and before each seek of a long video), raising JobCancelled."""
+    import av
+
+    from reelforge.adapters.media.inputs import limit_decoder
+
     with _open(path) as container:
         info = _info(container)
         vs = container.streams.video[0]
         vs.thread_type = "AUTO"
+        limit_decoder(vs, min(MAX_PICTURE, max(1, info.width * info.height)))
+        # The video stream's own claims (MP4 keeps them; a container-wide duration may include longer audio).
+        claimed_frames = int(vs.frames or 0)
+        claimed_s = float(vs.duration * vs.time_base) if vs.duration and vs.time_base else 0.0
         duration = info.duration_s
         if duration <= 0:
             # No duration in the headers: count frames first (cheap for the short videos this is for).
@@ -113,24 +124,44 @@ def sample(path: Path, n_frames: int = 8, *, max_side: int = 320, scan_fps: floa
             info = VideoInfo(duration, info.width, info.height, info.fps, info.has_audio)
         targets = sorted(set(_targets(duration, n_frames)) | set(extra_times)) if duration > 0 else [0.0]
         out = VideoSamples(info=info)
-        if duration > _SEEK_ABOVE_S:
-            _sample_seeking(container, vs, targets, out, max_side, scan_fps, duration, cancelled)
-        else:
-            _sample_forward(container, vs, targets, out, max_side, scan_fps, cancelled)
+        try:
+            if duration > _SEEK_ABOVE_S:
+                _sample_seeking(container, vs, targets, out, max_side, scan_fps, duration, cancelled)
+                # Every sample time the container promises must have a frame.
+                check_decoded(expected_frames=len(targets), decoded=len(out.frames), expected_s=duration)
+            else:
+                decoded, end_s = _sample_forward(container, vs, targets, out, max_side, scan_fps, cancelled)
+                # What was decoded must match what the container claims (a file cut short still claims it all).
+                check_decoded(expected_frames=claimed_frames, decoded=decoded, expected_s=claimed_s,
+                              decoded_s=end_s, frame_s=1.0 / max(info.fps, 1.0))
+        except av.FFmpegError as exc:
+            # Decoding broke off: short of what the container claims, the file was cut; else it is damaged.
+            reached = max(out.scan_times, default=0.0)
+            cut = claimed_s > 0 and reached < claimed_s - max(0.5, 0.02 * claimed_s)
+            raise ValidationFailed(
+                f"the video stops decoding at {reached:.2f} s of {claimed_s:.2f} s: the file is cut short" if cut
+                else f"the video stops decoding part-way ({exc.strerror or type(exc).__name__})",
+                code="media_truncated" if cut else "corrupt_video") from exc
     if not out.frames:
         raise ValidationFailed("no frame could be decoded from the video", code="invalid_media")
     return out
 
 
 def _sample_forward(container, vs, targets, out, max_side, scan_fps, cancelled):  # type: ignore[no-untyped-def]
+    """Decode every frame once, keeping the samples; (frames decoded, end time of the last one in seconds)."""
     half = 0.5 / max(out.info.fps, 1.0)
     next_scan = 0.0
     ti = 0
     scans: list[np.ndarray] = []
+    decoded = 0
+    end_s = 0.0
     for n, frame in enumerate(container.decode(vs)):
         if n % CHECK_EVERY == 0:
             check(cancelled)
         t = float(frame.time) if frame.time is not None else 0.0
+        decoded += 1
+        end_s = max(end_s, t + (float(frame.duration * frame.time_base) if frame.duration and frame.time_base
+                                else 1.0 / max(out.info.fps, 1.0)))
         if t + 1e-6 >= next_scan:
             scans.append(_scan_frame(frame))
             out.scan_times.append(t)
@@ -142,6 +173,8 @@ def _sample_forward(container, vs, targets, out, max_side, scan_fps, cancelled):
             ti += 1
     if scans:
         out.scan = np.stack(scans)
+    start = float(vs.start_time * vs.time_base) if vs.start_time is not None and vs.time_base else 0.0
+    return decoded, end_s - start
 
 
 def _sample_seeking(container, vs, targets, out, max_side, scan_fps, duration,  # type: ignore[no-untyped-def]

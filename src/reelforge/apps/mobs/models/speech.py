@@ -64,10 +64,9 @@ def decode_audio(path: Path, max_s: float = MAX_AUDIO_S) -> np.ndarray | None:
     """The first audio stream as 16 kHz mono float32, or None when the file has no audio stream."""
     import av
 
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError) as exc:
-        raise ValidationFailed(f"cannot open the video: {exc}", code="invalid_media") from exc
+    from reelforge.adapters.media.inputs import open_input
+
+    container = open_input(path, max_pixels=1, unreadable="invalid_media", what="video")
     with container:
         if not container.streams.audio:
             return None
@@ -86,7 +85,8 @@ def decode_audio(path: Path, max_s: float = MAX_AUDIO_S) -> np.ndarray | None:
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
         except av.FFmpegError as exc:
-            raise ValidationFailed(f"cannot decode the audio: {exc}", code="invalid_media") from exc
+            raise ValidationFailed(f"cannot decode the audio ({exc.strerror or type(exc).__name__})",
+                                   code="invalid_media") from exc
     if not chunks:
         return np.zeros(0, np.float32)
     return np.concatenate(chunks)[:limit].astype(np.float32)

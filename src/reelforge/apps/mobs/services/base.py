@@ -67,16 +67,26 @@ def get_own(repo: MobsRepo, p: Principal, video_id: str) -> Video:
     return v
 
 
+def media_limits(settings: Settings) -> Any:
+    """The platform's media policy (settings `media`) tightened by the application's section: what an uploaded
+    video may be, checked at upload completion and again on the worker before decoding."""
+    cfg = app_settings(settings, "mobs")
+    return settings.media.limits().tightened(max_width=cfg.max_side, max_height=cfg.max_side,
+                                             max_pixels=cfg.max_pixels, max_duration_s=cfg.max_duration_s)
+
+
 class MobsContext:
     """The platform's adapters and settings, shared by every part of the service (never copied)."""
 
     def __init__(self, store: Store, settings: Settings, *, assets: Any, objects: Any, jobs: Any,
-                 vectors: Callable[[], Any]) -> None:
+                 vectors: Callable[[], Any], media: Any = None) -> None:
         self.store = store
         self.settings = settings
         self.assets = assets
         self.objects = objects
         self.jobs = jobs
+        # The platform's media policy (services/media.py): uploads are checked with it before a job is queued.
+        self.media = media
         # Read on every use: the container builds its vector index lazily.
         self._vectors = vectors
         self._projections: Any = None
@@ -90,6 +100,10 @@ class MobsContext:
     def cfg(self) -> Any:
         """The application's settings section (`settings.mobs`)."""
         return app_settings(self.settings, "mobs")
+
+    def media_limits(self) -> Any:
+        """The platform's media policy with this application's own caps (`mobs.max_pixels`, ...)."""
+        return media_limits(self.settings)
 
     @property
     def projections(self) -> Any:

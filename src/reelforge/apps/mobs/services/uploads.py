@@ -3,6 +3,7 @@ exactly once), the submit-time check of `video.analyze` jobs, and resuming analy
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from reelforge import errors
@@ -35,10 +36,13 @@ class Uploads(Part):
         return v, ticket
 
     def complete(self, p: Principal, video_id: str, *, sha256: str | None = None) -> tuple[Video, Any]:
-        """Complete the upload (size and checksum checked) and queue `video.analyze` exactly once.
+        """Complete the upload (size and checksum checked), check the bytes under the media policy, and queue
+        `video.analyze` exactly once.
 
         The job is submitted with the idempotency key `video.analyze:<video id>`, so a repeated or concurrent
-        completion returns the same job; the video row then records it.
+        completion returns the same job; the video row then records it. A file the policy refuses (not a video,
+        over the limits, cut short, a playlist, active content) answers 4xx with the refusal's code and leaves the
+        video `failed` with that error, its bytes deleted and no job queued.
         """
         with self.store.tx(write=False) as tx:
             v = get_own(MobsRepo(tx), p, video_id)
@@ -49,7 +53,34 @@ class Uploads(Part):
         if v.status not in ("uploading", "processing") and v.job_id is None:
             raise errors.Conflict(f"Video is {v.status}", code="video_not_uploading")
         asset = self.ctx.assets.complete_upload(p, v.upload_id, sha256=sha256)
+        if v.job_id is None:
+            self._inspect(p, v.id, asset)
         return self._queue(p, v.id, asset.id)
+
+    def _inspect(self, p: Principal, video_id: str, asset: Any) -> None:
+        """The platform's media policy, with this application's caps, on the uploaded bytes (headers only: the
+        size, duration, frame rate and codec, the packets against the container's claims, the container format
+        and active content); a refusal fails the video and is raised."""
+        if self.ctx.media is None:
+            return
+        try:
+            self.ctx.media.check_video(asset, self.ctx.media_limits())
+        except errors.ReelforgeError as exc:
+            if exc.status >= 500:
+                raise
+            self._refuse(p, video_id, asset, exc)
+            raise
+
+    def _refuse(self, p: Principal, video_id: str, asset: Any, exc: errors.ReelforgeError) -> None:
+        with self.store.tx() as tx:
+            repo = MobsRepo(tx)
+            row = repo.video(video_id, lock=True)
+            if row is not None and row.job_id is None and row.status != "deleted":
+                repo.update_video(video_id, status="failed", error_code=exc.code,
+                                  error_message=errors.scrub(exc.message)[:4000], asset_id=None)
+        # Nothing may serve or analyse the refused bytes; the failed video stays until an admin deletes it.
+        with contextlib.suppress(errors.NotFound):
+            self.ctx.assets.delete(p, asset.id)
 
     def _queue(self, p: Principal, video_id: str, asset_id: str) -> tuple[Video, Any]:
         # The asset goes on the row before the job exists: a worker may claim the job at once.
@@ -78,7 +109,7 @@ class Uploads(Part):
             raise errors.NotFound("Video not found", code="video_not_found", field="video_id")
         with self.store.tx(write=False) as tx:
             up = tx.assets.upload(v.upload_id) if v.upload_id else None
-        if up is None or up.status != "completed":
+        if up is None or up.status != "completed" or (v.status == "failed" and v.asset_id is None):
             raise errors.Conflict("The video's upload is not complete", code="video_not_uploaded")
 
     def resume_stalled(self) -> int:
@@ -96,6 +127,11 @@ class Uploads(Part):
                 continue
             p = Principal(user.id, user.email, Role(user.role), via="system")
             try:
+                with self.store.tx(write=False) as tx:
+                    asset = tx.assets.asset(asset_id)
+                if asset is None:
+                    continue
+                self._inspect(p, v.id, asset)
                 self._queue(p, v.id, asset_id)
             except errors.ReelforgeError as exc:  # e.g. no credits left: tried again on the next tick
                 log.warning("could not queue the analysis of video %s: %s", v.id, exc.code)
