@@ -87,6 +87,7 @@ def test_register_sign_in_and_out(page: Any, live: Live) -> None:
     # Registering an address that has an account: the API does not tell, the sign-in that follows fails.
     page.click("[data-user-toggle]")
     page.click("text=Sign out")
+    expect(page).to_have_url(live.url + "/signin")  # sign-out revokes the session first, then leaves
     page.goto(live.url + "/register")
     page.fill("#email", "grace@example.com")
     page.fill("#password", "another long password")
