@@ -50,7 +50,7 @@ def _depth(path: str) -> int | None:
 
 
 class ApiIndex:
-    """An ASGI app for everything under `mount`, dispatching through a first-segment index (see the module)."""
+    """An ASGI app for everything under `mount`, dispatching through an index of path shapes (see the module)."""
 
     def __init__(self, mount: str, routers: Iterable[APIRouter],
                  authenticate: Callable[[Request], Awaitable[Any]] | None = None) -> None:
