@@ -8,7 +8,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -28,6 +28,17 @@ _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 _CONTEXT_IDS = (("request_id", request_id_var), ("job_id", job_id_var), ("account_id", account_id_var))
 
 
+def _add_context(out: dict[str, Any], fields: Mapping[str, Any]) -> None:
+    """The request, job and account ids (from `fields`, else the context) and the trace ids, into `out`."""
+    for name, var in _CONTEXT_IDS:
+        value = fields.get(name) or var.get()
+        if value:
+            out[name] = value
+    ids = log_ids()
+    if ids is not None:
+        out["trace_id"], out["span_id"] = ids
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, the request/job/account ids of the context, the
     trace ids when traced, and every `extra` field. Written for the access log's line per request: the extras
@@ -39,13 +50,7 @@ class JsonFormatter(logging.Formatter):
             "ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
             "msg": record.getMessage(),
         }
-        for name, var in _CONTEXT_IDS:
-            value = fields.get(name) or var.get()
-            if value:
-                out[name] = value
-        ids = log_ids()
-        if ids is not None:
-            out["trace_id"], out["span_id"] = ids
+        _add_context(out, fields)
         for k in sorted(fields.keys() - _RESERVED):
             if k not in out and not k.startswith("_"):
                 v = fields[k]
@@ -103,13 +108,7 @@ class AccessLog:
             return
         out: dict[str, Any] = {"ts": round(time.time(), 3), "level": "info", "logger": lg.name,
                                "msg": self.MESSAGE % (method, path, status, duration_s * 1000)}
-        for name, var in _CONTEXT_IDS:
-            value = extra.get(name) or var.get()
-            if value:
-                out[name] = value
-        ids = log_ids()
-        if ids is not None:
-            out["trace_id"], out["span_id"] = ids
+        _add_context(out, extra)
         for k in sorted(extra):
             if k not in out:
                 out[k] = extra[k]

@@ -135,7 +135,7 @@ def decode_memory(width: int, height: int, pix_fmt: str = "yuv420p", *, threads:
                   references: int | None = None, held_rgb: int = 0, rgb_scale: int = 1) -> int:
     """Bytes a decode of this picture size needs at its peak: the decoder's reference and reordering pictures
     (:func:`reference_frames` unless given) plus one per decoding thread, plus ``held_rgb`` RGB frames the caller
-    keeps (a batch, converted frames; ``rgb_scale`` times larger each side when they are upscaled)."""
+    keeps (a batch, converted frames; ``rgb_scale`` times larger each side when a model enlarges them)."""
     refs = reference_frames(width, height) if references is None else references
     decoded = frame_bytes(width, height, pix_fmt) * (refs + max(1, threads) + 1)
     return decoded + held_rgb * width * height * 3 * rgb_scale * rgb_scale

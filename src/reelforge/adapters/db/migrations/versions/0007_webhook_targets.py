@@ -4,7 +4,7 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-05 12:00:00.000000
 
-The core's revision after 0006 (0004 is the mobs application's branch, which core revisions never chain
+The core's revision after 0006 (0004 is an application's branch, which core revisions never chain
 on). `deliveries.host` is `host:port` of the delivery's URL, the key of the breaker in `webhook_circuits`.
 Pending deliveries get their host here; finished ones keep NULL (they are never sent again). Written by hand:
 one nullable column and one small table, plain ALTER TABLE / CREATE TABLE on both engines.
