@@ -27,7 +27,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode
@@ -179,20 +179,34 @@ class LocalObjectStore:
             return fd, tmp
         raise StorageError(f"Could not create a temporary file in {target.parent}")
 
-    def _write_file_atomic(self, target: Path, data: bytes) -> None:
+    def _spool(self, target: Path, chunks: Iterable[bytes]) -> Path:
+        """Write `chunks` to a new temp file beside `target` (flushed; fsynced when configured) and return its path.
+        A failure while writing (including one the iterator raises, such as a size limit) removes the file."""
         fd, tmp = self._temp_beside(target)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                for chunk in chunks:
+                    f.write(chunk)
                 f.flush()
                 if self._fsync:
                     os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def _replace(self, tmp: Path, target: Path) -> None:
+        """Move a spooled file into place (the temp file is removed if that fails)."""
+        try:
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         if self._fsync:
             _fsync_dir(target.parent)
+
+    def _write_file_atomic(self, target: Path, data: bytes) -> None:
+        self._replace(self._spool(target, [data]), target)
 
     def _write_object(
         self,
@@ -206,22 +220,21 @@ class LocalObjectStore:
         content_type = validate_content_type(content_type)
         meta = validate_metadata(metadata)
         target = self.path_for(key)
-        fd, tmp = self._temp_beside(target)
+        digest = hashlib.sha256()
+        size = 0
+
+        def checked() -> Iterator[bytes]:
+            nonlocal size
+            for chunk in iter_chunks(stream, self._chunk_size):
+                size += len(chunk)
+                if max_size is not None and size > max_size:
+                    raise PayloadTooLarge(f"Upload is larger than {max_size} bytes", max_size=max_size)
+                digest.update(chunk)
+                yield chunk
+
+        tmp = self._spool(target, checked())
+        info = ObjectInfo(key=key, size=size, sha256=digest.hexdigest(), content_type=content_type, metadata=meta)
         try:
-            digest = hashlib.sha256()
-            size = 0
-            with os.fdopen(fd, "wb") as f:
-                for chunk in iter_chunks(stream, self._chunk_size):
-                    size += len(chunk)
-                    if max_size is not None and size > max_size:
-                        raise PayloadTooLarge(f"Upload is larger than {max_size} bytes", max_size=max_size)
-                    digest.update(chunk)
-                    f.write(chunk)
-                f.flush()
-                if self._fsync:
-                    os.fsync(f.fileno())
-            info = ObjectInfo(key=key, size=size, sha256=digest.hexdigest(), content_type=content_type,
-                              metadata=meta)
             self._commit(key, tmp, target, info)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -572,27 +585,19 @@ class LocalObjectStore:
         directory, _ = self._load_upload(key, upload_id)
         stream: Any = io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
         target = directory / str(part_number)
-        fd, tmp = self._temp_beside(target)
-        try:
-            md5 = hashlib.md5()
+        md5 = hashlib.md5()
+
+        def checked() -> Iterator[bytes]:
             size = 0
-            with os.fdopen(fd, "wb") as f:
-                for chunk in iter_chunks(stream, self._chunk_size):
-                    size += len(chunk)
-                    if max_size is not None and size > max_size:
-                        raise PayloadTooLarge(f"Part {part_number} is larger than {max_size} bytes",
-                                              code="part_too_large", limit=max_size)
-                    md5.update(chunk)
-                    f.write(chunk)
-                f.flush()
-                if self._fsync:
-                    os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        if self._fsync:
-            _fsync_dir(directory)
+            for chunk in iter_chunks(stream, self._chunk_size):
+                size += len(chunk)
+                if max_size is not None and size > max_size:
+                    raise PayloadTooLarge(f"Part {part_number} is larger than {max_size} bytes",
+                                          code="part_too_large", limit=max_size)
+                md5.update(chunk)
+                yield chunk
+
+        self._replace(self._spool(target, checked()), target)
         return CompletedPart(part_number=part_number, etag=md5.hexdigest())
 
     def complete_multipart(self, key: str, upload_id: str, parts: builtins.list[CompletedPart]) -> ObjectInfo:
