@@ -66,6 +66,26 @@ class Tick:
     run: Callable[[Any, str], None]
 
 
+@dataclass(frozen=True)
+class Call:
+    """An interactive call: a function an application runs on a worker while an API request waits for its
+    answer (a mask for a click, say), not a queued job. Workers keep model state between calls (loaded weights,
+    per-session features), so the function runs where that state lives, through the worker's executor, and the
+    API process never loads a model.
+
+    `run(services, payload)` gets the worker's step services (as `ctx.services` in a step: the store, the
+    object store, the model registry, `services.app(name)`) and the JSON payload the API sent; it returns a
+    JSON-able dict, or raises a ReelforgeError, whose status, code and detail reach the API's caller as its
+    problem. `name` is "<application>.<verb>". Calls with the same `affinity` key go to the same live worker
+    while the set of live workers does not change, so a per-session cache on that worker is hit.
+    """
+
+    name: str
+    run: Callable[[Any, dict[str, Any]], dict[str, Any]]
+    resources: Any = None  # a domain.pipeline.Resources; None means the default Resources()
+    timeout_s: float = 30.0
+
+
 def _none(*_: Any) -> tuple[()]:
     return ()
 
@@ -110,6 +130,8 @@ class AppManifest:
     templates: Path | None = None
     static: Path | None = None
     ticks: tuple[Tick, ...] = ()
+    # Interactive calls this application's workers answer (see `Call`), given the Settings.
+    calls: Callable[[Any], Iterable[Call]] = _none
     # Event types this application emits (webhook subscriptions may name them).
     event_types: tuple[str, ...] = ()
     # The error codes this application's problems and job errors may carry beyond the platform's
