@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import signal
@@ -78,7 +79,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
     s = sorted(values)
 
     def rank(q: float) -> float:
-        return s[max(0, min(len(s) - 1, int(round(q / 100 * len(s) + 0.5)) - 1))] * 1000
+        return s[max(0, min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1))] * 1000
 
     return {"n": len(s), "p50_ms": round(rank(50), 3), "p90_ms": round(rank(90), 3), "p99_ms": round(rank(99), 3),
             "max_ms": round(s[-1] * 1000, 3), "mean_ms": round(sum(s) / len(s) * 1000, 3)}
