@@ -4,6 +4,7 @@ from which anchor, spans and their keys), prompts and ownership on both database
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -50,7 +51,7 @@ def _check_plan(anchors: dict[int, list[int]], lo: int, hi: int) -> dict[str, li
             want = direction(fs, f)
             assert given.get((f, o)) == want, (o, f, want, given.get((f, o)))
     for way, ps in parts.items():
-        for prev, part in zip(ps, ps[1:], strict=False):
+        for prev, part in itertools.pairwise(ps):
             a = part["anchor"]
             for o in part["objects"]:
                 if a not in anchors.get(o, []):
@@ -109,6 +110,7 @@ def test_part_key_follows_what_the_span_is_made_of() -> None:
     key = part_key(plan, part, {1: rle})
     assert key == part_key(plan, dict(part), {1: dict(rle)})
     assert key != part_key(plan, part, {1: {"size": [4, 4], "counts": "0:4"}})  # another starting mask
+    assert key != part_key(plan, part, {1: rle}, {1: "f" * 64})  # the same mask from other prompts
     assert key != part_key({**plan, "window": 4}, part, {1: rle})
     other = plan_parts({1: [10, 24]}, 0, 29, FORWARD)[0]  # the next prompt moved: the midpoint moved
     assert key != part_key(plan, other, {1: rle})

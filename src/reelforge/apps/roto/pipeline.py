@@ -157,10 +157,15 @@ def _rle_digest(rle: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps([rle.get("size"), rle.get("counts")]).encode()).hexdigest()
 
 
-def part_key(plan: Mapping[str, Any], part: Mapping[str, Any], inputs: Mapping[int, Mapping[str, Any]]) -> str:
+def part_key(plan: Mapping[str, Any], part: Mapping[str, Any], inputs: Mapping[int, Mapping[str, Any]],
+             prompts: Mapping[int, str] | None = None) -> str:
+    """The hash of what a span is computed from: the engine and window, the source, the span's frames and what it
+    must give on each, its starting masks (`inputs`) and the prompts' content of the objects prompted on its
+    anchor (`prompts`: object -> prompt key)."""
     doc = {"v": 1, "engine": plan["engine"], "window": plan["window"], "source": plan["source_sha256"],
            "direction": part["direction"], "anchor": part["anchor"], "start": part["start"], "stop": part["stop"],
-           "needed": part["needed"], "inputs": {str(o): _rle_digest(r) for o, r in sorted(inputs.items())}}
+           "needed": part["needed"], "inputs": {str(o): _rle_digest(r) for o, r in sorted(inputs.items())},
+           "prompts": {str(o): k for o, k in sorted((prompts or {}).items())}}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -373,6 +378,7 @@ def sweep(ctx: StepContext, plan_: dict[str, Any], way: str) -> dict[str, Any]:
     if not parts:
         return {"direction": way, "parts": done, "computed": 0, "reused": 0, "frames": 0}
     anchors = {int(f): {int(o): v["rle"] for o, v in objs.items()} for f, objs in plan_["anchors"].items()}
+    prompt_keys = {int(f): {int(o): str(v["key"]) for o, v in objs.items()} for f, objs in plan_["anchors"].items()}
     previous: dict[int, dict[int, dict[str, Any]]] = {}  # the last span's masks (for what it carries on)
     computed = reused = frames_run = 0
     block = max(16, int(plan_["window"]))
@@ -390,7 +396,8 @@ def sweep(ctx: StepContext, plan_: dict[str, Any], way: str) -> dict[str, Any]:
                         inputs[o] = anchors[a][o]
                     elif o in previous.get(a, {}):
                         inputs[o] = previous[a][o]
-                key = part_key(plan_, part, inputs)
+                key = part_key(plan_, part, inputs, {o: k for o, k in prompt_keys.get(a, {}).items()
+                                                     if o in inputs})
                 entry = {"direction": way, "anchor": a, "start": int(part["start"]), "stop": int(part["stop"]),
                          "key": key, "objects": sorted(inputs)}
                 steps = abs(int(part["last"]) - a)

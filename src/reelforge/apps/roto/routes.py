@@ -371,7 +371,10 @@ def propagate(session_id: str, p: CurrentUser, request: Request, response: Respo
     data: dict[str, Any] = {"session_id": session_id, "exports": list(body.exports), "per_object": body.per_object}
     if body.range is not None:
         data["range"] = body.range.model_dump()
-    c.app("roto").session(p, session_id)
+    svc = c.app("roto")
+    svc.session(p, session_id)
     job, _ = c.jobs.submit(p, KIND, data)
+    # the session shows its propagation from now (a job submitted through /v1/jobs shows it once it starts)
+    svc.set_propagation(p.user_id, session_id, job_id=job.id, manifest=None)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return convert.job(job)
