@@ -95,6 +95,7 @@ def test_round_trip_sync_and_async(api: Any, workers: Workers) -> None:
     assert w.call_server.url.startswith("http://127.0.0.1:")
     registered = api.calls.workers()
     assert [x.id for x in registered] == [w.worker_id] and registered[0].call_url == w.call_server.url
+    assert [x["call_url"] for x in api.stats.workers()] == [w.call_server.url]  # the admin workers page
 
     out = api.calls.call_sync("echo.ping", {"x": [1, 2, {"y": "é"}]})
     assert out == {"payload": {"x": [1, 2, {"y": "é"}]}, "tag": tag(w)}
