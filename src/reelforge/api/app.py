@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
         openapi_url="/openapi.json", docs_url=None, redoc_url=None, **_NO_NATIVE_TELEMETRY,
     )
     app.state.container = c
+    c.app_calls()  # the applications' interactive calls: a malformed one fails here, not at its first request
     problems.install(app)
     # The API first, dispatched by its first path segment (api/routing.py); the probes, static files and the
     # console's pages after it. The OpenAPI document describes the same routers under /v1.
