@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import bisect
 import contextvars
 import logging
@@ -66,15 +68,25 @@ class AccessLog:
     """The access log's one line per request, as `logger.info(...)` with these extras would write it.
 
     When the only place such a record can go is the JSON handler `configure_logging` installs (no handler or
-    filter of the caller's own on the way, as in `reelforge api`), the line is built and written here directly:
-    a LogRecord and the generic formatter cost about half the line's time, on every request. With any other
-    logging set-up (another handler, a test's capture, plain-text logs) the record goes through `logging`.
+    filter of the caller's own on the way, as in `reelforge api`), the line is built here directly: a LogRecord
+    and the generic formatter cost about half the line's time, on every request. Those lines are written in
+    batches, one write and flush for up to `BATCH` lines or `DELAY_S` seconds of them (a flush is scheduled on
+    the running event loop, and lines are flushed before any record goes the other way and at exit), so a busy
+    server makes one system call per batch instead of one per request. With any other logging set-up (another
+    handler, a test's capture, plain-text logs) each record goes through `logging` at once.
     """
 
     MESSAGE = "%s %s %s %.1fms"
+    BATCH = 64
+    DELAY_S = 0.05
 
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
+        self._lines: list[str] = []
+        self._handler: logging.StreamHandler[Any] | None = None
+        self._lock = threading.Lock()
+        self._scheduled = False
+        atexit.register(self.flush)
 
     def _direct(self) -> logging.StreamHandler[Any] | None:
         lg = self.logger
@@ -104,6 +116,8 @@ class AccessLog:
             extra["account_id"] = account_id
         h = self._direct()
         if h is None:
+            if self._lines:
+                self.flush()
             lg.info(self.MESSAGE, method, path, status, duration_s * 1000, extra=extra)
             return
         out: dict[str, Any] = {"ts": round(time.time(), 3), "level": "info", "logger": lg.name,
@@ -113,12 +127,41 @@ class AccessLog:
             if k not in out:
                 out[k] = extra[k]
         line = to_json(out, fallback=str).decode() + h.terminator
+        with self._lock:
+            if self._handler is not h and self._lines:
+                self._flush_locked()
+            self._handler = h
+            self._lines.append(line)
+            full = len(self._lines) >= self.BATCH
+            schedule = not full and not self._scheduled
+            if schedule:
+                self._scheduled = True
+        if full:
+            self.flush()
+        elif schedule:
+            try:
+                asyncio.get_running_loop().call_later(self.DELAY_S, self.flush)
+            except RuntimeError:  # no event loop in this thread: nothing would come back to flush it
+                self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered lines now (also run at exit)."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        self._scheduled = False
+        lines, h = self._lines, self._handler
+        if not lines or h is None:
+            return
+        self._lines = []
         try:
             with h.lock:  # type: ignore[union-attr]
-                h.stream.write(line)
+                h.stream.write("".join(lines))
                 h.flush()
-        except Exception:  # a closed or broken stream: let logging report it its own way, never fail the request
-            lg.info(self.MESSAGE, method, path, status, duration_s * 1000, extra=extra)
+        except Exception:  # a closed or broken stream: let logging report it its own way, never fail a request
+            for line in lines:
+                self.logger.info(line.rstrip("\n"))
 
 
 def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:

@@ -3,8 +3,8 @@
 An application that lives outside reelforge's tree (tests/fixtures/example_app/rf_greeter) is installed the way
 pip installs a distribution: a `.dist-info` folder whose entry_points.txt names its manifest in the
 `reelforge.apps` group. A fresh process then gets its settings section, table, service, pipeline, route, console
-page, static file, navigation entry, dashboard card and quick action, tick, event type and CLI command, with no
-change to reelforge.
+page, static file, navigation entry, dashboard card and quick action, tick, interactive call, event type and CLI
+command, with no change to reelforge.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def test_an_installed_package_adds_an_application(tmp_path: Path) -> None:
     assert r["event_type"][0] == 201, r["event_type"]
     assert r["job"] == ["succeeded", "ahoy, ada"] and r["greetings_stored"] == 1
     assert r["ticked"] is True
+    assert r["call"] == "ahoy, lin"  # its interactive call, run by the worker
     assert r["cli"] == [0, "ahoy, grace"]
 
 

@@ -95,6 +95,7 @@ def test_round_trip_sync_and_async(api: Any, workers: Workers) -> None:
     assert w.call_server.url.startswith("http://127.0.0.1:")
     registered = api.calls.workers()
     assert [x.id for x in registered] == [w.worker_id] and registered[0].call_url == w.call_server.url
+    assert [x["call_url"] for x in api.stats.workers()] == [w.call_server.url]  # the admin workers page
 
     out = api.calls.call_sync("echo.ping", {"x": [1, 2, {"y": "é"}]})
     assert out == {"payload": {"x": [1, 2, {"y": "é"}]}, "tag": tag(w)}
@@ -188,6 +189,42 @@ def test_a_dead_worker_is_skipped_for_the_next_one(api: Any, workers: Workers) -
             await api.calls.aclose()
 
     assert asyncio.run(again()) == tag(b)
+
+
+def test_a_stopping_worker_hands_the_call_to_the_next(api: Any, workers: Workers) -> None:
+    a, b = workers.start(2)
+    wait_for(lambda: len(api.calls.workers()) == 2 or api.calls.invalidate())
+    session = next(f"s{i}" for i in range(1000) if rendezvous(f"s{i}", api.calls.workers())[0].id == a.worker_id)
+    a.call_server.stopping.set()  # answers worker_stopping; the registry still lists it
+    assert api.calls.call_sync("echo.ping", {}, affinity=session)["tag"] == tag(b)
+    assert a.c.app("echo").calls == 0
+
+
+def test_a_worker_that_never_answers_is_504(api: Any) -> None:
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections complete in the kernel; nothing ever reads or answers them
+    try:
+        with api.store.tx() as tx:
+            tx.ops.worker_heartbeat("silent", hostname="h", pid=1, concurrency=1,
+                                    call_url=f"http://127.0.0.1:{silent.getsockname()[1]}")
+        started = time.monotonic()
+        with pytest.raises(CallTimeout):
+            api.calls.call_sync("echo.ping", {}, timeout_s=0.3)
+        assert time.monotonic() - started < 2.0
+
+        async def one() -> None:
+            try:
+                await api.calls.call("echo.ping", {}, timeout_s=0.3)
+            finally:
+                await api.calls.aclose()
+
+        with pytest.raises(CallTimeout):
+            asyncio.run(one())
+    finally:
+        silent.close()
 
 
 def test_no_live_worker_is_503(api: Any, workers: Workers) -> None:

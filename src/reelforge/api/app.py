@@ -6,14 +6,13 @@ import inspect
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.routing import Mount
 
 from reelforge import __version__
 from reelforge.api import deps, problems
 from reelforge.api.middleware import GuardMiddleware
 from reelforge.api.openapi import document
 from reelforge.api.routes import admin, auth, console, docs, jobs, misc, storage, system
-from reelforge.api.routing import ApiIndex, openapi_routes
+from reelforge.api.routing import ApiIndex, PrefixMount, openapi_routes
 from reelforge.config import Settings
 
 # reelforge traces requests itself (reelforge.tracing, when enabled) and counts them in its own metrics; FastAPI
@@ -35,13 +34,14 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
         openapi_url="/openapi.json", docs_url=None, redoc_url=None, **_NO_NATIVE_TELEMETRY,
     )
     app.state.container = c
+    c.app_calls()  # the applications' interactive calls: a malformed one fails here, not at its first request
     problems.install(app)
     # The API first, dispatched by its first path segment (api/routing.py); the probes, static files and the
     # console's pages after it. The OpenAPI document describes the same routers under /v1.
     routers = [auth.router, jobs.router, storage.router, misc.router, admin.router]
     routers += [r for application in c.apps for r in application.routers()]
     # First in the list: the most frequent requests match the first route tried.
-    app.router.routes.insert(0, Mount("/v1", app=ApiIndex("/v1", routers, deps.principal), name="v1"))
+    app.router.routes.insert(0, PrefixMount("/v1", ApiIndex("/v1", routers, deps.principal), name="v1"))
     documented = openapi_routes("/v1", routers, system.router)
 
     def openapi() -> dict[str, Any]:

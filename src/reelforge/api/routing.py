@@ -33,7 +33,7 @@ from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 # Where the matched route's full template ("/v1/jobs/{job_id}") is left for metrics, logs and traces.
@@ -124,6 +124,29 @@ class ApiIndex:
             await lean(scope, receive, send)
         else:
             await route.handle(scope, receive, send)
+
+
+class PrefixMount(Mount):
+    """A `Mount` of an app at a fixed prefix, matched by a string comparison instead of the mount's regular
+    expression; the child scope is the one `Mount` builds (the prefix moves from the path to the root path)."""
+
+    def __init__(self, prefix: str, app: ASGIApp, name: str | None = None) -> None:
+        super().__init__(prefix, app=app, name=name)
+        self.prefix = prefix.rstrip("/")
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] in ("http", "websocket"):
+            route_path = get_route_path(scope)
+            prefix = self.prefix
+            if route_path.startswith(prefix) and (len(route_path) == len(prefix) or route_path[len(prefix)] == "/"):
+                root_path = scope.get("root_path", "")
+                return Match.FULL, {
+                    "path_params": dict(scope.get("path_params", {})),
+                    "app_root_path": scope.get("app_root_path", root_path),
+                    "root_path": root_path + prefix,
+                    "endpoint": self.app,
+                }
+        return Match.NONE, {}
 
 
 def lean_app(route: APIRoute, authenticate: Callable[[Request], Awaitable[Any]]) -> ASGIApp | None:

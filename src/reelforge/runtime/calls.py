@@ -45,6 +45,7 @@ log = logging.getLogger("reelforge.calls")
 
 PROBLEM = "application/problem+json"
 _SOCKET_IDLE_S = 30.0  # a keep-alive connection idle this long is closed (the API's pool lets go after 5 s)
+MAX_CONNECTIONS = 512  # open connections (threads) one call server keeps at most
 
 
 class _Server(ThreadingHTTPServer):
@@ -57,6 +58,13 @@ class _Server(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         self.calls = calls
         super().__init__(address, _Handler)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Each connection is a thread: past MAX_CONNECTIONS open ones, a new one is closed at once."""
+        if self.calls._open_connections() >= MAX_CONNECTIONS:
+            log.warning("call server: %d connections open; refused one from %s", MAX_CONNECTIONS, client_address[0])
+            return False
+        return True
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -181,6 +189,10 @@ class CallServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
         log.info("call server stopped")
+
+    def _open_connections(self) -> int:
+        with self._lock:
+            return len(self._connections)
 
     def _opened(self, conn: socket.socket) -> None:
         with self._lock:

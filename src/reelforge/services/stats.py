@@ -70,7 +70,8 @@ class StatsService:
                 age = max(0.0, now - w.heartbeat_at)
                 out.append({"id": w.id, "hostname": w.hostname, "pid": w.pid, "concurrency": w.concurrency,
                             "status": self._state(w.status, age), "reported_status": w.status,
-                            "started_at": w.started_at, "heartbeat_age_s": round(age, 3)})
+                            "started_at": w.started_at, "heartbeat_age_s": round(age, 3),
+                            "call_url": w.call_url})
             return out
 
     def worker_health(self) -> dict[str, int]:

@@ -103,6 +103,8 @@ _JOB_READ_PARAMETERS = [
 
 
 def _wait_param(request: Request) -> float:
+    if not request.scope.get("query_string"):  # the common read: no query to parse
+        return 0.0
     raw = request.query_params.get("wait")
     if raw is None:
         return 0.0

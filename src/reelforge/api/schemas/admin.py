@@ -60,6 +60,8 @@ class WorkerPublic(Public):
     reported_status: str = Field(description="The status the worker last reported itself")
     heartbeat_age_s: float
     started_at: str | None
+    call_url: str | None = Field(default=None, description="Where the worker answers interactive calls; null when "
+                                                          "it serves none (or has stopped)")
 
 
 class WorkersPublic(Public):
