@@ -13,7 +13,7 @@ from typing import Any
 from reelforge.ports.models import ModelAdapter
 
 from .config import EngineConfig, RotoEngineSettings
-from .offline import OfflineFeatures, OfflineSegmenter, OfflineTracker, find_u2netp
+from .offline import OfflineFeatures, OfflineSegmenter, find_u2netp
 
 
 def segment_adapters(settings: Any) -> list[ModelAdapter]:
@@ -27,7 +27,6 @@ __all__ = [
     "EngineConfig",
     "OfflineFeatures",
     "OfflineSegmenter",
-    "OfflineTracker",
     "RotoEngineSettings",
     "find_u2netp",
     "segment_adapters",
