@@ -244,16 +244,25 @@ class FlowTracker:
         map_y = self._grid[1] + full[..., 1] * sy
         warped = self._warp_all(map_x, map_y, (h, w))
         index_map = colour_index(small)
+        self._enter(warped, map_x, map_y, index_map)
         # Overlaps first, so that each object's motion is fitted on its own pixels, not on its occluder's.
         self._resolve_overlaps(warped, index_map, flow, (sx, sy))
+        camera = self._background_motion(warped, flow, (sx, sy))
         for oid, obj in self._objects.items():
             if obj.lost_since is not None:
                 continue
-            self._move_template(obj, warped[oid], flow, (sx, sy))
+            self._move_template(obj, warped[oid], flow, (sx, sy), (h, w))
             placed = obj.placed((h, w))
             if placed is None:
                 continue
-            bounded = self._bound(warped[oid], placed, self._probability(oid, index_map))
+            assert obj.template is not None
+            if placed.sum() < 0.03 * obj.template.sum():
+                # The template has moved out of the frame: the object has left; what the flow left at the edge
+                # is background.
+                warped[oid] = np.zeros((h, w), dtype=bool)
+                continue
+            bounded = self._bound(warped[oid], placed, self._probability(oid, index_map), flow, obj.velocity,
+                                  camera, (sx, sy))
             if warped[oid].sum() > 64 and bounded.sum() < 0.5 * warped[oid].sum():
                 obj.template = obj.transform = None  # the template has lost the object: trust the flow
                 self.stats["template_resets"] += 1
@@ -276,7 +285,7 @@ class FlowTracker:
         for oid, obj in self._objects.items():
             if warped[oid].any() and self._unoccluded(oid, warped[oid], warped):
                 placed = obj.placed((h, w))
-                if placed is None or warped[oid].sum() >= 0.9 * max(1, int(placed.sum())):
+                if placed is None or self._covers(warped[oid], placed):
                     obj.set_template(warped[oid])
                     self.stats["template_updates"] += 1
         self._masks = warped
@@ -284,6 +293,41 @@ class FlowTracker:
         self._last = index
         self.stats["steps"] += 1
         return {oid: m.copy() for oid, m in warped.items()}
+
+    def _enter(self, warped: dict[int, np.ndarray], map_x: np.ndarray, map_y: np.ndarray,
+               index_map: np.ndarray) -> None:
+        """New content at the frame's edge (pixels whose source lies outside the previous frame) joins an object
+        that touched that edge there, where it has the object's colours: objects come in."""
+        h, w = map_x.shape
+        outside = (map_x < 0) | (map_x > w - 1) | (map_y < 0) | (map_y > h - 1)
+        if not outside.any():
+            return
+        ys, xs = np.nonzero(outside)
+        cx = np.clip(np.rint(map_x[ys, xs]), 0, w - 1).astype(np.intp)
+        cy = np.clip(np.rint(map_y[ys, xs]), 0, h - 1).astype(np.intp)
+        sh, sw = index_map.shape
+        colours = index_map[(ys * sh) // h, (xs * sw) // w]
+        for oid, prev in self._masks.items():
+            came = prev[cy, cx]
+            if not came.any():
+                continue
+            obj = self._objects.get(oid)
+            if obj is None:
+                continue
+            p = obj.fg_hist[colours[came]] / (obj.fg_hist[colours[came]] + obj.bg_hist[colours[came]])
+            keep = p > 0.5
+            warped[oid][ys[came][keep], xs[came][keep]] = True
+
+    @staticmethod
+    def _covers(visible: np.ndarray, placed: np.ndarray) -> bool:
+        """Whether the visible mask is the whole placed template (so it may replace it): an occluder that does
+        not take part in tracking (a pole, a door frame) shows only as part of the template going missing, and
+        renewing the template then would wear it away frame after frame."""
+        area = int(placed.sum())
+        if area == 0:
+            return True
+        covered = int((visible & placed).sum())
+        return covered >= 0.97 * area and int(visible.sum()) <= 1.15 * area
 
     def _warp_all(self, map_x: np.ndarray, map_y: np.ndarray, shape: tuple[int, int]) -> dict[int, np.ndarray]:
         """Every visible mask warped by the flow: up to four per remap, as channels."""
@@ -299,43 +343,75 @@ class FlowTracker:
             while len(planes) not in (1, 3, 4):
                 planes.append(np.zeros(shape, np.uint8))
             stacked = planes[0] if len(planes) == 1 else cv2.merge(planes)
-            out = cv2.remap(stacked, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            out = cv2.remap(stacked, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             if out.ndim == 2:
                 out = out[..., None]
             for k, o in enumerate(chunk):
                 warped[o] = out[..., k] > 127
         return warped
 
-    def _move_template(self, obj: TrackedObject, visible: np.ndarray, flow: np.ndarray,
-                       scale: tuple[float, float]) -> None:
-        """Moves the object's template by a similarity transform fitted (RANSAC) to the flow inside its visible
-        part; with too little of it visible, by its last motion."""
-        if obj.transform is None:
-            return
+    @staticmethod
+    def _fit_motion(xs: np.ndarray, ys: np.ndarray, flow: np.ndarray, scale: tuple[float, float], *,
+                    similarity: bool = True) -> np.ndarray | None:
+        """The motion previous -> new frame (2x3, full-resolution pixels) of the flow at small-frame pixels:
+        a similarity transform fitted with RANSAC, or (similarity=False) the median translation."""
+        if xs.size < 24:
+            return None
+        if xs.size > 400:
+            pick = np.linspace(0, xs.size - 1, 400).astype(int)
+            xs, ys = xs[pick], ys[pick]
         sx, sy = scale
+        f = flow[ys, xs]
+        if not similarity:
+            return np.array([[1.0, 0.0, -float(np.median(f[:, 0])) * sx], [0.0, 1.0, -float(np.median(f[:, 1])) * sy]])
+        dst = np.stack([(xs + 0.5) * sx, (ys + 0.5) * sy], axis=1).astype(np.float32)
+        src = np.stack([(xs + 0.5 + f[:, 0]) * sx, (ys + 0.5 + f[:, 1]) * sy], axis=1).astype(np.float32)
+        fit, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=1.5 * sx,
+                                                   maxIters=200, refineIters=5)
+        if fit is None or inliers is None or int(inliers.sum()) < 12:
+            return None
+        return np.asarray(fit, dtype=np.float64)
+
+    def _background_motion(self, masks: dict[int, np.ndarray], flow: np.ndarray,
+                           scale: tuple[float, float]) -> np.ndarray:
+        """The camera's motion: a similarity fitted to the flow outside every object (identity if none fits)."""
+        sh, sw = flow.shape[:2]
+        taken = np.zeros((sh, sw), dtype=np.uint8)
+        for m in masks.values():
+            if m.any():
+                taken |= self._to_small(m, (sh, sw)).view(np.uint8)
+        grown = cv2.dilate(taken, np.ones((7, 7), np.uint8))
+        ys, xs = np.nonzero(grown[::4, ::4] == 0)
+        fit = self._fit_motion(xs * 4, ys * 4, flow, scale)
+        return fit if fit is not None else _IDENTITY
+
+    def _move_template(self, obj: TrackedObject, visible: np.ndarray, flow: np.ndarray,
+                       scale: tuple[float, float], shape: tuple[int, int]) -> None:
+        """Moves the object's template by the motion of the flow inside its visible part: a similarity when most
+        of it is visible, only a translation when little is (scale and rotation are then poorly measured);
+        with too little visible, by its last motion."""
+        if obj.transform is None or obj.template is None:
+            return
         sh, sw = flow.shape[:2]
         inner = cv2.erode(self._to_small(visible, (sh, sw)).view(np.uint8), np.ones((3, 3), np.uint8)) > 0
         ys, xs = np.nonzero(inner)
-        motion = None
-        if xs.size >= 24:
-            if xs.size > 400:
-                pick = np.linspace(0, xs.size - 1, 400).astype(int)
-                xs, ys = xs[pick], ys[pick]
-            f = flow[ys, xs]
-            dst = np.stack([(xs + 0.5) * sx, (ys + 0.5) * sy], axis=1).astype(np.float32)
-            src = np.stack([(xs + 0.5 + f[:, 0]) * sx, (ys + 0.5 + f[:, 1]) * sy], axis=1).astype(np.float32)
-            fit, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=1.5 * sx,
-                                                       maxIters=200, refineIters=5)
-            if fit is not None and inliers is not None and int(inliers.sum()) >= 12:
-                motion = fit
+        placed = obj.placed(shape)
+        whole = float(obj.template.sum()) * abs(float(np.linalg.det(obj.transform[:, :2])))
+        seen = 1.0 if placed is None else int((visible & placed).sum()) / max(1.0, whole)
+        leaving = placed is not None and int(placed.sum()) < 0.9 * whole
+        # Mostly out of the frame, the flow of what is left is not the object's motion (at the edge it is mostly
+        # the background's): it keeps its last motion.
+        motion = None if leaving and seen < 0.3 else self._fit_motion(xs, ys, flow, scale, similarity=seen >= 0.6)
         if motion is None:
             motion = obj.velocity if obj.velocity is not None else _IDENTITY
         obj.velocity = motion
         obj.transform = _compose(motion, obj.transform)
 
-    def _bound(self, visible: np.ndarray, placed: np.ndarray, prob_small: np.ndarray) -> np.ndarray:
+    def _bound(self, visible: np.ndarray, placed: np.ndarray, prob_small: np.ndarray, flow: np.ndarray,
+               motion: np.ndarray | None, camera: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
         """The warped mask kept within the placed template (plus a margin), and the template's pixels that are
-        not visible yet but look like the object added (parts coming out from behind an occluder)."""
+        not visible yet but move with the object, or look like it without moving with the background, added
+        (parts coming out from behind an occluder)."""
         h, w = visible.shape
         box = refine.union_box([refine.mask_box(visible), refine.mask_box(placed)])
         if box is None:
@@ -349,16 +425,35 @@ class FlowTracker:
         near = cv2.dilate(placed[y0:y1, x0:x1].view(np.uint8), kernel) > 0
         sh, sw = prob_small.shape
         sx0, sy0 = int(x0 * sw / w), int(y0 * sh / h)
-        sx1, sy1 = max(sx0 + 1, math.ceil(x1 * sw / w)), max(sy0 + 1, math.ceil(y1 * sh / h))
-        prob = cv2.resize(prob_small[sy0:sy1, sx0:sx1], (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        sx1, sy1 = min(sw, max(sx0 + 1, math.ceil(x1 * sw / w))), min(sh, max(sy0 + 1, math.ceil(y1 * sh / h)))
+        size = (x1 - x0, y1 - y0)
+        prob = cv2.resize(prob_small[sy0:sy1, sx0:sx1], size, interpolation=cv2.INTER_LINEAR)
+        # Which pixels move with the object, which with the background (small frame, then brought up).
+        moves_obj = np.zeros((sy1 - sy0, sx1 - sx0), np.uint8)
+        moves_bg = np.zeros_like(moves_obj)
+        if motion is not None:
+            sx, sy = scale
+            gy, gx = np.mgrid[sy0:sy1, sx0:sx1]
+            pts = np.stack([(gx + 0.5) * sx, (gy + 0.5) * sy, np.ones(gx.shape)], axis=-1)
+            f = flow[sy0:sy1, sx0:sx1]
+            seen = np.stack([pts[..., 0] + f[..., 0] * sx, pts[..., 1] + f[..., 1] * sy], axis=-1)
+            pred_o = pts @ cv2.invertAffineTransform(motion).T
+            pred_b = pts @ cv2.invertAffineTransform(camera).T
+            apart = np.linalg.norm(pred_o - pred_b, axis=-1) > 1.0 * sx
+            r_o = np.linalg.norm(seen - pred_o, axis=-1)
+            r_b = np.linalg.norm(seen - pred_b, axis=-1)
+            moves_obj = (apart & (r_o < r_b) & (r_o < 1.0 * sx)).astype(np.uint8)
+            moves_bg = (apart & (r_b < r_o)).astype(np.uint8)
+        moves_o = cv2.resize(moves_obj, size, interpolation=cv2.INTER_NEAREST) > 0
+        moves_b = cv2.resize(moves_bg, size, interpolation=cv2.INTER_NEAREST) > 0
         vis = visible[y0:y1, x0:x1]
         placed_roi = placed[y0:y1, x0:x1]
         out = visible.copy()
         # Pixels dragged outside the shape by the flow go; so do those that clearly are not the object.
         region = vis & near
         region &= ~(~placed_roi & (prob < 0.25))
-        # Hidden parts that show again: inside the shape and of the object's colours.
-        revealed = placed_roi & ~vis & (prob > 0.6)
+        # Hidden parts that show again: inside the shape, moving with the object or of its colours.
+        revealed = placed_roi & ~vis & ((moves_o & (prob > 0.3)) | ((prob > 0.6) & ~moves_b))
         revealed = cv2.morphologyEx(revealed.view(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
         out[y0:y1, x0:x1] = region | revealed
         return out
