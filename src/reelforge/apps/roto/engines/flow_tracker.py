@@ -153,7 +153,8 @@ class FlowTracker:
 
     def _small(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = frame.shape[:2]
-        s = self.settings.flow_scale
+        # flow_scale, but never below about 400 pixels across: small frames keep their detail.
+        s = max(self.settings.flow_scale, min(1.0, 400.0 / max(h, w)))
         size = (max(8, round(w * s)), max(8, round(h * s)))
         small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA) if s < 1 else frame
         return small, cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
