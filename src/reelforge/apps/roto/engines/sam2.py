@@ -231,10 +231,6 @@ class Sam2Segmenter:
             if device_name == "cpu":
                 torch.set_flush_denormal(True)
             overrides = [f"++model.image_size={self.image_size}"] if self.image_size else []
-            if importlib.util.find_spec("sam2._C") is None:
-                # Without the package's CUDA extension (a --no-deps CPU install) hole filling is skipped anyway,
-                # with a warning per frame.
-                overrides.append("++model.fill_hole_area=0")
             path = self.checkpoint_path()
             if path is not None or self.random_weights:
                 from sam2.build_sam import build_sam2_video_predictor
@@ -246,6 +242,10 @@ class Sam2Segmenter:
 
                 predictor = SAM2VideoPredictor.from_pretrained(self.model.hub_id, device=device_name,
                                                                hydra_overrides_extra=overrides)
+            if importlib.util.find_spec("sam2._C") is None:
+                # Without the package's CUDA extension (built only where CUDA is) hole filling is skipped
+                # anyway, with a warning per frame.
+                predictor.fill_hole_area = 0
             self._device = torch.device(device_name)
             self._predictor = predictor
 
