@@ -138,7 +138,7 @@ def test_box_restricts_the_mask(engine: SegmentEngine, clips: dict[str, object])
     half = (x0, y0, (x0 + x1) / 2, y1)  # the object's left half only
     mask = engine.segment(frame, engine.prepare(frame), ObjectPrompt(1, box=half))
     outside = mask.copy()
-    outside[int(y0):int(math.ceil(y1)), int(x0):int(math.ceil(half[2]))] = False
+    outside[int(y0):math.ceil(y1), int(x0):math.ceil(half[2])] = False
     assert not outside.any()
     left = truth.copy()
     left[:, int(half[2]):] = False
@@ -150,7 +150,7 @@ def test_box_restricts_the_mask(engine: SegmentEngine, clips: dict[str, object])
 def test_prior_refinement_changes_only_near_the_click(engine: SegmentEngine, clips: dict[str, object]) -> None:
     frame, truth = _object(clips)
     # A propagated mask that lost the object's right part
-    ys, xs = np.nonzero(truth)
+    _ys, xs = np.nonzero(truth)
     cut_x = int(np.percentile(xs, 75))
     prior = truth.copy()
     prior[:, cut_x:] = False
