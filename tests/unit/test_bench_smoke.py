@@ -27,6 +27,7 @@ SMOKE_TESTS = {
     "analyze": "tests/unit/test_bench_smoke.py::test_analyze_smoke",
     "upscale": "tests/unit/test_bench_smoke.py::test_upscale_smoke",
     "upscale_quality": "tests/unit/test_upscale_bench.py::test_upscale_quality_quick",
+    "roto": "tests/unit/test_bench_smoke.py::test_roto_smoke",
 }
 
 
@@ -203,3 +204,25 @@ def test_upscale_smoke(tmp_path: Path) -> None:
     assert all(r.get("skipped") or r["fps_480p"] > 0 for r in runs.values()), runs
     mem = report["memory"]["runs"]
     assert len(mem) == 1 and mem[0]["peak_rss_mb"] > 0 and mem[0]["frames"] > 0
+
+
+def test_roto_smoke(tmp_path: Path) -> None:
+    need_packages("cv2", "onnxruntime", "skimage")
+    from bench import roto
+
+    out = tmp_path / "roto.json"
+    report = roto.main(["--smoke", "--out", str(out)])
+
+    assert json.loads(out.read_text()) == report
+    offline = report["engines"]["roto-offline"]
+    acc = offline["accuracy"]
+    assert set(acc["clips"]) == {"pan_blob", "scale_star", "crossing", "leave_reenter", "behind_bar"}
+    assert 0 <= acc["mean"]["propagation"]["j"] <= 1 and acc["mean"]["propagation_fps"] > 0
+    assert 0 < offline["latency"]["p50_ms"] <= offline["latency"]["p95_ms"] and offline["latency"]["prompts"] > 0
+    assert set(offline["goals"]) >= {"fps", "mean_j", "latency"}
+    if Path("/proc/self/clear_refs").exists():
+        runs = offline["memory"]["runs"]
+        assert len(runs) == 2 and all(r["peak_rss_mb"] > 0 and r["held_frames"] <= 8 for r in runs)
+    # SAM 2.1 runs only where checkpoints are; elsewhere the report says why
+    assert all(name in report["skipped"] or name in report["engines"] for name in
+               ("sam2.1-tiny", "sam2.1-small", "sam2.1-base-plus", "sam2.1-large"))
