@@ -77,8 +77,9 @@ def _box(mask: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def part_accuracy(engine: Any, clips: list[Any]) -> dict[str, Any]:
-    from reelforge.apps.roto.ports import ObjectPrompt, Point
     from tests.apps.roto.synthetic import boundary_f, click_inside, iou
+
+    from reelforge.apps.roto.ports import ObjectPrompt, Point
 
     per_clip: dict[str, Any] = {}
     steps = 0
@@ -136,8 +137,9 @@ def part_accuracy(engine: Any, clips: list[Any]) -> dict[str, Any]:
 
 
 def part_latency(engine: Any, clips: list[Any], frames_per_clip: int) -> dict[str, Any]:
-    from reelforge.apps.roto.ports import ObjectPrompt, Point
     from tests.apps.roto.synthetic import click_inside
+
+    from reelforge.apps.roto.ports import ObjectPrompt, Point
 
     times: dict[str, list[float]] = {"click": [], "box": [], "click_negative": [], "prior_click": []}
     prepare: list[float] = []
@@ -151,7 +153,7 @@ def part_latency(engine: Any, clips: list[Any], frames_per_clip: int) -> dict[st
                 if not gt.any():
                     continue
                 x, y = click_inside(gt)  # type: ignore[misc]
-                ys, xs = np.nonzero(gt)
+                _ys, xs = np.nonzero(gt)
                 prior = gt.copy()
                 prior[:, int(np.percentile(xs, 75)):] = False
                 outside = (float(min(frame.shape[1] - 1, xs.max() + 10)), float(y))
@@ -189,7 +191,7 @@ def memory_child(engine_name: str, seconds: float, size: tuple[int, int], fps: i
 
     engines, _ = _engines([engine_name], sam2_dir)
     engine = engines[0]
-    frames = max(2, int(round(seconds * fps)))
+    frames = max(2, round(seconds * fps))
     clip = long_clip(size, frames, seed=0)
     warm = long_clip(size, 10, seed=1)
     tracker = engine.tracker(window=8)

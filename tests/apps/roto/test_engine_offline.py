@@ -37,7 +37,7 @@ def test_listed_with_what_it_is_and_lacks(tmp_path: Path) -> None:
     assert "GrabCut" in info.description and info.source and "u2netp" in info.source
     assert info.details["weights"].endswith("u2netp.onnx")
     assert len(info.details["lacks"]) >= 3 and info.details["device"] == "cpu"
-    assert [m.name for m in registry.list("video.segment")][0] == "roto-offline"
+    assert next(m.name for m in registry.list("video.segment")) == "roto-offline"
 
 
 def test_says_when_its_weights_are_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
