@@ -252,7 +252,8 @@ class FlowTracker:
         for oid, obj in self._objects.items():
             if obj.lost_since is not None:
                 continue
-            self._move_template(obj, warped[oid], flow, (sx, sy), (h, w))
+            others = [m for o2, m in warped.items() if o2 != oid and m.any()]
+            self._move_template(obj, warped[oid], flow, (sx, sy), (h, w), others)
             placed = obj.placed((h, w))
             if placed is None:
                 continue
@@ -387,7 +388,7 @@ class FlowTracker:
         return fit if fit is not None else _IDENTITY
 
     def _move_template(self, obj: TrackedObject, visible: np.ndarray, flow: np.ndarray,
-                       scale: tuple[float, float], shape: tuple[int, int]) -> None:
+                       scale: tuple[float, float], shape: tuple[int, int], others: list[np.ndarray]) -> None:
         """Moves the object's template by the motion of the flow inside its visible part: a similarity when most
         of it is visible, only a translation when little is (scale and rotation are then poorly measured);
         with too little visible, by its last motion."""
@@ -395,6 +396,14 @@ class FlowTracker:
             return
         sh, sw = flow.shape[:2]
         inner = cv2.erode(self._to_small(visible, (sh, sw)).view(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        if others:
+            # The flow next to an occluder follows the occluder: leave a margin round the other objects.
+            near = np.zeros((sh, sw), np.uint8)
+            for m in others:
+                near |= self._to_small(m, (sh, sw)).view(np.uint8)
+            margin = cv2.dilate(near, np.ones((9, 9), np.uint8)) > 0
+            if int((inner & ~margin).sum()) >= 24:
+                inner &= ~margin
         ys, xs = np.nonzero(inner)
         placed = obj.placed(shape)
         whole = float(obj.template.sum()) * abs(float(np.linalg.det(obj.transform[:, :2])))
