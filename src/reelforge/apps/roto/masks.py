@@ -190,7 +190,8 @@ def overlay_png(frame: np.ndarray, masks: Mapping[int, np.ndarray], *, alpha: fl
 
     out = overlay(frame, masks, alpha=alpha, outline=outline, colors=colors)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(out, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
+                           [cv2.IMWRITE_PNG_COMPRESSION, 1,
+                            cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
                             cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB])
     if not ok:
         raise RuntimeError("PNG encoding failed")

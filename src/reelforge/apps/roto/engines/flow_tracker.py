@@ -276,11 +276,11 @@ class FlowTracker:
             self._since_snap = 0
             for oid in list(warped):
                 if warped[oid].any():
-                    others = np.zeros((h, w), dtype=bool)
+                    rest = np.zeros((h, w), dtype=bool)
                     for o2, m2 in warped.items():
                         if o2 != oid:
-                            others |= m2
-                    warped[oid] = self.snap(frame, warped[oid], others)
+                            rest |= m2
+                    warped[oid] = self.snap(frame, warped[oid], rest)
                     self.stats["snaps"] += 1
             self._resolve_overlaps(warped, index_map, flow, (sx, sy))
         self._presence(index, frame, warped, index_map)
