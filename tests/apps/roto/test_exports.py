@@ -299,6 +299,11 @@ def test_coco_rle_matches_pycocotools() -> None:
         rle = ex.rle_encoder()(mask)
         assert rle == {"size": list(mask.shape), "counts": counts}
         assert np.array_equal(rle_decode(rle), mask)
+        assert np.array_equal(ex.rle_decoder()({"size": list(mask.shape), "counts": counts}), mask)
+    for bad in ({"size": [2, 2], "counts": "5"}, {"size": [2, 2], "counts": "0"}, {"size": [3, 3], "counts": "1o"}):
+        with pytest.raises(errors.ValidationFailed) as e:
+            ex.rle_decoder()(bad)
+        assert e.value.code == "invalid_mask"
 
 
 def test_coco_json(exported: dict[str, tuple[FrameInfo, list[ex.ExportFile]]]) -> None:
@@ -340,6 +345,15 @@ def test_skipped_frames_are_empty(sources: dict[str, Path], tmp_path: Path) -> N
             assert np.array_equal(alpha > 0, np.zeros_like(alpha, bool) if n in skip else mask_of(info, 1, n))
     tb, pts = framecrc(files[1].path)
     assert [p * tb for p in pts] == source_times(info)
+
+
+def test_combined_only(sources: dict[str, Path], tmp_path: Path) -> None:
+    with FrameSource(sources["vfr_silent"]) as fs:
+        files = ex.write_exports(sources["vfr_silent"], fs, masks_for(fs.info), OBJECTS, [ex.MATTE_WEBM, ex.COCO_JSON],
+                                 tmp_path, per_object=False)
+    assert [(f.kind, f.object_id) for f in files] == [(ex.MATTE_WEBM, None), (ex.COCO_JSON, None)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.filename for f in files)
+    assert ex.ExportObject(3).color == ex.PALETTE[2] and ex.ExportObject(3, color="#010203").color == "#010203"
 
 
 def test_streams_in_bounded_memory(tmp_path: Path) -> None:

@@ -1,22 +1,18 @@
 """Rotoscoping exports: the masks of a video written as files editors and tools read.
 
 `write_exports` takes the source video, its `FrameSource`, the masks as an iterator of
-``(frame_index, {object_id: bool mask})`` in frame order, the objects and the kinds asked for, and writes, per
-object and (with more than one object) for all objects together:
+``(frame_index, {object_id: bool mask})`` in frame order, the objects and the kinds asked for, and writes, for all
+objects together and per object:
 
-=============== ======================================================================================== ========
-kind            what                                                                                     file
-=============== ======================================================================================== ========
-``matte_mov``   the object cut out: the source's RGB with the mask as alpha; ProRes 4444 (``prores_ks``  .mov
-                profile 4444, ``yuva444p10le``) in QuickTime
-``matte_webm``  the same cut-out as VP9 with alpha (``libvpx-vp9``, ``yuva420p``) in WebM; checked after  .webm
-                writing by decoding it with the libvpx-vp9 decoder and reading the alpha back
-``png_zip``     the cut-out as one RGBA PNG per frame, zipped, with ``frames.json`` (each frame's time)  .zip
-``preview_mp4`` the object over chroma green, H.264 (yuv420p), with the source's audio streams copied   .mp4
-                (re-encoded to AAC where MP4 cannot hold them)
-``coco_json``   COCO-style JSON: one image per frame, one annotation per object present in it, masks as   .json
-                compressed COCO RLE
-=============== ======================================================================================== ========
+- ``alpha_prores``: the object cut out (the source's RGB, the mask as alpha) as ProRes 4444 (``prores_ks``
+  profile 4444, ``yuva444p10le``) in QuickTime (.mov);
+- ``alpha_webm``: the same cut-out as VP9 with alpha (``libvpx-vp9``, ``yuva420p``) in WebM, checked after writing
+  by decoding it with the libvpx-vp9 decoder and reading the alpha back;
+- ``png_zip``: the cut-out as one RGBA PNG per frame, zipped, with ``frames.json`` (each frame's time);
+- ``greenscreen``: the object over chroma green, H.264 (yuv420p) in MP4, with the source's audio streams copied
+  (re-encoded to AAC where MP4 cannot hold them);
+- ``coco``: COCO-style JSON, one image per frame and one annotation per object present in it, masks as
+  compressed COCO RLE.
 
 Every video export has the source's frame count and each frame's own presentation time and duration (the
 source's time base in MOV and MP4, so variable frame rate survives exactly; WebM stores milliseconds). The
@@ -50,11 +46,11 @@ from reelforge.apps.roto.frames import FrameInfo, FrameSource
 
 log = logging.getLogger("reelforge.roto")
 
-MATTE_MOV = "matte_mov"
-MATTE_WEBM = "matte_webm"
+MATTE_MOV = "alpha_prores"
+MATTE_WEBM = "alpha_webm"
 PNG_ZIP = "png_zip"
-PREVIEW_MP4 = "preview_mp4"
-COCO_JSON = "coco_json"
+PREVIEW_MP4 = "greenscreen"
+COCO_JSON = "coco"
 KINDS: dict[str, str] = {
     MATTE_MOV: "Alpha matte, ProRes 4444 (MOV)",
     MATTE_WEBM: "Alpha matte, VP9 with alpha (WebM)",
@@ -65,6 +61,9 @@ KINDS: dict[str, str] = {
 CONTENT_TYPES = {MATTE_MOV: "video/quicktime", MATTE_WEBM: "video/webm", PNG_ZIP: "application/zip",
                  PREVIEW_MP4: "video/mp4", COCO_JSON: "application/json"}
 SUFFIXES = {MATTE_MOV: ".mov", MATTE_WEBM: ".webm", PNG_ZIP: ".zip", PREVIEW_MP4: ".mp4", COCO_JSON: ".json"}
+# Object colours by id (the console draws objects with the same list, static/roto.js).
+PALETTE = ("#ff3b30", "#34c759", "#0a84ff", "#ff9f0a", "#bf5af2", "#64d2ff", "#ffd60a", "#ff375f", "#30d158",
+           "#5e5ce6", "#ac8e68", "#66d4cf")
 # Chroma-key green (the usual studio value).
 GREEN = np.array([0, 177, 64], dtype=np.uint8)
 # Audio codecs the MP4 muxer takes as they are; any other is re-encoded to AAC for the preview.
@@ -77,13 +76,23 @@ class ExportError(errors.ReelforgeError):
     status, code, title = 500, "media_error", "Media processing failed"
 
 
+def color_for(object_id: int) -> str:
+    """An object's colour ("#rrggbb"), from its id."""
+    return PALETTE[(int(object_id) - 1) % len(PALETTE)]
+
+
 @dataclass(frozen=True)
 class ExportObject:
-    """One tracked object: its id in the masks, a name for file names and a colour ("#rrggbb")."""
+    """One tracked object: its id in the masks, a name for file names and a colour ("#rrggbb"; default from the
+    id)."""
 
     id: int
     name: str = ""
-    color: str = "#ff3b30"
+    color: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.color:
+            object.__setattr__(self, "color", color_for(self.id))
 
     @property
     def slug(self) -> str:
@@ -153,6 +162,36 @@ def _rle_encode(mask: np.ndarray) -> dict[str, Any]:
     return {"size": [int(h), int(w)], "counts": "".join(chars)}
 
 
+def _rle_decode(rle: Mapping[str, Any]) -> np.ndarray:
+    """The boolean (H, W) mask of a compressed COCO RLE (the inverse of `_rle_encode`)."""
+    h, w = (int(v) for v in rle["size"])
+    s = rle["counts"]
+    s = s.decode() if isinstance(s, bytes) else str(s)
+    counts: list[int] = []
+    p = 0
+    while p < len(s):
+        x, k, more = 0, 0, True
+        while more:
+            if p >= len(s):
+                raise errors.ValidationFailed("A COCO RLE string ends inside a number", code="invalid_mask")
+            c = ord(s[p]) - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    if any(c < 0 for c in counts) or sum(counts) != h * w:
+        raise errors.ValidationFailed("A COCO RLE does not cover its size", code="invalid_mask")
+    values = np.zeros(len(counts), dtype=bool)
+    values[1::2] = True
+    flat = np.repeat(values, counts)
+    return flat.reshape((h, w), order="F")
+
+
 def _bbox(mask: np.ndarray) -> list[int]:
     ys = np.flatnonzero(mask.any(axis=1))
     xs = np.flatnonzero(mask.any(axis=0))
@@ -162,16 +201,13 @@ def _bbox(mask: np.ndarray) -> list[int]:
 
 
 def rle_encoder() -> Callable[[np.ndarray], dict[str, Any]]:
-    """The COCO RLE encoder to use: the engine's (`masks.py`) when present, else this module's."""
-    try:
-        from reelforge.apps.roto import masks  # type: ignore[attr-defined]
-
-        fn = getattr(masks, "encode_rle", None) or getattr(masks, "rle_encode", None)
-        if callable(fn):
-            return fn  # type: ignore[no-any-return]
-    except ImportError:
-        pass
+    """The COCO RLE encoder exports use."""
     return _rle_encode
+
+
+def rle_decoder() -> Callable[[Mapping[str, Any]], np.ndarray]:
+    """The COCO RLE decoder exports use (masks stored as RLE, as the propagation keeps them)."""
+    return _rle_decode
 
 
 # --------------------------------------------------------------------------------------------------- writers
@@ -471,9 +507,10 @@ def export_name(stem: str, kind: str, obj: ExportObject | None) -> str:
 def write_exports(source: Path, frames: FrameSource, masks: Iterable[tuple[int, Mapping[int, np.ndarray]]],
                   objects: Sequence[ExportObject], kinds: Iterable[str], out_dir: Path, *,
                   progress: Callable[[int, int], None] | None = None, cancelled: Callable[[], bool] | None = None,
-                  combined: bool | None = None, threads: int = 2) -> list[ExportFile]:
-    """Write the exports ``kinds`` of every object (and, when ``combined`` — by default with more than one object —
-    of all objects together) into ``out_dir``, in one streaming pass; returns the files, per kind then object.
+                  combined: bool | None = None, per_object: bool = True, threads: int = 2) -> list[ExportFile]:
+    """Write the exports ``kinds`` into ``out_dir`` in one streaming pass: of every object when ``per_object``,
+    and of all objects together when ``combined`` (by default: with more than one object, or when not
+    ``per_object``). Returns the files, per kind then object (the combined file last).
 
     ``masks`` yields ``(frame_index, {object_id: bool (H, W) mask})`` in increasing frame order; a frame it skips,
     or an object missing from a frame, has an empty mask, so every export keeps the source's frame count. Sizes
@@ -487,10 +524,13 @@ def write_exports(source: Path, frames: FrameSource, masks: Iterable[tuple[int, 
     ids = [o.id for o in objects]
     if len(set(ids)) != len(ids):
         raise errors.ValidationFailed("Two objects have the same id", code="invalid_export")
-    combined = len(objects) > 1 if combined is None else combined
+    combined = (len(objects) > 1 or not per_object) if combined is None else combined
+    if not combined and not per_object:
+        raise errors.ValidationFailed("Ask for the combined export, the per-object ones, or both",
+                                      code="invalid_export")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    targets: list[ExportObject | None] = [*objects, *([None] if combined else [])]
+    targets: list[ExportObject | None] = [*(objects if per_object else ()), *([None] if combined else [])]
     encode_rle = rle_encoder()
     plan = _Plan()
     stem = Path(source).stem
