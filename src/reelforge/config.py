@@ -230,6 +230,32 @@ class MediaSettings(BaseModel):
             image_max_frames=self.image_max_frames)
 
 
+class CallSettings(BaseModel):
+    """Interactive calls (`AppManifest.calls`): each worker with a registered call answers them on an HTTP server
+    of its own, which the API reaches directly (runtime/calls.py, services/calls.py)."""
+
+    # Where a worker's call server listens: the loopback address by default (API and workers on one machine);
+    # 0.0.0.0 (or a private address) when API processes run on other machines. Port 0: any free port.
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    # The host the API should dial, when it is not the bound one (a wildcard bind, NAT, a container's name);
+    # empty: the bound address (a wildcard bind advertises this machine's hostname).
+    public_host: str = ""
+    # Largest request body a worker accepts (413 beyond), and largest answer the API reads back.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=1024**3)
+    max_result_bytes: int = Field(default=16 * 1024**2, ge=1024, le=1024**3)
+    # A call's timeout when neither the call (`Call.timeout_s`) nor the caller gives one, and the ceiling of any.
+    timeout_s: float = Field(default=30.0, gt=0, le=3600.0)
+    max_timeout_s: float = Field(default=300.0, gt=0, le=3600.0)
+    # How long the API may dial a worker before it tries the next one.
+    connect_timeout_s: float = Field(default=1.0, gt=0, le=60.0)
+    # How long the API keeps its list of live workers (one registry read per this interval at most; a worker it
+    # could not reach empties it, and goes last until it heartbeats again).
+    workers_cache_s: float = Field(default=1.0, ge=0.0, le=60.0)
+    # Signed requests older (or further in the future) than this are refused by the worker: 401.
+    max_clock_skew_s: float = Field(default=30.0, gt=0, le=3600.0)
+
+
 class CoreSettings(BaseSettings):
     """The core's settings; each installed application adds its own section under its name (`Settings`)."""
 
@@ -262,6 +288,7 @@ class CoreSettings(BaseSettings):
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     vectors: VectorSettings = Field(default_factory=VectorSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
+    calls: CallSettings = Field(default_factory=CallSettings)
     # Periodic work inside the worker (seconds between runs).
     # Extra modules that define pipelines (each exposes PIPELINES: list[Pipeline]); plugins and tests use it.
     extra_pipelines: list[str] = Field(default_factory=list)

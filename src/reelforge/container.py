@@ -10,7 +10,7 @@ from typing import Any
 from reelforge.adapters.db.engine import Database
 from reelforge.adapters.db.store import Store
 from reelforge.adapters.files import private_dir
-from reelforge.applications import AppManifest, Tick, discover
+from reelforge.applications import AppError, AppManifest, Call, Tick, discover
 from reelforge.config import Settings, get_settings
 from reelforge.observability import Metrics
 
@@ -18,8 +18,11 @@ from reelforge.observability import Metrics
 class Container:
     """Process-wide state lives here, never in module globals. Parts are built on first use."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, apps: tuple[AppManifest, ...] | None = None) -> None:
+        """`apps`: the applications, instead of the installed ones (tests, benchmarks)."""
         self.settings = settings or get_settings()
+        if apps is not None:
+            self.__dict__["apps"] = tuple(apps)
         private_dir(self.settings.data_dir)
         self._app_lock = threading.RLock()
         self._app_services: dict[str, Any] = {}
@@ -68,6 +71,36 @@ class Container:
     def app_services(self) -> dict[str, Any]:
         """Every application's service object by application name (what pipeline steps may use)."""
         return {a.name: self.app(a.name) for a in self.apps if a.service is not None}
+
+    def app_calls(self) -> dict[str, Call]:
+        """The interactive calls the applications register, by name ("<application>.<verb>")."""
+        return dict(self._calls)
+
+    @cached_property
+    def _calls(self) -> dict[str, Call]:
+        found: dict[str, Call] = {}
+        for application in self.apps:
+            for call in application.calls(self.settings):
+                if not isinstance(call, Call):
+                    raise AppError(f"application {application.name!r}: calls must be Call, got {type(call).__name__}")
+                if not call.name.startswith(f"{application.name}.") or "/" in call.name or len(call.name) > 100:
+                    raise AppError(f"application {application.name!r}: call {call.name!r} must be named "
+                                   f"'{application.name}.<verb>'")
+                if call.name in found:
+                    raise AppError(f"two calls are named {call.name!r}")
+                found[call.name] = call
+        return found
+
+    @cached_property
+    def calls(self) -> Any:
+        """Interactive calls from this process to the workers (services/calls.py)."""
+        from reelforge.adapters.calls.http import HttpCallTransport
+        from reelforge.services.calls import CallService
+
+        cfg = self.settings.calls
+        transport = HttpCallTransport(self.settings.signing_secret, connect_timeout_s=cfg.connect_timeout_s,
+                                      max_result_bytes=cfg.max_result_bytes)
+        return CallService(self.store, self.settings, transport, self._calls)
 
     def ticks(self) -> list[Tick]:
         """The periodic work the installed applications register, run by every worker's maintenance."""
@@ -210,6 +243,8 @@ class Container:
         return [a.migrations for a in self.apps if a.migrations is not None]
 
     def close(self) -> None:
+        if "calls" in self.__dict__:
+            self.calls.close()
         if "events" in self.__dict__:
             self.events.close()
         if "tracing" in self.__dict__:

@@ -223,6 +223,12 @@ CODES: dict[str, str] = {
     "forbidden_target": "Webhook targets on private, loopback or metadata addresses are refused",
     "unresolvable_host": "The webhook target's host does not resolve",
     "invalid_event_type": "Unknown event type",
+    # interactive calls (services/calls.py, runtime/calls.py)
+    "unknown_call": "No installed application offers a call of this name",
+    "workers_unavailable": "No live worker answers calls right now; retry shortly",
+    "call_timeout": "The worker gave no answer within the call's timeout",
+    "invalid_call_signature": "A worker refused a call that is not signed by this installation (or is too old)",
+    "worker_stopping": "The worker is shutting down; another worker takes the call",
     # models and vectors
     "model_unavailable": "The model cannot run on this server",
     "model_not_found": "No such model",

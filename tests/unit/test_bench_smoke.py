@@ -27,6 +27,7 @@ SMOKE_TESTS = {
     "analyze": "tests/unit/test_bench_smoke.py::test_analyze_smoke",
     "upscale": "tests/unit/test_bench_smoke.py::test_upscale_smoke",
     "upscale_quality": "tests/unit/test_upscale_bench.py::test_upscale_quality_quick",
+    "calls": "tests/unit/test_bench_smoke.py::test_calls_smoke",
 }
 
 
@@ -203,3 +204,18 @@ def test_upscale_smoke(tmp_path: Path) -> None:
     assert all(r.get("skipped") or r["fps_480p"] > 0 for r in runs.values()), runs
     mem = report["memory"]["runs"]
     assert len(mem) == 1 and mem[0]["peak_rss_mb"] > 0 and mem[0]["frames"] > 0
+
+
+def test_calls_smoke(tmp_path: Path) -> None:
+    from bench import calls
+
+    out = tmp_path / "calls.json"
+    report = calls.main(["--smoke", "--out", str(out)])
+
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    r = report["results"]
+    assert set(r) == {"noop-async", "echo-16k-async", "noop-async-c4", "noop-sync", "queued-job"}
+    for name in ("noop-async", "echo-16k-async", "noop-sync"):
+        assert r[name]["n"] == 40 and 0 < r[name]["p50_ms"] <= r[name]["p99_ms"] <= r[name]["max_ms"], r[name]
+    assert r["noop-async-c4"]["calls_per_s"] > 0 and r["queued-job"]["n"] == 2
+    assert isinstance(report["goal"]["met"], bool)

@@ -150,6 +150,9 @@ class GuardMiddleware:
                 db = getattr(self.c, "__dict__", {}).get("db")  # never opened: nothing to close
                 if db is not None:
                     await db.close_reads()
+                calls = getattr(self.c, "__dict__", {}).get("calls")  # this loop's pooled client to the workers
+                if calls is not None:
+                    await calls.aclose()
             return message
 
         return wrapped

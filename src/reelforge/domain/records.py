@@ -236,6 +236,7 @@ class Worker:
     status: str
     started_at: float
     heartbeat_at: float
+    call_url: str | None = None  # where it answers interactive calls; None: it serves none
 
 
 @dataclass(frozen=True, slots=True)

@@ -570,8 +570,13 @@ class OpsRepository(Protocol):
         ...
 
     def worker_heartbeat(self, worker_id: str, *, hostname: str, pid: int, concurrency: int,
-                         status: str = "running") -> None:
-        """Register a worker or refresh its heartbeat and status."""
+                         status: str = "running", call_url: str | None = None) -> None:
+        """Register a worker or refresh its heartbeat, status and call server's URL (None: it serves no calls)."""
+        ...
+
+    def call_workers(self, fresh_s: float) -> list[Worker]:
+        """Workers that answer interactive calls: running, with a call URL, and a heartbeat at most `fresh_s`
+        old (database clock); ordered by id."""
         ...
 
     def mark_workers_lost(self, hostname: str, pid: int) -> list[str]:

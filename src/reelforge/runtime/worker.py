@@ -64,6 +64,12 @@ class StepServices:
                                  f"(registered: {known})", app=name) from None
 
 
+def _app_calls(container: Any) -> dict[str, Any]:
+    """The interactive calls the installed applications register, by name (none from a bare container)."""
+    provide = getattr(container, "app_calls", None)
+    return dict(provide()) if provide is not None else {}
+
+
 def _app_services(container: Any) -> dict[str, Any]:
     """Each registered application's service object, by application name (none from a bare container)."""
     provide = getattr(container, "app_services", None)
@@ -119,6 +125,14 @@ class Worker:
         self.job_s_avg: float | None = None  # moving average of this worker's job run times (None: none ran yet)
         self.finisher: Finisher | None = None
         self.maintainer = Maintenance(container, self.worker_id, stopping=self.stopping, wake=self.wake)
+        # Interactive calls (runtime/calls.py): served only when an application registers one.
+        self.call_server: Any = None
+        calls = _app_calls(container)
+        if calls:
+            from reelforge.runtime.calls import CallServer
+
+            self.call_server = CallServer(calls, self.executor, self.services, self.settings,
+                                          on_stopping=lambda: self._heartbeat_worker("stopping"))
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -127,6 +141,8 @@ class Worker:
 
             self._waker = JobWaker(self.c.db.url, self.wake)
             self._waker.start()
+        if self.call_server is not None:
+            self.call_server.start()  # before the first heartbeat, which advertises its URL
         window = float(getattr(self.settings.jobs, "finish_window_s", 0.0))
         if window > 0:
             self.finisher = Finisher(self.c.jobs, window, int(getattr(self.settings.jobs, "finish_batch_max", 64)),
@@ -148,6 +164,9 @@ class Worker:
         grace = self.settings.jobs.shutdown_grace_s if grace_s is None else grace_s
         self.stopping.set()
         self.wake.set()
+        if self.call_server is not None:
+            # First: the registry forgets its URL, calls in flight end (they are short), the server closes.
+            self.call_server.stop(grace_s=min(grace, 10.0))
         self._release_prefetched()  # not started: hand them back at once so other workers can take them
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
@@ -497,9 +516,12 @@ class Worker:
                 pass
 
     def _heartbeat_worker(self, status: str) -> None:
+        server = self.call_server
+        serving = server is not None and server.url and not server.stopping.is_set() and status == "running"
         with self.c.store.tx() as tx:
             tx.ops.worker_heartbeat(self.worker_id, hostname=socket.gethostname(), pid=os.getpid(),
-                                concurrency=self.concurrency, status=status)
+                                    concurrency=self.concurrency, status=status,
+                                    call_url=server.url if serving else None)
 
     # --- periodic work --------------------------------------------------------------------------
     def sweep(self) -> dict[str, int]:

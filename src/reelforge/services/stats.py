@@ -18,6 +18,14 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
+def lost_after_s(settings: Settings) -> float:
+    """A worker whose last heartbeat is older than this is lost: its jobs' leases have run out (or are about
+    to), and it has missed at least three heartbeats. `jobs.worker_lost_after_s` when set."""
+    j = settings.jobs
+    configured = getattr(j, "worker_lost_after_s", None)
+    return float(configured) if configured else max(3 * j.heartbeat_s, j.lease_s)
+
+
 class StatsService:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
@@ -42,11 +50,8 @@ class StatsService:
 
     @property
     def lost_after_s(self) -> float:
-        """A worker whose last heartbeat is older than this is lost: its jobs' leases have run out (or are about
-        to), and it has missed at least three heartbeats. `jobs.worker_lost_after_s` when set."""
-        j = self.settings.jobs
-        configured = getattr(j, "worker_lost_after_s", None)
-        return float(configured) if configured else max(3 * j.heartbeat_s, j.lease_s)
+        """See `lost_after_s(settings)`."""
+        return lost_after_s(self.settings)
 
     def _state(self, status: str, age: float) -> str:
         """A registration as it stands now: `lost` once its heartbeat is too old, whatever it last said."""

@@ -283,6 +283,8 @@ class Worker(Base):
     status: Mapped[str] = mapped_column(String(16), default="running")
     started_at: Mapped[float] = mapped_column(Float)
     heartbeat_at: Mapped[float] = mapped_column(Float)
+    # Base URL of the worker's call server (runtime/calls.py); NULL when it serves no calls (or stopped).
+    call_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class Alarm(Base):

@@ -41,15 +41,22 @@ class OpsRepository(Repository):
         ).first() is not None
 
     def worker_heartbeat(self, worker_id: str, *, hostname: str, pid: int, concurrency: int,
-                         status: str = "running") -> None:
+                         status: str = "running", call_url: str | None = None) -> None:
         now = self.now()
         w = self.s.get(m.Worker, worker_id)
         if w is None:
             self.s.add(m.Worker(id=worker_id, hostname=hostname, pid=pid, concurrency=concurrency, status=status,
-                                started_at=now, heartbeat_at=now))
+                                started_at=now, heartbeat_at=now, call_url=call_url))
         else:
             w.heartbeat_at = now
             w.status = status
+            w.call_url = call_url
+
+    def call_workers(self, fresh_s: float) -> list[Worker]:
+        since = self.now() - fresh_s
+        return records(Worker, self.s.execute(
+            select(m.Worker).where(m.Worker.status == "running", m.Worker.call_url.is_not(None),
+                                   m.Worker.heartbeat_at >= since).order_by(m.Worker.id)).scalars().all())
 
     def mark_workers_lost(self, hostname: str, pid: int) -> list[str]:
         ids = [str(r) for r in self.s.execute(
