@@ -353,7 +353,10 @@ def test_combined_only(sources: dict[str, Path], tmp_path: Path) -> None:
                                  tmp_path, per_object=False)
     assert [(f.kind, f.object_id) for f in files] == [(ex.MATTE_WEBM, None), (ex.COCO_JSON, None)]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.filename for f in files)
-    assert ex.ExportObject(3).color == ex.PALETTE[2] and ex.ExportObject(3, color="#010203").color == "#010203"
+    from reelforge.apps.roto import masks
+
+    assert ex.ExportObject(3).color == "#{:02x}{:02x}{:02x}".format(*masks.color_for(3))
+    assert ex.ExportObject(3, color="#010203").color == "#010203"
 
 
 def test_streams_in_bounded_memory(tmp_path: Path) -> None:

@@ -61,9 +61,6 @@ KINDS: dict[str, str] = {
 CONTENT_TYPES = {MATTE_MOV: "video/quicktime", MATTE_WEBM: "video/webm", PNG_ZIP: "application/zip",
                  PREVIEW_MP4: "video/mp4", COCO_JSON: "application/json"}
 SUFFIXES = {MATTE_MOV: ".mov", MATTE_WEBM: ".webm", PNG_ZIP: ".zip", PREVIEW_MP4: ".mp4", COCO_JSON: ".json"}
-# Object colours by id (the console draws objects with the same list, static/roto.js).
-PALETTE = ("#ff3b30", "#34c759", "#0a84ff", "#ff9f0a", "#bf5af2", "#64d2ff", "#ffd60a", "#ff375f", "#30d158",
-           "#5e5ce6", "#ac8e68", "#66d4cf")
 # Chroma-key green (the usual studio value).
 GREEN = np.array([0, 177, 64], dtype=np.uint8)
 # Audio codecs the MP4 muxer takes as they are; any other is re-encoded to AAC for the preview.
@@ -77,8 +74,11 @@ class ExportError(errors.ReelforgeError):
 
 
 def color_for(object_id: int) -> str:
-    """An object's colour ("#rrggbb"), from its id."""
-    return PALETTE[(int(object_id) - 1) % len(PALETTE)]
+    """An object's colour ("#rrggbb"): the overlays' colour for its id (`masks.color_for`)."""
+    from reelforge.apps.roto import masks
+
+    r, g, b = masks.color_for(object_id)
+    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 @dataclass(frozen=True)
@@ -135,63 +135,6 @@ def check_kinds(kinds: Iterable[str]) -> list[str]:
 
 # --------------------------------------------------------------------------------------------------- COCO RLE
 
-def _rle_encode(mask: np.ndarray) -> dict[str, Any]:
-    """COCO's compressed RLE of a boolean (H, W) mask: run lengths in column-major order starting with a run of
-    zeros, each written as pycocotools' LEB128-like characters (the difference from the run two back after the
-    first two runs). Replaced by the engine's encoder where one is available."""
-    h, w = mask.shape
-    flat = np.asarray(mask, dtype=bool).ravel(order="F")
-    if flat.size == 0:
-        return {"size": [int(h), int(w)], "counts": ""}
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate(([0], change, [flat.size]))
-    runs = np.diff(bounds).tolist()
-    if flat[0]:
-        runs.insert(0, 0)
-    chars: list[str] = []
-    for i, run in enumerate(runs):
-        x = int(run) - int(runs[i - 2]) if i > 2 else int(run)
-        more = True
-        while more:
-            c = x & 0x1F
-            x >>= 5
-            more = (x != -1) if (c & 0x10) else (x != 0)
-            if more:
-                c |= 0x20
-            chars.append(chr(c + 48))
-    return {"size": [int(h), int(w)], "counts": "".join(chars)}
-
-
-def _rle_decode(rle: Mapping[str, Any]) -> np.ndarray:
-    """The boolean (H, W) mask of a compressed COCO RLE (the inverse of `_rle_encode`)."""
-    h, w = (int(v) for v in rle["size"])
-    s = rle["counts"]
-    s = s.decode() if isinstance(s, bytes) else str(s)
-    counts: list[int] = []
-    p = 0
-    while p < len(s):
-        x, k, more = 0, 0, True
-        while more:
-            if p >= len(s):
-                raise errors.ValidationFailed("A COCO RLE string ends inside a number", code="invalid_mask")
-            c = ord(s[p]) - 48
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(counts) > 2:
-            x += counts[-2]
-        counts.append(x)
-    if any(c < 0 for c in counts) or sum(counts) != h * w:
-        raise errors.ValidationFailed("A COCO RLE does not cover its size", code="invalid_mask")
-    values = np.zeros(len(counts), dtype=bool)
-    values[1::2] = True
-    flat = np.repeat(values, counts)
-    return flat.reshape((h, w), order="F")
-
-
 def _bbox(mask: np.ndarray) -> list[int]:
     ys = np.flatnonzero(mask.any(axis=1))
     xs = np.flatnonzero(mask.any(axis=0))
@@ -201,13 +144,23 @@ def _bbox(mask: np.ndarray) -> list[int]:
 
 
 def rle_encoder() -> Callable[[np.ndarray], dict[str, Any]]:
-    """The COCO RLE encoder exports use."""
-    return _rle_encode
+    """The COCO RLE encoder exports use: the application's (`masks.encode`, pycocotools' format)."""
+    from reelforge.apps.roto import masks
+
+    return masks.encode
 
 
 def rle_decoder() -> Callable[[Mapping[str, Any]], np.ndarray]:
-    """The COCO RLE decoder exports use (masks stored as RLE, as the propagation keeps them)."""
-    return _rle_decode
+    """The COCO RLE decoder for stored masks (`masks.decode`); a malformed RLE is refused as ``invalid_mask``."""
+    from reelforge.apps.roto import masks
+
+    def decode(rle: Mapping[str, Any]) -> np.ndarray:
+        try:
+            return masks.decode(rle)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise errors.ValidationFailed(f"A stored mask cannot be read ({exc})", code="invalid_mask") from exc
+
+    return decode
 
 
 # --------------------------------------------------------------------------------------------------- writers
@@ -507,7 +460,8 @@ def export_name(stem: str, kind: str, obj: ExportObject | None) -> str:
 def write_exports(source: Path, frames: FrameSource, masks: Iterable[tuple[int, Mapping[int, np.ndarray]]],
                   objects: Sequence[ExportObject], kinds: Iterable[str], out_dir: Path, *,
                   progress: Callable[[int, int], None] | None = None, cancelled: Callable[[], bool] | None = None,
-                  combined: bool | None = None, per_object: bool = True, threads: int = 2) -> list[ExportFile]:
+                  combined: bool | None = None, per_object: bool = True, threads: int = 2,
+                  name: str | None = None) -> list[ExportFile]:
     """Write the exports ``kinds`` into ``out_dir`` in one streaming pass: of every object when ``per_object``,
     and of all objects together when ``combined`` (by default: with more than one object, or when not
     ``per_object``). Returns the files, per kind then object (the combined file last).
@@ -515,7 +469,8 @@ def write_exports(source: Path, frames: FrameSource, masks: Iterable[tuple[int, 
     ``masks`` yields ``(frame_index, {object_id: bool (H, W) mask})`` in increasing frame order; a frame it skips,
     or an object missing from a frame, has an empty mask, so every export keeps the source's frame count. Sizes
     are those of `frames.info` (as shown). ``progress(done, total)`` is called after each frame;
-    ``cancelled()`` is checked before each frame (JobCancelled).
+    ``cancelled()`` is checked before each frame (JobCancelled). ``name``: the source's file name for the
+    exports' names (default: the source path's).
     """
     kinds = check_kinds(kinds)
     info = frames.info
@@ -533,7 +488,7 @@ def write_exports(source: Path, frames: FrameSource, masks: Iterable[tuple[int, 
     targets: list[ExportObject | None] = [*(objects if per_object else ()), *([None] if combined else [])]
     encode_rle = rle_encoder()
     plan = _Plan()
-    stem = Path(source).stem
+    stem = Path(name or Path(source).name).stem
     try:
         for kind in kinds:
             for obj in targets:
@@ -548,7 +503,7 @@ def write_exports(source: Path, frames: FrameSource, masks: Iterable[tuple[int, 
                 elif kind == PNG_ZIP:
                     plan.writers.append(_PngZip(path, oid, info))
                 elif kind == COCO_JSON:
-                    plan.coco.append(_CocoJson(path, oid, info, objects, Path(source).name, encode_rle))
+                    plan.coco.append(_CocoJson(path, oid, info, objects, name or Path(source).name, encode_rle))
         everything: list[_Writer] = [*plan.writers, *plan.coco]
         needs_pixels = bool(plan.writers)
         empty = np.zeros((info.height, info.width), dtype=bool)
@@ -642,3 +597,76 @@ def have_encoders() -> dict[str, bool]:
                 ok = False
         out[kind] = ok
     return out
+
+
+# --------------------------------------------------------------------------------------------------- the job step
+
+# Bytes per pixel one file's encoder holds: the frames it keeps (ProRes: about 2 of yuva444p10le, 8 bytes a pixel;
+# VP9 with lag-in-frames 8 and alpha: about 12 of 2.5 bytes; x264 veryfast's look-ahead: about 24 of 1.5 bytes;
+# PNG: the RGBA picture being compressed).
+_ENCODER_BYTES = {MATTE_MOV: 16, MATTE_WEBM: 30, PREVIEW_MP4: 36, PNG_ZIP: 4, COCO_JSON: 0}
+
+
+def export_memory(info: FrameInfo, kinds: Sequence[str], files_per_kind: int) -> int:
+    """Bytes the exports hold at most: a decoded frame and its RGB and RGBA copies, one mask per file, and each
+    encoder's own frames; independent of the video's length."""
+    pixels = info.width * info.height
+    encoders = sum(_ENCODER_BYTES.get(k, 0) for k in kinds) * files_per_kind * pixels
+    return pixels * 3 * 4 + pixels * files_per_kind + encoders + 64 * 1024**2
+
+
+def run_exports(ctx: Any, plan: Mapping[str, Any], manifest: Mapping[str, Any], kinds: Sequence[str],
+                masks: Callable[[], Iterable[tuple[int, Mapping[int, tuple[Mapping[str, Any], str]]]]]
+                ) -> list[dict[str, Any]]:
+    """The `video.rotoscope` job's picture exports (the pipeline's `export_hook`): the session's video fetched
+    through the workers' source cache, every frame streamed with the masks ``masks()`` yields (COCO RLE per
+    object, frames of the job's range; the other frames' masks are empty), each file stored as an asset of the
+    job. Answers one output per file: kind, asset_id, size, content_type, object_id (None: all objects),
+    filename, frames, notes."""
+    import uuid
+
+    from reelforge.apps.roto.pipeline import EXPORT_CATEGORY, _source
+    from reelforge.apps.roto.service import media_limits
+    from reelforge.domain.media import check_decode_memory
+
+    kinds = check_kinds(kinds)
+    svc = ctx.services
+    owner_id = str(plan["owner_id"])
+    asset = svc.assets.owned_asset(owner_id, plan["asset_id"])
+    names = plan.get("names") or {}
+    objects = [ExportObject(int(o), names.get(str(o)) or f"Object {o}") for o in plan["objects"]]
+    per_object = bool(plan.get("per_object"))
+    decode = rle_decoder()
+
+    def decoded() -> Iterator[tuple[int, dict[int, np.ndarray]]]:
+        for frame, objs in masks():
+            yield int(frame), {int(o): decode(rle) for o, (rle, _src) in objs.items()}
+
+    outputs: list[dict[str, Any]] = []
+    with _source(ctx, plan) as use, ctx.scratch("roto-exports") as tmp:
+        with FrameSource(use.path, limits=media_limits(svc.settings), cache_frames=1) as fs:
+            files = (len(objects) if per_object else 0) + (1 if len(objects) > 1 or not per_object else 0)
+            check_decode_memory(export_memory(fs.info, kinds, files), ctx.memory_mb, what="writing these exports")
+            total = fs.info.frame_count
+            step = max(1, total // 50)
+
+            def report(done: int, _: int) -> None:
+                if done % step == 0 or done == total:
+                    ctx.progress(0.93 + 0.06 * done / total, f"exporting: frame {done}/{total}")
+
+            written = write_exports(use.path, fs, decoded(), objects, kinds, Path(tmp), progress=report,
+                                    cancelled=ctx.stopping, per_object=per_object,
+                                    name=asset.filename or f"roto-{str(plan['session_id'])[:8]}.mp4")
+        for f in written:
+            who = "all" if f.object_id is None else str(f.object_id)
+            stored = svc.assets.store_output_file(
+                f.path, owner_id=owner_id, job_id=ctx.job_id, content_type=f.content_type, filename=f.filename,
+                lifecycle="hot", category=EXPORT_CATEGORY,
+                metadata={"kind": "roto.export", "export": f.kind, "session_id": plan["session_id"],
+                          "object_id": f.object_id, "frames": f.frames},
+                asset_id=uuid.uuid5(uuid.NAMESPACE_URL, f"reelforge:{ctx.job_id}:roto:{f.kind}:{who}").hex)
+            outputs.append({"kind": f.kind, "asset_id": stored.id, "size": stored.size,
+                            "content_type": f.content_type, "object_id": f.object_id, "filename": f.filename,
+                            "frames": f.frames, "notes": list(f.notes)})
+            f.path.unlink(missing_ok=True)
+    return outputs
