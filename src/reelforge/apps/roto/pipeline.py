@@ -64,6 +64,10 @@ ExportKind = Literal["coco", "alpha_prores", "alpha_webm", "png_zip", "greenscre
 PICTURE_EXPORTS = ("alpha_prores", "alpha_webm", "png_zip", "greenscreen")
 
 
+def default_exports() -> list[ExportKind]:
+    return ["coco"]
+
+
 class FrameRange(BaseModel):
     """In and out markers: the first and the last frame propagated (inclusive)."""
 
@@ -78,7 +82,7 @@ class RotoscopeInput(BaseModel):
 
     session_id: str = Field(min_length=1, max_length=64, description="A rotoscoping session of yours")
     range: FrameRange | None = Field(default=None, description="Default: the whole video")
-    exports: list[ExportKind] = Field(default_factory=lambda: ["coco"], max_length=8,
+    exports: list[ExportKind] = Field(default_factory=default_exports, max_length=8,
                                       description="What to produce at the end (COCO RLE JSON by default)")
     per_object: bool = Field(default=False, description="Picture exports: one file per object too")
     plan: dict[str, Any] | None = Field(default=None, description="Set at submit time from the session (frames, "
@@ -372,7 +376,7 @@ def sweep(ctx: StepContext, plan_: dict[str, Any], way: str) -> dict[str, Any]:
     previous: dict[int, dict[int, dict[str, Any]]] = {}  # the last span's masks (for what it carries on)
     computed = reused = frames_run = 0
     block = max(16, int(plan_["window"]))
-    engine = None
+    engine: Any = None
     _check_memory(ctx, plan_, block)
     with _source(ctx, plan_) as use:
         source = None
@@ -577,8 +581,8 @@ def export(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
                 filename=f"roto-{plan_['session_id'][:8]}.coco.json", lifecycle="hot", category=EXPORT_CATEGORY,
                 metadata={"kind": "roto.export", "export": "coco", "session_id": plan_["session_id"]},
                 asset_id=uuid.uuid5(uuid.NAMESPACE_URL, f"reelforge:{ctx.job_id}:roto:coco").hex)
-            outputs.append({"kind": "coco", "asset_id": asset.id, "size": asset.size, "content_type": "application/json",
-                            "object_id": None})
+            outputs.append({"kind": "coco", "asset_id": asset.id, "size": asset.size,
+                            "content_type": "application/json", "object_id": None})
         pictures = [k for k in kinds if k != "coco"]
         if pictures:
             hook = export_hook()

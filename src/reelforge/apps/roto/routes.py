@@ -33,7 +33,7 @@ from reelforge.api.openapi import problems
 from reelforge.api.schemas.common import MAX_ID, Strict, iso
 from reelforge.api.schemas.jobs import JobPublic
 from reelforge.apps.roto.calls import FRAME_CALL, PROMPT_CALL, RELEASE_CALL
-from reelforge.apps.roto.pipeline import KIND, ExportKind, FrameRange
+from reelforge.apps.roto.pipeline import KIND, ExportKind, FrameRange, default_exports
 from reelforge.apps.roto.records import Mask, Prompt, RotoObject, Session
 from reelforge.apps.roto.service import PromptInput, SessionView
 
@@ -72,7 +72,7 @@ class PromptCreate(Strict):
 
 class PropagateCreate(Strict):
     range: FrameRange | None = Field(default=None, description="In and out markers (inclusive); default: all")
-    exports: list[ExportKind] = Field(default_factory=lambda: ["coco"], max_length=8)
+    exports: list[ExportKind] = Field(default_factory=default_exports, max_length=8)
     per_object: bool = False
 
 

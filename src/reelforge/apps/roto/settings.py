@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from reelforge.apps.roto.engines.config import RotoEngineSettings
+
 
 class RotoSettings(BaseModel):
     """Rotoscoping (sessions, interactive prompts, `video.rotoscope`): input caps, the engine, the workers'
@@ -14,6 +16,8 @@ class RotoSettings(BaseModel):
 
     # The `video.segment` engine a new session uses when it names none (empty: the first available one).
     engine: str = Field(default="", max_length=100)
+    # The engines' own knobs (REELFORGE_ROTO__ENGINES__...).
+    engines: RotoEngineSettings = Field(default_factory=RotoEngineSettings)
     # Caps on top of the platform's media policy (settings `media`), checked when a session is created and again
     # on the worker before decoding.
     max_side: int = Field(default=3840, ge=16)

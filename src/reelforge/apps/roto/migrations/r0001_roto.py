@@ -23,8 +23,8 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgres
 
 
 def _session_fk(table: str) -> sa.ForeignKeyConstraint:
-    return sa.ForeignKeyConstraint(["session_id"], ["roto_sessions.id"], name=op.f(f"fk_{table}_session_id_roto_sessions"),
-                                   ondelete="CASCADE")
+    return sa.ForeignKeyConstraint(["session_id"], ["roto_sessions.id"],
+                                   name=op.f(f"fk_{table}_session_id_roto_sessions"), ondelete="CASCADE")
 
 
 def upgrade() -> None:
