@@ -415,3 +415,60 @@ def test_refusals(sources: dict[str, Path], tmp_path: Path) -> None:
 
 def test_encoders_present() -> None:
     assert ex.have_encoders() == {k: True for k in ex.KINDS}
+
+
+# ---------------------------------------------------------------------------------------------- through the job
+
+def test_rotoscope_job_stores_every_export(tmp_path: Path, sqlite_url: str) -> None:
+    """`video.rotoscope` with every export, on a real worker: the picture exports come from `run_exports`,
+    are the job's assets, and agree with the masks the job's own COCO export holds, frame by frame."""
+    from tests.apps.roto.roto_env import (
+        click,
+        clip_named,
+        encode_clip,
+        http,
+        new_session,
+        register,
+        roto_env,
+        upload,
+        wait_job,
+    )
+
+    clip = clip_named("pan_blob", size=(192, 108), frames=10)
+    src = encode_clip(tmp_path / "blob clip.mp4", clip, frames=10)
+    with roto_env(tmp_path, sqlite_url) as env:
+        alice = register(env.client, "alice@example.com")
+        session = new_session(alice, upload(env, alice, src))
+        r = alice.post(f"/v1/roto/sessions/{session['id']}/prompts", json={"frame": 0, "points": [click(clip, 0)]})
+        assert r.status_code == 200, r.text
+        r = alice.post("/v1/jobs", json={"kind": "video.rotoscope", "input": {
+            "session_id": session["id"], "exports": list(ex.KINDS), "per_object": True}})
+        assert r.status_code in (201, 202), r.text
+        job = wait_job(alice, r.json()["id"])
+        assert job["status"] == "succeeded", job
+        outs = job["outputs"]["exports"]
+        # one object: per object, no combined file; COCO from the pipeline (all objects)
+        assert sorted((o["kind"], o["object_id"]) for o in outs) == sorted(
+            [("coco", None)] + [(k, 1) for k in ex.KINDS if k != ex.COCO_JSON])
+        files: dict[str, Path] = {}
+        for o in outs:
+            asset = alice.get(f"/v1/assets/{o['asset_id']}").json()
+            assert asset["job_id"] == job["id"] and asset["size"] == o["size"] > 0
+            body = http(env, "GET", asset["download"]["url"]).content
+            files[o["kind"]] = tmp_path / (asset["filename"] or o["kind"])
+            files[o["kind"]].write_bytes(body)
+            if o["kind"] != "coco":
+                assert asset["filename"].startswith("blob_clip_object-1")
+                assert o["frames"] == 10
+    coco = json.loads(files["coco"].read_text())
+    truth_masks = {a["image_id"] - 1: rle_decode(a["segmentation"]) for a in coco["annotations"]}
+    assert sorted(truth_masks) == list(range(10))
+    mov = decode_rgba(files[ex.MATTE_MOV])
+    assert len(mov) == 10 and framecrc(files[ex.MATTE_MOV])[1] == framecrc(src)[1]
+    for n in (0, 5, 9):
+        assert ((mov[n][..., 3] > 127) == truth_masks[n]).mean() > 0.995
+        alpha = ex.webm_alpha(files[ex.MATTE_WEBM], n)
+        assert alpha is not None and ((alpha > 127) == truth_masks[n]).mean() > 0.97
+    with zipfile.ZipFile(files[ex.PNG_ZIP]) as z:
+        assert np.array_equal(np.asarray(Image.open(BytesIO(z.read("frame_000007.png"))))[..., 3] > 0, truth_masks[7])
+    assert v.count_frames(files[ex.PREVIEW_MP4]) == 10
