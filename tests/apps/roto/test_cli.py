@@ -1,8 +1,15 @@
-"""`reelforge roto`: argument checking (exit 2 with a message, no traceback, before anything is sent)."""
+"""`reelforge roto`: argument checking (exit 2 with a message, no traceback, before anything is sent), and real runs
+of the command and of the demo against a live API and worker."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -10,6 +17,8 @@ from typer.testing import CliRunner
 
 from reelforge.apps.roto import cli as rc
 from tests.integration.live_server import closed_port_url
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def app() -> typer.Typer:
@@ -103,3 +112,135 @@ def test_command_refuses_files_it_cannot_use(tmp_path: Path) -> None:
     r = CliRunner().invoke(app(), ["roto", str(video), "--point", "1,2", "--url", closed_port_url()],
                            env={"REELFORGE_API_KEY": "rf_test"})
     assert r.exit_code == 5, r.output
+
+
+# ---------------------------------------------------------------------------------------------- a real run
+
+@pytest.fixture
+def server(tmp_path: Path, sqlite_url: str) -> Iterator[str]:
+    """A real API on a socket and an in-process worker answering the rotoscoping calls."""
+    from reelforge.container import Container
+    from reelforge.runtime.worker import Worker
+    from tests.apps.roto.roto_env import _live
+    from tests.conftest import wait_for
+    from tests.integration.live_server import bind_socket, live_settings, serve
+
+    sock = bind_socket()
+    c = Container(live_settings(tmp_path, sqlite_url, sock, roto={"cache_dir": str(tmp_path / "roto-cache")}))
+    w = Worker(c, concurrency=2)
+    w.start()
+    try:
+        wait_for(lambda: _live(c), timeout=15)
+        with serve(c, sock) as url:
+            yield url
+    finally:
+        w.stop(grace_s=5)
+        c.close()
+        sock.close()
+
+
+def api_key(url: str, email: str) -> str:
+    from reelforge.client import Client
+
+    c = Client(url, api_key="")
+    c.auth.register(email, "correct horse battery")
+    c.auth.login(email, "correct horse battery")
+    return c.api_keys.create("roto").key or ""
+
+
+def big_clip(path: Path) -> Path:
+    """The demo's disc clip at 640x360 with film grain, losslessly encoded: over the 6 MiB multipart threshold."""
+    import av
+    import numpy as np
+
+    from reelforge.apps.roto import demo
+
+    rng = np.random.default_rng(1)
+    with av.open(str(path), "w") as out:
+        stream: Any = out.add_stream("libx264", rate=demo.FPS)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv444p"
+        stream.options = {"crf": "0", "preset": "ultrafast", "g": "12"}
+        for n in range(24):
+            small = demo.disc_mask(n)
+            frame = np.where(np.kron(small, np.ones((2, 2), bool))[..., None], np.array([240, 150, 40]),
+                             np.array([50, 70, 120])).astype(np.int16)
+            frame += rng.normal(0, 14, frame.shape).astype(np.int16)
+            vf = av.VideoFrame.from_ndarray(np.clip(frame, 0, 255).astype(np.uint8), format="rgb24")
+            vf.pts = n
+            for p in stream.encode(vf):
+                out.mux(p)
+        for p in stream.encode(None):
+            out.mux(p)
+    return path
+
+
+def run_cli(url: str, key: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REELFORGE_", "XDG_"))}
+    env.update({"HOME": str(cwd), "XDG_CONFIG_HOME": str(cwd / "config"), "XDG_STATE_HOME": str(cwd / "state"),
+                "REELFORGE_API_KEY": key, "NO_COLOR": "1", "COLUMNS": "200", "PYTHONPATH": str(REPO_ROOT)})
+    return subprocess.run([sys.executable, "-m", "reelforge", "roto", *args, "--url", url], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_roto_command_end_to_end(server: str, tmp_path: Path) -> None:
+    from reelforge.apps.roto import demo, masks
+    from reelforge.apps.roto.frames import FrameSource
+    from tests.apps.roto.test_exports import decode_rgba, framecrc
+
+    clip = big_clip(tmp_path / "grain.mp4")
+    assert clip.stat().st_size > 6 * 1024 * 1024  # goes up in parts
+    key = api_key(server, "cli@example.com")
+    x, y = demo.disc_centre(0)
+    out = tmp_path / "out"
+    # a point outside the video: refused after the session is known (exit 2), and that session is removed
+    r = run_cli(server, key, str(clip), "--point", "700,10", "-o", str(out), cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "point 700,10 on frame 0 is outside the 640x360 video" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli(server, key, str(clip), "--point", f"{2 * x:.0f},{2 * y:.0f}", "--negative", "5,5@0",
+                "--export", "alpha_webm", "--export", "coco", "--export", "greenscreen", "-o", str(out), "--json",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert [p["object"] for p in doc["prompts"]] == [1] and doc["prompts"][0]["area"] > 0
+    assert "upload grain.mp4" in r.stderr and "job " in r.stderr
+    kinds = sorted(e["kind"] for e in doc["exports"])
+    assert kinds == ["alpha_webm", "coco", "greenscreen"]
+    paths = {e["kind"]: Path(e["path"]) for e in doc["exports"]}
+    assert all(p.parent == out and p.stat().st_size == e["size"] for e, p in zip(doc["exports"], paths.values(),
+                                                                                   strict=True))
+    with FrameSource(clip) as fs:
+        pts = list(fs.info.pts)
+    coco = json.loads(paths["coco"].read_text())
+    first = masks.decode(next(a for a in coco["annotations"] if a["image_id"] == 1)["segmentation"])
+    assert first.shape == (360, 640) and first[int(2 * y), int(2 * x)] and not first[5, 5]
+    alpha = paths["alpha_webm"]
+    assert len(framecrc(alpha)[1]) == len(pts) == 24
+    from reelforge.apps.roto.exports import webm_alpha
+
+    a0 = webm_alpha(alpha, 0)
+    assert a0 is not None and ((a0 > 127) == first).mean() > 0.97
+    assert len(decode_rgba(paths["greenscreen"])) == 24
+    # the sessions: the refused run left none behind, this one is there
+    from reelforge.client import Client
+
+    with Client(server, api_key=key) as c:
+        assert [s.id for s in c.roto.list_sessions().data] == [doc["session_id"]]
+
+
+def test_demo(server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    import httpx
+
+    from reelforge.apps.roto.demo import run_demo
+
+    key = api_key(server, "demo@example.com")
+    with httpx.Client(base_url=server, timeout=120, headers={"Authorization": f"Bearer {key}"}) as http:
+        assert run_demo(http, tmp_path) == 0
+    said = capsys.readouterr().out
+    m = re.search(r"mean IoU (\d\.\d+) over 36 frames", said)
+    assert m is not None and float(m.group(1)) >= 0.8, said
+    names = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
+    assert "roto-source.mp4" in names
+    assert any(n.endswith(".webm") for n in names) and any(n.endswith(".json") for n in names)
+    assert any(n.endswith(".mp4") and "greenscreen" in n for n in names)
