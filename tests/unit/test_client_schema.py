@@ -67,7 +67,7 @@ SCHEMAS: dict[str, str | tuple[str, str, str]] = {
     "Validation": "ValidationPublic",
     "VideoHistory": "HistoryPublic",
     # rotoscoping (reelforge.apps.roto.client)
-    "RotoSession": "SessionPublic",
+    "RotoSession": "reelforge__apps__roto__routes__SessionPublic",  # the core has a SessionPublic too
     "RotoSessionDetail": "SessionDetail",
     "RotoSessionPage": "SessionsPublic",
     "RotoObject": "ObjectPublic",

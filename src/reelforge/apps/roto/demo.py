@@ -64,7 +64,7 @@ def make_clip(path: Path) -> Path:
             t = texture[ty, tx]
             orange = np.clip(np.stack([230 + t // 3, 140 + t, 40 + t // 2], axis=-1), 0, 255)
             frame[disc] = orange[disc].astype(np.uint8)
-            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            vf = av.VideoFrame.from_ndarray(frame.astype(np.uint8, copy=False), format="rgb24")
             vf.pts = n
             for packet in stream.encode(vf):
                 out.mux(packet)

@@ -269,7 +269,7 @@
       const neg = (p.points || []).length - pos;
       const parts = [];
       if (pos) parts.push(pos + (pos === 1 ? " point" : " points"));
-      if (neg) parts.push(neg + " not");
+      if (neg) parts.push(neg + (neg === 1 ? " negative point" : " negative points"));
       if (p.box) parts.push("box");
       const o = ((state.session && state.session.objects) || []).find((x) => x.object_id === p.object_id);
       text.textContent = (o ? objectName(o) : "Object " + p.object_id) + ": " + parts.join(", ");
