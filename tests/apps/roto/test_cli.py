@@ -244,3 +244,61 @@ def test_demo(server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "roto-source.mp4" in names
     assert any(n.endswith(".webm") for n in names) and any(n.endswith(".json") for n in names)
     assert any(n.endswith(".mp4") and "greenscreen" in n for n in names)
+
+
+def test_client_namespace_both_faces(server: str, tmp_path: Path) -> None:
+    """`rf.roto` against the live API: the asyncio face for the whole session, the blocking one for reads."""
+    import asyncio
+
+    from reelforge.apps.roto import demo, masks
+    from reelforge.client import ApiError, AsyncClient, Client
+
+    clip = demo.make_clip(tmp_path / "disc.mp4")
+    key = api_key(server, "client@example.com")
+    x, y = demo.disc_centre(0)
+
+    async def run() -> dict[str, Any]:
+        async with AsyncClient(server, api_key=key) as rf:
+            asset = await rf.assets.upload(clip, "video/mp4")
+            s = await rf.roto.create_session(asset.id, name="disc")
+            assert (s.width, s.height, s.frame_count, s.state) == (320, 180, 36, "new")
+            answer = await rf.roto.prompt(s.id, 0, [(x, y)])
+            assert answer.object_created and answer.prompt is not None and answer.prompt.object_id == 1
+            assert answer.overlay.content_type == "image/png" and answer.width == 320
+            got = masks.decode(answer.masks[0].rle)
+            assert got[int(y), int(x)] and answer.masks[0].area == int(got.sum())
+            neg = await rf.roto.prompt(s.id, 0, [{"x": 5, "y": 5, "label": 0}], object_id=1)
+            assert neg.prompt is not None and neg.prompt.points == [{"x": 5.0, "y": 5.0, "label": 0}]
+            other = await rf.roto.add_object(s.id, "spare")
+            boxed = await rf.roto.prompt(s.id, 3, box=(200, 10, 300, 80), object_id=other.object_id)
+            assert boxed.prompt is not None and boxed.prompt.box == [200.0, 10.0, 300.0, 80.0]
+            await rf.roto.delete_prompt(s.id, neg.prompt.id)
+            await rf.roto.delete_object(s.id, other.object_id)
+            detail = await rf.roto.get_session(s.id)
+            assert [o.object_id for o in detail.objects or []] == [1]
+            assert [p.frame for p in detail.prompts or []] == [0]
+            png = await rf.roto.frame(s.id, 0)
+            assert png.startswith(b"\x89PNG\r\n\x1a\n")
+            handle = await rf.roto.propagate(s.id, range=(0, 20), exports=["coco", "alpha_webm"])
+            job = await handle.wait(120)
+            assert job.ok, job.error
+            after = await rf.roto.frame_masks(s.id, 12)
+            assert after.frame == 12 and after.masks and after.masks[0].source == "propagated"
+            return {"session": s.id, "job": job}
+
+    out = asyncio.run(run())
+    job = out["job"]
+    assert sorted(e["kind"] for e in job.outputs["exports"]) == ["alpha_webm", "coco"]
+    with Client(server, api_key=key) as rf:
+        page = rf.roto.list_sessions(limit=5)
+        assert [s.id for s in page.data] == [out["session"]] and page.next_cursor is None
+        detail = rf.roto.get_session(out["session"])
+        assert detail.propagation is not None and detail.propagation.job_id == job.id
+        assert detail.propagation.range == [0, 20]
+        with pytest.raises(ApiError) as e:
+            rf.roto.prompt(out["session"], 0, [(1000, 10)], object_id=1)
+        assert e.value.status == 422 and e.value.code == "point_outside_frame"
+        rf.roto.delete_session(out["session"])
+        with pytest.raises(ApiError) as e:
+            rf.roto.get_session(out["session"])
+        assert e.value.status == 404
