@@ -145,12 +145,12 @@ def check_against(prompts: list[FramePrompt], width: int, height: int, frames: i
 
 
 def roto(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="A video")],
-         point: Annotated[list[str] | None, typer.Option("--point", "-p", help="[OBJ:]X,Y[@FRAME]: part of the "
-                                                                             "object (repeat)")] = None,
-         negative: Annotated[list[str] | None, typer.Option("--negative", "-n", help="[OBJ:]X,Y[@FRAME]: not part "
-                                                                                   "of the object (repeat)")] = None,
-         box: Annotated[list[str] | None, typer.Option("--box", "-b", help="[OBJ:]X0,Y0,X1,Y1[@FRAME]: around the "
-                                                                         "object")] = None,
+         point: Annotated[list[str] | None, typer.Option("--point", "-p", help="X,Y (or OBJ:X,Y@FRAME): part of "
+                                                                             "the object (repeat)")] = None,
+         negative: Annotated[list[str] | None, typer.Option(
+             "--negative", "-n", help="X,Y (or OBJ:X,Y@FRAME): not part of the object (repeat)")] = None,
+         box: Annotated[list[str] | None, typer.Option("--box", "-b", help="X0,Y0,X1,Y1 (or OBJ:...@FRAME): "
+                                                                         "around the object")] = None,
          object_: Annotated[int, typer.Option("--object", help="The object the prompts without OBJ: belong to")]
          = 1,
          export: Annotated[list[str] | None, typer.Option("--export", "-e", help="coco, alpha_prores, alpha_webm, "
