@@ -20,6 +20,9 @@ source's display rotation is applied to the pixels and no rotation is written (d
 previews, PNGs and RLE coordinates are all in the orientation a player shows the original in, which is how an
 editor shows the original too, so a matte laid over the original lines up.
 
+Frames the masks do not cover (outside a job's in and out markers) are exported with empty masks (transparent), so
+an export always spans the whole source.
+
 Streaming: one pass over the frames and masks, writing every file at once; only the current frame, its masks
 and each encoder's own look-ahead are held, never the video.
 """
@@ -312,7 +315,7 @@ class _PngZip(_Writer):
         super().__init__(path, PNG_ZIP, object_id)
         self.info = info
         self.zip = zipfile.ZipFile(self.part, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
-        self.index: list[dict[str, Any]] = []
+        self.written: list[int] = []  # runs of frame indices written: [first, last, first, last, ...]
 
     def write(self, index: int, rgb: np.ndarray, mask: np.ndarray) -> None:
         from PIL import Image
@@ -321,16 +324,27 @@ class _PngZip(_Writer):
         Image.fromarray(_rgba(rgb, mask), "RGBA").save(buf, "PNG", compress_level=3)
         name = f"frame_{index:06d}.png"
         self.zip.writestr(name, buf.getvalue())
-        # a line per frame: bounded by the frame count, like the source's own index
-        self.index.append({"file": name, "frame": index, "time_s": round(self.info.time_of(index), 6),
-                           "duration_s": round(float(self.info.durations[index] * self.info.time_base), 6)})
+        if self.written and self.written[-1] == index - 1:
+            self.written[-1] = index
+        else:
+            self.written += [index, index]
         self.frames += 1
 
     def finish(self) -> None:
-        meta = {"width": self.info.width, "height": self.info.height, "frame_count": self.info.frame_count,
-                "time_base": f"{self.info.time_base.numerator}/{self.info.time_base.denominator}",
-                "frames": self.index}
-        self.zip.writestr("frames.json", json.dumps(meta, indent=1))
+        """frames.json, streamed into the archive from the frame index: each PNG's frame, time and duration."""
+        info = self.info
+        head = {"width": info.width, "height": info.height, "frame_count": info.frame_count,
+                "time_base": f"{info.time_base.numerator}/{info.time_base.denominator}"}
+        with self.zip.open("frames.json", "w", force_zip64=True) as out:
+            out.write((json.dumps(head)[:-1] + ', "frames": [\n').encode())
+            first = True
+            for lo, hi in zip(self.written[::2], self.written[1::2], strict=True):
+                for n in range(lo, hi + 1):
+                    entry = {"file": f"frame_{n:06d}.png", "frame": n, "time_s": round(info.time_of(n), 6),
+                             "duration_s": round(float(info.durations[n] * info.time_base), 6)}
+                    out.write((("" if first else ",\n") + json.dumps(entry)).encode())
+                    first = False
+            out.write(b"\n]}\n")
         self.zip.close()
         super().finish()
 
