@@ -292,6 +292,16 @@ def test_client_namespace_both_faces(server: str, tmp_path: Path) -> None:
     with Client(server, api_key=key) as rf:
         page = rf.roto.list_sessions(limit=5)
         assert [s.id for s in page.data] == [out["session"]] and page.next_cursor is None
+        # the matte spans the whole clip: the object on frames 0..20, transparent after the out marker
+        webm = next(e for e in job.outputs["exports"] if e["kind"] == "alpha_webm")
+        path = rf.assets.download(webm["asset_id"], tmp_path / "matte.webm")
+        from reelforge.apps.roto.exports import webm_alpha
+        from tests.fixtures.videos import count_frames
+
+        assert count_frames(path) == 36
+        inside, outside = webm_alpha(path, 20), webm_alpha(path, 30)
+        assert inside is not None and (inside > 127).sum() > 1000
+        assert outside is not None and not (outside > 127).any()
         detail = rf.roto.get_session(out["session"])
         assert detail.propagation is not None and detail.propagation.job_id == job.id
         assert detail.propagation.range == [0, 20]
