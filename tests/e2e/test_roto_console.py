@@ -267,3 +267,10 @@ def test_roto_editor(page: Any, live: Live, clip: tuple[Any, Path], tmp_path: Pa
     expect(page.locator("#prompts li")).to_have_count(2)
     page.evaluate("window.scrollTo(0, 0)")
     shot(page, "roto")
+
+    # And from its job ("Reuse settings" on the job page leads to /roto?reuse=<job id>).
+    job_id = page.locator("#run-open").get_attribute("href").rsplit("/", 1)[1]  # type: ignore[union-attr]
+    page.goto(live.url + f"/roto?reuse={job_id}")
+    wait_frame(page, 0)
+    assert f"session={session_id}" in page.url
+    expect(page.locator("#exports li")).to_have_count(3)
