@@ -388,10 +388,16 @@ def test_streams_in_bounded_memory(tmp_path: Path) -> None:
 def test_refusals(sources: dict[str, Path], tmp_path: Path) -> None:
     with FrameSource(sources["vfr_silent"]) as fs:
         info = fs.info
-        for kinds in (["gif"], []):
+        for kinds, code in ((["gif"], "export_unavailable"), ([], "validation_error")):
             with pytest.raises(errors.ValidationFailed) as e:
                 ex.write_exports(sources["vfr_silent"], fs, masks_for(info), OBJECTS, kinds, tmp_path)
-            assert e.value.code == "invalid_export"
+            assert e.value.code == code
+        for objects, per_object, combined in (([], True, None), ([OBJECTS[0], OBJECTS[0]], True, None),
+                                              (OBJECTS, False, False)):
+            with pytest.raises(errors.ValidationFailed) as e:
+                ex.write_exports(sources["vfr_silent"], fs, masks_for(info), objects, [ex.COCO_JSON], tmp_path,
+                                 per_object=per_object, combined=combined)
+            assert e.value.code == "validation_error"
         wrong = iter([(0, {1: np.zeros((info.height + 1, info.width), bool)})])
         with pytest.raises(errors.ValidationFailed) as e:
             ex.write_exports(sources["vfr_silent"], fs, wrong, OBJECTS, [ex.MATTE_MOV], tmp_path)

@@ -123,16 +123,17 @@ class ExportFile:
 
 
 def check_kinds(kinds: Iterable[str]) -> list[str]:
-    """The kinds asked for, each once, in the order given; refuses an unknown one (``invalid_export``)."""
+    """The kinds asked for, each once, in the order given; refuses an unknown one (``export_unavailable``)
+    and an empty list (``validation_error``)."""
     out: list[str] = []
     for k in kinds:
         if k not in KINDS:
             raise errors.ValidationFailed(f"Unknown export {k!r}; choose from {', '.join(KINDS)}",
-                                          code="invalid_export", allowed=list(KINDS))
+                                          code="export_unavailable", allowed=list(KINDS))
         if k not in out:
             out.append(k)
     if not out:
-        raise errors.ValidationFailed("Ask for at least one export", code="invalid_export", allowed=list(KINDS))
+        raise errors.ValidationFailed("Ask for at least one export", code="validation_error", allowed=list(KINDS))
     return out
 
 
@@ -489,14 +490,14 @@ def write_exports(source: Path, frames: FrameSource, masks: Iterable[tuple[int, 
     kinds = check_kinds(kinds)
     info = frames.info
     if not objects:
-        raise errors.ValidationFailed("There is no object to export", code="invalid_export")
+        raise errors.ValidationFailed("There is no object to export", code="validation_error")
     ids = [o.id for o in objects]
     if len(set(ids)) != len(ids):
-        raise errors.ValidationFailed("Two objects have the same id", code="invalid_export")
+        raise errors.ValidationFailed("Two objects have the same id", code="validation_error")
     combined = (len(objects) > 1 or not per_object) if combined is None else combined
     if not combined and not per_object:
         raise errors.ValidationFailed("Ask for the combined export, the per-object ones, or both",
-                                      code="invalid_export")
+                                      code="validation_error")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     targets: list[ExportObject | None] = [*(objects if per_object else ()), *([None] if combined else [])]
