@@ -66,6 +66,16 @@ SCHEMAS: dict[str, str | tuple[str, str, str]] = {
     "Similar": "SimilarPublic",
     "Validation": "ValidationPublic",
     "VideoHistory": "HistoryPublic",
+    # rotoscoping (reelforge.apps.roto.client)
+    "RotoSession": "reelforge__apps__roto__routes__SessionPublic",  # the core has a SessionPublic too
+    "RotoSessionDetail": "SessionDetail",
+    "RotoSessionPage": "SessionsPublic",
+    "RotoObject": "ObjectPublic",
+    "RotoPrompt": "PromptPublic",
+    "RotoMask": "MaskPublic",
+    "Overlay": "OverlayPublic",
+    "FrameMasks": "FrameMasksPublic",
+    "Propagation": "PropagationPublic",
 }
 # Fields a record has beyond what one schema of the family shows (the secret in a create answer).
 SCHEMA_ONLY_ON_CREATE = {("ApiKey", "key"), ("Webhook", "secret")}
@@ -322,6 +332,18 @@ CALLS: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]]] = {
     ("upscale", "video"): (("a1",), {"model": "lanczos", "output": {"container": "mkv"}, "chunk_seconds": 1.0}),
     ("upscale", "image"): (("a1",), {"scale": 3, "format": "png"}),
     ("upscale", "models"): ((), {}),
+    ("roto", "create_session"): (("a1",), {"name": "clip", "engine": "auto"}),
+    ("roto", "get_session"): (("s/1",), {}),
+    ("roto", "list_sessions"): ((), {"limit": 5, "cursor": "c1"}),
+    ("roto", "delete_session"): (("s1",), {}),
+    ("roto", "add_object"): (("s1",), {"name": "ball"}),
+    ("roto", "delete_object"): (("s1", 2), {}),
+    ("roto", "prompt"): (("s1", 3, [(10, 20), (30.5, 40, 0), {"x": 1, "y": 2}]), {"object_id": 2,
+                                                                                  "box": (1, 2, 30, 40)}),
+    ("roto", "delete_prompt"): (("s1", "p1"), {}),
+    ("roto", "frame"): (("s1", 7), {}),
+    ("roto", "frame_masks"): (("s1", 7), {}),
+    ("roto", "propagate"): (("s1",), {"range": (2, 9), "exports": ["coco", "alpha_webm"], "per_object": True}),
 }
 
 
@@ -339,7 +361,7 @@ def _operations(cls: type) -> set[str]:
 def test_the_table_holds_every_call() -> None:
     namespaces = _namespace_classes()
     assert {"auth", "api_keys", "jobs", "assets", "uploads", "credits", "webhooks", "models", "pipelines", "admin",
-            "system", "videos", "mobs", "upscale"} <= set(namespaces)
+            "system", "videos", "mobs", "upscale", "roto"} <= set(namespaces)
     expected = {(ns, op) for ns, cls in namespaces.items() for op in _operations(cls)}
     assert set(CALLS) == expected
 

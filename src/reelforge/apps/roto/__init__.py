@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reelforge.applications import AppManifest, Tick
+from reelforge.applications import AppManifest, NavItem, Tick
 from reelforge.apps.roto.settings import RotoSettings
 
 HERE = Path(__file__).parent
@@ -79,6 +79,24 @@ def _calls(settings: Any = None) -> list[Any]:
     return calls(settings)
 
 
+def _console() -> list[Any]:
+    from reelforge.apps.roto.console import router
+
+    return [router]
+
+
+def _cli(app: Any, groups: Any) -> None:
+    from reelforge.apps.roto.cli import register
+
+    register(app, groups)
+
+
+def _demo(http: Any, out_dir: Path) -> int:
+    from reelforge.apps.roto.demo import run_demo
+
+    return run_demo(http, out_dir)
+
+
 def _sweep_cache(c: Any, worker_id: str) -> None:
     # Cheap when nothing is open: the cache exists only in processes that answered a call.
     c.app("roto").sweep_cache()
@@ -100,6 +118,12 @@ APP = AppManifest(
     owner_checks=_owner_checks,
     routers=_routers,
     calls=_calls,
+    console=_console,
+    nav=(NavItem("roto", "/roto", "Rotoscope", "image", "Workspace"),),
+    templates=HERE / "templates",
+    static=HERE / "static",
+    cli=_cli,
+    demo=_demo,
     ticks=(Tick("roto.cache", _sweep_cache),),
     migrations=HERE / "migrations",
     admin_stats=_admin_stats,

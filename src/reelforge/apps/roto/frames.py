@@ -67,12 +67,16 @@ class FrameInfo:
     keyframes: tuple[int, ...]  # frame indices where decoding may start (their seek targets are kept privately)
     rotation: int  # clockwise degrees a player turns the stored picture (0, 90, 180, 270): already applied
     vfr: bool
-    has_audio: bool
+    audio_codecs: tuple[str, ...]  # of the audio streams, in stream order
     duration_s: float  # first frame's start to the last frame's end
     codec: str
     pix_fmt: str
     format_name: str
     sample_aspect_ratio: Fraction | None = None  # of the picture as shown; None for square pixels
+
+    @property
+    def has_audio(self) -> bool:
+        return bool(self.audio_codecs)
 
     @property
     def start_pts(self) -> int:
@@ -174,7 +178,7 @@ def _probe(path: Path, limits: MediaLimits | None) -> tuple[FrameInfo, array, in
     info = FrameInfo(width=w, height=h, coded_width=vinfo.width, coded_height=vinfo.height, frame_count=n,
                      fps=float(fps), time_base=tb, pts=pts, durations=durations, keyframes=tuple(keyframes),
                      rotation=vinfo.rotation, vfr=vinfo.vfr,
-                     has_audio=any(s.type == "audio" for s in vinfo.streams), duration_s=duration_s,
+                     audio_codecs=tuple(s.codec for s in vinfo.streams if s.type == "audio"), duration_s=duration_s,
                      codec=vinfo.codec, pix_fmt=vinfo.pix_fmt, format_name=vinfo.format_name,
                      sample_aspect_ratio=sar)
     return info, seek_pts, vinfo.video_index
