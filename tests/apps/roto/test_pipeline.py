@@ -316,3 +316,32 @@ def test_memory_does_not_grow_with_the_video(tmp_path: Path, sqlite_url: str) ->
     frame = 320 * 180 * 3
     # eight times the frames: the peak stays within a few frames' worth (the masks kept are RLE text)
     assert long < short + 40 * frame, (short, long)
+
+
+def test_picture_exports_from_the_exports_module(tmp_path: Path, sqlite_url: str, clips: dict[str, Path]) -> None:
+    import av
+
+    with roto_env(tmp_path, sqlite_url) as env:
+        alice = register(env.client, "alice@example.com")
+        s = new_session(alice, upload(env, alice, clips["pan"]))
+        prompt(alice, s["id"], 6, object_id=None)
+        r = alice.post(f"/v1/roto/sessions/{s['id']}/propagate",
+                       json={"exports": ["coco", "alpha_prores", "png_zip"], "per_object": True})
+        assert r.status_code == 202, r.text
+        job = wait_job(alice, r.json()["id"])
+        assert job["status"] == "succeeded", job.get("error")
+        kinds = sorted((e["kind"], e["object_id"]) for e in job["outputs"]["exports"])
+        assert kinds == [("alpha_prores", 1), ("coco", None), ("png_zip", 1)]
+        mov = next(e for e in job["outputs"]["exports"] if e["kind"] == "alpha_prores")
+        assert mov["frames"] == 24 and mov["content_type"] == "video/quicktime"
+        asset = alice.get(f"/v1/assets/{mov['asset_id']}").json()
+        data = http(env, "GET", asset["download"]["url"]).content
+        out = tmp_path / "matte.mov"
+        out.write_bytes(data)
+        with av.open(str(out)) as container:
+            stream = container.streams.video[0]
+            assert stream.codec_context.name == "prores" and "yuva444p" in stream.codec_context.pix_fmt
+            frames = list(container.decode(stream))
+        assert len(frames) == 24
+        alpha = frames[12].to_ndarray(format="rgba")[..., 3] > 127
+        assert iou(alpha, truth(PAN, 12)) > 0.8  # the propagated mask is the matte's alpha

@@ -528,7 +528,7 @@ def export_hook() -> Any:
     """The exports module's entry (`exports.export(ctx, plan, manifest, kinds, masks) -> list[dict]`) when the
     application ships it, else None: the picture exports are then not offered."""
     try:
-        from reelforge.apps.roto import exports  # type: ignore[attr-defined]
+        from reelforge.apps.roto import exports
     except ImportError:
         return None
     return getattr(exports, "run_exports", None)
