@@ -261,11 +261,38 @@ def test_without_a_worker_a_prompt_is_refused_and_not_kept(tmp_path: Path, sqlit
         assert alice.delete(base).status_code == 204  # deleting needs no worker
 
 
-def test_models_list_the_engines(tmp_path: Path, sqlite_url: str) -> None:
+def test_models_list_the_engines_and_admins_see_figures(tmp_path: Path, sqlite_url: str, clip_path: Path) -> None:
+    from reelforge.domain.types import Role
+
     with roto_env(tmp_path, sqlite_url, worker=False) as env:
         alice = register(env.client, "alice@example.com")
+        new_session(alice, upload(env, alice, clip_path))
+        env.container.auth.register("root@example.com", "admin password 1", role=Role.admin)
+        token = env.client.post("/v1/auth/token", json={"email": "root@example.com",
+                                                         "password": "admin password 1"}).json()["access_token"]
+        r = env.client.get("/v1/admin/stats", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and r.json()["roto"] == {"sessions": 1, "users": 1, "prompts": 0, "spans": 0}
         r = alice.get("/v1/models", params={"task": "video.segment"})
         assert r.status_code == 200
         names = {m["name"]: m for m in r.json()["data"]}
         assert "roto-offline" in names and names["roto-offline"]["available"] is True
         assert names["roto-offline"]["task"] == "video.segment"
+
+
+def test_a_rotated_video_is_prompted_as_shown(tmp_path: Path, sqlite_url: str) -> None:
+    from tests.fixtures.videos import make_rotated_video
+
+    path = make_rotated_video(tmp_path / "phone.mp4", 90, seconds=1.0, size=(160, 96))
+    with roto_env(tmp_path, sqlite_url) as env:
+        alice = register(env.client, "alice@example.com")
+        s = new_session(alice, upload(env, alice, path))
+        assert (s["width"], s["height"]) == (96, 160)  # as a player shows it
+        assert s["video"]["rotation"] == 90 and (s["video"]["coded_width"], s["video"]["coded_height"]) == (160, 96)
+        assert s["video"]["has_audio"] is True and s["frame_count"] == 24
+        base = f"/v1/roto/sessions/{s['id']}"
+        problem(alice.post(f"{base}/prompts", json={"frame": 0, "points": [{"x": 150, "y": 20}]}), 422,
+                "point_outside_frame")  # inside the stored picture, outside the shown one
+        r = alice.post(f"{base}/prompts", json={"frame": 0, "points": [{"x": 60, "y": 150}]})
+        assert r.status_code == 200, r.text
+        assert decode_rle(r.json()["masks"][0]["rle"]).shape == (160, 96)
+        assert png(alice.get(f"{base}/frames/0").content).shape == (160, 96, 3)

@@ -158,7 +158,7 @@ def test_markers_limit_the_frames(tmp_path: Path, sqlite_url: str, clips: dict[s
         assert job["status"] == "succeeded", job.get("error")
         assert job["outputs"]["range"] == {"start": 6, "end": 15} and job["outputs"]["frames_propagated"] == 9
         coco = coco_of(env, alice, job)
-        assert [im["frame_index"] for im in coco["images"]] == list(range(6, 16))
+        assert [im["frame_index"] for im in coco["images"]] == list(range(24))  # the whole clip, as the mattes
         assert sorted(f for f, _ in masks_by_frame(coco)) == list(range(6, 16))
         assert alice.get(f"/v1/roto/sessions/{s['id']}/frames/17/masks").json()["masks"] == []
         assert [m["source"] for m in alice.get(f"/v1/roto/sessions/{s['id']}/frames/2/masks").json()["masks"]] == \

@@ -103,7 +103,7 @@ def _sweep_cache(c: Any, worker_id: str) -> None:
 
 
 def _admin_stats(c: Any) -> dict[str, Any]:
-    return dict(c.app("roto").stats())
+    return {"roto": dict(c.app("roto").stats())}
 
 
 APP = AppManifest(

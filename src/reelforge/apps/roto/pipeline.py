@@ -28,7 +28,8 @@ submit from the session): credits per 100 frames of the range, plus per 100 fram
 one (`roto.credits_per_100_frames`, `roto.credits_per_100_object_frames`); reserved at submit, settled on success
 and refunded on failure by the platform.
 
-Exports: the COCO RLE JSON of every frame of the range (all objects), built here. The picture exports (alpha
+Exports: the COCO RLE JSON (every frame of the clip an image, the range's masks as annotations, each noting whether
+it was prompted or propagated), built here. The picture exports (alpha
 mattes, PNG sequences, green screen) come from the application's exports module when it is installed
 (`export_hook`).
 """
@@ -535,8 +536,9 @@ def export_hook() -> Any:
 
 
 def coco_export(ctx: StepContext, plan_: Mapping[str, Any], manifest: Mapping[str, Any], tmp: Path) -> Path:
-    """Every frame of the range as COCO: one image per frame, one category per object, one RLE annotation per
-    object and frame where it has a mask (its source, prompted or propagated, noted). Written as it is read."""
+    """The masks as COCO: one image per frame of the clip, one category per object, one RLE annotation per object
+    and frame of the range where it has a mask (its source, prompted or propagated, noted). Written as it is
+    read."""
     from reelforge.apps.roto import masks as M
 
     path = tmp / "masks.coco.json"
@@ -551,8 +553,10 @@ def coco_export(ctx: StepContext, plan_: Mapping[str, Any], manifest: Mapping[st
         f.write(json.dumps([{"id": o, "name": names.get(str(o)) or f"object {o}", "supercategory": "object"}
                             for o in plan_["objects"]]))
         f.write(',"images":')
+        # every frame of the clip is an image, as the picture exports span the whole clip; only the range's
+        # frames have annotations
         f.write(json.dumps([{"id": n + 1, "frame_index": n, "width": plan_["width"], "height": plan_["height"],
-                             "file_name": f"frame-{n:06d}.png"} for n in range(lo, hi + 1)]))
+                             "file_name": f"frame-{n:06d}.png"} for n in range(int(plan_["frame_count"]))]))
         f.write(',"annotations":[')
         first = True
         for frame, masks in iter_masks(ctx.services, plan_, manifest):
