@@ -27,4 +27,4 @@ def test_pending_deliveries_get_their_target_host(tmp_path: Path) -> None:
         assert c.exec_driver_sql("SELECT count(*) FROM webhook_circuits").scalar_one() == 0
     engine.dispose()
     assert hosts == {"d1": "hooks.example.com:443", "d2": "[::1]:8080", "d3": None}
-    assert versions == {"0004", "0007"}
+    assert {"0004", "0007"} <= versions  # the core's head and mobs'; other installed applications add theirs

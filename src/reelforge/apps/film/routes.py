@@ -13,7 +13,7 @@ from reelforge.api.openapi import problems
 from reelforge.api.schemas.common import Strict, iso
 from reelforge.apps.film.records import Project, Share
 from reelforge.apps.film.script import MOODS
-from reelforge.apps.film.service import Access
+from reelforge.apps.film.service import OWNER, Access
 
 router = APIRouter(tags=["film"])
 
@@ -200,8 +200,9 @@ def _share(s: Share) -> SharePublic:
                        created_at=iso(s.created_at))
 
 
-def _owned(p: Any, project: Project) -> Access:
-    return Access(project, "owner")
+def _as_owner(project: Project) -> Access:
+    """A project the caller just changed (only its owner may)."""
+    return Access(project, OWNER)
 
 
 # --- catalogue ------------------------------------------------------------------------------------------------------
@@ -223,7 +224,7 @@ def create_project(body: ProjectCreate, p: CurrentUser, c: Container) -> Project
     """A new project: title, script (with its format), characters, backgrounds and music. Every asset named
     must be yours: images for portraits and backgrounds, audio for music."""
     project = c.app("film").create(p, body.model_dump(exclude_unset=True))
-    return _detail(c, _owned(p, project))
+    return _detail(c, _as_owner(project))
 
 
 @router.get("/projects", response_model=ProjectsPublic)
@@ -231,7 +232,7 @@ def list_projects(p: CurrentUser, c: Container, scope: Literal["all", "owned", "
                   limit: Annotated[int | None, Query(ge=1, le=200)] = None,
                   cursor: Annotated[str | None, Query(max_length=200)] = None) -> ProjectsPublic:
     """Your projects and those shared with you (`scope`), newest first; pass `next_cursor` on for more."""
-    page = c.app("film").list(p, scope=scope, limit=limit, cursor=cursor)
+    page = c.app("film").projects(p, scope=scope, limit=limit, cursor=cursor)
     return ProjectsPublic(data=[ProjectSummary(**_summary_fields(a)) for a in page.items],
                           next_cursor=page.next_cursor)
 
@@ -247,7 +248,7 @@ def update_project(project_id: str, body: ProjectUpdate, p: CurrentUser, c: Cont
     """Change fields; a list given (characters, backgrounds, music) replaces the project's. Changing the
     script, its format, the characters or the backgrounds makes the stored analysis stale (`analysis_stale`)."""
     project = c.app("film").update(p, project_id, body.model_dump(exclude_unset=True))
-    return _detail(c, _owned(p, project))
+    return _detail(c, _as_owner(project))
 
 
 @router.delete("/projects/{project_id}", status_code=204, responses=problems(403))
@@ -263,7 +264,7 @@ def analyze_project(project_id: str, p: CurrentUser, c: Container) -> ProjectDet
     store it on the project (`analysis`). With a language model configured, scene descriptions and image
     prompts are written by it (`analysis.enrichment` says whether it was used, and why not)."""
     project = c.app("film").analyze(p, project_id)
-    return _detail(c, _owned(p, project))
+    return _detail(c, _as_owner(project))
 
 
 # --- shares ---------------------------------------------------------------------------------------------------------

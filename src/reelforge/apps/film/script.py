@@ -49,6 +49,8 @@ _MOOD_WORDS: dict[str, tuple[str, ...]] = {
     "playful": ("joke", "giggle", "tease", "wink", "silly", "game", "play", "prank", "tickle", "bounce", "chuckle"),
 }
 
+# Per mood: the words matched exactly, and the stems (longer than three letters) matched as prefixes.
+_MOOD_CUES = {m: (frozenset(ws), tuple(w for w in ws if len(w) > 3)) for m, ws in _MOOD_WORDS.items()}
 _TIMES = ("DAY", "NIGHT", "MORNING", "AFTERNOON", "EVENING", "DAWN", "DUSK", "SUNRISE", "SUNSET", "NOON",
           "MIDNIGHT", "LATER", "CONTINUOUS", "SAME TIME", "MAGIC HOUR", "MOMENTS LATER", "TWILIGHT")
 _TIME_RE = re.compile(r"\b(?:" + "|".join(_TIMES) + r")\b")
@@ -105,9 +107,10 @@ class Script:
 
 # --- shared helpers ------------------------------------------------------------------------------------------------
 _WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
-_EMPHASIS = tuple(re.compile(r"(?<![\\*])" + m + r"(?=[^\s*])(.+?)(?<=[^\s\\])" + m + r"(?!\*)")
+# Emphasis spans at most 400 characters (a marker left open costs a bounded look ahead, never the whole text).
+_EMPHASIS = tuple(re.compile(r"(?<![\\*])" + m + r"(?=[^\s*])(.{1,400}?)(?<=[^\s\\])" + m + r"(?!\*)")
                   for m in (r"\*\*\*", r"\*\*", r"\*"))
-_UNDERLINE = re.compile(r"(?<![\\\w])_(?=\S)(.+?)(?<=\S)(?<!\\)_(?!\w)")
+_UNDERLINE = re.compile(r"(?<![\\\w])_(?=\S)(.{1,400}?)(?<=\S)(?<!\\)_(?!\w)")
 
 
 def strip_emphasis(text: str) -> str:
@@ -179,8 +182,9 @@ def _normalize(text: str) -> str:
 
 # --- Fountain ------------------------------------------------------------------------------------------------------
 _BONEYARD = re.compile(r"/\*.*?(?:\*/|\Z)", re.DOTALL)
-_NOTE_LINE = re.compile(r"^[ ]*\[\[(.*?)\]\][ ]*(?:\n|\Z)", re.DOTALL | re.MULTILINE)
-_NOTE = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
+# A note ends at the first `]]` and holds no `[[` (so an unclosed one costs one look ahead, not one per `[[`).
+_NOTE_LINE = re.compile(r"^[ ]*\[\[((?:(?!\[\[|\]\]).)*)\]\][ ]*(?:\n|\Z)", re.DOTALL | re.MULTILINE)
+_NOTE = re.compile(r"\[\[((?:(?!\[\[|\]\]).)*)\]\]", re.DOTALL)
 _BONEYARD_ONLY = re.compile(r"/\*.*?\*/", re.DOTALL)
 _FOUNTAIN_MARK = re.compile(r"^[ ]*(?:=(?!=)\s*\S|>[^<\n]*\S[^<\n]*<[ ]*$)", re.MULTILINE)
 _SCENE_NUMBER = re.compile(r"\s*#([\w.-]+)#\s*$")
@@ -790,8 +794,8 @@ def infer_mood(text: str) -> str | None:
     tokens = [w.lower() for w in _WORD.findall(text)]
     best, best_n = None, 0
     for mood in MOODS:
-        cues = _MOOD_WORDS[mood]
-        n = sum(1 for t in tokens if any(t == c or (len(c) > 3 and t.startswith(c)) for c in cues))
+        exact, stems = _MOOD_CUES[mood]
+        n = sum(1 for t in tokens if t in exact or t.startswith(stems))
         if n > best_n:
             best, best_n = mood, n
     return best

@@ -128,7 +128,7 @@ class FilmService:
         with self.store.tx(write=False) as tx:
             return self._access(FilmRepo(tx), p, project_id)
 
-    def list(self, p: Principal, *, scope: str = "all", limit: int | None = None,
+    def projects(self, p: Principal, *, scope: str = "all", limit: int | None = None,
              cursor: str | None = None) -> Page:
         limit = limit or self.cfg.page_size
         after = _decode_cursor(cursor)
@@ -413,10 +413,10 @@ class FilmService:
         doc = breakdown(script, pace=pace, rates=rates, canonical=canonical, backgrounds=project.backgrounds)
         defined = {name_key(c["name"]): c for c in characters}
         for st in doc["characters"]:
-            c = defined.get(name_key(st["name"]))
-            st["defined"] = c is not None
-            st["voice"] = c["voice"] if c is not None else None
-            st["portrait_asset_id"] = c.get("portrait_asset_id") if c is not None else None
+            own = defined.get(name_key(st["name"]))
+            st["defined"] = own is not None
+            st["voice"] = own["voice"] if own is not None else None
+            st["portrait_asset_id"] = own.get("portrait_asset_id") if own is not None else None
         doc["proposed_characters"] = [] if characters else [
             {"name": st["name"], "lines": st["lines"], "words": st["words"], "scenes": st["scenes"]}
             for st in doc["characters"]]
