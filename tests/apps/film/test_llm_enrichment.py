@@ -64,6 +64,8 @@ class FakeChat:
         if mode == "error":
             return 500, {"error": {"message": "The server had an error while processing your request.",
                                    "type": "server_error"}}
+        if mode == "nul_error":
+            return 503, {"error": {"message": "overloaded\u0000", "type": "server_error"}}
         if mode == "unauthorized":
             return 401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error"}}
         if mode == "html":
@@ -80,6 +82,8 @@ class FakeChat:
             scenes[0]["description"] = "x" * 5000
         if mode == "bad_mood":
             scenes[0]["mood"] = "furious"
+        if mode == "unstorable":
+            scenes[0]["description"] = "A\u0000B \ud800C"
         content = json.dumps({"scenes": scenes})
         if mode == "fenced":
             content = f"```json\n{content}\n```"
@@ -226,6 +230,20 @@ def test_analysis_uses_the_model_when_configured(client: Any, alice: UserHandle,
     assert analysis["scenes"][1]["description"] == "Model description of PIER."
     stored = alice.get(f"/v1/projects/{project['id']}").json()["analysis"]
     assert stored["scenes"][1]["image_prompt"] == "A wide shot of the pier, dawn."
+
+
+def test_what_no_database_can_store_is_dropped(client: Any, alice: UserHandle, fake: FakeChat) -> None:
+    """A NUL or a lone surrogate in the model's answer (or in its server's error) would make PostgreSQL refuse
+    the breakdown: they are removed before it is stored."""
+    project = make_project(alice, script=FOUNTAIN)
+    fake.mode = "unstorable"
+    r = alice.post(f"/v1/projects/{project['id']}/analyze")
+    assert r.status_code == 200, r.text
+    assert r.json()["analysis"]["scenes"][0]["description"] == "AB C"
+    fake.mode = "nul_error"
+    r = alice.post(f"/v1/projects/{project['id']}/analyze")
+    assert r.status_code == 200, r.text
+    assert r.json()["analysis"]["enrichment"]["detail"] == "HTTP 503: overloaded"
 
 
 @pytest.mark.parametrize("mode", ["error", "slow", "not_json"])

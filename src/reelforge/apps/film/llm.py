@@ -27,6 +27,8 @@ from reelforge.apps.film.settings import FilmLLMSettings
 log = logging.getLogger("reelforge.film.llm")
 
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+# What no database column can hold (PostgreSQL refuses NUL in text and JSONB; a lone surrogate is no UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL | re.IGNORECASE)
 
 SYSTEM_PROMPT = (
@@ -41,10 +43,16 @@ SYSTEM_PROMPT = (
 )
 
 
+def storable(text: str) -> str:
+    """`text` without the characters a database cannot store (the model and its server are not trusted)."""
+    return _UNSTORABLE.sub("", text)
+
+
 class LLMError(Exception):
     """The model could not be used: `reason` is one of timeout, unreachable, http_error, malformed."""
 
     def __init__(self, reason: str, detail: str) -> None:
+        detail = storable(detail)
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -185,7 +193,7 @@ def parse_answer(content: str, indexes: Sequence[int], cfg: FilmLLMSettings) -> 
         if mood is not None and not isinstance(mood, str):
             raise LLMError("malformed", f"scene {index}: mood is not a string")
         mood = mood.strip().lower() if isinstance(mood, str) else None
-        out[index] = SceneText(" ".join(description.split()), " ".join(prompt.split()),
+        out[index] = SceneText(storable(" ".join(description.split())), storable(" ".join(prompt.split())),
                                mood if mood in MOODS else None)
     missing = sorted(wanted - set(out))
     if missing:

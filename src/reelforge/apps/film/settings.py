@@ -57,7 +57,8 @@ class FilmLLMSettings(BaseModel):
 class FilmSettings(BaseModel):
     """Projects (scripts, characters, backgrounds, music, shares) and the script analysis."""
 
-    # The largest script a project may hold, in UTF-8 bytes (413 `script_too_large` beyond).
+    # The largest script a project may hold, in UTF-8 bytes (413 `script_too_large` beyond). A request body is
+    # also bounded by the platform's `max_body_bytes` (1 MiB by default): raise both for longer scripts.
     max_script_bytes: int = Field(default=300_000, ge=1_000, le=5_000_000)
     max_characters: int = Field(default=50, ge=1, le=500)
     max_backgrounds: int = Field(default=100, ge=1, le=1000)
