@@ -1,0 +1,56 @@
+"""Film studio: projects that hold a script (Fountain or prose), its characters (portrait, voice),
+backgrounds and music; read-only sharing; the script's breakdown into scenes, dialogue and action with
+estimated durations, optionally enriched by a language model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reelforge.applications import AppManifest
+from reelforge.apps.film.settings import FilmSettings
+
+HERE = Path(__file__).parent
+
+# Error codes this application adds to the platform's (docs/errors.md).
+ERROR_CODES = {
+    "project_not_found": "No such project (or not yours to see)",
+    "share_not_found": "No such share of this project",
+    "read_only_share": "The project is shared with you read-only: only its owner may change it or its shares",
+    "script_too_large": "The script is larger than `film.max_script_bytes` (`limit`)",
+    "empty_script": "The project has no script, or the script has no action or dialogue",
+    "unknown_character": "Dialogue is given to characters the project does not define (`names`)",
+    "duplicate_character": "Two characters share a name or an alias",
+    "unknown_voice": "The voice is not one of GET /v1/film/voices",
+    "voice_out_of_range": "A voice's rate or pitch is outside the allowed range (`min`, `max`)",
+    "too_many_items": "More characters, backgrounds or music than a project may hold (`limit`)",
+    "invalid_asset_type": "The asset is not of the kind the field needs (an image, or audio)",
+    "temporary_asset": "The asset is temporary and would expire; a project names only kept assets",
+    "share_with_owner": "A project cannot be shared with its owner",
+    "share_limit_reached": "The project is shared with the most accounts allowed (`limit`)",
+}
+
+
+def _service(c: Any) -> Any:
+    from reelforge.apps.film.service import FilmService
+
+    return FilmService(c.store, c.settings, assets=c.assets)
+
+
+def _routers() -> list[Any]:
+    from reelforge.apps.film.routes import router
+
+    return [router]
+
+
+APP = AppManifest(
+    name="film",
+    title="Film studio",
+    description="Projects from script to film: characters, voices, backgrounds, music, sharing and the "
+                "script's breakdown into scenes.",
+    settings=FilmSettings,
+    service=_service,
+    routers=_routers,
+    migrations=HERE / "migrations",
+    error_codes=ERROR_CODES,
+)

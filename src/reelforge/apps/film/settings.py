@@ -1,0 +1,94 @@
+"""The film studio's settings section: `film` (REELFORGE_FILM__...)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+
+
+class Voice(BaseModel):
+    """One voice a character may speak with. `id` is what a project names; the render pipeline maps it to a
+    speech model's voice."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    label: str
+    language: str = "en-US"
+    description: str = ""
+
+
+def _default_voices() -> list[Voice]:
+    return [
+        Voice(id="narrator", label="Narrator", description="Even, unhurried; the default for narration"),
+        Voice(id="warm-female", label="Warm (female)", description="Warm mid-range voice"),
+        Voice(id="bright-female", label="Bright (female)", description="Light, quick, higher voice"),
+        Voice(id="warm-male", label="Warm (male)", description="Warm mid-range voice"),
+        Voice(id="deep-male", label="Deep (male)", description="Low, slow, resonant voice"),
+        Voice(id="young", label="Young", description="A child's or teenager's voice"),
+        Voice(id="elder", label="Elder", description="An older, slightly rough voice"),
+    ]
+
+
+class FilmLLMSettings(BaseModel):
+    """An OpenAI-compatible chat-completions API (hosted, or local: llama.cpp, vLLM, Ollama, ...) that enriches
+    the parser's breakdown with scene descriptions and image prompts. Unused while `base_url` or `model` is
+    empty; a failure or a timeout keeps the parser's breakdown."""
+
+    # The API's base, up to and including its version segment: requests go to `<base_url>/chat/completions`
+    # (for example https://api.openai.com/v1 or http://127.0.0.1:8080/v1).
+    base_url: str = ""
+    model: str = ""
+    api_key: SecretStr = SecretStr("")  # sent as `Authorization: Bearer ...` when not empty
+    # The whole enrichment (every request of it) must end within this many seconds.
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    temperature: float = Field(default=0.4, ge=0, le=2)
+    max_tokens: int = Field(default=2048, ge=64, le=32768)
+    # Ask for `response_format: {"type": "json_object"}` (servers that do not know it may refuse the request).
+    json_mode: bool = True
+    # Scenes sent in one request; a longer script is sent in several.
+    scenes_per_request: int = Field(default=20, ge=1, le=200)
+    # What the model may answer per scene (longer strings are refused as malformed).
+    max_description_chars: int = Field(default=600, ge=50, le=4000)
+    max_prompt_chars: int = Field(default=800, ge=50, le=4000)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url.strip() and self.model.strip())
+
+
+class FilmSettings(BaseModel):
+    """Projects (scripts, characters, backgrounds, music, shares) and the script analysis."""
+
+    # The largest script a project may hold, in UTF-8 bytes (413 `script_too_large` beyond). A request body is
+    # also bounded by the platform's `max_body_bytes` (1 MiB by default): raise both for longer scripts.
+    max_script_bytes: int = Field(default=300_000, ge=1_000, le=5_000_000)
+    max_characters: int = Field(default=50, ge=1, le=500)
+    max_backgrounds: int = Field(default=100, ge=1, le=1000)
+    max_music: int = Field(default=50, ge=1, le=500)
+    max_shares: int = Field(default=50, ge=1, le=1000)
+    page_size: int = Field(default=50, ge=1, le=200)
+    # Voices a character may take, and the ranges of their rate (a multiplier of the speaking pace) and pitch
+    # (semitones).
+    voices: list[Voice] = Field(default_factory=_default_voices, min_length=1)
+    default_voice: str = "narrator"
+    rate_min: float = Field(default=0.5, gt=0, le=1)
+    rate_max: float = Field(default=2.0, ge=1, le=4)
+    pitch_min: float = Field(default=-12.0, ge=-24, le=0)
+    pitch_max: float = Field(default=12.0, ge=0, le=24)
+    # Estimated durations: speech at `words_per_minute` times the character's rate, action lines at a reading
+    # pace, a pause after each line of dialogue, and no scene shorter than `min_scene_seconds`.
+    words_per_minute: float = Field(default=150.0, gt=10, le=600)
+    action_words_per_minute: float = Field(default=110.0, gt=10, le=600)
+    line_pause_s: float = Field(default=0.3, ge=0, le=5)
+    min_scene_seconds: float = Field(default=3.0, ge=0, le=120)
+    llm: FilmLLMSettings = Field(default_factory=FilmLLMSettings)
+
+    @model_validator(mode="after")
+    def _default_voice_listed(self) -> FilmSettings:
+        ids = [v.id for v in self.voices]
+        if len(set(ids)) != len(ids):
+            raise ValueError("film.voices: voice ids must be unique")
+        if self.default_voice not in ids:
+            raise ValueError(f"film.default_voice {self.default_voice!r} is not one of film.voices")
+        return self
+
+    def voice_ids(self) -> set[str]:
+        return {v.id for v in self.voices}
