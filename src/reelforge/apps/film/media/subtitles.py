@@ -68,10 +68,10 @@ def wrap(text: str, line_chars: int = 42, max_lines: int = 2) -> list[str] | Non
     words = text.split()
     if not words:
         return []
-    if len(" ".join(words)) <= line_chars:
+    if len(" ".join(words)) <= line_chars or len(words) == 1:
         return [" ".join(words)]
     if max_lines == 1:
-        return [" ".join(words)] if len(words) == 1 else None
+        return None
     if max_lines == 2:
         best: tuple[int, list[str]] | None = None
         for i in range(1, len(words)):

@@ -69,7 +69,7 @@ class Voice:
 
     ``rate``: speaking-rate factor (1.0 normal, 1.2 is 20 % faster). ``pitch``: semitones up (+) or down (-).
     ``engine``: the preferred engine; the other one is used (with a note) when it cannot run.
-    ``espeak_voice``: the espeak-ng voice and variant (``en-us``, ``en-gb+f3``, ...) for the fallback.
+    ``espeak_voice``: the espeak-ng voice and variant (``en-us``, ``en+f3`` (British), ...) for the fallback.
     ``variation``: Piper's noise scale (how much the delivery varies), None for the voice's own.
     """
 
@@ -124,11 +124,11 @@ class Speech:
 _PALETTE: tuple[tuple[float, float, str], ...] = (
     (0.0, 1.00, "en-us+m3"),
     (4.0, 1.06, "en-us+f3"),
-    (-3.0, 0.94, "en-gb+m1"),
-    (6.0, 1.10, "en-gb+f2"),
+    (-3.0, 0.94, "en+m1"),
+    (6.0, 1.10, "en+f2"),
     (-5.0, 0.90, "en-us+m7"),
     (2.5, 1.03, "en-us+f4"),
-    (-1.5, 1.12, "en-gb+m4"),
+    (-1.5, 1.12, "en+m4"),
     (8.0, 1.02, "en-us+f1"),
 )
 
@@ -369,12 +369,20 @@ def _split_spaces(sentence: list[str]) -> list[list[str]]:
 # Estimated timings ------------------------------------------------------------------------------------------
 
 
+_BREAK = re.compile(r"[,.!?;:\u2014\u2026][\"')\]]*$")
+
+
 def estimate_word_timings(samples: np.ndarray, rate: int, words: Sequence[str],
-                          weights: Sequence[float] | None = None, *, frame_s: float = 0.01) -> list[WordTiming]:
-    """Word timings for speech whose engine gave none: find the sounding stretches of the audio (RMS envelope
-    above a threshold relative to its loud part), give each word a share of the sounding time proportional to
-    its weight (its phoneme count; its letter count by default), then move each boundary between two words to
-    the quietest point within 80 ms, and to the middle of a pause when one lies near."""
+                          weights: Sequence[float] | None = None, *, frame_s: float = 0.01,
+                          min_pause_s: float = 0.12) -> list[WordTiming]:
+    """Word timings for speech whose engine gave none (a force-alignment against the audio envelope):
+
+    1. the sounding frames are those whose RMS is above 8 % of the loud (90th percentile) level;
+    2. pauses of at least ``min_pause_s`` inside the speech anchor the words that end a clause (a comma, a full
+       stop, ...): each such word, in order, takes the pause nearest to where its share of the text falls;
+    3. between anchors, each word gets a share of the sounding time proportional to its weight (its phoneme
+       count; its letter count by default), and each boundary moves to the quietest point within 80 ms.
+    """
     words = list(words)
     if not words:
         return []
@@ -385,32 +393,57 @@ def estimate_word_timings(samples: np.ndarray, rate: int, words: Sequence[str],
         return [WordTiming(w, i * step, (i + 1) * step) for i, w in enumerate(words)]
     loud = float(np.percentile(env[env > 0], 90))
     voiced = env > 0.08 * loud
-    t = np.arange(env.size) * frame_s + frame_s / 2
     w = np.array(weights if weights is not None else [max(1, sum(c.isalnum() for c in wd)) for wd in words], float)
-    cum_voiced = np.cumsum(voiced) * frame_s  # sounding time up to each frame
-    total = float(cum_voiced[-1]) or env.size * frame_s
-    targets = np.cumsum(w)[:-1] / w.sum() * total
-    idx = np.searchsorted(cum_voiced, targets)
-    radius = round(0.08 / frame_s)
-    bounds: list[int] = []
-    for i in idx:
-        lo, hi = max(0, int(i) - radius), min(env.size, int(i) + radius + 1)
-        quiet = np.flatnonzero(~voiced[lo:hi])
-        if quiet.size:  # a pause nearby: its middle
-            runs = np.split(quiet, np.flatnonzero(np.diff(quiet) > 1) + 1)
-            best = max(runs, key=len)
-            bounds.append(lo + int(best[len(best) // 2]))
-        else:
-            bounds.append(lo + int(np.argmin(env[lo:hi])))
     first = int(np.argmax(voiced))
     last = int(env.size - 1 - np.argmax(voiced[::-1]))
-    edges = [first, *bounds, last + 1]
+    # pauses inside the speech: runs of quiet frames, as (first quiet frame, first frame after)
+    quiet = np.flatnonzero(~voiced[first:last + 1]) + first
+    pauses = [(int(r[0]), int(r[-1]) + 1) for r in np.split(quiet, np.flatnonzero(np.diff(quiet) > 1) + 1)
+              if r.size and r.size * frame_s >= min_pause_s]
+    breaks = [i for i, wd in enumerate(words[:-1]) if _BREAK.search(wd)]
+    cum_voiced = np.cumsum(voiced)
+    total = float(cum_voiced[-1])
+    anchors: list[tuple[int, int, int]] = []  # (last word before the pause, pause start, pause end)
+    p = 0
+    for n, i in enumerate(breaks):
+        left = len(breaks) - n - 1
+        if p >= len(pauses):
+            break
+        target = np.cumsum(w)[i] / w.sum() * total
+        options = range(p, max(p + 1, len(pauses) - left))
+        best = min(options, key=lambda k: abs(float(cum_voiced[pauses[k][0]]) - target), default=None)
+        if best is None or best >= len(pauses):
+            continue
+        anchors.append((i, *pauses[best]))
+        p = best + 1
+    out: list[WordTiming] = []
+    seg_first, seg_start = 0, first
+    for i, p0, p1 in [*anchors, (len(words) - 1, last + 1, last + 1)]:
+        out += _spread(words[seg_first:i + 1], w[seg_first:i + 1], env, voiced, seg_start, p0, frame_s,
+                       x.size / rate)
+        seg_first, seg_start = i + 1, p1
+    return out
+
+
+def _spread(words: list[str], w: np.ndarray, env: np.ndarray, voiced: np.ndarray, a: int, b: int,
+            frame_s: float, duration: float) -> list[WordTiming]:
+    """Words shared over frames a..b by weight of sounding time, boundaries moved to nearby quiet points."""
+    b = max(b, a + len(words))
+    seg = voiced[a:b]
+    cum = np.cumsum(seg) if seg.size else np.zeros(1)
+    total = float(cum[-1]) or float(b - a)
+    targets = np.cumsum(w)[:-1] / w.sum() * total
+    idx = np.searchsorted(cum, targets) + a
+    radius = round(0.08 / frame_s)
+    bounds = []
+    for i in idx:
+        lo, hi = max(a, int(i) - radius), min(b, int(i) + radius + 1)
+        bounds.append(lo + int(np.argmin(env[lo:hi])) if hi > lo else int(i))
+    edges = [a, *bounds, b]
     out = []
     for k, word in enumerate(words):
-        a, b = edges[k], max(edges[k] + 1, edges[k + 1])
-        start = float(t[min(a, t.size - 1)] - frame_s / 2)
-        end = float(min(b * frame_s, x.size / rate))
-        out.append(WordTiming(word, start, max(end, start + frame_s)))
+        s, e = edges[k], max(edges[k] + 1, edges[k + 1])
+        out.append(WordTiming(word, min(s * frame_s, duration), min(e * frame_s, duration)))
     return out
 
 
@@ -532,7 +565,7 @@ def _espeak(text: str, voice: Voice) -> Speech:
     words = _fill_gaps(words, total / rate)
     notes = [f"espeak-ng voice {voice.espeak_voice}, {wpm} wpm, pitch {pitch}/99"]
     if missing:
-        notes.append(f"{missing} word(s) had no word event; timed between their neighbours")
+        notes.append(f"{missing} word(s) spoken inside a neighbour's word event; that span shared by letters")
     return Speech(samples, rate, tuple(words), ESPEAK, "espeak-events", voice, text, tuple(phonemes), tuple(notes))
 
 
@@ -559,8 +592,12 @@ def _char_spans(text: str, words: list[str]) -> list[tuple[int, int]]:
 
 
 def _fill_gaps(words: list[WordTiming], duration: float) -> list[WordTiming]:
-    """Words without a time (marked -1) share the gap between their timed neighbours."""
+    """Words without a word event (marked -1): espeak-ng spoke them inside a neighbour's event ("from the" is
+    one event), so that neighbour's span is shared among them, in proportion to their letters."""
     out = list(words)
+    if all(w.start < 0 for w in out):
+        step = duration / max(1, len(out))
+        return [WordTiming(w.word, k * step, (k + 1) * step) for k, w in enumerate(out)]
     i = 0
     while i < len(out):
         if out[i].start >= 0:
@@ -569,11 +606,13 @@ def _fill_gaps(words: list[WordTiming], duration: float) -> list[WordTiming]:
         j = i
         while j < len(out) and out[j].start < 0:
             j += 1
-        lo = out[i - 1].end if i > 0 else 0.0
-        hi = out[j].start if j < len(out) else duration
-        step = max(hi - lo, 0.0) / (j - i)
-        for k in range(i, j):
-            out[k] = WordTiming(out[k].word, lo + (k - i) * step, lo + (k - i + 1) * step)
+        host = i - 1 if i > 0 else j  # the timed word whose event covered these
+        group = list(range(i - 1, j)) if i > 0 else list(range(i, j + 1))
+        lo, hi = out[host].start, out[host].end
+        letters = np.array([max(1, sum(ch.isalnum() for ch in out[k].word)) for k in group], float)
+        edges = lo + (hi - lo) * np.concatenate([[0.0], np.cumsum(letters)]) / letters.sum()
+        for n, k in enumerate(group):
+            out[k] = WordTiming(out[k].word, float(edges[n]), float(edges[n + 1]))
         i = j
     return out
 
