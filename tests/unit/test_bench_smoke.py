@@ -27,6 +27,7 @@ SMOKE_TESTS = {
     "analyze": "tests/unit/test_bench_smoke.py::test_analyze_smoke",
     "upscale": "tests/unit/test_bench_smoke.py::test_upscale_smoke",
     "upscale_quality": "tests/unit/test_upscale_bench.py::test_upscale_quality_quick",
+    "film_media": "tests/unit/test_bench_smoke.py::test_film_media_smoke",
 }
 
 
@@ -203,3 +204,18 @@ def test_upscale_smoke(tmp_path: Path) -> None:
     assert all(r.get("skipped") or r["fps_480p"] > 0 for r in runs.values()), runs
     mem = report["memory"]["runs"]
     assert len(mem) == 1 and mem[0]["peak_rss_mb"] > 0 and mem[0]["frames"] > 0
+
+
+def test_film_media_smoke(tmp_path: Path) -> None:
+    need_packages("av", "cv2", "scipy", "skimage", "imageio_ffmpeg", "piper")
+    from bench import film_media
+
+    out = tmp_path / "film_media.json"
+    report = film_media.main(["--smoke", "--out", str(out)])
+
+    assert json.loads(out.read_text()) == report
+    scene, film = report["scene"], report["film"]
+    assert scene["engine"] == "piper" and scene["dialogue_lines"] >= 1
+    assert all(v >= 0 for v in scene["steps_s"].values()) and scene["steps_s"]["compose_scene_mp4"] > 0
+    assert film["film_s"] == 6.0 and film["wall_s"] > 0 and isinstance(film["goal_met"], bool)
+    assert abs(film["loudness_lufs"] + 14) <= 1.0 and film["cues"] >= 1

@@ -9,7 +9,9 @@
   ``none`` leaves them out. The result says which was used.
 - **Loudness**: two-pass EBU R128 ``loudnorm`` to ``loudness_lufs`` (default -14 LUFS integrated, true peak
   -1.5 dBTP): the first pass measures the mix (audio only, fast), the second applies the measured values
-  (``linear=true``) in the same ffmpeg run that encodes the video. :func:`measure_loudness` reads a file's
+  (``linear=true``) in the same ffmpeg run that encodes the video. When that gain would push the true peak over
+  the ceiling (loudnorm would then fall back to its dynamic mode), the gain is applied first with a soft peak
+  limiter and the mix measured again. :func:`measure_loudness` reads a file's
   integrated loudness back with the ``ebur128`` filter.
 - **Thumbnail**: one frame (by default a third of the way in) saved as JPEG while it streams past.
 
@@ -37,6 +39,7 @@ import numpy as np
 from reelforge import errors
 from reelforge.adapters.media.ffmpeg import FFmpegError, ffmpeg_exe, run_ffmpeg
 from reelforge.apps.film.media import audio
+from reelforge.apps.film.media.music import soft_limit
 from reelforge.apps.film.media.subtitles import Cue, to_srt
 from reelforge.apps.film.media.visuals import Clip, font
 
@@ -259,6 +262,17 @@ def compose(clips: Sequence[Clip], mix: np.ndarray, sample_rate: int, out_path: 
             if not np.isfinite(loud_in.integrated_lufs) or loud_in.integrated_lufs < -70:
                 notes.append("the mix is silent: loudness left as it is")
             else:
+                gain = enc.loudness_lufs - loud_in.integrated_lufs
+                if loud_in.true_peak_db is not None and loud_in.true_peak_db + gain > enc.true_peak_db - 0.3:
+                    # loudnorm's linear mode would break the true-peak ceiling and fall back to its dynamic
+                    # mode (which lands short of the target): apply the gain here, bend the peaks under the
+                    # ceiling, and measure again, so that the encode pass stays a plain linear gain
+                    t0 = time.perf_counter()
+                    sound = soft_limit(sound * audio.db_to_gain(gain), audio.db_to_gain(enc.true_peak_db - 1.0))
+                    audio.write_wav(wav, sound, sample_rate)
+                    m = _loudnorm_measure(wav, enc, exe)
+                    timings["loudness_prelimit_s"] = time.perf_counter() - t0
+                    notes.append(f"mix raised {gain:+.1f} dB with its peaks limited before loudnorm")
                 afilter = (f"loudnorm=I={enc.loudness_lufs}:TP={enc.true_peak_db}:LRA={enc.lra}"
                            f":measured_I={m['input_i']}:measured_TP={m['input_tp']}:measured_LRA={m['input_lra']}"
                            f":measured_thresh={m['input_thresh']}:offset={m['target_offset']}:linear=true,"
