@@ -43,9 +43,12 @@ def test_face_found_on_the_astronaut_and_heuristic_elsewhere() -> None:
     assert 0 < flat.x < 640 / 2 < flat.x + flat.w
 
 
-def test_mouth_follows_piper_voice(tmp_path: object) -> None:
-    need(voices.PIPER)
-    speech = voices.synthesize("Somebody is knocking at the door. Open it, please! Who could it be at this hour?")
+@pytest.mark.parametrize("engine", [voices.PIPER, voices.ESPEAK])
+def test_mouth_follows_the_voice(engine: str) -> None:
+    need(engine)
+    speech = voices.synthesize("Somebody is knocking at the door. Open it, please! Who could it be at this hour?",
+                               voices.Voice(engine=engine))
+    assert speech.phonemes
     sync = lipsync.LipSync(visuals.sample_photo("astronaut"), speech, fps=24, size=(640, 360))
     assert sync.face.detected and "visemes from phoneme timings" in sync.method
     frames = sync.frames()

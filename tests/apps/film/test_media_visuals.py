@@ -119,3 +119,22 @@ def test_bad_arguments() -> None:
     with pytest.raises(errors.ValidationFailed):
         visuals.sample_photo("lena")
     assert visuals.pick_move(3) in visuals.MOVES
+
+
+def test_project_images_go_through_the_media_policy(tmp_path: object) -> None:
+    import io
+
+    from PIL import Image
+
+    from reelforge.domain.media import MediaLimits
+
+    buf = io.BytesIO()
+    Image.fromarray(visuals.sample_photo("chelsea")).save(buf, "PNG")
+    img = visuals.load_image(buf.getvalue())
+    assert img.shape == (300, 451, 3) and img.dtype == np.uint8
+    with pytest.raises(errors.ValidationFailed) as big:
+        visuals.load_image(buf.getvalue(), MediaLimits(image_max_pixels=100 * 100))
+    assert big.value.code == "image_too_large"
+    with pytest.raises(errors.ValidationFailed) as markup:
+        visuals.load_image(b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>")
+    assert markup.value.code in ("active_content", "not_an_image")

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from reelforge import errors
+from reelforge.domain.media import MediaLimits
 
 ASPECTS = {"16:9": (1280, 720), "9:16": (720, 1280)}
 MOVES = ("zoom_in", "zoom_out", "pan_left", "pan_right", "pan_up", "pan_down")
@@ -88,14 +89,19 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def load_image(path: Path | str, *, max_pixels: int = 40_000_000) -> np.ndarray:
-    """An image file as RGB, refused (``image_too_large``) above ``max_pixels`` before it is decoded."""
-    from PIL import Image
+def load_image(source: Path | str | bytes, limits: MediaLimits | None = None) -> np.ndarray:
+    """A project image (a file or its bytes) as RGB, through the platform's media policy
+    (``adapters.media.inputs.decode_image``): formats, sizes and frame counts from the header are checked
+    before a pixel is decoded, markup and appended archives are refused (``not_an_image``,
+    ``image_too_large``, ``active_content``, ``polyglot_file``)."""
+    from reelforge.adapters.media.inputs import decode_image
 
-    with Image.open(path) as im:
-        if im.width * im.height > max_pixels:
-            raise errors.ValidationFailed("the image is too large", code="image_too_large")
-        return as_rgb(np.asarray(im.convert("RGB")))
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    img = decode_image(data, limits or MediaLimits())
+    try:
+        return as_rgb(np.asarray(img.convert("RGB")))
+    finally:
+        img.close()
 
 
 # Easing -----------------------------------------------------------------------------------------------------
