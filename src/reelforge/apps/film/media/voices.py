@@ -615,11 +615,3 @@ def _fill_gaps(words: list[WordTiming], duration: float) -> list[WordTiming]:
             out[k] = WordTiming(out[k].word, float(edges[n]), float(edges[n + 1]))
         i = j
     return out
-
-
-_SENTENCE_END = re.compile(r"[.!?…][\"')\]]*$")
-
-
-def ends_sentence(word: str) -> bool:
-    """Whether a displayed word closes a sentence (., !, ?, … with closing quotes or brackets after)."""
-    return bool(_SENTENCE_END.search(word))
