@@ -29,6 +29,7 @@ SMOKE_TESTS = {
     "upscale_quality": "tests/unit/test_upscale_bench.py::test_upscale_quality_quick",
     "calls": "tests/unit/test_bench_smoke.py::test_calls_smoke",
     "roto": "tests/unit/test_bench_smoke.py::test_roto_smoke",
+    "film_media": "tests/unit/test_bench_smoke.py::test_film_media_smoke",
 }
 
 
@@ -242,3 +243,18 @@ def test_roto_smoke(tmp_path: Path) -> None:
     # SAM 2.1 runs only where checkpoints are; elsewhere the report says why
     assert all(name in report["skipped"] or name in report["engines"] for name in
                ("sam2.1-tiny", "sam2.1-small", "sam2.1-base-plus", "sam2.1-large"))
+
+
+def test_film_media_smoke(tmp_path: Path) -> None:
+    need_packages("av", "cv2", "scipy", "skimage", "imageio_ffmpeg", "piper")
+    from bench import film_media
+
+    out = tmp_path / "film_media.json"
+    report = film_media.main(["--smoke", "--out", str(out)])
+
+    assert json.loads(out.read_text()) == report
+    scene, film = report["scene"], report["film"]
+    assert scene["engine"] == "piper" and scene["dialogue_lines"] >= 1
+    assert all(v >= 0 for v in scene["steps_s"].values()) and scene["steps_s"]["compose_scene_mp4"] > 0
+    assert film["film_s"] == 6.0 and film["wall_s"] > 0 and isinstance(film["goal_met"], bool)
+    assert abs(film["loudness_lufs"] + 14) <= 1.0 and film["cues"] >= 1
