@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test demo lint bench install clean help chromium screenshots
+.PHONY: run test demo lint bench install clean help chromium ffprobe screenshots
 
 help:
 	@echo "make run    - install, migrate, start API + worker + console on http://127.0.0.1:8000"
@@ -55,7 +55,15 @@ chromium:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "chromium is missing and cannot be installed here (needs root and apt-get): browser tests will skip"; fi; }
 
-test: $(STAMP) chromium
+# Debian's ffmpeg package for its ffprobe: the exports' tests read the files as editors' importers do. (The
+# platform itself encodes with the ffmpeg that imageio-ffmpeg ships.) Installed when missing, as chromium is.
+ffprobe:
+	@command -v ffprobe >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg; \
+	  else echo "ffprobe is missing and cannot be installed here (needs root and apt-get): its checks will skip"; fi; }
+
+test: $(STAMP) chromium ffprobe
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports

@@ -89,7 +89,7 @@ def test_applications_fill_the_dashboard_and_the_reuse_links(web: Any) -> None:
     body = web.get("/").text
     hero = body.split('id="quick-actions"', 1)[1].split("</div>", 1)[0]
     assert re.search(r'class="btn btn-primary" href="/generate">.*Generate an image</a>', hero)
-    assert 'href="/upscale"' in hero and 'href="/uploads"' in hero
+    assert 'href="/upscale"' in hero and 'href="/uploads"' in hero and 'href="/roto"' in hero
     cards = body.split('id="dashboard-cards"', 1)[1]
     assert 'id="latest-images"' in cards and 'id="tpl-image-card"' in cards
     scripts = re.findall(r'<script src="/static/([^"?]+)\?v=', body)
@@ -97,7 +97,7 @@ def test_applications_fill_the_dashboard_and_the_reuse_links(web: Any) -> None:
     # The empty job lists point to the first quick action.
     assert '<a href="/generate">Generate an image</a> to start one.' in body
     job = web.get("/jobs/abc").text
-    assert """data-reuse-pages='{"image.generate": "/generate"}'""" in job
+    assert """data-reuse-pages='{"image.generate": "/generate", "video.rotoscope": "/roto"}'""" in job
 
 
 def test_core_templates_and_scripts_name_no_application() -> None:

@@ -10,7 +10,9 @@ with pycocotools' own output.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import tracemalloc
 import zipfile
@@ -478,3 +480,45 @@ def test_rotoscope_job_stores_every_export(tmp_path: Path, sqlite_url: str) -> N
     with zipfile.ZipFile(files[ex.PNG_ZIP]) as z:
         assert np.array_equal(np.asarray(Image.open(BytesIO(z.read("frame_000007.png"))))[..., 3] > 0, truth_masks[7])
     assert v.count_frames(files[ex.PREVIEW_MP4]) == 10
+
+
+def ffprobe(path: Path, *args: str) -> dict[str, Any]:
+    exe = shutil.which("ffprobe")
+    if exe is None:
+        reason = "ffprobe is not installed (`make test` installs Debian's ffmpeg where it can)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; CI=true requires the ffprobe checks to run")
+        pytest.skip(reason)
+    out = subprocess.run([exe, "-v", "error", "-of", "json", *args, str(path)], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("name", ["cfr", "vfr", "rot90"])
+def test_exports_pass_ffprobe(exported: dict[str, tuple[FrameInfo, list[ex.ExportFile]]], name: str) -> None:
+    """What an editor's importer reads, as ffprobe reports it: the stream's codec and alpha pixel format, the
+    source's frame count and each frame's time (variable frame rate too), no rotation, audio in the preview."""
+    info, files = exported[name]
+    want = [float(t) for t in source_times(info)]
+    expected = {ex.MATTE_MOV: ("prores", "yuva444p"), ex.MATTE_WEBM: ("vp9", None), ex.PREVIEW_MP4: ("h264", "yuv420p")}
+    for f in files:
+        if f.kind not in expected:
+            continue
+        codec, pix = expected[f.kind]
+        streams = ffprobe(f.path, "-count_frames", "-show_entries",
+                          "stream=codec_type,codec_name,pix_fmt,width,height,nb_read_frames:stream_tags:"
+                          "stream_side_data")["streams"]
+        video = [s for s in streams if s["codec_type"] == "video"]
+        assert len(video) == 1, (f.filename, streams)
+        s = video[0]
+        assert s["codec_name"] == codec and (pix is None or s["pix_fmt"].startswith(pix)), (f.filename, s)
+        if f.kind == ex.MATTE_WEBM:  # the alpha plane travels as side data; the tag says it is there
+            assert s.get("tags", {}).get("alpha_mode") == "1", (f.filename, s)
+        assert (s["width"], s["height"]) == (info.width, info.height), (f.filename, s)
+        assert int(s["nb_read_frames"]) == info.frame_count, (f.filename, s)
+        assert not any("rotation" in d for d in s.get("side_data_list", [])), (f.filename, s)
+        frames = ffprobe(f.path, "-select_streams", "v:0", "-show_entries", "frame=pts_time")["frames"]
+        got = [float(fr["pts_time"]) for fr in frames]
+        assert len(got) == len(want) and max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 0.001, f.filename
+        if f.kind == ex.PREVIEW_MP4 and f.object_id is None:
+            assert [x["codec_name"] for x in streams if x["codec_type"] == "audio"] == ["aac"], f.filename

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reelforge.applications import AppManifest, NavItem, Tick
+from reelforge.applications import Action, AppManifest, NavItem, Tick
 from reelforge.apps.roto.settings import RotoSettings
 
 HERE = Path(__file__).parent
@@ -120,6 +120,8 @@ APP = AppManifest(
     calls=_calls,
     console=_console,
     nav=(NavItem("roto", "/roto", "Rotoscope", "image", "Workspace"),),
+    actions=(Action("/roto", "Rotoscope a video", "image"),),
+    reuse={"video.rotoscope": "/roto"},
     templates=HERE / "templates",
     static=HERE / "static",
     cli=_cli,

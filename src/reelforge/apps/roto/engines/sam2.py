@@ -24,10 +24,11 @@ the `roto` extra.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,8 +229,6 @@ class Sam2Segmenter:
             device_name = self._planned_device()
             if device_name == "cuda" and not torch.cuda.is_available():
                 device_name = "cpu"
-            if device_name == "cpu":
-                torch.set_flush_denormal(True)
             overrides = [f"++model.image_size={self.image_size}"] if self.image_size else []
             path = self.checkpoint_path()
             if path is not None or self.random_weights:
@@ -275,7 +274,7 @@ class Sam2Segmenter:
         predictor = self.predictor
         image = self._tensor(frame)
         state = self._state({0: image}, h, w)
-        with torch.inference_mode():
+        with torch.inference_mode(), _cpu_flush(self):
             predictor._get_image_feature(state, frame_idx=0, batch_size=1)
         return Sam2Features(shape=(h, w), image=image, cached=state["cached_features"])
 
@@ -302,7 +301,7 @@ class Sam2Segmenter:
         predictor = self.predictor
         state = self._state({0: features.image}, h, w)
         state["cached_features"] = features.cached
-        with torch.inference_mode():
+        with torch.inference_mode(), _cpu_flush(self):
             if prior_mask is not None and prior_mask.any():
                 predictor.add_new_mask(state, frame_idx=0, obj_id=prompt.object_id,
                                        mask=torch.from_numpy(prior_mask))
@@ -370,7 +369,7 @@ class Sam2Tracker:
         self._frames.put(index, engine._tensor(frame))
         state = engine._state(self._frames, h, w, num_frames=index + 1)
         self._ids = []
-        with torch.inference_mode():
+        with torch.inference_mode(), _cpu_flush(self):
             for oid, m in masks.items():
                 mask = check_mask(m, (h, w), f"mask of object {oid}")
                 predictor.add_new_mask(state, frame_idx=index, obj_id=int(oid), mask=torch.from_numpy(mask))
@@ -401,7 +400,7 @@ class Sam2Tracker:
         # Indices beyond num_frames are treated as outside the video: keep it past every index we feed.
         state["num_frames"] = max(state["num_frames"], index + 1, (self._anchor or 0) + 1)
         out: dict[int, np.ndarray] = {}
-        with torch.inference_mode():
+        with torch.inference_mode(), _cpu_flush(self):
             for obj_idx, oid in enumerate(self._ids):
                 output_dict = state["output_dict_per_obj"][obj_idx]
                 current, pred = predictor._run_single_frame_inference(
@@ -434,3 +433,22 @@ class Sam2Tracker:
 def _cuda_probe() -> bool:
     """A CUDA GPU is likely usable (without importing torch): the driver is loaded."""
     return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
+
+
+@contextlib.contextmanager
+def _cpu_flush(engine: Any) -> Iterator[None]:
+    """Denormal floats flushed to zero while the model runs on the CPU (they can make convolutions ~10x slower).
+    The flag lives in the calling thread's floating-point control register, so it is set for the call and
+    cleared after it, never left behind for other code on that thread."""
+    import torch
+
+    engine = getattr(engine, "engine", engine)  # a tracker runs on its engine's device
+    on_cpu = str(getattr(engine, "_device", None) or "cpu").startswith("cpu")
+    if not on_cpu:
+        yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
