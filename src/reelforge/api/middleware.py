@@ -32,6 +32,11 @@ class RateLimiter:
         self._hits: dict[str, collections.deque[float]] = {}
         self._lock = threading.Lock()
 
+    def reset(self) -> None:
+        """Forget every hit (a new window for every key)."""
+        with self._lock:
+            self._hits.clear()
+
     def hit(self, key: str, now: float | None = None) -> int | None:
         """Record a hit; returns None when allowed, else seconds to wait."""
         now = time.monotonic() if now is None else now

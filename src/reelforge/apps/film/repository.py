@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from reelforge.adapters.db.models import ID, Base
+from reelforge.adapters.db.repositories.base import AppRepository
 from reelforge.apps.film.records import Project, Share
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -93,16 +94,8 @@ def _share(row: FilmProjectShare) -> Share:
                  email=row.email, created_at=row.created_at)
 
 
-class FilmRepo:
+class FilmRepo(AppRepository):
     """SQL for the film studio's use cases on one open transaction (the `UnitOfWork` of ports/repositories.py)."""
-
-    def __init__(self, tx: Any) -> None:
-        self.tx = tx
-        self.s = tx.s
-        self.pg: bool = tx.pg
-
-    def now(self) -> float:
-        return float(self.tx.now())
 
     # --- projects ---------------------------------------------------------------------------------------------
     def add_project(self, **values: Any) -> Project:

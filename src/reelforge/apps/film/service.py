@@ -9,9 +9,7 @@ special access to other users' projects.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -25,6 +23,7 @@ from reelforge.apps.film.records import Project, Share
 from reelforge.apps.film.repository import FilmRepo
 from reelforge.apps.film.script import MOODS, Pace, breakdown, name_key, parse
 from reelforge.apps.film.settings import FilmSettings
+from reelforge.domain.cursors import decode_cursor, encode_cursor
 from reelforge.domain.records import new_id
 from reelforge.domain.types import Principal
 from reelforge.ports.repositories import DuplicateKey, Store
@@ -56,24 +55,6 @@ def check_id(value: str, what: str) -> str:
     if not isinstance(value, str) or not _ID.match(value):
         raise errors.NotFound(f"{what.capitalize()} not found", code=f"{what}_not_found")
     return value
-
-
-def _cursor(created_at: float, item_id: str) -> str:
-    raw = json.dumps([created_at, item_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> tuple[float, str] | None:
-    if not cursor:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        key, item_id = json.loads(raw)
-        if not isinstance(item_id, str) or not isinstance(key, int | float) or isinstance(key, bool):
-            raise ValueError("bad cursor")
-        return float(key), item_id
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise errors.ValidationFailed("Malformed cursor", code="invalid_cursor", field="cursor") from exc
 
 
 class FilmService:
@@ -131,14 +112,14 @@ class FilmService:
     def projects(self, p: Principal, *, scope: str = "all", limit: int | None = None,
              cursor: str | None = None) -> Page:
         limit = limit or self.cfg.page_size
-        after = _decode_cursor(cursor)
+        after = decode_cursor(cursor)
         with self.store.tx(write=False) as tx:
             rows = FilmRepo(tx).projects(user_id=p.user_id, email=p.email.strip().lower(), scope=scope,
                                          limit=limit + 1, after=after)
         nxt = None
         if len(rows) > limit:
             rows = rows[:limit]
-            nxt = _cursor(rows[-1].created_at, rows[-1].id)
+            nxt = encode_cursor(rows[-1].created_at, rows[-1].id)
         return Page([Access(r, OWNER if r.owner_id == p.user_id else VIEWER) for r in rows], nxt)
 
     def update(self, p: Principal, project_id: str, values: Mapping[str, Any]) -> Project:

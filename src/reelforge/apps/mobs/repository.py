@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from reelforge.adapters.db.models import ID, Asset, Base, Job, JobEvent, ModelInvocation
+from reelforge.adapters.db.repositories.base import AppRepository
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -192,16 +193,8 @@ SEARCH_SOURCE = select(_V.id, _V.owner_id, _V.status, _V.visibility, _V.embeddin
     _V.id == bindparam("video_id"))
 
 
-class MobsRepo:
+class MobsRepo(AppRepository):
     """SQL for the mobs use cases on one open transaction (the `UnitOfWork` of ports/repositories.py)."""
-
-    def __init__(self, tx: Any) -> None:
-        self.tx = tx
-        self.s = tx.s
-        self.pg: bool = tx.pg
-
-    def now(self) -> float:
-        return float(self.tx.now())
 
     def lock_mobs(self) -> None:
         """Serialize membership changes (PostgreSQL: transaction-scoped advisory lock)."""

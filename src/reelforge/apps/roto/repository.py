@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from reelforge.adapters.db.models import ID, Base
+from reelforge.adapters.db.repositories.base import AppRepository
 from reelforge.apps.roto.records import Mask, Prompt, RotoObject, Session, Span
 from reelforge.domain.records import new_id
 
@@ -135,16 +136,8 @@ def _span(r: RotoSpanRow) -> Span:
                 asset_id=r.asset_id, frames=int(r.frames), job_id=r.job_id, created_at=float(r.created_at))
 
 
-class RotoRepo:
+class RotoRepo(AppRepository):
     """SQL for the rotoscoping use cases on one open transaction (the `UnitOfWork` of ports/repositories.py)."""
-
-    def __init__(self, tx: Any) -> None:
-        self.tx = tx
-        self.s = tx.s
-        self.pg: bool = tx.pg
-
-    def now(self) -> float:
-        return float(self.tx.now())
 
     # --- sessions ----------------------------------------------------------------------------------------
     def add_session(self, **values: Any) -> Session:

@@ -13,8 +13,6 @@ session cache of the interactive calls (`cache`), which the API process never fi
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import math
 import re
@@ -28,6 +26,7 @@ from reelforge.applications import app_settings
 from reelforge.apps.roto.ports import TASK
 from reelforge.apps.roto.records import Mask, Prompt, RotoObject, Session, Span
 from reelforge.apps.roto.repository import RotoRepo
+from reelforge.domain.cursors import decode_cursor, encode_cursor
 from reelforge.domain.types import Principal
 
 log = logging.getLogger("reelforge.roto")
@@ -52,24 +51,6 @@ def own(session: Session | None, owner_id: str) -> Session:
     if session is None or session.owner_id != owner_id:
         raise not_found()
     return session
-
-
-def encode_cursor(created_at: float, item_id: str) -> str:
-    raw = json.dumps([created_at, item_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> tuple[float, str] | None:
-    if not cursor:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        key, item_id = json.loads(raw)
-        if not isinstance(item_id, str) or not isinstance(key, int | float) or isinstance(key, bool):
-            raise ValueError("bad cursor")
-        return float(key), item_id
-    except (ValueError, TypeError) as exc:
-        raise errors.ValidationFailed("Malformed cursor", code="invalid_cursor", field="cursor") from exc
 
 
 @dataclass(frozen=True)

@@ -109,3 +109,16 @@ class Repository:
             conn.exec_driver_sql(
                 f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
                 f"{values_sql(columns, len(chunk), self.pg)}{suffix}", tuple(params))
+
+
+class AppRepository:
+    """The base of an application's repository: SQL on one open transaction (the `UnitOfWork` of
+    ports/repositories.py), with its session (`s`), whether it is PostgreSQL (`pg`) and its one clock reading."""
+
+    def __init__(self, tx: Any) -> None:
+        self.tx = tx
+        self.s = tx.s
+        self.pg: bool = tx.pg
+
+    def now(self) -> float:
+        return float(self.tx.now())
