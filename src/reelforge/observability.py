@@ -214,7 +214,7 @@ class _DbCollector(Collector):
         yield deliveries
 
 
-# Step and job durations run from milliseconds (a no-op step) to hours (a film); model calls likewise.
+# Step and job durations run from milliseconds (a no-op step) to hours (a long render); model calls likewise.
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 LOAD_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 

@@ -266,3 +266,63 @@ def test_the_access_line_written_directly_is_the_formatters_line(caplog: Any) ->
             if h not in root.handlers:
                 root.addHandler(h)
         root.setLevel(saved[1])
+
+
+def test_access_lines_are_written_in_batches_in_order(caplog: Any) -> None:
+    """On an event loop the direct lines wait for one write: nothing reaches the stream until the batch is flushed
+    (by its timer, a full batch, or a record that goes through logging), and then every line, in order."""
+    import asyncio
+    import io
+    import json
+    import logging
+
+    from reelforge.observability import AccessLog, configure_logging
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    root.removeHandler(caplog.handler)
+    try:
+        configure_logging("INFO", json_logs=True)
+        for h in [h for h in root.handlers if not getattr(h, "_reelforge", False)]:
+            root.removeHandler(h)
+        ours = next(h for h in root.handlers if getattr(h, "_reelforge", False))
+        stream = io.StringIO()
+        ours.setStream(stream)  # type: ignore[attr-defined]
+        access = AccessLog(logging.getLogger("reelforge.access"))
+
+        async def run() -> None:
+            for i in range(3):
+                access.write("GET", f"/v1/jobs/{i}", 200, 0.001, None)
+            assert stream.getvalue() == ""  # batched: no write yet
+            await asyncio.sleep(access.DELAY_S * 3)  # the scheduled flush
+            assert [json.loads(x)["path"] for x in stream.getvalue().splitlines()] == [f"/v1/jobs/{i}" for i in range(3)]
+            for i in range(access.BATCH):  # a full batch goes out at once
+                access.write("GET", f"/v1/b/{i}", 200, 0.001, None)
+            assert len(stream.getvalue().splitlines()) == 3 + access.BATCH
+
+        asyncio.run(run())
+    finally:
+        for h in list(root.handlers):
+            if getattr(h, "_reelforge", False):
+                root.removeHandler(h)
+        for h in saved[0]:
+            if h not in root.handlers:
+                root.addHandler(h)
+        root.setLevel(saved[1])
+
+
+def test_api_startup_freezes_the_objects_built_so_far(tmp_path: Any) -> None:
+    import gc
+
+    from fastapi.testclient import TestClient
+
+    from reelforge.api.app import create_app
+    from tests.conftest import make_settings
+
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    try:
+        with TestClient(create_app(make_settings(tmp_path, f"sqlite:///{tmp_path}/db.sqlite3"))):
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -156,7 +156,7 @@ class GuardMiddleware:
             if message["type"] == "lifespan.startup":
                 # Everything built so far (the app, its routes, the container, imported modules: most of the
                 # process's objects) lives as long as the process: keep it out of the cyclic collector's full
-                # passes, which otherwise stop every request for tens of milliseconds now and then.
+                # passes, which otherwise walk all of them now and then while every request waits.
                 gc.collect()
                 gc.freeze()
             elif message["type"] == "lifespan.shutdown":
