@@ -80,7 +80,9 @@ SHOWS_CURRENT_FRAME = """() => [['#cv-before', '#before'], ['#cv-after', '#after
 
 
 def test_upscale_video_in_chunks_and_compare(page: Any, live: Live, tmp_path: Path) -> None:
-    clip = make_testsrc(tmp_path / "clip.mp4", seconds=2.0, size=(160, 120))  # 48 frames, a keyframe every 0.5 s
+    # 48 frames, a keyframe every 0.5 s; large enough that the run lasts several of the worker's 0.5 s progress
+    # writes, so the page sees the running rate before the final one
+    clip = make_testsrc(tmp_path / "clip.mp4", seconds=2.0, size=(480, 360))
     user = live.user("uma@example.com")
     sign_in(page, live, user, "/upscale")
     expect(page.locator("#model option[value=lanczos]")).to_have_count(1)
@@ -97,7 +99,7 @@ def test_upscale_video_in_chunks_and_compare(page: Any, live: Live, tmp_path: Pa
     expect(page.locator("#run-title")).to_have_text("clip.mp4 · lanczos x2")
     expect(page.locator("#run-bar")).to_have_attribute("aria-valuenow", "100", timeout=JOB_TIMEOUT)
     expect(page.locator("#run-status")).to_have_text("succeeded")
-    expect(page.locator("#run-message")).to_have_text("Done: 320x240, 48 frames")
+    expect(page.locator("#run-message")).to_have_text("Done: 960x720, 48 frames")
     expect(page.locator("#run-fps")).to_have_text(re.compile(r"^\d+(\.\d+)? frames per second"))
     cells = page.locator("#chunks > span")
     expect(cells).to_have_count(4)  # 2 s cut at keyframes into 0.5 s chunks
@@ -117,7 +119,7 @@ def test_upscale_video_in_chunks_and_compare(page: Any, live: Live, tmp_path: Pa
     page.wait_for_function("() => ['#before', '#after'].every((s) => document.querySelector(s).readyState >= 2)")
     before, after = video_state(page, "#before"), video_state(page, "#after")
     assert before["src"].startswith("blob:") and after["src"], (before, after)
-    assert (before["width"], before["height"]) == (160, 120) and (after["width"], after["height"]) == (320, 240)
+    assert (before["width"], before["height"]) == (480, 360) and (after["width"], after["height"]) == (960, 720)
     assert after["duration"] == pytest.approx(2.0, abs=0.1)
 
     # Seeking the result (the position slider drives it) moves the source to the same time, and back.
@@ -138,7 +140,7 @@ def test_upscale_video_in_chunks_and_compare(page: Any, live: Live, tmp_path: Pa
     assert video_state(page, "#after")["paused"]
     page.wait_for_function("""() => ['#cv-before', '#cv-after'].every((s) => {
         const c = document.querySelector(s);
-        if (c.width !== 320 || c.height !== 240) return false;
+        if (c.width !== 960 || c.height !== 720) return false;
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         let lit = 0;
         for (let i = 0; i < d.length; i += 4 * 97) lit += d[i] + d[i + 1] + d[i + 2] > 60;
