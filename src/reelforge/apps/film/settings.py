@@ -13,17 +13,29 @@ class Voice(BaseModel):
     label: str
     language: str = "en-US"
     description: str = ""
+    # How the speech engines render it: a base pitch (semitones) and rate that a character's own pitch and rate
+    # add to and multiply, and the espeak-ng voice+variant used when Piper cannot run.
+    base_pitch: float = Field(default=0.0, ge=-12, le=12)
+    base_rate: float = Field(default=1.0, ge=0.5, le=2.0)
+    espeak_voice: str = Field(default="en-us", pattern=r"^[a-z]{2,3}(-[a-z0-9]{1,8})?(\+[a-z0-9]{1,8})?$")
 
 
 def _default_voices() -> list[Voice]:
     return [
-        Voice(id="narrator", label="Narrator", description="Even, unhurried; the default for narration"),
-        Voice(id="warm-female", label="Warm (female)", description="Warm mid-range voice"),
-        Voice(id="bright-female", label="Bright (female)", description="Light, quick, higher voice"),
-        Voice(id="warm-male", label="Warm (male)", description="Warm mid-range voice"),
-        Voice(id="deep-male", label="Deep (male)", description="Low, slow, resonant voice"),
-        Voice(id="young", label="Young", description="A child's or teenager's voice"),
-        Voice(id="elder", label="Elder", description="An older, slightly rough voice"),
+        Voice(id="narrator", label="Narrator", description="Even, unhurried; the default for narration",
+              base_pitch=0.0, base_rate=0.97, espeak_voice="en-us+m3"),
+        Voice(id="warm-female", label="Warm (female)", description="Warm mid-range voice",
+              base_pitch=4.0, base_rate=1.0, espeak_voice="en-us+f3"),
+        Voice(id="bright-female", label="Bright (female)", description="Light, quick, higher voice",
+              base_pitch=6.5, base_rate=1.1, espeak_voice="en+f2"),
+        Voice(id="warm-male", label="Warm (male)", description="Warm mid-range voice",
+              base_pitch=-2.0, base_rate=1.0, espeak_voice="en-us+m1"),
+        Voice(id="deep-male", label="Deep (male)", description="Low, slow, resonant voice",
+              base_pitch=-5.0, base_rate=0.9, espeak_voice="en-us+m7"),
+        Voice(id="young", label="Young", description="A child's or teenager's voice",
+              base_pitch=8.0, base_rate=1.08, espeak_voice="en-us+f4"),
+        Voice(id="elder", label="Elder", description="An older, slightly rough voice",
+              base_pitch=-3.0, base_rate=0.88, espeak_voice="en+m4"),
     ]
 
 
