@@ -28,6 +28,8 @@ ERROR_CODES = {
     "temporary_asset": "The asset is temporary and would expire; a project names only kept assets",
     "share_with_owner": "A project cannot be shared with its owner",
     "share_limit_reached": "The project is shared with the most accounts allowed (`limit`)",
+    "text_too_long": "A voice preview's text is longer than 300 characters (`limit`)",
+    "empty_text": "A voice preview's text has no word to speak",
 }
 
 
@@ -38,9 +40,16 @@ def _service(c: Any) -> Any:
 
 
 def _routers() -> list[Any]:
+    from reelforge.apps.film.preview_routes import router as preview_router
     from reelforge.apps.film.routes import router
 
-    return [router]
+    return [router, preview_router]
+
+
+def _calls(settings: Any = None) -> list[Any]:
+    from reelforge.apps.film.calls import calls
+
+    return calls(settings)
 
 
 APP = AppManifest(
@@ -51,6 +60,7 @@ APP = AppManifest(
     settings=FilmSettings,
     service=_service,
     routers=_routers,
+    calls=_calls,
     migrations=HERE / "migrations",
     error_codes=ERROR_CODES,
 )
