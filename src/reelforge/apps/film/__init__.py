@@ -28,6 +28,7 @@ ERROR_CODES = {
     "temporary_asset": "The asset is temporary and would expire; a project names only kept assets",
     "share_with_owner": "A project cannot be shared with its owner",
     "share_limit_reached": "The project is shared with the most accounts allowed (`limit`)",
+    "film_too_long": "The script would make a film longer than `film.render.max_seconds` (`limit`, `seconds`)",
 }
 
 
@@ -35,6 +36,18 @@ def _service(c: Any) -> Any:
     from reelforge.apps.film.service import FilmService
 
     return FilmService(c.store, c.settings, assets=c.assets)
+
+
+def _pipelines(settings: Any = None) -> list[Any]:
+    from reelforge.apps.film.render import build_pipeline
+
+    return [build_pipeline(settings)]
+
+
+def _owner_checks(c: Any) -> dict[str, Any]:
+    from reelforge.apps.film.render import KIND, submit_check
+
+    return {KIND: lambda p, data: submit_check(c, p, data)}
 
 
 def _routers() -> list[Any]:
@@ -49,7 +62,9 @@ APP = AppManifest(
     description="Projects from script to film: characters, voices, backgrounds, music, sharing and the "
                 "script's breakdown into scenes.",
     settings=FilmSettings,
+    pipelines=_pipelines,
     service=_service,
+    owner_checks=_owner_checks,
     routers=_routers,
     migrations=HERE / "migrations",
     error_codes=ERROR_CODES,
