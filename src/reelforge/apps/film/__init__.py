@@ -30,6 +30,7 @@ ERROR_CODES = {
     "share_limit_reached": "The project is shared with the most accounts allowed (`limit`)",
     "text_too_long": "A voice preview's text is longer than 300 characters (`limit`)",
     "empty_text": "A voice preview's text has no word to speak",
+    "film_too_long": "The script would make a film longer than `film.render.max_seconds` (`limit`, `seconds`)",
 }
 
 
@@ -37,6 +38,18 @@ def _service(c: Any) -> Any:
     from reelforge.apps.film.service import FilmService
 
     return FilmService(c.store, c.settings, assets=c.assets)
+
+
+def _pipelines(settings: Any = None) -> list[Any]:
+    from reelforge.apps.film.render import build_pipeline
+
+    return [build_pipeline(settings)]
+
+
+def _owner_checks(c: Any) -> dict[str, Any]:
+    from reelforge.apps.film.render import KIND, submit_check
+
+    return {KIND: lambda p, data: submit_check(c, p, data)}
 
 
 def _routers() -> list[Any]:
@@ -58,7 +71,9 @@ APP = AppManifest(
     description="Projects from script to film: characters, voices, backgrounds, music, sharing and the "
                 "script's breakdown into scenes.",
     settings=FilmSettings,
+    pipelines=_pipelines,
     service=_service,
+    owner_checks=_owner_checks,
     routers=_routers,
     calls=_calls,
     migrations=HERE / "migrations",

@@ -24,6 +24,7 @@ class Project:
     breakdown: dict[str, Any] | None
     analyzed_revision: int | None  # the revision the stored breakdown was made from
     analyzed_at: float | None
+    last_render_job_id: str | None  # the film.render job that rendered it last (set when the render starts)
     created_at: float
     updated_at: float
 

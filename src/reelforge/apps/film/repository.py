@@ -52,6 +52,7 @@ class FilmProject(Base):
     breakdown: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     analyzed_revision: Mapped[int | None] = mapped_column(Integer, nullable=True)
     analyzed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_render_job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
 
@@ -75,8 +76,8 @@ class FilmProjectShare(Base):
 _P = FilmProject
 # What a list shows: everything but the script and the breakdown.
 _SUMMARY = (_P.id, _P.owner_id, _P.title, _P.description, _P.script_format, _P.script_bytes, _P.characters,
-            _P.backgrounds, _P.music, _P.revision, _P.analyzed_revision, _P.analyzed_at, _P.created_at,
-            _P.updated_at)
+            _P.backgrounds, _P.music, _P.revision, _P.analyzed_revision, _P.analyzed_at, _P.last_render_job_id,
+            _P.created_at, _P.updated_at)
 
 
 def _project(row: Any, *, full: bool) -> Project:
@@ -86,7 +87,8 @@ def _project(row: Any, *, full: bool) -> Project:
         script_bytes=int(row.script_bytes or 0), characters=list(row.characters or []),
         backgrounds=list(row.backgrounds or []), music=list(row.music or []), revision=int(row.revision),
         breakdown=(row.breakdown if full else None), analyzed_revision=row.analyzed_revision,
-        analyzed_at=row.analyzed_at, created_at=row.created_at, updated_at=row.updated_at)
+        analyzed_at=row.analyzed_at, last_render_job_id=row.last_render_job_id, created_at=row.created_at,
+        updated_at=row.updated_at)
 
 
 def _share(row: FilmProjectShare) -> Share:

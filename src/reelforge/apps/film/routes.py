@@ -8,9 +8,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
+from reelforge.api import convert
 from reelforge.api.deps import Container, CurrentUser
 from reelforge.api.openapi import problems
 from reelforge.api.schemas.common import Strict, iso
+from reelforge.api.schemas.jobs import JobPublic
+from reelforge.apps.film.render import KIND as RENDER_KIND
+from reelforge.apps.film.render import RenderOptions
 from reelforge.apps.film.records import Project, Share
 from reelforge.apps.film.script import MOODS
 from reelforge.apps.film.service import OWNER, Access
@@ -119,6 +123,7 @@ class ProjectSummary(BaseModel):
     counts: Counts
     revision: int
     analyzed_at: str | None
+    last_render_job_id: str | None = Field(None, description="The film.render job that rendered it last")
     analysis_stale: bool
     created_at: str | None
     updated_at: str | None
@@ -181,6 +186,7 @@ def _summary_fields(a: Access) -> dict[str, Any]:
             "script_format": p.script_format, "script_bytes": p.script_bytes,
             "counts": Counts(characters=len(p.characters), backgrounds=len(p.backgrounds), music=len(p.music)),
             "revision": p.revision, "analyzed_at": iso(p.analyzed_at), "analysis_stale": p.analysis_stale,
+            "last_render_job_id": p.last_render_job_id if a.role == "owner" else None,
             "created_at": iso(p.created_at), "updated_at": iso(p.updated_at)}
 
 
@@ -293,3 +299,16 @@ def delete_share(project_id: str, share_id: str, p: CurrentUser, c: Container) -
     """Stop sharing (the owner), or leave a project shared with you (your own share)."""
     c.app("film").unshare(p, project_id, share_id)
     return Response(status_code=204)
+
+
+@router.post("/projects/{project_id}/render", status_code=202, response_model=JobPublic,
+             responses=problems(402, 403, 404))
+def render_project(project_id: str, p: CurrentUser, c: Container, response: Response,
+                   body: RenderOptions | None = None) -> JobPublic:
+    """Queue `film.render` for the project (the same as `POST /v1/jobs` with that kind): voices, pictures,
+    lip-synced faces, music, effects and subtitles composed into one MP4. Priced per planned second."""
+    data: dict[str, Any] = {"project_id": project_id, **(body or RenderOptions()).model_dump(exclude_none=True)}
+    job, _ = c.jobs.submit(p, RENDER_KIND, data)
+    c.app("film").set_last_render(p.user_id, project_id, job.id)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return convert.job(job)

@@ -99,6 +99,23 @@ class FilmService:
                                    code="read_only_share")
         return Access(project, VIEWER)
 
+    def owned_project(self, owner_id: str, project_id: str) -> Project:
+        """For pipelines: the project, when ``owner_id`` owns it (404 `project_not_found` otherwise)."""
+        check_id(project_id, "project")
+        with self.store.tx(write=False) as tx:
+            project = FilmRepo(tx).project(project_id)
+        if project is None or project.owner_id != owner_id:
+            raise errors.NotFound("Project not found", code="project_not_found")
+        return project
+
+    def set_last_render(self, owner_id: str, project_id: str, job_id: str) -> None:
+        """Note the render job that renders the project now (its page shows that job and its film)."""
+        with self.store.tx() as tx:
+            repo = FilmRepo(tx)
+            project = repo.project(project_id)
+            if project is not None and project.owner_id == owner_id and project.last_render_job_id != job_id:
+                repo.update_project(project_id, last_render_job_id=job_id, updated_at=project.updated_at)
+
     # --- projects ---------------------------------------------------------------------------------------------
     def create(self, p: Principal, values: Mapping[str, Any]) -> Project:
         data = self._checked(p.user_id, values, creating=True)

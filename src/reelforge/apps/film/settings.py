@@ -66,6 +66,32 @@ class FilmLLMSettings(BaseModel):
         return bool(self.base_url.strip() and self.model.strip())
 
 
+class FilmRenderSettings(BaseModel):
+    """The `film.render` pipeline: price, parallelism, pictures, timing and encoding."""
+
+    # Credits per second of the planned film (at least one per render), reserved at submit.
+    credits_per_second: float = Field(default=0.1, ge=0, le=100)
+    # Scenes whose voices, visuals and sound are made at once (each scene step is one task on a worker).
+    scene_concurrency: int = Field(default=2, ge=1, le=64)
+    # The image.generate model for the scenes' pictures: a model's name, `auto` (the first installed model that
+    # can run here and is not a test model) or `none` (the project's backgrounds and sample photos only).
+    image_model: str = "auto"
+    image_pixels: int = Field(default=1024 * 576, ge=64 * 64, le=2048 * 2048)
+    image_steps: int = Field(default=25, ge=1, le=150)
+    image_guidance: float = Field(default=7.0, ge=0, le=30)
+    # A title card opens the film when the script has a title (the job may turn it off).
+    title_card_s: float = Field(default=3.0, ge=0.5, le=20)
+    # Crossfade between scenes.
+    transition_s: float = Field(default=0.5, ge=0, le=3)
+    # The longest film a render may plan (422 `film_too_long` beyond).
+    max_seconds: float = Field(default=1800.0, ge=10, le=6 * 3600)
+    preset: str = Field(default="veryfast", pattern=r"^(ultrafast|superfast|veryfast|faster|fast|medium|slow)$")
+    crf: int = Field(default=21, ge=0, le=51)
+    compose_timeout_s: float = Field(default=6 * 3600.0, gt=0)
+    # Measure the finished film's integrated loudness (EBU R128) into the job's output (a fast audio pass).
+    measure_loudness: bool = True
+
+
 class FilmSettings(BaseModel):
     """Projects (scripts, characters, backgrounds, music, shares) and the script analysis."""
 
@@ -92,6 +118,10 @@ class FilmSettings(BaseModel):
     line_pause_s: float = Field(default=0.3, ge=0, le=5)
     min_scene_seconds: float = Field(default=3.0, ge=0, le=120)
     llm: FilmLLMSettings = Field(default_factory=FilmLLMSettings)
+    render: FilmRenderSettings = Field(default_factory=FilmRenderSettings)
+    # Subtitle translation: `llm` translates through the language model above when it is configured; `none`
+    # never translates (other languages are then reported as not available).
+    translation: str = Field(default="llm", pattern=r"^(llm|none)$")
 
     @model_validator(mode="after")
     def _default_voice_listed(self) -> FilmSettings:
