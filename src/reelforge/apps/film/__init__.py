@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reelforge.applications import AppManifest
+from reelforge.applications import AppManifest, NavItem
 from reelforge.apps.film.settings import FilmSettings
 
 HERE = Path(__file__).parent
@@ -65,6 +65,12 @@ def _calls(settings: Any = None) -> list[Any]:
     return calls(settings)
 
 
+def _console() -> list[Any]:
+    from reelforge.apps.film.console import router
+
+    return [router]
+
+
 APP = AppManifest(
     name="film",
     title="Film studio",
@@ -76,6 +82,10 @@ APP = AppManifest(
     owner_checks=_owner_checks,
     routers=_routers,
     calls=_calls,
+    console=_console,
+    nav=(NavItem("film", "/film", "Film studio", "file", "Workspace"),),
+    templates=HERE / "templates",
+    static=HERE / "static",
     migrations=HERE / "migrations",
     error_codes=ERROR_CODES,
 )
