@@ -48,7 +48,8 @@
   function problemText(err) {
     const p = (err && err.problem) || {};
     let msg = p.detail || p.title || (err && err.message) || String(err);
-    if (Array.isArray(p.names) && p.names.length) msg += " (" + p.names.join(", ") + ")";
+    const names = Array.isArray(p.names) ? p.names.filter((n) => !msg.includes(n)) : [];
+    if (names.length) msg += " (" + names.join(", ") + ")";
     return msg;
   }
 
@@ -188,17 +189,26 @@
           who ? el("span", { class: "small", text: who }) : null,
           el("span", { class: "small muted", text: lines + " line" + (lines === 1 ? "" : "s") + (s.estimated_seconds != null ? " · ~" + seconds(s.estimated_seconds) : "") + (s.mood ? " · " + s.mood : "") }),
           s.background ? el("span", { class: "small muted", text: "Background: " + s.background.name }) : null,
-          st ? el("span", { class: "state", "data-state": st, text: st + (render.step && st === "running" ? ": " + render.step : "") }) : null)));
+          st ? el("span", { class: "state", "data-state": st, text: st + (render.step && st === "running" ? ": " + render.step : "") }) : null,
+          render.steps && render.steps.length ? el("span", { class: "steps small muted", text: render.steps.map((x, n) => x + (n < render.steps.length - 1 || st === "done" ? " ✓" : " …")).join("  ") }) : null)));
+      const li = items[items.length - 1];
+      if (render.seen) li.dataset.seen = render.seen.join(" ");
     }
     list.replaceChildren(...items);
     $("#scenes-empty").hidden = count > 0;
   }
 
+  /** Scene i is now `st` (waiting, running, done, failed), at `step` (voices, visuals, sound) when known. Each
+   * scene keeps the states it went through (`seen`) and the steps it ran (`steps`). */
   function sceneState(i, st, step) {
-    const cur = state.scenes[i] || {};
+    const cur = state.scenes[i] || { seen: [], steps: [] };
     // A reconnected stream replays the history from the start: a finished scene stays finished.
     if (cur.state === "done" && st !== "failed") return;
-    state.scenes[i] = { state: st, step: step || (st === cur.state ? cur.step : null) };
+    const seen = (cur.seen || []).slice();
+    if (seen[seen.length - 1] !== st) seen.push(st);
+    const steps = (cur.steps || []).slice();
+    if (step && !steps.includes(step)) steps.push(step);
+    state.scenes[i] = { state: st, step: step || (st === cur.state ? cur.step : null), seen, steps };
     renderScenes(state.breakdownScenes || []);
   }
 
@@ -206,7 +216,7 @@
     if (!h || !h.path) return;
     if (h.type === "MapStateEntered" && h.path === "scenes") {
       const n = Number((h.details || {}).items) || 0;
-      for (let i = 0; i < n; i++) if (!state.scenes[i]) state.scenes[i] = { state: "waiting" };
+      for (let i = 0; i < n; i++) if (!state.scenes[i]) state.scenes[i] = { state: "waiting", seen: ["waiting"], steps: [] };
       renderScenes(state.breakdownScenes || []);
       return;
     }
@@ -423,7 +433,7 @@
 
   async function showFilm(out) {
     state.render = out;
-    (out.scenes || []).forEach((s, i) => { state.scenes[i] = { state: "done" }; });
+    (out.scenes || []).forEach((s, i) => { if (!state.scenes[i] || state.scenes[i].state !== "done") sceneState(i, "done"); });
     const posters = await Promise.all((out.scenes || []).map((s) => assetUrl(s.poster_asset_id).catch(() => null)));
     state.posters = {};
     posters.forEach((u, i) => { if (u) state.posters[i] = u; });
@@ -562,7 +572,7 @@
     state.characters = (project.characters || []).map((c) => Object.assign({}, c, { voice: Object.assign({}, c.voice || {}) }));
     renderCharacters();
     showAnalysis(project.analysis, null);
-    if (project.analysis_stale && project.script && !state.readOnly) analyze();
+    if ((!project.analysis || project.analysis_stale) && project.script && !state.readOnly) analyze();
     script.addEventListener("input", scheduleSave);
     $("#script-format").addEventListener("change", scheduleSave);
     wireCharacters();
