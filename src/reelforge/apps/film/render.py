@@ -229,14 +229,17 @@ def plan(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     title = doc.get("title") or (project.title if data.get("title_card", True) and fmt == "prose" else None)
     size = frame_size(data.get("aspect", "16:9"), int(data.get("height") or 720))
     model = _wanted_model(cfg, data)
+    fps = int(data.get("fps") or 24)
+    title_s = _title_seconds(cfg, data, title)
     common = {
         "project_id": project.id, "title": title, "revision": project.revision, "format": fmt,
-        "aspect": data.get("aspect", "16:9"), "size": list(size), "fps": int(data.get("fps") or 24),
+        "aspect": data.get("aspect", "16:9"), "size": list(size), "fps": fps,
         "subtitles": data.get("subtitles", "soft"), "languages": list(data.get("languages") or []),
         "music": bool(data.get("music", True)), "effects": bool(data.get("effects", True)),
         "narrated": narrated, "cast": _cast(cfg, project, doc),
-        "title_card_s": _title_seconds(cfg, data, title),
-        "transition_s": float(cfg.render.transition_s), "image_model": model,
+        "title_card_s": math.ceil(title_s * fps - 1e-6) / fps,
+        # in whole frames, like every duration on the film's timeline (see voices_step)
+        "transition_s": round(float(cfg.render.transition_s) * fps) / fps, "image_model": model,
         "project_music": [dict(m) for m in project.music], "started_at": time.time(),
         "scenes": len(doc["scenes"]),
     }
@@ -318,7 +321,13 @@ def voices_step(ctx: StepContext, item: dict[str, Any]) -> dict[str, Any]:
     common, scene = item["common"], item["scene"]
     cfg = ctx.services.app("film").cfg
     pause = float(cfg.line_pause_s)
-    t = LEAD_IN_S
+    # A crossfade covers the first and last `transition_s` of a scene that has a neighbour there: speech starts
+    # after the fade in and ends before the fade out, so every spoken frame shows its speaker cleanly.
+    clear = float(common["transition_s"]) + 0.15
+    faded_in = int(scene["index"]) > 0 or float(common.get("title_card_s") or 0) > 0
+    faded_out = int(scene["index"]) < int(common["scenes"]) - 1
+    t = max(LEAD_IN_S, clear) if faded_in else LEAD_IN_S
+    tail = max(TAIL_S, clear) if faded_out else TAIL_S
     lines: list[dict[str, Any]] = []
     beats: list[dict[str, Any]] = []
     tracks: list[Any] = []
@@ -363,9 +372,10 @@ def voices_step(ctx: StepContext, item: dict[str, Any]) -> dict[str, Any]:
             beats.append({"text": str(el.get("text") or ""), "start_s": round(t, 4), "end_s": round(t + seconds, 4)})
             t += seconds
         i += 1
-    duration = max(float(cfg.min_scene_seconds), t + TAIL_S - (pause if lines else 0.0))
-    # The first and last scene lose nothing to crossfades; the others give half a transition at each end, so
-    # speech stays clear of them: the timeline is padded where a crossfade would cover speech.
+    duration = max(float(cfg.min_scene_seconds), t + tail - (pause if lines else 0.0))
+    # Whole frames: the picture is cut in frames, and the sound placed by these durations must not drift from it.
+    fps = float(common["fps"])
+    duration = math.ceil(duration * fps - 1e-6) / fps
     dialogue = music.mix(tracks, audio.MIX_RATE, duration, ceiling=None) if tracks else \
         np.zeros(round(duration * audio.MIX_RATE), np.float32)
     asset = ctx.services.assets.store_output(
