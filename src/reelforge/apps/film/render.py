@@ -227,7 +227,9 @@ def plan(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     fmt = doc.get("format")
     narrated = narrate == "always" or (narrate == "auto" and fmt == "prose")
     title = doc.get("title") or (project.title if data.get("title_card", True) and fmt == "prose" else None)
-    size = frame_size(data.get("aspect", "16:9"), int(data.get("height") or 720))
+    aspect, short = data.get("aspect", "16:9"), int(data.get("height") or 720)
+    # frame_size takes the frame's height; `height` here is the short side, whichever way the frame stands
+    size = frame_size(aspect, short if aspect == "16:9" else round(short * 16 / 9))
     model = _wanted_model(cfg, data)
     fps = int(data.get("fps") or 24)
     title_s = _title_seconds(cfg, data, title)
