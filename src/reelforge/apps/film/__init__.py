@@ -50,6 +50,12 @@ def _owner_checks(c: Any) -> dict[str, Any]:
     return {KIND: lambda p, data: submit_check(c, p, data)}
 
 
+def _cli(app: Any, groups: Any) -> None:
+    from reelforge.apps.film.cli import register
+
+    register(app, groups)
+
+
 def _routers() -> list[Any]:
     from reelforge.apps.film.routes import router
 
@@ -65,6 +71,7 @@ APP = AppManifest(
     pipelines=_pipelines,
     service=_service,
     owner_checks=_owner_checks,
+    cli=_cli,
     routers=_routers,
     migrations=HERE / "migrations",
     error_codes=ERROR_CODES,
