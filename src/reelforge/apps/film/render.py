@@ -1,6 +1,6 @@
 """`film.render`: a project's script to one MP4 with voices, lip-synced faces, music, effects and subtitles.
 
-    plan -> scenes (a Map over the scenes: voices -> visuals -> sound, per scene) -> compose
+    plan -> scenes (a Map over the scenes: voices -> visuals -> sound, per scene) -> compose -> cleanup
 
 - **plan** reads the project and its script's breakdown (the stored one when it is current, so a language
   model's descriptions and image prompts are used; the parser's otherwise), casts a voice per speaker (the
@@ -23,6 +23,7 @@
   camera move otherwise, builds subtitles from the spoken words (SRT and WebVTT, burned in or as a soft track,
   other languages through the translation adapter), and encodes one H.264/AAC MP4 at -14 LUFS with a
   thumbnail (`media.compose`).
+- **cleanup** removes the scenes' temporary tracks once the film is stored.
 
 Every Task's output is checkpointed, so a crashed render resumes at the first scene step without one; the
 assets a step stores have ids derived from the job, the scene and the step, so a retried step finds what an
@@ -834,8 +835,9 @@ def compose_step(ctx: StepContext, items: list[dict[str, Any]]) -> dict[str, Any
     for it in items:
         for who, engine in it["voices"]["engines"].items():
             voices_used[who] = {"engine": engine, "voice": common["cast"][who]["voice_id"]}
-    ctx.progress(1.0, f"done: {film.duration_s:.1f} s, {len(items)} scene(s)")
-    return {"project_id": common["project_id"], "video_asset_id": video.id, "thumbnail_asset_id": thumb_id,
+    ctx.progress(0.99, f"composed: {film.duration_s:.1f} s, {len(items)} scene(s)")
+    return {"temporary_asset_ids": [it[k]["asset_id"] for it in items for k in ("voices", "sound")],
+            "project_id": common["project_id"], "video_asset_id": video.id, "thumbnail_asset_id": thumb_id,
             "subtitles": subs, "subtitles_mode": film.subtitles, "translations": translations,
             "duration_s": round(film.duration_s, 3), "planned_duration_s": round(planned, 3),
             "title_card_s": title_s, "transition_s": transition, "size": list(size), "aspect": common["aspect"],
@@ -843,6 +845,15 @@ def compose_step(ctx: StepContext, items: list[dict[str, Any]]) -> dict[str, Any
             "loudness_target_lufs": -14.0, "scenes": scenes_out, "voices": voices_used,
             "cues": len(cues), "notes": notes, "wall_s": round(wall, 2),
             "steps_s": {k: round(v, 3) for k, v in film.timings.items()}}
+
+
+def cleanup_step(ctx: StepContext, out: dict[str, Any]) -> dict[str, Any]:
+    """Remove the scenes' temporary tracks once the film is stored (a separate step, after composition's
+    checkpoint: a retried composition still finds them)."""
+    out = dict(out)
+    ctx.services.assets.delete_owned(ctx.owner_id, list(out.pop("temporary_asset_ids", None) or []))
+    ctx.progress(1.0, f"done: {out['duration_s']:.1f} s, {len(out['scenes'])} scene(s)")
+    return out
 
 
 def _filename(title: str, ext: str) -> str:
@@ -877,7 +888,9 @@ def build_pipeline(settings: Any = None) -> Pipeline:
             Map("scenes", iterator=scene, items=scene_items, max_concurrency=concurrency, next="compose",
                 comment="each scene's voices, visuals and sound, scenes in parallel"),
             Task("compose", compose_step, resources=Resources(cpu=2, memory_mb=2048), timeout_s=6 * 3600,
-                 end=True, retry=_RETRY, comment="one H.264/AAC MP4 at -14 LUFS, subtitles, thumbnail"),
+                 next="cleanup", retry=_RETRY, comment="one H.264/AAC MP4 at -14 LUFS, subtitles, thumbnail"),
+            Task("cleanup", cleanup_step, resources=Resources(cpu=0.1, memory_mb=128), timeout_s=300, end=True,
+                 retry=_RETRY, comment="the scenes' temporary tracks removed"),
         )),
         input_model=RenderInput,
         price=make_price(settings),
