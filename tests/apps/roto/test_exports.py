@@ -10,9 +10,7 @@ with pycocotools' own output.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import tracemalloc
 import zipfile
@@ -32,6 +30,7 @@ from reelforge.adapters.media.ffmpeg import ffmpeg_exe, run_ffmpeg
 from reelforge.apps.roto import exports as ex
 from reelforge.apps.roto.frames import FrameInfo, FrameSource
 from tests.fixtures import videos as v
+from tests.fixtures.videos import ffprobe
 
 OBJECTS = [ex.ExportObject(1, "Person", "#ff3b30"), ex.ExportObject(7, "Red ball!", "#34c759")]
 
@@ -480,18 +479,6 @@ def test_rotoscope_job_stores_every_export(tmp_path: Path, sqlite_url: str) -> N
     with zipfile.ZipFile(files[ex.PNG_ZIP]) as z:
         assert np.array_equal(np.asarray(Image.open(BytesIO(z.read("frame_000007.png"))))[..., 3] > 0, truth_masks[7])
     assert v.count_frames(files[ex.PREVIEW_MP4]) == 10
-
-
-def ffprobe(path: Path, *args: str) -> dict[str, Any]:
-    exe = shutil.which("ffprobe")
-    if exe is None:
-        reason = "ffprobe is not installed (`make test` installs Debian's ffmpeg where it can)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; CI=true requires the ffprobe checks to run")
-        pytest.skip(reason)
-    out = subprocess.run([exe, "-v", "error", "-of", "json", *args, str(path)], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
-    return json.loads(out)
 
 
 @pytest.mark.parametrize("name", ["cfr", "vfr", "rot90"])

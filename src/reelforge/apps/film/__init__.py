@@ -52,6 +52,12 @@ def _owner_checks(c: Any) -> dict[str, Any]:
     return {KIND: lambda p, data: submit_check(c, p, data)}
 
 
+def _cli(app: Any, groups: Any) -> None:
+    from reelforge.apps.film.cli import register
+
+    register(app, groups)
+
+
 def _routers() -> list[Any]:
     from reelforge.apps.film.preview_routes import router as preview_router
     from reelforge.apps.film.routes import router
@@ -80,6 +86,7 @@ APP = AppManifest(
     pipelines=_pipelines,
     service=_service,
     owner_checks=_owner_checks,
+    cli=_cli,
     routers=_routers,
     calls=_calls,
     console=_console,

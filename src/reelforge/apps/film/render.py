@@ -1,6 +1,6 @@
 """`film.render`: a project's script to one MP4 with voices, lip-synced faces, music, effects and subtitles.
 
-    plan -> scenes (a Map over the scenes: voices -> visuals -> sound, per scene) -> compose
+    plan -> scenes (a Map over the scenes: voices -> visuals -> sound, per scene) -> compose -> cleanup
 
 - **plan** reads the project and its script's breakdown (the stored one when it is current, so a language
   model's descriptions and image prompts are used; the parser's otherwise), casts a voice per speaker (the
@@ -23,6 +23,7 @@
   camera move otherwise, builds subtitles from the spoken words (SRT and WebVTT, burned in or as a soft track,
   other languages through the translation adapter), and encodes one H.264/AAC MP4 at -14 LUFS with a
   thumbnail (`media.compose`).
+- **cleanup** removes the scenes' temporary tracks once the film is stored.
 
 Every Task's output is checkpointed, so a crashed render resumes at the first scene step without one; the
 assets a step stores have ids derived from the job, the scene and the step, so a retried step finds what an
@@ -227,16 +228,21 @@ def plan(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     fmt = doc.get("format")
     narrated = narrate == "always" or (narrate == "auto" and fmt == "prose")
     title = doc.get("title") or (project.title if data.get("title_card", True) and fmt == "prose" else None)
-    size = frame_size(data.get("aspect", "16:9"), int(data.get("height") or 720))
+    aspect, short = data.get("aspect", "16:9"), int(data.get("height") or 720)
+    # frame_size takes the frame's height; `height` here is the short side, whichever way the frame stands
+    size = frame_size(aspect, short if aspect == "16:9" else round(short * 16 / 9))
     model = _wanted_model(cfg, data)
+    fps = int(data.get("fps") or 24)
+    title_s = _title_seconds(cfg, data, title)
     common = {
         "project_id": project.id, "title": title, "revision": project.revision, "format": fmt,
-        "aspect": data.get("aspect", "16:9"), "size": list(size), "fps": int(data.get("fps") or 24),
+        "aspect": data.get("aspect", "16:9"), "size": list(size), "fps": fps,
         "subtitles": data.get("subtitles", "soft"), "languages": list(data.get("languages") or []),
         "music": bool(data.get("music", True)), "effects": bool(data.get("effects", True)),
         "narrated": narrated, "cast": _cast(cfg, project, doc),
-        "title_card_s": _title_seconds(cfg, data, title),
-        "transition_s": float(cfg.render.transition_s), "image_model": model,
+        "title_card_s": math.ceil(title_s * fps - 1e-6) / fps,
+        # in whole frames, like every duration on the film's timeline (see voices_step)
+        "transition_s": round(float(cfg.render.transition_s) * fps) / fps, "image_model": model,
         "project_music": [dict(m) for m in project.music], "started_at": time.time(),
         "scenes": len(doc["scenes"]),
     }
@@ -318,7 +324,13 @@ def voices_step(ctx: StepContext, item: dict[str, Any]) -> dict[str, Any]:
     common, scene = item["common"], item["scene"]
     cfg = ctx.services.app("film").cfg
     pause = float(cfg.line_pause_s)
-    t = LEAD_IN_S
+    # A crossfade covers the first and last `transition_s` of a scene that has a neighbour there: speech starts
+    # after the fade in and ends before the fade out, so every spoken frame shows its speaker cleanly.
+    clear = float(common["transition_s"]) + 0.15
+    faded_in = int(scene["index"]) > 0 or float(common.get("title_card_s") or 0) > 0
+    faded_out = int(scene["index"]) < int(common["scenes"]) - 1
+    t = max(LEAD_IN_S, clear) if faded_in else LEAD_IN_S
+    tail = max(TAIL_S, clear) if faded_out else TAIL_S
     lines: list[dict[str, Any]] = []
     beats: list[dict[str, Any]] = []
     tracks: list[Any] = []
@@ -363,9 +375,10 @@ def voices_step(ctx: StepContext, item: dict[str, Any]) -> dict[str, Any]:
             beats.append({"text": str(el.get("text") or ""), "start_s": round(t, 4), "end_s": round(t + seconds, 4)})
             t += seconds
         i += 1
-    duration = max(float(cfg.min_scene_seconds), t + TAIL_S - (pause if lines else 0.0))
-    # The first and last scene lose nothing to crossfades; the others give half a transition at each end, so
-    # speech stays clear of them: the timeline is padded where a crossfade would cover speech.
+    duration = max(float(cfg.min_scene_seconds), t + tail - (pause if lines else 0.0))
+    # Whole frames: the picture is cut in frames, and the sound placed by these durations must not drift from it.
+    fps = float(common["fps"])
+    duration = math.ceil(duration * fps - 1e-6) / fps
     dialogue = music.mix(tracks, audio.MIX_RATE, duration, ceiling=None) if tracks else \
         np.zeros(round(duration * audio.MIX_RATE), np.float32)
     asset = ctx.services.assets.store_output(
@@ -822,8 +835,9 @@ def compose_step(ctx: StepContext, items: list[dict[str, Any]]) -> dict[str, Any
     for it in items:
         for who, engine in it["voices"]["engines"].items():
             voices_used[who] = {"engine": engine, "voice": common["cast"][who]["voice_id"]}
-    ctx.progress(1.0, f"done: {film.duration_s:.1f} s, {len(items)} scene(s)")
-    return {"project_id": common["project_id"], "video_asset_id": video.id, "thumbnail_asset_id": thumb_id,
+    ctx.progress(0.99, f"composed: {film.duration_s:.1f} s, {len(items)} scene(s)")
+    return {"temporary_asset_ids": [it[k]["asset_id"] for it in items for k in ("voices", "sound")],
+            "project_id": common["project_id"], "video_asset_id": video.id, "thumbnail_asset_id": thumb_id,
             "subtitles": subs, "subtitles_mode": film.subtitles, "translations": translations,
             "duration_s": round(film.duration_s, 3), "planned_duration_s": round(planned, 3),
             "title_card_s": title_s, "transition_s": transition, "size": list(size), "aspect": common["aspect"],
@@ -831,6 +845,15 @@ def compose_step(ctx: StepContext, items: list[dict[str, Any]]) -> dict[str, Any
             "loudness_target_lufs": -14.0, "scenes": scenes_out, "voices": voices_used,
             "cues": len(cues), "notes": notes, "wall_s": round(wall, 2),
             "steps_s": {k: round(v, 3) for k, v in film.timings.items()}}
+
+
+def cleanup_step(ctx: StepContext, out: dict[str, Any]) -> dict[str, Any]:
+    """Remove the scenes' temporary tracks once the film is stored (a separate step, after composition's
+    checkpoint: a retried composition still finds them)."""
+    out = dict(out)
+    ctx.services.assets.delete_owned(ctx.owner_id, list(out.pop("temporary_asset_ids", None) or []))
+    ctx.progress(1.0, f"done: {out['duration_s']:.1f} s, {len(out['scenes'])} scene(s)")
+    return out
 
 
 def _filename(title: str, ext: str) -> str:
@@ -865,7 +888,9 @@ def build_pipeline(settings: Any = None) -> Pipeline:
             Map("scenes", iterator=scene, items=scene_items, max_concurrency=concurrency, next="compose",
                 comment="each scene's voices, visuals and sound, scenes in parallel"),
             Task("compose", compose_step, resources=Resources(cpu=2, memory_mb=2048), timeout_s=6 * 3600,
-                 end=True, retry=_RETRY, comment="one H.264/AAC MP4 at -14 LUFS, subtitles, thumbnail"),
+                 next="cleanup", retry=_RETRY, comment="one H.264/AAC MP4 at -14 LUFS, subtitles, thumbnail"),
+            Task("cleanup", cleanup_step, resources=Resources(cpu=0.1, memory_mb=128), timeout_s=300, end=True,
+                 retry=_RETRY, comment="the scenes' temporary tracks removed"),
         )),
         input_model=RenderInput,
         price=make_price(settings),

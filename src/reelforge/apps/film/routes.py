@@ -13,9 +13,9 @@ from reelforge.api.deps import Container, CurrentUser
 from reelforge.api.openapi import problems
 from reelforge.api.schemas.common import Strict, iso
 from reelforge.api.schemas.jobs import JobPublic
+from reelforge.apps.film.records import Project, Share
 from reelforge.apps.film.render import KIND as RENDER_KIND
 from reelforge.apps.film.render import RenderOptions
-from reelforge.apps.film.records import Project, Share
 from reelforge.apps.film.script import MOODS
 from reelforge.apps.film.service import OWNER, Access
 
