@@ -285,3 +285,22 @@ def test_another_users_project_is_not_found(page: Any, live: Live) -> None:
     expect(page.locator(".toast")).to_contain_text("project_not_found")
     expect(page.locator("#list-view")).to_be_visible()
     expect(page.locator("#project-view")).to_be_hidden()
+
+
+def test_a_shared_project_opens_read_only(page: Any, live: Live) -> None:
+    owner = live.user("lender@example.com")["access_token"]
+    r = live.api("POST", "/v1/projects", owner, json={"title": "Lent", "script": SCRIPT, "script_format": "fountain"})
+    assert r.status_code == 201
+    pid = r.json()["id"]
+    assert live.api("POST", f"/v1/projects/{pid}/analyze", owner).status_code == 200
+    assert live.api("POST", f"/v1/projects/{pid}/shares", owner, json={"email": "reader@example.com"}).status_code \
+        == 201
+    sign_in(page, live, live.user("reader@example.com"), "/film")
+    expect(page.locator(f'#projects li[data-project="{pid}"]')).to_contain_text("viewer")
+    page.click(f'#projects li[data-project="{pid}"] a')
+    expect(page.locator("#role-badge")).to_be_visible()
+    expect(page.locator("#total-scenes")).to_have_text("2")
+    assert page.locator("#script").evaluate("(t) => t.readOnly")
+    for sel in ("#render", "#open-publish", "#add-character", "#save-characters"):
+        expect(page.locator(sel)).to_be_disabled()
+    expect(page.locator("#save-state")).to_have_text("saved")
