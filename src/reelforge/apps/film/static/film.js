@@ -241,7 +241,7 @@
   function renderCharacters() {
     const list = $("#characters");
     const urls = (state.project && state.project.asset_urls) || {};
-    const ranges = (state.voices && state.voices) || {};
+    const ranges = state.voices || {};
     list.replaceChildren(...state.characters.map((c, i) => {
       const voice = c.voice || {};
       const portrait = c.portraitUrl || (c.portrait_asset_id ? urls[c.portrait_asset_id] : null);
