@@ -137,7 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: Any
 
     # quiet
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     @property
@@ -184,7 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.fake.requests.append((self.command, self._route()))
 
     # --- methods ----------------------------------------------------------------------------------------------
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._log()
         route = self._route()
         if route == "/o/oauth2/auth":
@@ -201,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
                                                  "snippet": {"title": ch["title"]}}]})
         return self._answer(404, _google_error(404, "notFound", "no such route"))
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._log()
         route = self._route()
         if route == "/token":
@@ -217,7 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._body()
         return self._answer(404, _google_error(404, "notFound", "no such route"))
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._log()
         if self._route() == "/upload/youtube/v3/videos":
             return self._chunk()
@@ -350,7 +350,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(400, _google_error(400, "badContentRange", "the range does not match"))
         with self.fake.lock:
             drop = self.fake.drops.pop(0) if self.fake.drops else None
-            fail = self.fake.server_errors > 0
+            fail = drop is None and self.fake.server_errors > 0
             if fail:
                 self.fake.server_errors -= 1
         if drop is not None:  # read part of the chunk, keep it, hang up without an answer
@@ -421,7 +421,7 @@ class _Handler(BaseHTTPRequestHandler):
         boundary = m.group(1).encode()
         parts = [p for p in body.split(b"--" + boundary) if p.strip() not in (b"", b"--")]
         try:
-            meta_head, meta_body = parts[0].split(b"\r\n\r\n", 1)
+            _, meta_body = parts[0].split(b"\r\n\r\n", 1)
             meta = json.loads(meta_body.strip())
             _, data = parts[1].split(b"\r\n\r\n", 1)
             data = data[:-2] if data.endswith(b"\r\n") else data
