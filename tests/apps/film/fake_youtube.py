@@ -75,6 +75,8 @@ class FakeYoutube:
         self.quota_reason: str | None = None  # e.g. "quotaExceeded": the upload's first request answers 403
         self.reject_tokens = False  # every access token is refused (401)
         self.thumbnail_forbidden = False
+        self.expire_on_drop = False  # a drop also ends the upload session (status queries then answer 404)
+        self.location_base: str | None = None  # where the session URI points (default: this server)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
         self.server.fake = self  # type: ignore[attr-defined]
@@ -324,7 +326,8 @@ class _Handler(BaseHTTPRequestHandler):
         upload_id = secrets.token_urlsafe(16)
         with self.fake.lock:
             self.fake.sessions[upload_id] = Session(upload_id, total, ctype, meta)
-        location = f"{self.fake.base_url}/upload/youtube/v3/videos?uploadType=resumable&upload_id={upload_id}"
+        base = self.fake.location_base or self.fake.base_url
+        location = f"{base}/upload/youtube/v3/videos?uploadType=resumable&upload_id={upload_id}"
         return self._answer(200, b"", {"Location": location})
 
     def _chunk(self) -> None:
@@ -358,6 +361,8 @@ class _Handler(BaseHTTPRequestHandler):
             with self.fake.lock:
                 if first == len(session.data):
                     session.data += got
+                if self.fake.expire_on_drop:
+                    self.fake.sessions.pop(session.upload_id, None)
             self.close_connection = True
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)

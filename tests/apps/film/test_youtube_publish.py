@@ -140,6 +140,30 @@ def test_a_new_try_of_the_step_continues_the_stored_session(tmp_path: Path, db_u
         c.close()
 
 
+def test_a_session_the_server_dropped_is_started_again(client: Any, container: Any, worker: Any, alice: UserHandle,
+                                                       fake: FakeYoutube) -> None:  # noqa: F811
+    connect(client, alice, fake)
+    data = video_bytes(4 * QUANTUM)
+    project = make_project(alice)
+    video = video_asset(container, alice.id, data)
+    fake.drops, fake.expire_on_drop = [QUANTUM // 3], True
+    done = wait_job(alice, publish(alice, project["id"], video_asset_id=video)["id"])
+    assert done["status"] == "succeeded", done
+    assert done["outputs"]["sessions"] == 2 and fake.count(*START) == 2
+    assert fake.videos[done["outputs"]["video_id"]].sha256 == sha256(data)
+
+
+def test_a_session_uri_on_another_host_is_refused(client: Any, container: Any, worker: Any, alice: UserHandle,
+                                                  fake: FakeYoutube) -> None:  # noqa: F811
+    connect(client, alice, fake)
+    project = make_project(alice)
+    video = video_asset(container, alice.id, video_bytes(1000))
+    fake.location_base = "http://127.0.0.2:9"  # the access token must not travel there
+    done = wait_job(alice, publish(alice, project["id"], video_asset_id=video)["id"])
+    assert done["status"] == "failed" and done["error"]["code"] == "youtube_rejected", done
+    assert fake.count(*UPLOAD) == 0
+
+
 def test_quota_exceeded_fails_the_job_with_its_code_and_refunds(client: Any, container: Any, worker: Any,
                                                                 alice: UserHandle, fake: FakeYoutube  # noqa: F811
                                                                 ) -> None:
