@@ -21,7 +21,10 @@ PROBLEM = "application/problem+json"
 PUBLIC = {("POST", "/v1/auth/register"), ("POST", "/v1/auth/token"), ("POST", "/v1/auth/refresh"),
           # the console's sign-in, refresh and sign-out: credentials are the body or the session cookie
           # (tests/security/test_session_cookie.py)
-          ("POST", "/v1/auth/session"), ("POST", "/v1/auth/session/refresh"), ("DELETE", "/v1/auth/session")}
+          ("POST", "/v1/auth/session"), ("POST", "/v1/auth/session/refresh"), ("DELETE", "/v1/auth/session"),
+          # an OAuth redirect back from the provider brings no token: its single-use state names the account
+          # (tests/apps/film/test_youtube_oauth.py)
+          ("GET", "/v1/film/youtube/callback")}
 
 
 def b64(data: bytes) -> str:

@@ -279,6 +279,12 @@ QUERY_JUNK: list[dict[str, str]] = [
 ]
 
 
+def unconfigured(r: Any) -> bool:
+    """A deliberate 503 of a feature this server is not configured for (an external service without its
+    settings): the answer of a route that works, not a failure."""
+    return r.status_code == 503 and str(r.json().get("code", "")).endswith("_not_configured")
+
+
 def test_no_route_answers_500_to_junk(client: Any, alice: UserHandle, admin: UserHandle) -> None:
     """Every operation in the OpenAPI document, as alice and as the admin, with malformed bodies and ids."""
     paths = client.get("/openapi.json").json()["paths"]
@@ -297,7 +303,8 @@ def test_no_route_answers_500_to_junk(client: Any, alice: UserHandle, admin: Use
                     r = client.request(method.upper(), url, content=raw,
                                        headers={**user.headers, "Content-Type": ctype}, params=params)
                     tried += 1
-                    assert r.status_code < 500, (method, url, raw[:40], r.status_code, r.text[:300])
+                    assert r.status_code < 500 or unconfigured(r), (method, url, raw[:40], r.status_code,
+                                                                     r.text[:300])
                     if r.status_code >= 400:
                         assert r.headers["content-type"].startswith(PROBLEM), (method, url, r.headers)
                         assert r.json()["code"], (method, url)

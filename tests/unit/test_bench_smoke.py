@@ -30,6 +30,7 @@ SMOKE_TESTS = {
     "calls": "tests/unit/test_bench_smoke.py::test_calls_smoke",
     "roto": "tests/unit/test_bench_smoke.py::test_roto_smoke",
     "film_media": "tests/unit/test_bench_smoke.py::test_film_media_smoke",
+    "film_render": "tests/unit/test_bench_smoke.py::test_film_render_smoke",
 }
 
 
@@ -258,3 +259,17 @@ def test_film_media_smoke(tmp_path: Path) -> None:
     assert all(v >= 0 for v in scene["steps_s"].values()) and scene["steps_s"]["compose_scene_mp4"] > 0
     assert film["film_s"] == 6.0 and film["wall_s"] > 0 and isinstance(film["goal_met"], bool)
     assert abs(film["loudness_lufs"] + 14) <= 1.0 and film["cues"] >= 1
+
+
+def test_film_render_smoke(tmp_path: Path) -> None:
+    need_packages("av", "cv2", "scipy", "skimage", "imageio_ffmpeg", "piper")
+    from bench import film_render
+
+    out = tmp_path / "film_render.json"
+    report = film_render.main(["--smoke", "--out", str(out)])
+
+    assert json.loads(out.read_text()) == report
+    assert report["scenes"] == 3 and abs(report["film_s"] - report["planned_s"]) <= 0.5
+    assert {"plan", "voices", "visuals", "sound", "compose", "cleanup"} <= set(report["steps_s"])
+    assert report["steps_s"]["voices"]["count"] == 3 and isinstance(report["goal_met"], bool)
+    assert abs(report["loudness_lufs"] + 14) <= 1.0 and report["lipsync"]

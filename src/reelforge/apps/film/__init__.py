@@ -31,25 +31,39 @@ ERROR_CODES = {
     "text_too_long": "A voice preview's text is longer than 300 characters (`limit`)",
     "empty_text": "A voice preview's text has no word to speak",
     "film_too_long": "The script would make a film longer than `film.render.max_seconds` (`limit`, `seconds`)",
+    # publishing to YouTube
+    "youtube_not_configured": "YouTube publishing is not configured on this server (`film.youtube.client_id`)",
+    "youtube_not_connected": "No YouTube channel is connected: POST /v1/film/youtube/connect first",
+    "youtube_auth_failed": "YouTube refused the authorization (revoked or expired grant, refused client): "
+                           "connect the channel again",
+    "youtube_access_denied": "The YouTube authorization was declined at Google",
+    "youtube_forbidden": "YouTube refused the request for this channel (a permission it lacks)",
+    "youtube_quota_exceeded": "YouTube's quota or upload limit is reached (`reasons`); try again later",
+    "youtube_rejected": "YouTube rejected the request (metadata, file or video it does not accept)",
+    "youtube_unavailable": "YouTube did not answer, or answered with a server error; retried, the upload resumes",
+    "invalid_oauth_state": "The OAuth state is unknown, used already or expired (`reason`): connect again",
+    "thumbnail_too_large": "The thumbnail is larger than YouTube takes (`limit`)",
 }
 
 
 def _service(c: Any) -> Any:
     from reelforge.apps.film.service import FilmService
 
-    return FilmService(c.store, c.settings, assets=c.assets)
+    return FilmService(c.store, c.settings, assets=c.assets, secrets=c.secret_box)
 
 
 def _pipelines(settings: Any = None) -> list[Any]:
+    from reelforge.apps.film.publish import build_pipeline as publish_pipeline
     from reelforge.apps.film.render import build_pipeline
 
-    return [build_pipeline(settings)]
+    return [build_pipeline(settings), publish_pipeline(settings)]
 
 
 def _owner_checks(c: Any) -> dict[str, Any]:
     from reelforge.apps.film.render import KIND, submit_check
 
-    return {KIND: lambda p, data: submit_check(c, p, data)}
+    return {KIND: lambda p, data: submit_check(c, p, data),
+            "film.publish": lambda p, data: c.app("film").youtube.check_publish(p, data)}
 
 
 def _cli(app: Any, groups: Any) -> None:
@@ -60,9 +74,10 @@ def _cli(app: Any, groups: Any) -> None:
 
 def _routers() -> list[Any]:
     from reelforge.apps.film.preview_routes import router as preview_router
+    from reelforge.apps.film.publish_routes import router as publish_router
     from reelforge.apps.film.routes import router
 
-    return [router, preview_router]
+    return [router, preview_router, publish_router]
 
 
 def _calls(settings: Any = None) -> list[Any]:

@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from reelforge import errors
@@ -60,10 +61,18 @@ def check_id(value: str, what: str) -> str:
 class FilmService:
     """Projects, shares and analysis over the platform's database and assets."""
 
-    def __init__(self, store: Store, settings: Any, *, assets: Any) -> None:
+    def __init__(self, store: Store, settings: Any, *, assets: Any, secrets: Any = None) -> None:
         self.store = store
         self.settings = settings
         self.assets = assets
+        self.secrets = secrets  # the platform's SecretBox (YouTube tokens at rest)
+
+    @cached_property
+    def youtube(self) -> Any:
+        """Publishing to YouTube (`youtube_service.YoutubeService`)."""
+        from reelforge.apps.film.youtube_service import YoutubeService
+
+        return YoutubeService(self)
 
     @property
     def cfg(self) -> FilmSettings:

@@ -92,6 +92,55 @@ class FilmRenderSettings(BaseModel):
     measure_loudness: bool = True
 
 
+class FilmYoutubeSettings(BaseModel):
+    """Publishing to YouTube: an OAuth 2.0 client (authorization-code flow with PKCE) of the Google project that
+    owns the YouTube Data API v3 quota, and the resumable upload's chunking and retries. Unused (the routes answer
+    503 `youtube_not_configured`) while `client_id` is empty. The endpoints are Google's; tests point them at a
+    local server that speaks the same protocol."""
+
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    auth_uri: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    token_uri: str = "https://oauth2.googleapis.com/token"
+    revoke_uri: str = "https://oauth2.googleapis.com/revoke"
+    # The Data API (`<api_base>/youtube/v3/channels`) and its upload endpoints
+    # (`<upload_base>/youtube/v3/videos`, `.../thumbnails/set`, `.../captions`).
+    api_base: str = "https://www.googleapis.com"
+    upload_base: str = "https://www.googleapis.com/upload"
+    # Where Google sends the browser back; empty: `<public_url>/v1/film/youtube/callback` (register it with Google).
+    redirect_uri: str = ""
+    # Where the callback sends a browser once connected (or not); empty: `<public_url>/film`.
+    console_url: str = ""
+    # upload: the videos; readonly: the channel's name; force-ssl: captions (drop it to publish without them).
+    scopes: list[str] = Field(default_factory=lambda: [
+        "https://www.googleapis.com/auth/youtube.upload",
+        "https://www.googleapis.com/auth/youtube.readonly",
+        "https://www.googleapis.com/auth/youtube.force-ssl",
+    ], min_length=1)
+    # Bytes per PUT of the resumable upload: a multiple of 256 KiB, as the protocol requires of every chunk but the
+    # last.
+    chunk_bytes: int = Field(default=8 * 1024 * 1024, ge=256 * 1024, le=1024 * 1024 * 1024)
+    # Interrupted chunks (a dropped connection, a 5xx) in a row before the step gives up (the job's retry then
+    # resumes the same upload session); the wait doubles from `backoff_s` up to `backoff_max_s`.
+    max_retries: int = Field(default=5, ge=0, le=50)
+    backoff_s: float = Field(default=1.0, ge=0, le=60)
+    backoff_max_s: float = Field(default=30.0, ge=0, le=600)
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)  # per request
+    # How long a connect's `state` may wait for its callback.
+    state_ttl_s: float = Field(default=600.0, ge=30, le=3600)
+    watch_url: str = "https://www.youtube.com/watch?v={video_id}"
+
+    @model_validator(mode="after")
+    def _chunk_multiple(self) -> FilmYoutubeSettings:
+        if self.chunk_bytes % (256 * 1024):
+            raise ValueError("film.youtube.chunk_bytes must be a multiple of 256 KiB (262144)")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id.strip())
+
+
 class FilmSettings(BaseModel):
     """Projects (scripts, characters, backgrounds, music, shares) and the script analysis."""
 
@@ -122,6 +171,9 @@ class FilmSettings(BaseModel):
     # Subtitle translation: `llm` translates through the language model above when it is configured; `none`
     # never translates (other languages are then reported as not available).
     translation: str = Field(default="llm", pattern=r"^(llm|none)$")
+
+
+    youtube: FilmYoutubeSettings = Field(default_factory=FilmYoutubeSettings)
 
     @model_validator(mode="after")
     def _default_voice_listed(self) -> FilmSettings:
