@@ -114,7 +114,13 @@ def _bind() -> socket.socket:
 
 
 @pytest.fixture(scope="module")
-def live(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live_settings() -> dict[str, Any]:
+    """Settings sections a test module adds to its server's (a module overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def live(browser: Any, tmp_path_factory: pytest.TempPathFactory, live_settings: dict[str, Any]) -> Iterator[Live]:
     """One server and one worker per test module (the browser fixture first: skip before starting anything)."""
     import uvicorn
 
@@ -131,6 +137,7 @@ def live(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
         storage={"multipart_threshold": MULTIPART_THRESHOLD, "part_size": PART_SIZE},
         webhooks={"allow_private_targets": True, "retry_base_s": 0.1, "retry_max_s": 0.5, "timeout_s": 2},
         rate_limit={"writes_per_window_ip": 100_000, "writes_per_window_account": 100_000},
+        **live_settings,
     )
     container = Container(settings)
     container.auth.register(ADMIN_EMAIL, ADMIN_PASSWORD, role=Role.admin)

@@ -10,6 +10,7 @@
   const enc = encodeURIComponent;
   const TERMINAL = ["succeeded", "failed", "cancelled", "dead"];
   const SAVE_DELAY_MS = 700;
+  const RETURN_KEY = "reelforge.film.publish-return";
 
   const state = {
     id: null,
@@ -513,6 +514,8 @@
     $("#yt-connect").addEventListener("click", async () => {
       try {
         const r = await RF.post("/v1/film/youtube/connect");
+        // Google sends the browser back to /film: come back to this project's dialog then.
+        sessionStorage.setItem(RETURN_KEY, state.id);
         location.assign(r.authorize_url);
       } catch (e) { $("#yt-state").textContent = (e.code ? e.code + ": " : "") + problemText(e); }
     });
@@ -587,9 +590,22 @@
   }
 
   pages.film = async function () {
-    const id = new URLSearchParams(location.search).get("project");
+    const params = new URLSearchParams(location.search);
+    let id = params.get("project");
+    // Back from Google's consent (the YouTube callback redirects here): say how it went, reopen the project.
+    const connected = params.get("youtube") === "connected";
+    const failed = params.get("youtube_error");
+    const back = connected || failed ? sessionStorage.getItem(RETURN_KEY) : null;
+    if (connected) RF.toast("YouTube channel connected");
+    if (failed) RF.toast("YouTube was not connected: " + failed, "bad");
+    sessionStorage.removeItem(RETURN_KEY);
+    if (!id && back) {
+      id = back;
+      history.replaceState(null, "", "/film?project=" + enc(id));
+    }
     if (id) await showProject(id);
     else await showList();
+    if (back && state.project && !state.readOnly) await openPublish();
     // Leaving with an edit not yet saved: save it now.
     window.addEventListener("beforeunload", () => { if (state.dirty && !state.readOnly) saveScript().catch(() => {}); });
   };
