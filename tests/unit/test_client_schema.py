@@ -76,6 +76,8 @@ SCHEMAS: dict[str, str | tuple[str, str, str]] = {
     "Overlay": "OverlayPublic",
     "FrameMasks": "FrameMasksPublic",
     "Propagation": "PropagationPublic",
+    # film studio (reelforge.apps.film.client)
+    "FilmProject": "ProjectDetail",
 }
 # Fields a record has beyond what one schema of the family shows (the secret in a create answer).
 SCHEMA_ONLY_ON_CREATE = {("ApiKey", "key"), ("Webhook", "secret")}
@@ -344,6 +346,12 @@ CALLS: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]]] = {
     ("roto", "frame"): (("s1", 7), {}),
     ("roto", "frame_masks"): (("s1", 7), {}),
     ("roto", "propagate"): (("s1",), {"range": (2, 9), "exports": ["coco", "alpha_webm"], "per_object": True}),
+    ("film", "create_project"): (("The Storm",), {"script": "INT. ROOM - DAY", "characters": [{"name": "Anna"}]}),
+    ("film", "get_project"): (("p/1",), {}),
+    ("film", "update_project"): (("p1",), {"script": "Anna waits."}),
+    ("film", "delete_project"): (("p1",), {}),
+    ("film", "analyze"): (("p1",), {}),
+    ("film", "render"): (("p1",), {"aspect": "9:16", "height": 360, "languages": ["fr"], "music": False}),
 }
 
 
@@ -361,7 +369,7 @@ def _operations(cls: type) -> set[str]:
 def test_the_table_holds_every_call() -> None:
     namespaces = _namespace_classes()
     assert {"auth", "api_keys", "jobs", "assets", "uploads", "credits", "webhooks", "models", "pipelines", "admin",
-            "system", "videos", "mobs", "upscale", "roto"} <= set(namespaces)
+            "system", "videos", "mobs", "upscale", "roto", "film"} <= set(namespaces)
     expected = {(ns, op) for ns, cls in namespaces.items() for op in _operations(cls)}
     assert set(CALLS) == expected
 

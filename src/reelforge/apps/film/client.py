@@ -29,14 +29,24 @@ class FilmProject(Record):
     """A project: its script, characters, backgrounds and music, and its last analysis (`analysis`)."""
 
     id: str
+    owner_id: str
+    role: str  # owner | viewer (shared with you read-only)
     title: str
-    role: str
+    description: str
     script_format: str
+    script_bytes: int
+    counts: dict[str, int]
     revision: int
-    script: str | None = None
-    characters: builtins.list[dict[str, Any]] | None = None
-    analysis: dict[str, Any] | None = None
-    analysis_stale: bool | None = None
+    analyzed_at: str | None
+    analysis_stale: bool
+    created_at: str | None
+    updated_at: str | None
+    script: str
+    characters: builtins.list[dict[str, Any]]
+    backgrounds: builtins.list[dict[str, Any]]
+    music: builtins.list[dict[str, Any]]
+    asset_urls: dict[str, str]
+    analysis: dict[str, Any] | None
     last_render_job_id: str | None = None
 
 
