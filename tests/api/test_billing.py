@@ -254,13 +254,13 @@ def test_refund_before_completion(client: Any, container: Any, alice: UserHandle
 
 
 def test_delayed_payment(client: Any, alice: UserHandle, stripe: FakeStripe) -> None:
-    pid, sid = buy(alice)
+    _, sid = buy(alice)
     assert deliver(client, stripe.complete(sid, paid=False)).json()["status"] == "processing"
     assert balance(alice) == START
     assert deliver(client, stripe.async_succeeded(sid)).json()["status"] == "paid"
     assert balance(alice) == START + 100
     # Out of order: the success first, the completion (unpaid) after it, changes nothing.
-    pid2, sid2 = buy(alice)
+    _, sid2 = buy(alice)
     late = stripe.complete(sid2, paid=False)
     assert deliver(client, stripe.async_succeeded(sid2)).json()["status"] == "paid"
     assert deliver(client, late).json()["status"] == "paid"
@@ -288,7 +288,7 @@ def test_concurrent_duplicate_deliveries(client: Any, container: Any, alice: Use
                                          stripe: FakeStripe) -> None:
     """Stripe may deliver one event twice at once, and two events about one purchase at once: the balance stays
     right (PostgreSQL's row locks and unique key, SQLite's single writer)."""
-    pid, sid = buy(alice)
+    _, sid = buy(alice)
     completed = stripe.complete(sid)
     body, headers = FakeStripe.signed(completed)
     results: list[dict[str, Any]] = []
@@ -299,7 +299,7 @@ def test_concurrent_duplicate_deliveries(client: Any, container: Any, alice: Use
         try:
             barrier.wait()
             results.append(container.billing.handle_webhook(payload, sig))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=hit, args=(body, headers["Stripe-Signature"])) for _ in range(8)]

@@ -30,8 +30,10 @@ from reelforge.services.ownership import owned
 
 log = logging.getLogger("reelforge.webhooks")
 
-CORE_EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled", "webhook.test", "account.created",
-                    "billing.purchase.completed", "billing.purchase.refunded")
+CORE_EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled", "webhook.test", "billing.purchase.completed",
+                    "billing.purchase.refunded")
+# Facts for the in-process consumers only (the CRM sync), never sent to webhook subscriptions.
+INTERNAL_EVENT_TYPES = frozenset({"account.created"})
 # Deliveries to an in-process consumer (`EventService.add_consumer`) have this URL prefix instead of a web address.
 CONSUMER = "consumer:"
 # A claim holds a delivery this long past the send timeout; a sender that died lets it go after that.
@@ -181,6 +183,8 @@ class EventService:
                     if matches(list(patterns), ev.type):
                         tx.events.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=None,
                                                target=f"{CONSUMER}{name}"[:100], url=f"{CONSUMER}{name}", host=None)
+                if ev.type in INTERNAL_EVENT_TYPES:
+                    continue
                 if ev.owner_id not in hooks_of:
                     hooks_of[ev.owner_id] = tx.events.webhooks(ev.owner_id)
                 for hook in hooks_of[ev.owner_id]:
