@@ -379,3 +379,42 @@ def test_wrong_secret_key(tmp_path: Path, db_url: str, stripe: FakeStripe) -> No
             assert "401" in problem["detail"] and "sk_test_wrong" not in str(problem)
     finally:
         c.close()
+
+
+def test_concurrent_deliveries_over_http(tmp_path: Path, db_url: str, stripe: FakeStripe) -> None:
+    """The same, through a real server: the fake sends one event eight times at once over HTTP, as Stripe's
+    retries racing its first delivery would."""
+    import httpx
+
+    from reelforge.container import Container
+    from tests.integration.live_server import bind_socket, live_settings, serve
+
+    sock = bind_socket()
+    c = Container(live_settings(tmp_path, db_url, sock, billing=stripe.settings()))
+    try:
+        with serve(c, sock) as url:
+            http = httpx.Client(base_url=url, timeout=30)
+            http.post("/v1/auth/register", json={"email": "racer@example.com", "password": "correct horse battery"})
+            token = http.post("/v1/auth/token", json={"email": "racer@example.com",
+                                                      "password": "correct horse battery"}).json()["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            sid = http.post("/v1/billing/checkout", json={"pack": "studio"}, headers=auth).json()["session_id"]
+            event = stripe.complete(sid)
+            answers: list[httpx.Response] = []
+            barrier = threading.Barrier(8)
+
+            def send() -> None:
+                barrier.wait()
+                answers.append(stripe.send(url + HOOK, event))
+
+            threads = [threading.Thread(target=send) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert [r.status_code for r in answers] == [200] * 8
+            assert sorted(r.json()["duplicate"] for r in answers) == [False] + [True] * 7
+            assert http.get("/v1/credits", headers=auth).json()["balance"] == START + 2000
+            http.close()
+    finally:
+        c.close()
