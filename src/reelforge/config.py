@@ -125,6 +125,75 @@ class WebhookSettings(BaseModel):
     breaker_cooldown_s: float = Field(default=60.0, gt=0, le=86400.0)
 
 
+class CreditPack(BaseModel):
+    """One credit pack on sale: `price` in the currency's minor units (cents), `currency` as ISO 4217 in lower case."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    credits: int = Field(ge=1, le=10**9)
+    price: int = Field(ge=1, le=10**10)
+    currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
+    name: str = Field(default="", max_length=200)
+
+
+def _default_packs() -> list[CreditPack]:
+    return [CreditPack(id="starter", credits=100, price=500, name="Starter"),
+            CreditPack(id="creator", credits=500, price=2000, name="Creator"),
+            CreditPack(id="studio", credits=2000, price=6000, name="Studio")]
+
+
+class StripeSettings(BaseModel):
+    # The secret API key (sk_live_... / sk_test_...); empty: billing is off (503 billing_not_configured).
+    secret_key: str = Field(default="", repr=False)
+    # Endpoint signing secrets (whsec_...) webhooks are verified with; several while a secret is being rolled.
+    webhook_secrets: list[str] = Field(default_factory=list, repr=False)
+    api_base: str = "https://api.stripe.com"
+    timeout_s: float = Field(default=20.0, gt=0, le=300)
+
+
+class BillingSettings(BaseModel):
+    """Credit purchases through Stripe Checkout (services/billing.py)."""
+
+    stripe: StripeSettings = Field(default_factory=StripeSettings)
+    packs: list[CreditPack] = Field(default_factory=_default_packs)
+    # A webhook whose signed timestamp is further than this from now is refused (Stripe's default tolerance).
+    webhook_tolerance_s: int = Field(default=300, ge=1, le=86400)
+    # Where Checkout sends the browser back; empty: <public_url>/credits.
+    console_url: str = ""
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.stripe.secret_key)
+
+    @model_validator(mode="after")
+    def _unique_packs(self) -> BillingSettings:
+        ids = [p.id for p in self.packs]
+        if len(set(ids)) != len(ids):
+            raise ValueError("billing.packs: pack ids must be unique")
+        return self
+
+
+class SalesforceSettings(BaseModel):
+    # OAuth 2.0 client credentials flow of a connected app: POST <login_url>/services/oauth2/token.
+    login_url: str = "https://login.salesforce.com"
+    client_id: str = ""
+    client_secret: str = Field(default="", repr=False)
+    api_version: str = Field(default="v60.0", pattern=r"^v\d+\.\d$")
+    # Contacts are upserted by this external id field (the account id); purchases into purchase_object by
+    # purchase_external_id (the purchase id), linked to the contact through contact_lookup.
+    contact_external_id: str = Field(default="Reelforge_Id__c", pattern=r"^\w{1,80}$")
+    purchase_object: str = Field(default="Reelforge_Purchase__c", pattern=r"^\w{1,80}$")
+    purchase_external_id: str = Field(default="Reelforge_Purchase_Id__c", pattern=r"^\w{1,80}$")
+    contact_lookup: str = Field(default="Contact__c", pattern=r"^\w{1,80}$")
+    timeout_s: float = Field(default=20.0, gt=0, le=300)
+
+
+class CrmSettings(BaseModel):
+    """CRM sync from the outbox (services/crm.py): off unless a provider is named."""
+
+    provider: Literal["none", "salesforce"] = "none"
+    salesforce: SalesforceSettings = Field(default_factory=SalesforceSettings)
+
+
 class ModelSettings(BaseModel):
     # Empty means data_dir / "models".
     dir: str = ""
@@ -289,6 +358,8 @@ class CoreSettings(BaseSettings):
     vectors: VectorSettings = Field(default_factory=VectorSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     calls: CallSettings = Field(default_factory=CallSettings)
+    billing: BillingSettings = Field(default_factory=BillingSettings)
+    crm: CrmSettings = Field(default_factory=CrmSettings)
     # Periodic work inside the worker (seconds between runs).
     # Extra modules that define pipelines (each exposes PIPELINES: list[Pipeline]); plugins and tests use it.
     extra_pipelines: list[str] = Field(default_factory=list)

@@ -122,8 +122,42 @@ class Container:
     def events(self) -> Any:
         from reelforge.services.events import EventService
 
-        return EventService(self.store, self.settings, self.secret_box,
-                            event_types=tuple(t for a in self.apps for t in a.event_types))
+        svc = EventService(self.store, self.settings, self.secret_box,
+                           event_types=tuple(t for a in self.apps for t in a.event_types))
+        if self.crm is not None:
+            from reelforge.services.crm import EVENT_TYPES as CRM_EVENTS
+
+            svc.add_consumer("crm", CRM_EVENTS, self.crm.handle)
+        return svc
+
+    @cached_property
+    def billing(self) -> Any:
+        """Credit purchases (Stripe Checkout); its gateway is None while billing.stripe.secret_key is empty."""
+        from reelforge.adapters.billing.stripe import StripeGateway
+        from reelforge.adapters.db.repositories.billing import BillingRepository
+        from reelforge.services.billing import BillingService
+
+        cfg = self.settings.billing
+        gateway = StripeGateway(cfg.stripe.secret_key, cfg.stripe.webhook_secrets, api_base=cfg.stripe.api_base,
+                                timeout_s=cfg.stripe.timeout_s, tolerance_s=cfg.webhook_tolerance_s) \
+            if cfg.configured else None
+        return BillingService(self.store, self.settings, gateway, BillingRepository.of)
+
+    @cached_property
+    def crm(self) -> Any:
+        """The CRM sync (an outbox consumer), or None while crm.provider is none."""
+        cfg = self.settings.crm
+        if cfg.provider != "salesforce":
+            return None
+        from reelforge.adapters.crm.salesforce import SalesforceClient
+        from reelforge.services.crm import CrmSync
+
+        sf = cfg.salesforce
+        return CrmSync(SalesforceClient(
+            login_url=sf.login_url, client_id=sf.client_id, client_secret=sf.client_secret,
+            api_version=sf.api_version, contact_external_id=sf.contact_external_id,
+            purchase_object=sf.purchase_object, purchase_external_id=sf.purchase_external_id,
+            contact_lookup=sf.contact_lookup, timeout_s=sf.timeout_s))
 
     @cached_property
     def secret_box(self) -> Any:

@@ -223,6 +223,15 @@ CODES: dict[str, str] = {
     "forbidden_target": "Webhook targets on private, loopback or metadata addresses are refused",
     "unresolvable_host": "The webhook target's host does not resolve",
     "invalid_event_type": "Unknown event type",
+    # credit purchases and the CRM (services/billing.py, services/crm.py)
+    "billing_not_configured": "Credit purchases are not configured on this server (no Stripe keys)",
+    "unknown_pack": "No credit pack with this id; see GET /v1/billing/packs",
+    "purchase_not_found": "No such purchase",
+    "payment_provider_error": "The payment provider (Stripe) refused the request or could not be reached",
+    "invalid_stripe_signature": "The Stripe-Signature header is missing, malformed or does not sign the body",
+    "stale_stripe_signature": "The Stripe-Signature timestamp is outside the tolerance (`tolerance_s`)",
+    "invalid_stripe_event": "A correctly signed webhook body that is not a Stripe event",
+    "crm_error": "The CRM (Salesforce) refused an upsert or could not be reached; the outbox retries it",
     # interactive calls (services/calls.py, runtime/calls.py)
     "unknown_call": "No installed application offers a call of this name",
     "workers_unavailable": "No live worker answers calls right now; retry shortly",

@@ -24,7 +24,9 @@ PUBLIC = {("POST", "/v1/auth/register"), ("POST", "/v1/auth/token"), ("POST", "/
           ("POST", "/v1/auth/session"), ("POST", "/v1/auth/session/refresh"), ("DELETE", "/v1/auth/session"),
           # an OAuth redirect back from the provider brings no token: its single-use state names the account
           # (tests/apps/film/test_youtube_oauth.py)
-          ("GET", "/v1/film/youtube/callback")}
+          ("GET", "/v1/film/youtube/callback"),
+          # Stripe signs its webhooks over the raw body (tests/api/test_billing.py)
+          ("POST", "/v1/billing/stripe/webhook")}
 
 
 def b64(data: bytes) -> str:

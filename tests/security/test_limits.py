@@ -292,7 +292,8 @@ def test_no_route_answers_500_to_junk(client: Any, alice: UserHandle, admin: Use
     for path, ops in paths.items():
         url = path
         for name in ["job_id", "upload_id", "asset_id", "key_id", "hook_id", "user_id", "kind", "video_id", "mob_id",
-                     "session_id", "prompt_id", "object_id", "frame", "project_id", "share_id", "voice_id"]:
+                     "session_id", "prompt_id", "object_id", "frame", "project_id", "share_id", "voice_id",
+                     "purchase_id"]:
             url = url.replace("{" + name + "}", "..%2F%E2%80%AE%ff" if name != "user_id" else alice.id)
         assert "{" not in url, path
         for method in ops:

@@ -70,6 +70,9 @@ class AuthService:
                 if amount:
                     tx.credits.credit(user.id, amount, CreditKind.grant, note="starting grant")
                     user = replace(user, credits=amount)
+                # For in-process consumers (the CRM sync) and the account's own subscriptions.
+                tx.events.emit("account.created", {"account_id": user.id, "email": user.email, "role": user.role},
+                               owner_id=user.id, subject_id=user.id)
         except DuplicateKey as exc:
             raise errors.Conflict("An account with this email exists", code="email_taken", field="email") from exc
         return user

@@ -11,6 +11,7 @@ import itertools
 import logging
 import random
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,7 +30,12 @@ from reelforge.services.ownership import owned
 
 log = logging.getLogger("reelforge.webhooks")
 
-CORE_EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled", "webhook.test")
+CORE_EVENT_TYPES = ("job.succeeded", "job.failed", "job.cancelled", "webhook.test", "billing.purchase.completed",
+                    "billing.purchase.refunded")
+# Facts for the in-process consumers only (the CRM sync), never sent to webhook subscriptions.
+INTERNAL_EVENT_TYPES = frozenset({"account.created"})
+# Deliveries to an in-process consumer (`EventService.add_consumer`) have this URL prefix instead of a web address.
+CONSUMER = "consumer:"
 # A claim holds a delivery this long past the send timeout; a sender that died lets it go after that.
 CLAIM_MARGIN_S = 30.0
 
@@ -68,6 +74,14 @@ class EventService:
         self._in_flight: dict[str, str] = {}
         self._served: dict[str, int] = {}
         self._turn = itertools.count(1)
+        # In-process consumers of the outbox (name -> (event type patterns, handler)): each matching event becomes a
+        # delivery of its own, claimed, retried with backoff and recorded like a webhook's (at least once).
+        self.consumers: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], None]]] = {}
+
+    def add_consumer(self, name: str, event_types: tuple[str, ...], handler: Callable[[dict[str, Any]], None]) -> None:
+        """Hand every outbox event of these types (patterns as subscriptions take them) with an owner to
+        `handler(envelope)`, at least once: an exception is a failed attempt, retried like a webhook delivery."""
+        self.consumers[name] = (tuple(event_types), handler)
 
     def guard(self, url: str) -> None:
         check_target_url(url, allow_private=self.settings.webhooks.allow_private_targets)
@@ -164,6 +178,12 @@ class EventService:
                         tx.events.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=hook.id,
                                                target=f"webhook:{hook.id}", url=hook.url,
                                                host=target_host(hook.url))
+                    continue
+                for name, (patterns, _) in self.consumers.items():
+                    if matches(list(patterns), ev.type):
+                        tx.events.add_delivery(event_id=ev.id, owner_id=ev.owner_id, webhook_id=None,
+                                               target=f"{CONSUMER}{name}"[:100], url=f"{CONSUMER}{name}", host=None)
+                if ev.type in INTERNAL_EVENT_TYPES:
                     continue
                 if ev.owner_id not in hooks_of:
                     hooks_of[ev.owner_id] = tx.events.webhooks(ev.owner_id)
@@ -290,6 +310,9 @@ class EventService:
                 if ev is None:
                     tx.events.update_delivery(d.id, status="failed", last_error="event no longer exists")
                     continue
+                if d.url.startswith(CONSUMER):
+                    jobs.append((d.id, d.owner_id, None, d.url, "", envelope(ev)))
+                    continue
                 if d.webhook_id:
                     hook = tx.events.webhook(d.webhook_id)
                     stored = hook.secret if hook else ""
@@ -316,7 +339,10 @@ class EventService:
               body: dict[str, Any]) -> None:
         wh = self.settings.webhooks
         try:
-            res = self.sender(url, secret, body, timeout_s=wh.timeout_s, allow_private=wh.allow_private_targets)
+            if url.startswith(CONSUMER):
+                res = self._consume(url.removeprefix(CONSUMER), body)
+            else:
+                res = self.sender(url, secret, body, timeout_s=wh.timeout_s, allow_private=wh.allow_private_targets)
             self._record(delivery_id, host, res)
         except Exception:
             # The claim lapses and another pass sends it again: at least once.
@@ -324,6 +350,20 @@ class EventService:
         finally:
             with self._lock:
                 self._in_flight.pop(delivery_id, None)
+
+    def _consume(self, name: str, body: dict[str, Any]) -> SendResult:
+        consumer = self.consumers.get(name)
+        started = time.monotonic()
+        if consumer is None:
+            return SendResult(ok=False, status_code=None, error=f"no consumer named {name!r} in this process",
+                              duration_s=0.0)
+        try:
+            consumer[1](body)
+        except Exception as exc:
+            log.warning("outbox consumer %s failed on event %s: %s", name, body.get("id"), exc)
+            return SendResult(ok=False, status_code=getattr(exc, "status_code", None),
+                              error=f"{type(exc).__name__}: {exc}"[:1000], duration_s=time.monotonic() - started)
+        return SendResult(ok=True, status_code=None, error=None, duration_s=time.monotonic() - started)
 
     def _record(self, delivery_id: str, host: str | None, res: SendResult) -> None:
         wh = self.settings.webhooks

@@ -373,8 +373,8 @@
     const ledger = d.ledger || [];
     const sum = (kinds) => ledger.filter((e) => kinds.includes(e.kind)).reduce((a, e) => a + e.amount, 0);
     $("#credit-balance").textContent = fmt.num(d.balance);
-    $("#credit-spent").textContent = fmt.num(-sum(["reserve", "settle", "refund"]));
-    $("#credit-granted").textContent = fmt.num(sum(["grant"]));
+    $("#credit-spent").textContent = fmt.num(-sum(["reserve", "settle", "refund"]) || 0);  // never "-0"
+    $("#credit-granted").textContent = fmt.num(sum(["grant", "purchase", "purchase_refund"]));
     ledger.forEach((e) => { e._tone = e.amount > 0 ? "pos" : e.amount < 0 ? "neg" : ""; });
     return d;
   };

@@ -1,0 +1,1 @@
+"""CRMs behind the `CrmClient` port (ports/billing.py)."""
