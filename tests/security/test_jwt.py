@@ -24,7 +24,10 @@ PUBLIC = {("POST", "/v1/auth/register"), ("POST", "/v1/auth/token"), ("POST", "/
           ("POST", "/v1/auth/session"), ("POST", "/v1/auth/session/refresh"), ("DELETE", "/v1/auth/session"),
           # an OAuth redirect back from the provider brings no token: its single-use state names the account
           # (tests/apps/film/test_youtube_oauth.py)
-          ("GET", "/v1/film/youtube/callback")}
+          ("GET", "/v1/film/youtube/callback"),
+          # the links of verification and reset mails, and asking for a reset: their token is the credential
+          # (tests/security/test_mail_tokens.py)
+          ("POST", "/v1/auth/verify"), ("POST", "/v1/auth/password/forgot"), ("POST", "/v1/auth/password/reset")}
 
 
 def b64(data: bytes) -> str:
