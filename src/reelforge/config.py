@@ -325,6 +325,49 @@ class CallSettings(BaseModel):
     max_clock_skew_s: float = Field(default=30.0, gt=0, le=3600.0)
 
 
+class MailSettings(BaseModel):
+    """E-mail (services/mail.py): verification and password-reset links, notices and receipts, through a queue in
+    the database that the workers send from, at least once."""
+
+    # none: mails are queued and recorded as skipped, nothing leaves the server (the default: no mail server).
+    provider: Literal["none", "smtp", "sendgrid"] = "none"
+    from_address: str = "reelforge <noreply@localhost>"
+    reply_to: str = ""
+    product_name: str = "reelforge"
+    # SMTP: starttls upgrades a plain connection (port 587) and refuses a server that cannot; tls connects over
+    # TLS from the start (port 465); none sends in clear (a local relay only). Authenticates when a username is set.
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = Field(default="", repr=False)
+    # A CA bundle to trust for the server's certificate instead of the system's (a private relay).
+    smtp_ca_file: str = ""
+    smtp_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    # SendGrid v3 HTTP API (`POST {sendgrid_url}/v3/mail/send` with the key as a bearer token).
+    sendgrid_api_key: str = Field(default="", repr=False)
+    sendgrid_url: str = "https://api.sendgrid.com"
+    sendgrid_timeout_s: float = Field(default=15.0, gt=0, le=300)
+    # Sending: attempts per mail before it is marked failed, backoff between them, mails per pass.
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    retry_base_s: float = Field(default=30.0, gt=0, le=86400)
+    retry_max_s: float = Field(default=3600.0, gt=0, le=7 * 86400)
+    batch: int = Field(default=20, ge=1, le=1000)
+    # Link tokens: lifetime of verification and reset links; one new link per account and purpose per interval.
+    verify_ttl_s: float = Field(default=48 * 3600.0, gt=0, le=30 * 86400)
+    reset_ttl_s: float = Field(default=3600.0, gt=0, le=7 * 86400)
+    resend_interval_s: float = Field(default=60.0, ge=0, le=86400)
+    # A forgot-password answer takes at least this long, whether or not the address has an account.
+    forgot_min_response_s: float = Field(default=0.25, ge=0, le=10)
+    # A verification mail on registration.
+    verify_on_register: bool = True
+    # "Credits low" is sent once each time a balance falls below this (0: never); checked this often.
+    credits_low_threshold: int = Field(default=10, ge=0)
+    credits_low_interval_s: float = Field(default=60.0, gt=0, le=86400)
+    # Mail every admin when an alarm is raised.
+    alarm_mails: bool = True
+
+
 class CoreSettings(BaseSettings):
     """The core's settings; each installed application adds its own section under its name (`Settings`)."""
 
@@ -360,6 +403,7 @@ class CoreSettings(BaseSettings):
     calls: CallSettings = Field(default_factory=CallSettings)
     billing: BillingSettings = Field(default_factory=BillingSettings)
     crm: CrmSettings = Field(default_factory=CrmSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
     # Periodic work inside the worker (seconds between runs).
     # Extra modules that define pipelines (each exposes PIPELINES: list[Pipeline]); plugins and tests use it.
     extra_pipelines: list[str] = Field(default_factory=list)

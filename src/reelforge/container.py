@@ -128,6 +128,7 @@ class Container:
             from reelforge.services.crm import EVENT_TYPES as CRM_EVENTS
 
             svc.add_consumer("crm", CRM_EVENTS, self.crm.handle)
+        svc.consumers.append(lambda tx, events: self.mail.on_events(tx, events))
         return svc
 
     @cached_property
@@ -170,7 +171,22 @@ class Container:
     def auth(self) -> Any:
         from reelforge.services.auth import AuthService
 
-        return AuthService(self.store, self.settings, self.secret_box)
+        svc = AuthService(self.store, self.settings, self.secret_box)
+        svc.on_register.append(lambda tx, user: self.mail.on_register(tx, user))
+        return svc
+
+    @cached_property
+    def mail(self) -> Any:
+        """E-mail: the provider named by `mail.provider`, the queue, the verification and reset flows."""
+        from reelforge.adapters import auth as crypto
+        from reelforge.adapters.mail import build_mail_sender
+        from reelforge.services.auth import AuthService
+        from reelforge.services.mail import MailService
+
+        return MailService(self.store, self.settings, build_mail_sender(self.settings), self.secret_box,
+                           hash_password=lambda pw: crypto.hash_password(pw), check_password=AuthService.check_password,
+                           normalize_email=AuthService._normalize_email,
+                           principal_changed=lambda user_id: self.auth._principal_changed(user_id))
 
     @cached_property
     def credits(self) -> Any:
@@ -281,6 +297,8 @@ class Container:
             self.calls.close()
         if "events" in self.__dict__:
             self.events.close()
+        if "mail" in self.__dict__:
+            self.mail.close()
         if "tracing" in self.__dict__:
             self.tracing.shutdown()
         if "vectors" in self.__dict__:

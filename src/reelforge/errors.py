@@ -218,6 +218,14 @@ CODES: dict[str, str] = {
     "invalid_signature": "The signed URL is not valid for this operation",
     "url_expired": "The signed URL has expired",
     "storage_error": "The object store failed; retried",
+    # e-mail links and sessions (services/mail.py, services/auth.py)
+    "invalid_mail_token": ("The link's token (verification or password reset) is unknown, forged, already used, "
+                           "or for an address the account no longer has"),
+    "mail_token_expired": "The link's token has expired; ask for a new link",
+    "already_verified": "The account's e-mail address is verified already",
+    "mail_throttled": "A mail of this kind was sent to the account a moment ago; see Retry-After",
+    "session_not_found": "No such session of the caller",
+    "session_revoked": "The access token's session was signed out (sign-out, password change or reset)",
     # webhooks
     "webhook_not_found": "No such webhook",
     "forbidden_target": "Webhook targets on private, loopback or metadata addresses are refused",

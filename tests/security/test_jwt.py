@@ -26,7 +26,10 @@ PUBLIC = {("POST", "/v1/auth/register"), ("POST", "/v1/auth/token"), ("POST", "/
           # (tests/apps/film/test_youtube_oauth.py)
           ("GET", "/v1/film/youtube/callback"),
           # Stripe signs its webhooks over the raw body (tests/api/test_billing.py)
-          ("POST", "/v1/billing/stripe/webhook")}
+          ("POST", "/v1/billing/stripe/webhook"),
+          # the links of verification and reset mails, and asking for a reset: their token is the credential
+          # (tests/security/test_mail_tokens.py)
+          ("POST", "/v1/auth/verify"), ("POST", "/v1/auth/password/forgot"), ("POST", "/v1/auth/password/reset")}
 
 
 def b64(data: bytes) -> str:

@@ -56,10 +56,14 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
-def issue_access_token(*, secret: str, issuer: str, user_id: str, role: str, ttl_s: int) -> tuple[str, int]:
+def issue_access_token(*, secret: str, issuer: str, user_id: str, role: str, ttl_s: int,
+                       session_id: str | None = None) -> tuple[str, int]:
+    """`session_id`: the sign-in (refresh-token family) the token belongs to, as the `sid` claim."""
     now = int(time.time())
     claims = {"sub": user_id, "role": role, "iat": now, "nbf": now, "exp": now + ttl_s, "iss": issuer,
               "typ": "access", "jti": uuid.uuid4().hex}
+    if session_id is not None:
+        claims["sid"] = session_id
     return jwt.encode(claims, secret, algorithm="HS256"), ttl_s
 
 
@@ -83,6 +87,15 @@ def decode_access_token(token: str, *, secret: str, issuer: str, max_ttl_s: floa
     return claims
 
 
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT without checking its signature (for one that was checked already); {} when unreadable."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
 def _is_number(value: Any) -> bool:
     # bool is an int to Python, and PyJWT also reads a numeric string as a time: RFC 7519 says NumericDate.
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
@@ -91,7 +104,8 @@ def _is_number(value: Any) -> bool:
 def _check_registered_claims(claims: dict[str, Any], max_ttl_s: float | None) -> None:
     """PyJWT checks what the times mean but accepts `"exp": "1700000000"` or `true`; the shapes are checked here."""
     bad: list[str] = [name for name in ("exp", "iat", "nbf") if name in claims and not _is_number(claims[name])]
-    bad += [name for name in ("sub", "iss", "jti", "typ") if name in claims and not isinstance(claims[name], str)]
+    bad += [name for name in ("sub", "iss", "jti", "typ", "sid")
+            if name in claims and not isinstance(claims[name], str)]
     if bad:
         raise errors.Unauthorized(f"Malformed claim {bad[0]!r} in access token", code="invalid_token")
     lifetime = claims["exp"] - claims["iat"]

@@ -33,6 +33,7 @@ from reelforge.domain.records import (
     WebhookCircuit,
     Worker,
 )
+from reelforge.ports.mail import MailRepository
 
 
 class DuplicateKey(Exception):
@@ -253,6 +254,15 @@ class AccountRepository(Protocol):
 
     def revoke_user_refresh(self, user_id: str) -> int:
         """Revoke every live refresh token of an account; returns how many were live."""
+        ...
+
+    def sessions(self, user_id: str) -> list[tuple[str, float, float, float]]:
+        """(family id, started, last refreshed, expires) of the account's signed-in sessions (refresh-token
+        families with a live token), most recently active first."""
+        ...
+
+    def session_live(self, user_id: str, family_id: str) -> bool:
+        """Whether the account's refresh-token family still holds a live token."""
         ...
 
     def lock_login_throttle(self, key: str) -> LoginThrottle:
@@ -611,6 +621,9 @@ class UnitOfWork(Protocol):
 
     @property
     def ops(self) -> OpsRepository: ...
+
+    @property
+    def mail(self) -> MailRepository: ...
 
     def now(self) -> float:
         """The database clock, read once per transaction."""

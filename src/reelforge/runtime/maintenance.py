@@ -63,6 +63,7 @@ class Maintenance:
             self._last_outbox = now
             # Hands due deliveries to the webhook senders and goes on; they finish on their own pool.
             self.c.events.dispatch()
+            self.c.mail.dispatch(self.worker_id)  # sends due mails on its own thread
         with self.c.store.tx() as tx:
             sweep = tx.ops.try_schedule("sweeper", s.sweep_interval_s, self.worker_id)
         if sweep:
@@ -111,6 +112,7 @@ class Maintenance:
             jobs += 1
         counts["jobs"] = jobs
         counts["login_throttles"] = self.c.auth.prune_login_throttles()
+        counts["link_tokens"] = self.c.mail.prune()
         try:
             counts["temp_files"] = self.sweep_scratch()
         except Exception:

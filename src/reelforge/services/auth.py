@@ -45,6 +45,8 @@ class AuthService:
         self.settings = settings
         self.box = box  # seals the account's callback signing secret
         self._principal_listeners: list[Callable[[str], None]] = []
+        # Called inside the transaction that creates an account (the verification mail is queued with it).
+        self.on_register: list[Callable[[UnitOfWork, User], None]] = []
 
     # --- change notices (principal caches) ---------------------------------------------------
     def on_principal_change(self, listener: Callable[[str], None]) -> None:
@@ -73,6 +75,8 @@ class AuthService:
                 # For in-process consumers (the CRM sync) and the account's own subscriptions.
                 tx.events.emit("account.created", {"account_id": user.id, "email": user.email, "role": user.role},
                                owner_id=user.id, subject_id=user.id)
+                for hook in self.on_register:
+                    hook(tx, user)
         except DuplicateKey as exc:
             raise errors.Conflict("An account with this email exists", code="email_taken", field="email") from exc
         return user
@@ -121,7 +125,9 @@ class AuthService:
             tx.accounts.clear_login_throttle(throttle_key)
             user = tx.accounts.update_user(user.id, password_hash=pw_hash) or user
             tx.accounts.revoke_user_refresh(user.id)
-            return self._issue_in(tx, user, family_id=None)
+            pair = self._issue_in(tx, user, family_id=None)
+        self._principal_changed(user.id)
+        return pair
 
     @staticmethod
     def _normalize_email(email: str) -> str:
@@ -177,13 +183,14 @@ class AuthService:
             return self._issue_in(tx, user, family_id=None)
 
     def _issue_in(self, tx: UnitOfWork, user: User, *, family_id: str | None) -> TokenPair:
+        refresh = crypto.new_secret_token("rft_")
+        tok = tx.accounts.add_refresh(user_id=user.id, token_hash=crypto.sha256_hex(refresh),
+                                      ttl_s=self.settings.auth.refresh_ttl_s, family_id=family_id)
+        # The access token names its session (`sid`): signing a session out ends its access tokens too.
         access, ttl = crypto.issue_access_token(
             secret=self.settings.jwt_secret, issuer=self.settings.auth.jwt_issuer, user_id=user.id,
-            role=user.role, ttl_s=self.settings.auth.access_ttl_s,
+            role=user.role, ttl_s=self.settings.auth.access_ttl_s, session_id=tok.family_id,
         )
-        refresh = crypto.new_secret_token("rft_")
-        tx.accounts.add_refresh(user_id=user.id, token_hash=crypto.sha256_hex(refresh),
-                                ttl_s=self.settings.auth.refresh_ttl_s, family_id=family_id)
         return TokenPair(access_token=access, refresh_token=refresh, expires_in=ttl)
 
     def refresh(self, refresh_token: str) -> TokenPair:
@@ -229,11 +236,48 @@ class AuthService:
                                             issuer=self.settings.auth.jwt_issuer,
                                             # Longer-lived tokens are not ours (after a TTL cut: refreshed).
                                             max_ttl_s=self.settings.auth.access_ttl_s)
+        sid = claims.get("sid")
         with self.store.tx(write=False) as tx:
             user = tx.accounts.user(str(claims["sub"]))
+            live = sid is None or user is None or tx.accounts.session_live(user.id, str(sid))
         if user is None or user.disabled:
             raise errors.Unauthorized("Account not found or disabled", code="invalid_token")
+        if not live:
+            raise errors.Unauthorized("This session was signed out", code="session_revoked")
         return Principal(user_id=user.id, email=user.email, role=Role(user.role), via="jwt")
+
+    @staticmethod
+    def session_of(bearer: str) -> str | None:
+        """The session (`sid`) an access token names, read without checking it again: call it only with a
+        bearer that authenticated this request. None for API keys and tokens without one."""
+        if bearer.startswith(API_KEY_PREFIX):
+            return None
+        sid = crypto.unverified_claims(bearer).get("sid")
+        return sid if isinstance(sid, str) else None
+
+    # --- sessions ------------------------------------------------------------------------------
+    def sessions(self, principal: Principal) -> list[tuple[str, float, float, float]]:
+        """The caller's signed-in sessions: (id, started, last refreshed, expires), most recently active first."""
+        with self.store.tx(write=False) as tx:
+            return tx.accounts.sessions(principal.user_id)
+
+    def end_session(self, principal: Principal, session_id: str) -> None:
+        """Sign one of the caller's sessions out (its refresh token and its access tokens stop working)."""
+        with self.store.tx() as tx:
+            if session_id not in {s[0] for s in tx.accounts.sessions(principal.user_id)}:
+                raise errors.NotFound("Session not found", code="session_not_found")
+            tx.accounts.revoke_refresh_family(session_id)
+        self._principal_changed(principal.user_id)
+
+    def end_other_sessions(self, principal: Principal, keep: str | None) -> int:
+        """Sign out every session of the caller but `keep` (the calling one); how many ended."""
+        with self.store.tx() as tx:
+            ended = 0
+            for family_id, *_ in tx.accounts.sessions(principal.user_id):
+                if family_id != keep:
+                    ended += 1 if tx.accounts.revoke_refresh_family(family_id) else 0
+        self._principal_changed(principal.user_id)
+        return ended
 
     def _authenticate_key(self, raw: str) -> Principal:
         try:

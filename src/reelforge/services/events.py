@@ -63,6 +63,9 @@ class EventService:
         self.event_types = (*CORE_EVENT_TYPES, *event_types)
         self.settings = settings
         self.sender = sender
+        # In-process subscribers: each gets every batch of new outbox events inside the transaction that fans
+        # them out, so what it writes commits with the batch being marked dispatched (the mail queue, say).
+        self.consumers: list[Callable[[Any, list[OutboxEvent]], None]] = []
         self._rng = random.Random()
         self.delivered = 0
         self.failed = 0
@@ -169,6 +172,8 @@ class EventService:
             hooks_of: dict[str, Any] = {}
             subject_ids = [ev.subject_id for ev in events if ev.type.startswith("job.") and ev.subject_id]
             callbacks = tx.jobs.job_callbacks(subject_ids) if subject_ids else {}
+            for consume in self.consumers:
+                consume(tx, events)
             for ev in events:
                 if ev.owner_id is None:
                     continue

@@ -375,3 +375,56 @@ class VectorItem(Base):
     updated_at: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (Index("ix_vectors_namespace_owner", "namespace", "owner_id"),)
+
+
+# Mail (services/mail.py) -----------------------------------------------------------------------------------------
+class Mail(Base):
+    """The mail queue: a mail is written in the transaction of the change that causes it and sent at least once."""
+
+    __tablename__ = "mails"
+    __table_args__ = (Index("ix_mails_due", "status", "next_attempt_at"),
+                      Index("ix_mails_user_created", "user_id", "created_at"))
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
+    to_addr: Mapped[str] = mapped_column(String(320), index=True)
+    subject: Mapped[str] = mapped_column(String(300))
+    # Sealed under the instance secret (a reset link is a credential); emptied once the mail is sent.
+    body: Mapped[str] = mapped_column(Text)
+    # One mail per fact (an event id, a purchase): a second enqueue of the same key writes nothing.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    provider: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    provider_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class LinkToken(Base):
+    """Single-use, expiring tokens of the links in verification and reset mails (only their sha256 is kept)."""
+
+    __tablename__ = "link_tokens"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class MailPrefs(Base):
+    """Per account: the e-mail address it verified, and which notices it wants."""
+
+    __tablename__ = "mail_prefs"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    verified_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    verified_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    job_finished: Mapped[bool] = mapped_column(Boolean, default=False)
+    credits_low: Mapped[bool] = mapped_column(Boolean, default=True)
+    credits_low_armed: Mapped[bool] = mapped_column(Boolean, default=True)
+    updated_at: Mapped[float] = mapped_column(Float)

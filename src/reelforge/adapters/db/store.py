@@ -18,6 +18,7 @@ from reelforge.adapters.db.repositories import (
     CreditRepository,
     EventRepository,
     JobRepository,
+    MailRepository,
     OpsRepository,
 )
 from reelforge.adapters.db.repositories.base import flush, tx_now
@@ -57,7 +58,7 @@ class Store:
 class Tx:
     """One transaction (the `UnitOfWork` port): a repository per aggregate, all on the same session."""
 
-    __slots__ = ("accounts", "alarms", "assets", "credits", "events", "jobs", "ops", "pg", "s")
+    __slots__ = ("accounts", "alarms", "assets", "credits", "events", "jobs", "mail", "ops", "pg", "s")
 
     def __init__(self, session: Session, postgres: bool) -> None:
         self.s = session
@@ -69,6 +70,7 @@ class Tx:
         self.events = EventRepository(session, postgres)
         self.alarms = AlarmRepository(session, postgres)
         self.ops = OpsRepository(session, postgres)
+        self.mail = MailRepository(session, postgres)
 
     def now(self) -> float:
         return tx_now(self.s)

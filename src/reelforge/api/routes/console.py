@@ -45,6 +45,7 @@ CORE_NAV: tuple[NavItem, ...] = (
     NavItem("credits", "/credits", "Credits", "coins", "Account"),
     NavItem("api-keys", "/api-keys", "API keys", "key", "Account"),
     NavItem("webhooks", "/webhooks", "Webhooks", "webhook", "Account"),
+    NavItem("account", "/account", "Settings", "lock", "Account"),
     NavItem("admin", "/admin", "Overview", "chart", "Admin", admin=True),
     NavItem("admin-users", "/admin/users", "Users", "users", "Admin", admin=True),
     NavItem("admin-queue", "/admin/queue", "Queue", "queue", "Admin", admin=True),
@@ -189,6 +190,27 @@ def api_keys(request: Request) -> Response:
 @router.get("/webhooks", response_class=HTMLResponse)
 def webhooks(request: Request) -> Response:
     return _page(request, "webhooks.html", "webhooks", "Webhooks")
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account(request: Request) -> Response:
+    return _page(request, "account.html", "account", "Account settings")
+
+
+# The pages the links in mails open (their token is in the URL's fragment) and the forgot-password form.
+@router.get("/account/verify", response_class=HTMLResponse)
+def account_verify(request: Request) -> Response:
+    return _page(request, "account_link.html", "account-verify", "Confirm your address", public=True)
+
+
+@router.get("/account/reset", response_class=HTMLResponse)
+def account_reset(request: Request) -> Response:
+    return _page(request, "account_link.html", "account-reset", "Choose a new password", public=True)
+
+
+@router.get("/account/forgot", response_class=HTMLResponse)
+def account_forgot(request: Request) -> Response:
+    return _page(request, "account_link.html", "account-forgot", "Forgot your password", public=True)
 
 
 @router.get("/admin", response_class=HTMLResponse)

@@ -6,7 +6,8 @@ from reelforge.adapters.db.repositories.assets import AssetRepository
 from reelforge.adapters.db.repositories.credits import CreditRepository
 from reelforge.adapters.db.repositories.events import EventRepository
 from reelforge.adapters.db.repositories.jobs import JobRepository
+from reelforge.adapters.db.repositories.mail import MailRepository
 from reelforge.adapters.db.repositories.ops import OpsRepository
 
 __all__ = ["AccountRepository", "AlarmRepository", "AssetRepository", "CreditRepository", "EventRepository",
-           "JobRepository", "OpsRepository"]
+           "JobRepository", "MailRepository", "OpsRepository"]

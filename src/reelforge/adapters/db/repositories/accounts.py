@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from reelforge.adapters.db import models as m
@@ -137,6 +137,27 @@ class AccountRepository(Repository):
             execution_options={"synchronize_session": False},
         )
         return int(res.rowcount)  # type: ignore[attr-defined]
+
+    def sessions(self, user_id: str) -> list[tuple[str, float, float, float]]:
+        """(family id, started, last refreshed, expires) of the account's signed-in sessions: refresh-token
+        families with a live token, most recently active first."""
+        now = self.now()
+        live = (select(m.RefreshToken.family_id, m.RefreshToken.created_at, m.RefreshToken.expires_at)
+                .where(m.RefreshToken.user_id == user_id, m.RefreshToken.revoked_at.is_(None),
+                       m.RefreshToken.expires_at > now).subquery())
+        started = (select(m.RefreshToken.family_id, func.min(m.RefreshToken.created_at).label("started"))
+                   .where(m.RefreshToken.user_id == user_id).group_by(m.RefreshToken.family_id).subquery())
+        rows = self.s.execute(select(live.c.family_id, started.c.started, live.c.created_at, live.c.expires_at)
+                              .join(started, started.c.family_id == live.c.family_id)
+                              .order_by(live.c.created_at.desc(), live.c.family_id)).all()
+        return [(str(r[0]), float(r[1]), float(r[2]), float(r[3])) for r in rows]
+
+    def session_live(self, user_id: str, family_id: str) -> bool:
+        """Whether the account's refresh-token family still holds a live token (the session is signed in)."""
+        row = self.s.execute(select(m.RefreshToken.id).where(
+            m.RefreshToken.family_id == family_id, m.RefreshToken.user_id == user_id,
+            m.RefreshToken.revoked_at.is_(None), m.RefreshToken.expires_at > self.now()).limit(1)).first()
+        return row is not None
 
     # --- login throttles ------------------------------------------------------------------------------
     def lock_login_throttle(self, key: str) -> LoginThrottle:
