@@ -136,13 +136,39 @@ class Container:
     def auth(self) -> Any:
         from reelforge.services.auth import AuthService
 
-        return AuthService(self.store, self.settings, self.secret_box)
+        return AuthService(self.store, self.settings, self.secret_box, audit=self.audit, oidc=self.oidc,
+                           apps=[a.name for a in self.apps])
+
+    @cached_property
+    def oidc(self) -> Any:
+        """The external OIDC issuer's token verifier, or None when `oidc.issuer` is not set."""
+        if not self.settings.oidc.issuer:
+            return None
+        from reelforge.adapters.oidc import OidcVerifier
+
+        return OidcVerifier(self.settings.oidc)
+
+    @cached_property
+    def audit(self) -> Any:
+        from reelforge.services.audit import AuditService
+
+        return AuditService(self.store)
+
+    @cached_property
+    def accounts(self) -> Any:
+        """Account export and deletion, with each application's hooks."""
+        from reelforge.services.accounts import AccountService
+
+        return AccountService(
+            self.store, self.objects, self.settings, auth=self.auth, audit=self.audit, container=self,
+            export_hooks={a.name: a.account_export for a in self.apps if a.account_export is not None},
+            delete_hooks={a.name: a.account_delete for a in self.apps if a.account_delete is not None})
 
     @cached_property
     def credits(self) -> Any:
         from reelforge.services.credits import CreditService
 
-        return CreditService(self.store)
+        return CreditService(self.store, audit=self.audit)
 
     @cached_property
     def jobs(self) -> Any:
@@ -150,9 +176,13 @@ class Container:
 
         svc = JobService(self.store, self.settings, self.pipelines, url_guard=self.events.guard,
                          error_codes=self.error_codes)
+        from reelforge.pipelines import build_registry
+
         for application in self.apps:
             svc.checks.update(application.submit_checks(self))
             svc.owner_checks.update(application.owner_checks(self))
+            own = build_registry([application], (), self.settings).all()
+            svc.kind_apps.update({p.kind: application.name for p in own if not p.kind.startswith("system.")})
         return svc
 
     @cached_property
