@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import make_settings
 
 PAGES = ["/", "/signin", "/register", "/generate", "/jobs", "/jobs/0123abcd", "/uploads", "/credits", "/api-keys",
-         "/webhooks", "/admin", "/admin/users", "/admin/queue", "/admin/system"]
+         "/webhooks", "/admin", "/admin/users", "/admin/queue", "/admin/system", "/account/data", "/admin/audit"]
 
 
 @pytest.fixture
