@@ -28,7 +28,8 @@ _LOCAL = re.compile(r"^/(?![/\\])[^\s\\]*$")  # a link to a page of this site, n
 # The core's own settings sections and attributes: an application may not take one of these names.
 RESERVED = frozenset({
     "database", "storage", "auth", "rate_limit", "jobs", "credits", "webhooks", "models", "otel", "metrics",
-    "alarms", "vectors", "media", "calls", "mail", "data_dir", "public_url", "host", "port", "log_level", "log_json",
+    "alarms", "vectors", "media", "calls", "mail", "oidc", "accounts", "data_dir", "public_url", "host", "port",
+    "log_level", "log_json",
     "max_body_bytes",
     "extra_pipelines", "sweep_interval_s", "outbox_interval_s", "apps", "core", "system", "admin", "static",
 })
@@ -159,6 +160,13 @@ class AppManifest:
     cli: Callable[[Any, Mapping[str, Any]], None] | None = None
     # `reelforge demo` runs this with an authenticated httpx client and an output folder; returns an exit code.
     demo: Callable[[Any, Path], int] | None = None
+    # The account's own data in this application, for GET /v1/account/export and DELETE /v1/account (core routes
+    # never know an application's tables). `account_export(c, account_id)` yields (name, value) pairs: each value
+    # (JSON-able; an iterable of rows is written as a JSON list without being held in memory) becomes
+    # `apps/<application>/<name>.json` in the export. `account_delete(c, account_id)` removes the account's rows
+    # and objects of this application; the sweeper may call it again until it returns, so it must be idempotent.
+    account_export: Callable[[Any, str], Iterable[tuple[str, Any]]] | None = None
+    account_delete: Callable[[Any, str], None] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -368,6 +368,62 @@ class MailSettings(BaseModel):
     alarm_mails: bool = True
 
 
+class OidcSettings(BaseModel):
+    """Sign-in with JWTs from an external OpenID Connect issuer (Amazon Cognito or any other), verified against its
+    JWKS; off while `issuer` is empty. See docs/architecture.md, "OIDC sign-in"."""
+
+    # The `iss` every accepted token carries, exactly (Cognito: https://cognito-idp.<region>.amazonaws.com/<pool>).
+    issuer: str = ""
+    # Where the keys are: `jwks_url` when set, else the `jwks_uri` of the discovery document (`discovery_url`, by
+    # default <issuer>/.well-known/openid-configuration).
+    discovery_url: str = ""
+    jwks_url: str = ""
+    # Accepted audiences: a token's `aud` (ID tokens; access tokens of most issuers), or Cognito's `client_id`
+    # for an access token without `aud`. At least one is needed when `issuer` is set.
+    audiences: list[str] = Field(default_factory=list)
+    # Accepted `token_use` claim values (Cognito's; a token without the claim passes unless require_token_use).
+    token_use: list[Literal["id", "access"]] = Field(default_factory=lambda: ["id", "access"])  # type: ignore[arg-type]
+    require_token_use: bool = False
+    # Asymmetric algorithms only: a token's header never chooses HS256 (signed with the public key) or "none".
+    algorithms: list[Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"]] = Field(
+        default_factory=lambda: ["RS256", "ES256"])  # type: ignore[arg-type]
+    leeway_s: float = Field(default=30.0, ge=0, le=300)
+    # Keys are kept this long; a token naming a key id not in the set refetches it, at most once per
+    # jwks_min_refresh_s (a flood of made-up key ids cannot turn into a flood of requests to the issuer).
+    jwks_cache_s: float = Field(default=3600.0, gt=0, le=86400)
+    jwks_min_refresh_s: float = Field(default=30.0, ge=0, le=3600)
+    http_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # The first sign-in of an identity: link it to the account with the same e-mail when the token says the address
+    # is verified (`email_verified`), else create an account when create_accounts.
+    link_verified_email: bool = True
+    create_accounts: bool = True
+    # The longest lifetime (exp - iat) accepted; longer-lived tokens are refused.
+    max_token_lifetime_s: float = Field(default=24 * 3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _audience_needed(self) -> OidcSettings:
+        if self.issuer and not self.audiences:
+            raise ValueError("oidc.audiences must name at least one audience (client id) when oidc.issuer is set")
+        return self
+
+
+class AccountSettings(BaseModel):
+    """Account export and deletion, API key scopes and the audit trail (docs/architecture.md, "Accounts")."""
+
+    # DELETE /v1/account: re-authentication with the password, or a token issued at most this long ago.
+    reauth_max_age_s: float = Field(default=300.0, gt=0, le=3600)
+    # What the deletion request itself removes past its personal data (objects, records): the rest is left to
+    # the sweeper, which runs every sweep_interval_s and retries until done. Promised in the docs: all within
+    # deletion_deadline_s.
+    delete_inline_objects: int = Field(default=200, ge=0, le=100_000)
+    deletion_deadline_s: float = Field(default=24 * 3600.0, gt=0)
+    # Export: records are read this many rows at a time; objects are copied in chunks of this size.
+    export_page_rows: int = Field(default=500, ge=10, le=10_000)
+    export_chunk_bytes: int = Field(default=1024 * 1024, ge=4096, le=64 * 1024**2)
+    # Audit entries are kept this long (the sweeper prunes older ones); 0 keeps them for ever.
+    audit_retention_s: float = Field(default=365 * 86400.0, ge=0)
+
+
 class CoreSettings(BaseSettings):
     """The core's settings; each installed application adds its own section under its name (`Settings`)."""
 
@@ -404,6 +460,8 @@ class CoreSettings(BaseSettings):
     billing: BillingSettings = Field(default_factory=BillingSettings)
     crm: CrmSettings = Field(default_factory=CrmSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
+    accounts: AccountSettings = Field(default_factory=AccountSettings)
     # Periodic work inside the worker (seconds between runs).
     # Extra modules that define pipelines (each exposes PIPELINES: list[Pipeline]); plugins and tests use it.
     extra_pipelines: list[str] = Field(default_factory=list)

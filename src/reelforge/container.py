@@ -128,7 +128,7 @@ class Container:
             from reelforge.services.crm import EVENT_TYPES as CRM_EVENTS
 
             svc.add_consumer("crm", CRM_EVENTS, self.crm.handle)
-        svc.consumers.append(lambda tx, events: self.mail.on_events(tx, events))
+        svc.tx_consumers.append(lambda tx, events: self.mail.on_events(tx, events))
         return svc
 
     @cached_property
@@ -171,7 +171,8 @@ class Container:
     def auth(self) -> Any:
         from reelforge.services.auth import AuthService
 
-        svc = AuthService(self.store, self.settings, self.secret_box)
+        svc = AuthService(self.store, self.settings, self.secret_box, audit=self.audit, oidc=self.oidc,
+                          apps=[a.name for a in self.apps])
         svc.on_register.append(lambda tx, user: self.mail.on_register(tx, user))
         return svc
 
@@ -189,10 +190,35 @@ class Container:
                            principal_changed=lambda user_id: self.auth._principal_changed(user_id))
 
     @cached_property
+    def oidc(self) -> Any:
+        """The external OIDC issuer's token verifier, or None when `oidc.issuer` is not set."""
+        if not self.settings.oidc.issuer:
+            return None
+        from reelforge.adapters.oidc import OidcVerifier
+
+        return OidcVerifier(self.settings.oidc)
+
+    @cached_property
+    def audit(self) -> Any:
+        from reelforge.services.audit import AuditService
+
+        return AuditService(self.store)
+
+    @cached_property
+    def accounts(self) -> Any:
+        """Account export and deletion, with each application's hooks."""
+        from reelforge.services.accounts import AccountService
+
+        return AccountService(
+            self.store, self.objects, self.settings, auth=self.auth, audit=self.audit, container=self,
+            export_hooks={a.name: a.account_export for a in self.apps if a.account_export is not None},
+            delete_hooks={a.name: a.account_delete for a in self.apps if a.account_delete is not None})
+
+    @cached_property
     def credits(self) -> Any:
         from reelforge.services.credits import CreditService
 
-        return CreditService(self.store)
+        return CreditService(self.store, audit=self.audit)
 
     @cached_property
     def jobs(self) -> Any:
@@ -200,9 +226,13 @@ class Container:
 
         svc = JobService(self.store, self.settings, self.pipelines, url_guard=self.events.guard,
                          error_codes=self.error_codes)
+        from reelforge.pipelines import build_registry
+
         for application in self.apps:
             svc.checks.update(application.submit_checks(self))
             svc.owner_checks.update(application.owner_checks(self))
+            own = build_registry([application], (), self.settings).all()
+            svc.kind_apps.update({p.kind: application.name for p in own if not p.kind.startswith("system.")})
         return svc
 
     @cached_property

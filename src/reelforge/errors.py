@@ -136,6 +136,14 @@ CODES: dict[str, str] = {
     "secret_unreadable": "A stored signing secret does not decrypt with this instance's secret",
     "webhook_limit_reached": "The account holds the most webhook subscriptions allowed (`limit`)",
     "wrong_password": "The current password is wrong",
+    # accounts: OIDC sign-in, API key scopes, audit, export and deletion
+    "oidc_unavailable": "The OIDC issuer's keys cannot be fetched (and none are cached); retry later",
+    "identity_not_linked": "The external identity maps to no account and oidc.create_accounts is off",
+    "invalid_scope": "An API key scope is unknown, or names an application that is not installed",
+    "scope_escalation": "A limited API key tried to make a key with more scopes than its own",
+    "insufficient_scope": "The API key's scopes do not allow this call (`scope` names the missing one)",
+    "reauthentication_required": "Confirm with the password, or a token issued in the last few minutes",
+    "invalid_time_range": "`since` is not before `until`, or a time is out of range",
     # requests and accounts
     "bad_request": "The request is malformed",
     "validation_error": "A field of the request or of the job input is invalid",

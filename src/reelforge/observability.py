@@ -23,6 +23,8 @@ from reelforge.tracing import log_ids, step_name
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
 account_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("account_id", default=None)
+# The calling client's address, for the audit trail (set by the API for each request).
+client_ip_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("client_ip", default=None)
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 

@@ -298,7 +298,8 @@ def test_api_key_default_name_and_validation(client: Any, alice: UserHandle) -> 
     r = alice.post("/v1/api-keys", json={})
     assert r.status_code == 201 and r.json()["name"] == "key"
     assert_problem(alice.post("/v1/api-keys", json={"name": ""}), 422, "validation_error")
-    assert_problem(alice.post("/v1/api-keys", json={"name": "x", "scopes": ["admin"]}), 422, "validation_error")
+    assert_problem(alice.post("/v1/api-keys", json={"name": "x", "scopes": ["admin"]}), 422, "invalid_scope")
+    assert_problem(alice.post("/v1/api-keys", json={"name": "x", "role": "admin"}), 422, "validation_error")
 
 
 def test_api_key_with_wrong_secret(client: Any, alice: UserHandle) -> None:

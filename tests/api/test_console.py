@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import make_settings
 
 PAGES = ["/", "/signin", "/register", "/generate", "/jobs", "/jobs/0123abcd", "/uploads", "/credits", "/api-keys",
-         "/webhooks", "/admin", "/admin/users", "/admin/queue", "/admin/system", "/film"]
+         "/webhooks", "/admin", "/admin/users", "/admin/queue", "/admin/system", "/film", "/account/data",
+         "/admin/audit"]
 
 
 @pytest.fixture

@@ -51,7 +51,8 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _dummy(), password) and password_hash is not None
+        # An empty hash (an account that signs in elsewhere, or a deleted one) matches no password.
+        return _hasher.verify(password_hash or _dummy(), password) and bool(password_hash)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

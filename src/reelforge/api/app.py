@@ -11,7 +11,7 @@ from reelforge import __version__
 from reelforge.api import deps, problems
 from reelforge.api.middleware import GuardMiddleware
 from reelforge.api.openapi import document
-from reelforge.api.routes import admin, auth, billing, console, docs, jobs, mail, misc, storage, system
+from reelforge.api.routes import accounts, admin, auth, billing, console, docs, jobs, mail, misc, storage, system
 from reelforge.api.routing import ApiIndex, PrefixMount, openapi_routes
 from reelforge.config import Settings
 
@@ -38,9 +38,12 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
     problems.install(app)
     # The API first, dispatched by its first path segment (api/routing.py); the probes, static files and the
     # console's pages after it. The OpenAPI document describes the same routers under /v1.
-    routers = [auth.router, jobs.router, storage.router, misc.router, admin.router, mail.router]
+    routers = [auth.router, jobs.router, storage.router, misc.router, admin.router, mail.router, accounts.router]
     routers.append(billing.router)
     routers += [r for application in c.apps for r in application.routers()]
+    # Which application each route belongs to, by endpoint: what API key scopes `app:<name>` check (deps.py).
+    app.state.route_apps = {route.endpoint: application.name for application in c.apps
+                            for r in application.routers() for route in r.routes if hasattr(route, "endpoint")}
     # First in the list: the most frequent requests match the first route tried.
     app.router.routes.insert(0, PrefixMount("/v1", ApiIndex("/v1", routers, deps.principal), name="v1"))
     documented = openapi_routes("/v1", routers, system.router)

@@ -61,7 +61,7 @@ def user(u: Any) -> UserPublic:
 
 
 def api_key(k: Any) -> ApiKeyPublic:
-    return ApiKeyPublic(id=k.id, name=k.name, prefix=k.prefix, created_at=iso(k.created_at),
+    return ApiKeyPublic(id=k.id, name=k.name, prefix=k.prefix, scopes=k.scopes, created_at=iso(k.created_at),
                         last_used_at=iso(k.last_used_at), revoked_at=iso(k.revoked_at))
 
 

@@ -21,6 +21,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from reelforge import errors
+from reelforge.domain import scopes as scope_rules
 from reelforge.domain.types import Principal
 from reelforge.observability import account_id_var
 
@@ -194,11 +195,23 @@ async def principal(request: Request) -> Principal:
     p = cached if cached is not None else await _resolve(cache, key, bearer, c)
     account_id_var.set(p.user_id)
     request.state.principal = p
+    if p.scopes is not None:
+        check_scopes(request, p)
     if request.method in WRITE_METHODS and c.settings.rate_limit.enabled:
         wait = c.account_limiter.hit(p.user_id)
         if wait is not None:
             raise errors.RateLimited(f"Write limit reached for this account; retry in {wait} s", retry_after=wait)
     return p
+
+
+def check_scopes(request: Request, p: Principal) -> None:
+    """Refuse a call the caller's API key has no scope for (403 `insufficient_scope`). The route's application
+    comes from the app's registration (`app.state.route_apps`, by endpoint), never from its path."""
+    route_apps: dict[Any, str] = getattr(request.app.state, "route_apps", {})
+    lacking = scope_rules.missing(p.scopes, request.method, route_apps.get(request.scope.get("endpoint")))
+    if lacking is not None:
+        raise errors.Forbidden(f"This API key's scopes do not include `{lacking}`", code="insufficient_scope",
+                               scope=lacking)
 
 
 async def admin(p: Annotated[Principal, Depends(principal)]) -> Principal:

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reelforge import errors
 from reelforge.api.problems import problem
-from reelforge.observability import AccessLog, request_id_var
+from reelforge.observability import AccessLog, client_ip_var, request_id_var
 from reelforge.tracing import route_template
 
 log = logging.getLogger("reelforge.access")
@@ -103,6 +103,7 @@ class GuardMiddleware:
                 await resp(scope, receive, send_wrapped)
                 return
             client_ip = (scope.get("client") or ("unknown", 0))[0]
+            client_ip_var.set(client_ip)  # for the audit trail
             if method in WRITE_METHODS and settings.rate_limit.enabled and not path.startswith("/v1/storage/"):
                 wait = self.c.ip_limiter.hit(client_ip)
                 if wait is not None:

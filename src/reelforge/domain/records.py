@@ -46,6 +46,7 @@ class ApiKey:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    scopes: list[str] | None = None  # None: full access
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,3 +290,39 @@ class ModelInvocation:
     load_s: float | None
     unit: str | None
     units: float
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of the audit trail."""
+
+    id: str
+    ts: float
+    action: str
+    actor_id: str | None
+    target_type: str | None
+    target_id: str | None
+    subject_id: str | None
+    ip: str | None
+    request_id: str | None
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalIdentity:
+    id: str
+    issuer: str
+    subject: str
+    user_id: str
+    email: str | None
+    created_at: float
+    last_seen_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AccountDeletion:
+    user_id: str
+    requested_at: float
+    finished_at: float | None
+    attempts: int
+    last_error: str | None

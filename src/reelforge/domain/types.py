@@ -48,6 +48,8 @@ class Principal:
     email: str
     role: Role
     via: str = "jwt"
+    # An API key's scopes (domain/scopes.py); None: everything the account may do.
+    scopes: frozenset[str] | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -13,13 +13,16 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from reelforge.domain.records import (
+    AccountDeletion,
     Alarm,
     AlarmHistory,
     ApiKey,
     Asset,
+    AuditEntry,
     Checkpoint,
     CreditEntry,
     Delivery,
+    ExternalIdentity,
     Job,
     JobEvent,
     LoginThrottle,
@@ -203,8 +206,9 @@ class AccountRepository(Protocol):
         """Ids of the enabled admin accounts, oldest first."""
         ...
 
-    def add_api_key(self, *, owner_id: str, name: str, prefix: str, key_hash: str) -> ApiKey:
-        """Insert an API key (only its hash is kept)."""
+    def add_api_key(self, *, owner_id: str, name: str, prefix: str, key_hash: str,
+                    scopes: list[str] | None = None) -> ApiKey:
+        """Insert an API key (only its hash is kept), limited to `scopes` (None: full access)."""
         ...
 
     def api_key_by_prefix(self, prefix: str) -> ApiKey | None:
@@ -598,6 +602,89 @@ class OpsRepository(Protocol):
         ...
 
 
+class AuditRepository(Protocol):
+    """The audit trail: append-only entries, read newest first."""
+
+    def add(self, *, action: str, actor_id: str | None, target_type: str | None, target_id: str | None,
+            subject_id: str | None, ip: str | None, request_id: str | None, details: dict[str, Any]) -> AuditEntry:
+        """Append one entry (time: the transaction's clock)."""
+        ...
+
+    def entries(self, *, actor_id: str | None = None, action: str | None = None, target_id: str | None = None,
+                subject_id: str | None = None, since: float | None = None, until: float | None = None,
+                before: tuple[float, str] | None = None, limit: int = 50) -> list[AuditEntry]:
+        """Entries newest first (ts, id) after the cursor `before`; `action` matches itself and `action.*`."""
+        ...
+
+    def anonymize_subject(self, subject_id: str) -> int:
+        """Clear the IP address and details of every entry about an account."""
+        ...
+
+    def prune(self, before: float) -> int:
+        """Delete entries older than `before`."""
+        ...
+
+
+class AccountDataRepository(Protocol):
+    """External identities, and an account's data as a whole: its export and its deletion."""
+
+    def identity(self, issuer: str, subject: str) -> ExternalIdentity | None:
+        """The identity an issuer's subject maps to."""
+        ...
+
+    def add_identity(self, *, issuer: str, subject: str, user_id: str, email: str | None) -> ExternalIdentity:
+        """Map an issuer's subject to an account; DuplicateKey when it is mapped already."""
+        ...
+
+    def touch_identity(self, identity_id: str) -> None:
+        """Note a sign-in of the identity."""
+        ...
+
+    def export_rows(self, table: str, owner_id: str, *, after: Any = None, limit: int = 500) -> list[dict[str, Any]]:
+        """One page (by id, after `after`) of an account's rows of a core table, without hashes or secrets."""
+        ...
+
+    def deletion(self, user_id: str) -> AccountDeletion | None:
+        """The account's deletion, if one was requested."""
+        ...
+
+    def add_deletion(self, user_id: str) -> AccountDeletion:
+        """Record a deletion request; DuplicateKey when one exists."""
+        ...
+
+    def pending_deletions(self, limit: int = 20) -> list[AccountDeletion]:
+        """Deletions not finished, oldest first."""
+        ...
+
+    def deletion_attempted(self, user_id: str, error: str | None) -> None:
+        """Count an attempt to finish a deletion, with its error."""
+        ...
+
+    def finish_deletion(self, user_id: str) -> None:
+        """Mark a deletion done."""
+        ...
+
+    def forget_credentials(self, user_id: str) -> None:
+        """Delete the account's API keys, refresh tokens and external identities."""
+        ...
+
+    def owned_objects(self, owner_id: str, limit: int) -> list[tuple[str, str, str]]:
+        """(kind "asset" or "upload", id, object key) of up to `limit` stored objects of the account."""
+        ...
+
+    def delete_objects_rows(self, items: Sequence[tuple[str, str]]) -> None:
+        """Delete the (kind, id) asset and upload rows."""
+        ...
+
+    def delete_records(self, owner_id: str) -> dict[str, int]:
+        """Delete the account's jobs (with their history), webhooks, deliveries and events; counts by kind."""
+        ...
+
+    def anonymize_ledger(self, account_id: str) -> int:
+        """Clear the free text of the account's ledger lines (amounts, kinds, jobs and times stay)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: its repositories and its clock."""
 
@@ -624,6 +711,12 @@ class UnitOfWork(Protocol):
 
     @property
     def mail(self) -> MailRepository: ...
+
+    @property
+    def audit(self) -> AuditRepository: ...
+
+    @property
+    def account_data(self) -> AccountDataRepository: ...
 
     def now(self) -> float:
         """The database clock, read once per transaction."""

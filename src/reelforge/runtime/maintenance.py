@@ -113,6 +113,10 @@ class Maintenance:
         counts["jobs"] = jobs
         counts["login_throttles"] = self.c.auth.prune_login_throttles()
         counts["link_tokens"] = self.c.mail.prune()
+        accounts = getattr(self.c, "accounts", None)
+        if accounts is not None:  # deletions the request could not finish, and audit entries past retention
+            counts["accounts_deleted"] = accounts.sweep()
+            counts["audit_pruned"] = self.c.audit.prune(self.c.settings.accounts.audit_retention_s)
         try:
             counts["temp_files"] = self.sweep_scratch()
         except Exception:

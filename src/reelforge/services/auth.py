@@ -7,14 +7,17 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
+from typing import Any
 
 from reelforge import errors
 from reelforge.adapters import auth as crypto
 from reelforge.config import Settings
+from reelforge.domain import scopes as scope_rules
 from reelforge.domain.records import ApiKey, RefreshToken, User, new_signing_secret
 from reelforge.domain.types import CreditKind, Principal, Role, login_backoff_s
+from reelforge.ports.identity import ExternalClaims, TokenVerifier
 from reelforge.ports.repositories import DuplicateKey, Store, UnitOfWork
 from reelforge.ports.secrets import SecretBox
 from reelforge.services.ownership import owned
@@ -40,13 +43,21 @@ class NewApiKey:
 
 
 class AuthService:
-    def __init__(self, store: Store, settings: Settings, box: SecretBox) -> None:
+    def __init__(self, store: Store, settings: Settings, box: SecretBox, *, audit: Any = None,
+                 oidc: TokenVerifier | None = None, apps: Collection[str] = ()) -> None:
         self.store = store
         self.settings = settings
         self.box = box  # seals the account's callback signing secret
         self._principal_listeners: list[Callable[[str], None]] = []
         # Called inside the transaction that creates an account (the verification mail is queued with it).
         self.on_register: list[Callable[[UnitOfWork, User], None]] = []
+        self.audit = audit  # services.audit.AuditService, or None (then nothing is recorded)
+        self.oidc = oidc  # the external issuer's verifier, when one is configured
+        self.apps = frozenset(apps)  # installed applications: what `app:<name>` scopes may name
+
+    def _audit(self, action: str, **kw: Any) -> None:
+        if self.audit is not None:
+            self.audit.record(action, **kw)
 
     # --- change notices (principal caches) ---------------------------------------------------
     def on_principal_change(self, listener: Callable[[str], None]) -> None:
@@ -57,6 +68,10 @@ class AuthService:
     def _principal_changed(self, user_id: str) -> None:
         for listener in list(self._principal_listeners):
             listener(user_id)
+
+    def principal_changed(self, user_id: str) -> None:
+        """Tell the principal caches that an account changed (another service changed it: its deletion)."""
+        self._principal_changed(user_id)
 
     # --- accounts --------------------------------------------------------------------------
     def register(self, email: str, password: str, *, role: Role = Role.user, grant: int | None = None) -> User:
@@ -127,6 +142,7 @@ class AuthService:
             tx.accounts.revoke_user_refresh(user.id)
             pair = self._issue_in(tx, user, family_id=None)
         self._principal_changed(user.id)
+        self._audit("auth.password_changed", actor=principal, target_type="user", target_id=user.id)
         return pair
 
     @staticmethod
@@ -145,11 +161,17 @@ class AuthService:
             user = tx.accounts.user_by_email(email)
         ok = crypto.verify_password(user.password_hash if user else None, password)
         if not user or not ok:
+            self._audit("auth.sign_in_failed", target_type="user", target_id=user.id if user else None,
+                        details={"reason": "invalid_credentials", "email_sha256": throttle_key[:16]})
             raise errors.Unauthorized("Wrong email or password", code="invalid_credentials")
         with self.store.tx() as tx:
             tx.accounts.clear_login_throttle(throttle_key)
         if user.disabled:
+            self._audit("auth.sign_in_failed", target_type="user", target_id=user.id,
+                        details={"reason": "account_disabled"})
             raise errors.Unauthorized("Account disabled", code="account_disabled")
+        self._audit("auth.sign_in", actor=user.id, target_type="user", target_id=user.id,
+                    details={"method": "password"})
         return self._issue(user)
 
     def _count_attempt(self, key: str) -> None:
@@ -232,6 +254,8 @@ class AuthService:
         """Resolve `Authorization: Bearer ...` (a JWT or an `rf_` API key) to a principal."""
         if bearer.startswith(API_KEY_PREFIX):
             return self._authenticate_key(bearer)
+        if self.oidc is not None and self.oidc.handles(bearer):
+            return self._authenticate_external(self.oidc.verify(bearer))
         claims = crypto.decode_access_token(bearer, secret=self.settings.jwt_secret,
                                             issuer=self.settings.auth.jwt_issuer,
                                             # Longer-lived tokens are not ours (after a TTL cut: refreshed).
@@ -296,7 +320,97 @@ class AuthService:
         if key.last_used_at is None or time.time() - key.last_used_at > 60:
             with self.store.tx() as tx:
                 tx.accounts.touch_api_key(key.id)
-        return Principal(user_id=user.id, email=user.email, role=Role(user.role), via="api_key")
+        return Principal(user_id=user.id, email=user.email, role=Role(user.role), via="api_key",
+                         scopes=frozenset(key.scopes) if key.scopes is not None else None)
+
+    # --- external identities (OIDC) ---------------------------------------------------------------
+    def _authenticate_external(self, claims: ExternalClaims) -> Principal:
+        """The account an external identity maps to; mapped on its first use (see `_link`)."""
+        with self.store.tx(write=False) as tx:
+            ident = tx.account_data.identity(claims.issuer, claims.subject)
+            user = tx.accounts.user(ident.user_id) if ident is not None else None
+        if ident is None:
+            user = self._link(claims)
+        if user is None:
+            raise errors.Unauthorized("Account not found or disabled", code="invalid_token")
+        if user.disabled:
+            raise errors.Unauthorized("Account disabled", code="account_disabled")
+        return Principal(user_id=user.id, email=user.email, role=Role(user.role), via="oidc")
+
+    def _link(self, claims: ExternalClaims) -> User:
+        """Map a new external identity: to the account with its e-mail address when the issuer says the address is
+        verified (and `oidc.link_verified_email`), else to a new account. An unverified address is never used:
+        whoever controls an issuer account could otherwise claim someone else's address here."""
+        cfg = self.settings.oidc
+        created = False
+        try:
+            with self.store.tx() as tx:
+                user = None
+                verified = claims.email if claims.email_verified and claims.email else None
+                if verified and cfg.link_verified_email:
+                    user = tx.accounts.user_by_email(verified)
+                if user is None:
+                    if not cfg.create_accounts:
+                        raise errors.Unauthorized("No account for this identity", code="identity_not_linked")
+                    email = verified or f"oidc-{crypto.sha256_hex(claims.issuer + chr(0) + claims.subject)[:24]}" \
+                        "@users.invalid"
+                    user = tx.accounts.add_user(email=email, password_hash="", role=Role.user.value,
+                                                webhook_secret=self.box.seal(new_signing_secret()))
+                    grant = self.settings.credits.starting_grant
+                    if grant:
+                        tx.credits.credit(user.id, grant, CreditKind.grant, note="starting grant")
+                        user = replace(user, credits=grant)
+                    created = True
+                tx.account_data.add_identity(issuer=claims.issuer, subject=claims.subject, user_id=user.id,
+                                             email=claims.email)
+        except DuplicateKey:
+            # Another request mapped the identity first (or took the address): use what it wrote.
+            with self.store.tx(write=False) as tx:
+                ident = tx.account_data.identity(claims.issuer, claims.subject)
+                found = tx.accounts.user(ident.user_id) if ident is not None else None
+            if found is None:
+                raise errors.Unauthorized("Could not map this identity to an account", code="invalid_token") from None
+            return found
+        self._audit("auth.identity_linked", actor=user.id, target_type="user", target_id=user.id,
+                    details={"issuer": claims.issuer, "created": created})
+        self._audit("auth.sign_in", actor=user.id, target_type="user", target_id=user.id,
+                    details={"method": "oidc", "issuer": claims.issuer})
+        return user
+
+    # --- re-authentication ------------------------------------------------------------------------
+    def reauthenticate(self, principal: Principal, *, password: str | None = None, token: str | None = None) -> None:
+        """Prove, for a destructive action, that the caller is the account's owner now: its password, or a token
+        for the account issued within `accounts.reauth_max_age_s` (ours or the OIDC issuer's; never an API key).
+        403 `reauthentication_required` otherwise (`wrong_password` for a wrong password)."""
+        max_age = self.settings.accounts.reauth_max_age_s
+        if password:
+            throttle_key = crypto.sha256_hex(principal.email)
+            self._count_attempt(throttle_key)
+            with self.store.tx(write=False) as tx:
+                user = tx.accounts.user(principal.user_id)
+            if user is None or not crypto.verify_password(user.password_hash or None, password):
+                raise errors.Forbidden("The password is wrong", code="wrong_password", field="password")
+            with self.store.tx() as tx:
+                tx.accounts.clear_login_throttle(throttle_key)
+            return
+        if token and not token.startswith(API_KEY_PREFIX):
+            try:
+                if self.oidc is not None and self.oidc.handles(token):
+                    claims = self.oidc.verify(token)
+                    with self.store.tx(write=False) as tx:
+                        ident = tx.account_data.identity(claims.issuer, claims.subject)
+                    owner, issued = (ident.user_id if ident else None), claims.issued_at
+                else:
+                    local = crypto.decode_access_token(token, secret=self.settings.jwt_secret,
+                                                       issuer=self.settings.auth.jwt_issuer,
+                                                       max_ttl_s=self.settings.auth.access_ttl_s)
+                    owner, issued = str(local["sub"]), float(local["iat"])
+            except errors.Unauthorized:
+                owner, issued = None, None
+            if owner == principal.user_id and issued is not None and time.time() - issued <= max_age:
+                return
+        raise errors.Forbidden(f"Confirm with your password, or a token issued in the last {int(max_age)} s",
+                               code="reauthentication_required")
 
     def me(self, principal: Principal) -> User:
         """The caller's own account."""
@@ -307,13 +421,26 @@ class AuthService:
         return user
 
     # --- API keys -------------------------------------------------------------------------------
-    def create_api_key(self, principal: Principal, name: str) -> NewApiKey:
-        """A key is shown once; only its sha256 is kept (it has 256 random bits, so a slow hash adds nothing)."""
+    def create_api_key(self, principal: Principal, name: str, scopes: Collection[str] | None = None) -> NewApiKey:
+        """A key is shown once; only its sha256 is kept (it has 256 random bits, so a slow hash adds nothing).
+
+        `scopes` limits the key (domain/scopes.py; None: full access). A caller authenticated by a limited key
+        can only make keys that allow no more than its own."""
+        clean: list[str] | None = None
+        if scopes is not None:
+            try:
+                clean = scope_rules.normalize(scopes, self.apps)
+            except scope_rules.ScopeError as exc:
+                raise errors.ValidationFailed(f"Invalid scopes: {exc}", code="invalid_scope", field="scopes") from exc
+        if not scope_rules.within(clean, principal.scopes):
+            raise errors.Forbidden("A key cannot make a key with more scopes than its own", code="scope_escalation")
         prefix = secrets.token_hex(6)
         raw = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
         with self.store.tx() as tx:
             key = tx.accounts.add_api_key(owner_id=principal.user_id, name=name.strip()[:200] or "key", prefix=prefix,
-                                          key_hash=crypto.sha256_hex(raw))
+                                          key_hash=crypto.sha256_hex(raw), scopes=clean)
+            self._audit("key.created", actor=principal, target_type="api_key", target_id=key.id,
+                        subject_id=principal.user_id, details={"name": key.name, "scopes": clean}, tx=tx)
         return NewApiKey(key=key, secret=raw)
 
     def list_api_keys(self, principal: Principal) -> list[ApiKey]:
@@ -325,6 +452,8 @@ class AuthService:
             key = owned(tx.accounts.api_key(key_id), principal, "API key")
             if key.revoked_at is None:
                 key = tx.accounts.revoke_api_key(key.id) or key
+                self._audit("key.revoked", actor=principal, target_type="api_key", target_id=key.id,
+                            subject_id=principal.user_id, details={"name": key.name}, tx=tx)
         self._principal_changed(principal.user_id)
         return key
 
@@ -345,15 +474,23 @@ class AuthService:
         with self.store.tx(write=False) as tx:
             return list(tx.accounts.users(limit=limit, offset=offset))
 
-    def set_user(self, user_id: str, *, role: Role | None = None, disabled: bool | None = None) -> User:
+    def set_user(self, user_id: str, *, role: Role | None = None, disabled: bool | None = None,
+                 actor: Principal | None = None) -> User:
         values: dict[str, object] = {}
         if role is not None:
             values["role"] = role.value
         if disabled is not None:
             values["disabled"] = disabled
         with self.store.tx() as tx:
+            before = tx.accounts.user(user_id, lock=True)
             user = tx.accounts.update_user(user_id, **values)
-            if user is None:
+            if user is None or before is None:
                 raise errors.NotFound("User not found", code="user_not_found")
+            if role is not None and before.role != user.role:
+                self._audit("user.role_changed", actor=actor, target_type="user", target_id=user_id,
+                            details={"from": before.role, "to": user.role}, tx=tx)
+            if disabled is not None and before.disabled != user.disabled:
+                self._audit("user.disabled" if user.disabled else "user.enabled", actor=actor, target_type="user",
+                            target_id=user_id, tx=tx)
         self._principal_changed(user_id)
         return user

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from reelforge import errors
 from reelforge.domain.records import CreditEntry
 from reelforge.domain.types import CreditKind, Principal
@@ -9,8 +11,9 @@ from reelforge.ports.repositories import Store
 
 
 class CreditService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, audit: Any = None) -> None:
         self.store = store
+        self.audit = audit  # services.audit.AuditService, or None
 
     def balance(self, principal: Principal) -> int:
         with self.store.tx(write=False) as tx:
@@ -29,5 +32,9 @@ class CreditService:
         with self.store.tx() as tx:
             if tx.accounts.user(account_id) is None:
                 raise errors.NotFound("Account not found", code="user_not_found")
-            return tx.credits.credit(account_id, amount, CreditKind.grant, note=note or f"granted by {admin.email}",
-                                     require_balance=amount < 0)
+            entry = tx.credits.credit(account_id, amount, CreditKind.grant, note=note or f"granted by {admin.email}",
+                                      require_balance=amount < 0)
+            if self.audit is not None:
+                self.audit.record("credits.granted", actor=admin, target_type="user", target_id=account_id,
+                                  details={"amount": amount, "balance_after": entry.balance_after}, tx=tx)
+            return entry

@@ -65,7 +65,7 @@ class EventService:
         self.sender = sender
         # In-process subscribers: each gets every batch of new outbox events inside the transaction that fans
         # them out, so what it writes commits with the batch being marked dispatched (the mail queue, say).
-        self.consumers: list[Callable[[Any, list[OutboxEvent]], None]] = []
+        self.tx_consumers: list[Callable[[Any, list[OutboxEvent]], None]] = []
         self._rng = random.Random()
         self.delivered = 0
         self.failed = 0
@@ -172,7 +172,7 @@ class EventService:
             hooks_of: dict[str, Any] = {}
             subject_ids = [ev.subject_id for ev in events if ev.type.startswith("job.") and ev.subject_id]
             callbacks = tx.jobs.job_callbacks(subject_ids) if subject_ids else {}
-            for consume in self.consumers:
+            for consume in self.tx_consumers:
                 consume(tx, events)
             for ev in events:
                 if ev.owner_id is None:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from reelforge import errors, tracing
 from reelforge.config import Settings
+from reelforge.domain import scopes as scope_rules
 from reelforge.domain.records import Job, JobEvent
 from reelforge.domain.types import TERMINAL_STATUSES, CreditKind, JobStatus, Principal, json_depth, retry_delay
 from reelforge.ports.repositories import DuplicateKey, Store, UnitOfWork
@@ -68,6 +69,9 @@ class JobService:
         self.checks: dict[str, Callable[[dict[str, Any]], None]] = {}
         # Checks that need the caller (is the input asset theirs?); they may note facts for price() in the input.
         self.owner_checks: dict[str, Callable[[Principal, dict[str, Any]], None]] = {}
+        # The application each job kind belongs to (kinds of no application are the core's): an API key limited to
+        # some applications (domain/scopes.py) submits their kinds and the core's only.
+        self.kind_apps: dict[str, str] = {}
 
     # --- submit ------------------------------------------------------------------------------
     def check_depth(self, data: Any) -> None:
@@ -87,6 +91,10 @@ class JobService:
             known = ", ".join(p.kind for p in self.pipelines.all())
             raise errors.ValidationFailed(f"Unknown job kind {kind!r}; known: {known}", code="unknown_kind",
                                           field="kind") from exc
+        app = self.kind_apps.get(kind)
+        if principal is not None and app is not None and scope_rules.missing(principal.scopes, "POST", app):
+            raise errors.Forbidden(f"This API key's scopes do not include app:{app}", code="insufficient_scope",
+                                   field="kind", scope=f"app:{app}")
         model = getattr(pipeline, "input_model", None)
         if model is not None:
             try:

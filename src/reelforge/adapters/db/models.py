@@ -60,6 +60,8 @@ class ApiKey(Base):
     created_at: Mapped[float] = mapped_column(Float)
     last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The scopes the key is limited to ("read", "write", "app:<name>"); NULL: full access.
+    scopes: Mapped[list[Any] | None] = mapped_column(JSONType, nullable=True)
 
 
 class RefreshToken(Base):
@@ -428,3 +430,52 @@ class MailPrefs(Base):
     credits_low: Mapped[bool] = mapped_column(Boolean, default=True)
     credits_low_armed: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class AuditEntry(Base):
+    """One line of the audit trail: append-only, no foreign key (an entry outlives what it names)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_ts", "ts", "id"),
+        Index("ix_audit_log_subject", "subject_id", "ts"),
+        Index("ix_audit_log_actor", "actor_id", "ts"),
+        Index("ix_audit_log_target", "target_id", "ts"),
+        Index("ix_audit_log_action", "action", "ts"),
+    )
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    ts: Mapped[float] = mapped_column(Float)
+    action: Mapped[str] = mapped_column(String(64))
+    actor_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    target_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    target_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # The account the entry concerns (the actor's or the target account): what a user's own view lists.
+    subject_id: Mapped[str | None] = mapped_column(ID, nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class ExternalIdentity(Base):
+    """An OIDC issuer's subject, mapped to an account on its first sign-in."""
+
+    __tablename__ = "external_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject", name="uq_external_identities_issuer_subject"),)
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    last_seen_at: Mapped[float] = mapped_column(Float)
+
+
+class AccountDeletion(Base):
+    """An account being deleted: the request did what it could, the sweeper finishes (`finished_at`)."""
+
+    __tablename__ = "account_deletions"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    requested_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(1000), nullable=True)

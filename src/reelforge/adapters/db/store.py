@@ -12,9 +12,11 @@ from sqlalchemy.orm import Session
 
 from reelforge.adapters.db.engine import Database
 from reelforge.adapters.db.repositories import (
+    AccountDataRepository,
     AccountRepository,
     AlarmRepository,
     AssetRepository,
+    AuditRepository,
     CreditRepository,
     EventRepository,
     JobRepository,
@@ -58,7 +60,8 @@ class Store:
 class Tx:
     """One transaction (the `UnitOfWork` port): a repository per aggregate, all on the same session."""
 
-    __slots__ = ("accounts", "alarms", "assets", "credits", "events", "jobs", "mail", "ops", "pg", "s")
+    __slots__ = ("account_data", "accounts", "alarms", "assets", "audit", "credits", "events", "jobs", "mail", "ops",
+                 "pg", "s")
 
     def __init__(self, session: Session, postgres: bool) -> None:
         self.s = session
@@ -71,6 +74,8 @@ class Tx:
         self.alarms = AlarmRepository(session, postgres)
         self.ops = OpsRepository(session, postgres)
         self.mail = MailRepository(session, postgres)
+        self.audit = AuditRepository(session, postgres)
+        self.account_data = AccountDataRepository(session, postgres)
 
     def now(self) -> float:
         return tx_now(self.s)

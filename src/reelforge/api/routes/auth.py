@@ -108,7 +108,7 @@ def me(p: CurrentUser, c: Container) -> UserPublic:
 @router.post("/api-keys", status_code=201, response_model=ApiKeyCreated)
 def create_key(body: ApiKeyCreate, p: CurrentUser, c: Container) -> ApiKeyCreated:
     """The key is in this answer only; send it as `Authorization: Bearer rf_...`."""
-    new = c.auth.create_api_key(p, body.name)
+    new = c.auth.create_api_key(p, body.name, body.scopes)
     return ApiKeyCreated(**convert.api_key(new.key).model_dump(), key=new.secret)
 
 

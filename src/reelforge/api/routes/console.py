@@ -46,10 +46,12 @@ CORE_NAV: tuple[NavItem, ...] = (
     NavItem("api-keys", "/api-keys", "API keys", "key", "Account"),
     NavItem("webhooks", "/webhooks", "Webhooks", "webhook", "Account"),
     NavItem("account", "/account", "Settings", "lock", "Account"),
+    NavItem("account-data", "/account/data", "Your data", "download", "Account"),
     NavItem("admin", "/admin", "Overview", "chart", "Admin", admin=True),
     NavItem("admin-users", "/admin/users", "Users", "users", "Admin", admin=True),
     NavItem("admin-queue", "/admin/queue", "Queue", "queue", "Admin", admin=True),
     NavItem("admin-system", "/admin/system", "System", "server", "Admin", admin=True),
+    NavItem("admin-audit", "/admin/audit", "Audit log", "lock", "Admin", admin=True),
 )
 
 
@@ -231,6 +233,16 @@ def admin_queue(request: Request) -> Response:
 @router.get("/admin/system", response_class=HTMLResponse)
 def admin_system(request: Request) -> Response:
     return _page(request, "admin_system.html", "admin-system", "System", admin=True)
+
+
+@router.get("/account/data", response_class=HTMLResponse)
+def account_data(request: Request) -> Response:
+    return _page(request, "account_data.html", "account-data", "Your data")
+
+
+@router.get("/admin/audit", response_class=HTMLResponse)
+def admin_audit(request: Request) -> Response:
+    return _page(request, "admin_audit.html", "admin-audit", "Audit log", admin=True)
 
 
 @router.get("/favicon.ico")

@@ -45,7 +45,8 @@ def list_users(admin: Admin, c: Container, limit: Annotated[int, Query(ge=1, le=
 
 @router.patch("/admin/users/{user_id}", response_model=UserPublic, tags=["admin"])
 def update_user(user_id: str, body: UserUpdate, admin: Admin, c: Container) -> UserPublic:
-    return convert.user(c.auth.set_user(user_id, role=Role(body.role) if body.role else None, disabled=body.disabled))
+    return convert.user(c.auth.set_user(user_id, role=Role(body.role) if body.role else None, disabled=body.disabled,
+                                        actor=admin))
 
 
 @router.get("/models", response_model=ModelsPublic, tags=["models"])

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
 from reelforge.api.schemas.common import Public, Strict
@@ -66,12 +68,17 @@ class UserUpdate(Strict):
 
 class ApiKeyCreate(Strict):
     name: str = Field(default="key", min_length=1, max_length=200)
+    scopes: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=32, examples=[["read"], ["read", "write", "app:imagegen"]],
+        description="Limit the key: `read` (safe methods), `write` (every method), `app:<application>` (that "
+                    "application's routes and job kinds, besides the core's). Omitted: full access.")
 
 
 class ApiKeyPublic(Public):
     id: str
     name: str
     prefix: str
+    scopes: list[str] | None = Field(default=None, description="The key's scopes; null: full access.")
     created_at: str | None
     last_used_at: str | None
     revoked_at: str | None

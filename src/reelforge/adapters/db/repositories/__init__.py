@@ -8,6 +8,7 @@ from reelforge.adapters.db.repositories.events import EventRepository
 from reelforge.adapters.db.repositories.jobs import JobRepository
 from reelforge.adapters.db.repositories.mail import MailRepository
 from reelforge.adapters.db.repositories.ops import OpsRepository
+from reelforge.adapters.db.repositories.privacy import AccountDataRepository, AuditRepository
 
-__all__ = ["AccountRepository", "AlarmRepository", "AssetRepository", "CreditRepository", "EventRepository",
-           "JobRepository", "MailRepository", "OpsRepository"]
+__all__ = ["AccountDataRepository", "AccountRepository", "AlarmRepository", "AssetRepository", "AuditRepository",
+           "CreditRepository", "EventRepository", "JobRepository", "MailRepository", "OpsRepository"]

@@ -51,9 +51,10 @@ class AccountRepository(Repository):
         ).scalars().all())
 
     # --- api keys ------------------------------------------------------------------------------
-    def add_api_key(self, *, owner_id: str, name: str, prefix: str, key_hash: str) -> ApiKey:
+    def add_api_key(self, *, owner_id: str, name: str, prefix: str, key_hash: str,
+                    scopes: list[str] | None = None) -> ApiKey:
         key = m.ApiKey(id=new_id(), owner_id=owner_id, name=name, prefix=prefix, key_hash=key_hash,
-                       created_at=self.now())
+                       created_at=self.now(), scopes=scopes)
         self.s.add(key)
         self.flush()
         return record(ApiKey, key)
