@@ -68,4 +68,9 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
         # Inside GuardMiddleware, so the span knows the request id (answers the guard gives itself are not traced).
         app.add_middleware(TracingMiddleware, tracing=c.tracing)
     app.add_middleware(GuardMiddleware, container=c)
+    if c.settings.cors.allow_origins:
+        from reelforge.api.cors import CorsMiddleware
+
+        # Outermost: the guard's own answers (429, 413) reach a page on an allowed origin readable too.
+        app.add_middleware(CorsMiddleware, settings=c.settings.cors)
     return app
