@@ -211,6 +211,14 @@ class Container:
         return RecoveryService(self.store, self.settings, self.jobs)
 
     @cached_property
+    def results(self) -> Any:
+        """Signed result URLs beside the asset ids of job outputs (services/results.py)."""
+        from reelforge.services.results import ResultLinks
+
+        st = self.settings.storage
+        return ResultLinks(self.store, self.objects, ttl_s=st.result_url_ttl_s, max_urls=st.result_urls_max)
+
+    @cached_property
     def limit_counter(self) -> Any:
         """The counters every API process shares (rate_limit.backend), or None for per-process memory."""
         rl = self.settings.rate_limit

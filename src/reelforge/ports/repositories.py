@@ -634,6 +634,14 @@ class AsyncReads(Protocol):
         """The owner's jobs newest first (created_at, id), at most `limit`, after the cursor `before`."""
         ...
 
+    async def owned_assets(self, owner_id: str, asset_ids: list[str]) -> list[Any]:
+        """The owner's assets among these ids (id, key, filename, content_type), in one SELECT."""
+        ...
+
+    def owned_assets_now(self, owner_id: str, asset_ids: list[str]) -> list[Any]:
+        """`owned_assets` for synchronous callers (a thread of the pool)."""
+        ...
+
     async def all(self, stmt: Any, **params: Any) -> list[Any]:
         """The rows of a SQLAlchemy Core SELECT kept at module level (compiled once per statement; bound
         parameters by name). Applications read their own tables this way."""
