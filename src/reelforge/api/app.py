@@ -11,7 +11,7 @@ from reelforge import __version__
 from reelforge.api import deps, problems
 from reelforge.api.middleware import GuardMiddleware
 from reelforge.api.openapi import document
-from reelforge.api.routes import admin, auth, console, docs, jobs, misc, storage, system
+from reelforge.api.routes import admin, auth, console, docs, jobs, misc, storage, system, webhook_secrets
 from reelforge.api.routing import ApiIndex, PrefixMount, openapi_routes
 from reelforge.config import Settings
 
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
     problems.install(app)
     # The API first, dispatched by its first path segment (api/routing.py); the probes, static files and the
     # console's pages after it. The OpenAPI document describes the same routers under /v1.
-    routers = [auth.router, jobs.router, storage.router, misc.router, admin.router]
+    routers = [auth.router, jobs.router, storage.router, misc.router, admin.router, webhook_secrets.router]
     routers += [r for application in c.apps for r in application.routers()]
     # First in the list: the most frequent requests match the first route tried.
     app.router.routes.insert(0, PrefixMount("/v1", ApiIndex("/v1", routers, deps.principal), name="v1"))
