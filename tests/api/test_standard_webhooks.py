@@ -5,23 +5,29 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from reelforge.adapters.auth import verify_webhook_signature
-from tests.api.test_webhooks import (  # noqa: F401  (fixtures)
-    NOOP,
-    allow_private,
-    assert_problem,
-    receiver,
-    settings,
-    subscribe,
-)
-from tests.conftest import UserHandle
+from tests.api.test_webhooks import NOOP, assert_problem, subscribe
+from tests.conftest import UserHandle, make_settings
 from tests.fixtures.hashing import fast_password_hashing  # noqa: F401
-from tests.fixtures.receiver import Receiver, Received
+from tests.fixtures.receiver import Received, Receiver, running_receiver
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Any:
+    return make_settings(tmp_path, db_url, webhooks={"allow_private_targets": True, "retry_base_s": 0.05,
+                                                     "retry_max_s": 0.2, "timeout_s": 5})
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    yield from running_receiver()
 
 
 def deliver_test(container: Any, user: UserHandle, hook_id: str, receiver: Receiver) -> Received:
