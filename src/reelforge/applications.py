@@ -27,7 +27,7 @@ _LOCAL = re.compile(r"^/(?![/\\])[^\s\\]*$")  # a link to a page of this site, n
 
 # The core's own settings sections and attributes: an application may not take one of these names.
 RESERVED = frozenset({
-    "database", "storage", "auth", "rate_limit", "jobs", "credits", "webhooks", "models", "otel", "metrics",
+    "database", "storage", "auth", "rate_limit", "cors", "jobs", "credits", "webhooks", "models", "otel", "metrics",
     "alarms", "vectors", "media", "calls", "mail", "oidc", "accounts", "data_dir", "public_url", "host", "port",
     "log_level", "log_json",
     "max_body_bytes",

@@ -31,6 +31,11 @@ class StorageSettings(BaseModel):
     s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
     upload_expiry_s: int = 15 * 60
     download_expiry_s: int = 60 * 60
+    # Job outputs carry a signed `*_url` beside each `*asset_id`; each URL lives this long (at least two thirds
+    # of it from the moment it is served: URLs are signed per third, so a polled job keeps its ETag meanwhile).
+    result_url_ttl_s: int = Field(default=15 * 60, ge=60, le=7 * 86400)
+    # At most this many result URLs per answer (a list of jobs shares them); the rest keep only their ids.
+    result_urls_max: int = Field(default=200, ge=0, le=1000)
     max_upload_bytes: int = 5 * 1024**3
     # Uploads above this size are offered as multipart.
     multipart_threshold: int = 64 * 1024**2
@@ -59,7 +64,47 @@ class RateLimitSettings(BaseModel):
     enabled: bool = True
     writes_per_window_ip: int = 100
     writes_per_window_account: int = 300
+    # Reads (GET/HEAD under /v1, signed-URL transfers excepted) have their own budgets: polling clients read far
+    # more than they write. 0: reads are not limited.
+    reads_per_window_ip: int = Field(default=3000, ge=0)
+    reads_per_window_account: int = Field(default=6000, ge=0)
     window_s: int = 300
+    # Where the counters live. memory: in each API process (N processes allow N times the limits); database: a
+    # counter table in the application database, shared by every process; redis: shared through Redis at
+    # redis_url. Unset: redis when redis_url is set, else database.
+    backend: Literal["memory", "database", "redis"] | None = None
+    redis_url: str = ""
+    redis_prefix: str = "reelforge:rl:"
+    # A process takes 1/lease_divisor of a budget from the shared counter at once and spends it locally, so a hot
+    # client costs one shared write per that many requests; unspent shares lapse with the window, so with P
+    # processes a client may be refused up to (P-1)*limit/lease_divisor requests early, never allowed more.
+    # 1 counts every request in the shared store.
+    lease_divisor: int = Field(default=50, ge=1, le=10_000)
+
+    @property
+    def resolved_backend(self) -> str:
+        """The backend in use: the configured one, else redis when a URL is set, else database."""
+        return self.backend or ("redis" if self.redis_url else "database")
+
+
+class CorsSettings(BaseModel):
+    # Origins (scheme://host[:port]) whose browser pages may call the API; empty: no CORS headers at all.
+    # "*" allows any origin (never with credentials).
+    allow_origins: list[str] = Field(default_factory=list)
+    # Cookies and HTTP auth from those origins (Access-Control-Allow-Credentials). API clients send a bearer
+    # token, which needs no credentials mode; refused together with "*".
+    allow_credentials: bool = False
+    max_age_s: int = Field(default=600, ge=0, le=86400)
+
+    @model_validator(mode="after")
+    def _no_wildcard_credentials(self) -> CorsSettings:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError("cors.allow_credentials cannot be combined with the origin '*'")
+        for o in self.allow_origins:
+            if o != "*" and (not o.startswith(("http://", "https://")) or o.rstrip("/") != o or
+                             o.count("/") != 2):
+                raise ValueError(f"cors.allow_origins: {o!r} is not an origin (scheme://host[:port])")
+        return self
 
 
 class JobSettings(BaseModel):
@@ -112,6 +157,10 @@ class WebhookSettings(BaseModel):
     retry_base_s: float = 5.0
     retry_max_s: float = 3600.0
     signing_secret: str = ""
+    # After a subscription's secret is rotated, deliveries carry a signature with the old secret too, this long.
+    rotation_overlap_s: float = Field(default=24 * 3600.0, ge=0, le=30 * 86400.0)
+    # The pre-Standard-Webhooks header `Reelforge-Signature` (deprecated; sent beside the `webhook-*` headers).
+    legacy_signature: bool = True
     # Subscriptions one account may hold; creating one more answers 409 webhook_limit_reached.
     max_per_account: int = Field(default=20, ge=1, le=10_000)
     # Deliveries one worker process sends at once (a thread pool), and how many of them one account may take, so
@@ -447,6 +496,7 @@ class CoreSettings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     credits: CreditSettings = Field(default_factory=CreditSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)

@@ -291,18 +291,59 @@ class Container:
         return RecoveryService(self.store, self.settings, self.jobs)
 
     @cached_property
-    def ip_limiter(self) -> Any:
-        from reelforge.api.middleware import RateLimiter
+    def results(self) -> Any:
+        """Signed result URLs beside the asset ids of job outputs (services/results.py)."""
+        from reelforge.services.results import ResultLinks
 
+        st = self.settings.storage
+        return ResultLinks(self.store, self.objects, ttl_s=st.result_url_ttl_s, max_urls=st.result_urls_max)
+
+    @cached_property
+    def limit_counter(self) -> Any:
+        """The counters every API process shares (rate_limit.backend), or None for per-process memory."""
         rl = self.settings.rate_limit
-        return RateLimiter(rl.writes_per_window_ip, rl.window_s)
+        backend = rl.resolved_backend
+        if backend == "redis":
+            from reelforge.adapters.limits.redis import RedisWindowCounter
+
+            return RedisWindowCounter(rl.redis_url or "redis://127.0.0.1:6379/0", prefix=rl.redis_prefix)
+        if backend == "database":
+            from reelforge.adapters.limits.database import DatabaseWindowCounter
+
+            return DatabaseWindowCounter(self.db)
+        return None
+
+    def _limiter(self, name: str, limit: int) -> Any:
+        rl = self.settings.rate_limit
+        if limit <= 0:
+            return None
+        if self.limit_counter is None:
+            from reelforge.services.limits import RateLimiter
+
+            return RateLimiter(limit, rl.window_s)
+        from reelforge.services.limits import SharedRateLimiter
+
+        return SharedRateLimiter(self.limit_counter, limit, rl.window_s, name=name, lease_divisor=rl.lease_divisor)
+
+    @cached_property
+    def ip_limiter(self) -> Any:
+        """Writes per client address (None: not limited)."""
+        return self._limiter("w:ip", self.settings.rate_limit.writes_per_window_ip)
 
     @cached_property
     def account_limiter(self) -> Any:
-        from reelforge.api.middleware import RateLimiter
+        """Writes per account."""
+        return self._limiter("w:acct", self.settings.rate_limit.writes_per_window_account)
 
-        rl = self.settings.rate_limit
-        return RateLimiter(rl.writes_per_window_account, rl.window_s)
+    @cached_property
+    def ip_read_limiter(self) -> Any:
+        """Reads per client address."""
+        return self._limiter("r:ip", self.settings.rate_limit.reads_per_window_ip)
+
+    @cached_property
+    def account_read_limiter(self) -> Any:
+        """Reads per account."""
+        return self._limiter("r:acct", self.settings.rate_limit.reads_per_window_account)
 
     def _db_stats(self) -> dict[str, Any]:
         with self.store.tx(write=False) as tx:
@@ -333,5 +374,7 @@ class Container:
             self.tracing.shutdown()
         if "vectors" in self.__dict__:
             self.vectors.close()
+        if self.__dict__.get("limit_counter") is not None:
+            self.limit_counter.close()
         if "db" in self.__dict__:
             self.db.dispose()

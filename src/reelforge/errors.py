@@ -170,7 +170,8 @@ CODES: dict[str, str] = {
     "http_error": "Another HTTP-level refusal",
     "conflict": "The request conflicts with the resource's state",
     "payload_too_large": "The request body is too large",
-    "rate_limited": "Too many writes; retry after `Retry-After` seconds",
+    "rate_limited": "Too many requests (writes or reads, per address or per account); retry after `Retry-After` "
+                    "seconds",
     "expired": "The resource has expired",
     "invalid_url": "The URL is malformed or not allowed",
     "internal_error": "Something went wrong on the server's side (it was logged)",

@@ -136,7 +136,8 @@ def live(browser: Any, tmp_path_factory: pytest.TempPathFactory, live_settings: 
         tmp, _sqlite_url(tmp, tmp_path_factory.getbasetemp()), public_url=url,
         storage={"multipart_threshold": MULTIPART_THRESHOLD, "part_size": PART_SIZE},
         webhooks={"allow_private_targets": True, "retry_base_s": 0.1, "retry_max_s": 0.5, "timeout_s": 2},
-        rate_limit={"writes_per_window_ip": 100_000, "writes_per_window_account": 100_000},
+        rate_limit={"writes_per_window_ip": 100_000, "writes_per_window_account": 100_000,
+                    "reads_per_window_ip": 1_000_000, "reads_per_window_account": 1_000_000},
         **live_settings,
     )
     container = Container(settings)

@@ -44,7 +44,8 @@ def live_settings(tmp_path: Path, db_url: str, sock: socket.socket, **overrides:
     values: dict[str, Any] = {
         "public_url": url_of(sock),
         "storage": {"multipart_threshold": MULTIPART_THRESHOLD, "part_size": PART_SIZE},
-        "rate_limit": {"writes_per_window_ip": 100_000, "writes_per_window_account": 100_000},
+        "rate_limit": {"writes_per_window_ip": 100_000, "writes_per_window_account": 100_000,
+                       "reads_per_window_ip": 1_000_000, "reads_per_window_account": 1_000_000},
         "webhooks": {"allow_private_targets": True, "retry_base_s": 0.1, "retry_max_s": 0.5, "timeout_s": 2},
         "extra_pipelines": ["tests.reliability.pipelines"],
     }

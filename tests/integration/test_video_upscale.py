@@ -51,7 +51,8 @@ def upscale_env(tmp_path: Path, db_url: str, *, storage: dict[str, Any] | None =
 
     settings = make_settings(
         tmp_path, db_url, upscale={"chunk_seconds": 1.0, "batch_size": 4, "max_chunk_concurrency": 2, **video},
-        rate_limit={"writes_per_window_ip": 100_000, "writes_per_window_account": 100_000},
+        rate_limit={"writes_per_window_ip": 100_000, "writes_per_window_account": 100_000,
+                    "reads_per_window_ip": 1_000_000, "reads_per_window_account": 1_000_000},
         **({"storage": storage} if storage else {}))
     c = Container(settings)
     w = Worker(c, concurrency=2)

@@ -47,7 +47,8 @@ def settings(tmp_path: Path, db_url: str) -> Any:
         extra_pipelines=[PIPELINES_MODULE],
         jobs={"lease_s": LEASE_S, "heartbeat_s": HEARTBEAT_S, "poll_interval_s": POLL_S,
               "retry_base_s": 0.05, "retry_max_s": 0.2, "shutdown_grace_s": 5},
-        rate_limit={"writes_per_window_ip": 100_000, "writes_per_window_account": 100_000},
+        rate_limit={"writes_per_window_ip": 100_000, "writes_per_window_account": 100_000,
+                    "reads_per_window_ip": 1_000_000, "reads_per_window_account": 1_000_000},
     )
 
 

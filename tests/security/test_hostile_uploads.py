@@ -109,7 +109,8 @@ def env(tmp_path: Path, sqlite_url: str) -> Iterator[Env]:
     from reelforge.runtime.worker import Worker
 
     settings = make_settings(tmp_path, sqlite_url, upscale={"chunk_seconds": 1.0},
-                             rate_limit={"writes_per_window_ip": 100_000, "writes_per_window_account": 100_000})
+                             rate_limit={"writes_per_window_ip": 100_000, "writes_per_window_account": 100_000,
+                                         "reads_per_window_ip": 1_000_000, "reads_per_window_account": 1_000_000})
     c = Container(settings)
     w = Worker(c, concurrency=2)
     w.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
 import hmac
@@ -130,6 +132,29 @@ def sign_webhook(secret: str, timestamp: int, body: bytes) -> str:
     """`Reelforge-Signature: t=<unix>,v1=<hex hmac-sha256 of "t.body">`."""
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
+
+
+def standard_webhook_key(secret: str) -> bytes:
+    """The HMAC key of a signing secret as Standard Webhooks receivers derive it: the base64 after `whsec_`.
+
+    Secrets issued before reelforge followed Standard Webhooks are URL-safe base64 without padding; their key is
+    the same bytes decoded that way (a receiver gets the standard form by mapping `-_` to `+/` and padding). A
+    secret that is neither (a configured plain string) signs with its own bytes."""
+    body = secret.removeprefix("whsec_")
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        pass
+    try:
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
+        return body.encode()
+
+
+def sign_standard_webhook(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """One `webhook-signature` entry: `v1,` and the base64 HMAC-SHA256 of `id.timestamp.body`."""
+    mac = hmac.new(standard_webhook_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
 
 
 def verify_webhook_signature(secret: str, header: str, body: bytes, *, tolerance_s: int = 300,

@@ -11,7 +11,20 @@ from reelforge import __version__
 from reelforge.api import deps, problems
 from reelforge.api.middleware import GuardMiddleware
 from reelforge.api.openapi import document
-from reelforge.api.routes import accounts, admin, auth, billing, console, docs, jobs, mail, misc, storage, system
+from reelforge.api.routes import (
+    accounts,
+    admin,
+    auth,
+    billing,
+    console,
+    docs,
+    jobs,
+    mail,
+    misc,
+    storage,
+    system,
+    webhook_secrets,
+)
 from reelforge.api.routing import ApiIndex, PrefixMount, openapi_routes
 from reelforge.config import Settings
 
@@ -38,7 +51,8 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
     problems.install(app)
     # The API first, dispatched by its first path segment (api/routing.py); the probes, static files and the
     # console's pages after it. The OpenAPI document describes the same routers under /v1.
-    routers = [auth.router, jobs.router, storage.router, misc.router, admin.router, mail.router, accounts.router]
+    routers = [auth.router, jobs.router, storage.router, misc.router, admin.router, mail.router, accounts.router,
+               webhook_secrets.router]
     routers.append(billing.router)
     routers += [r for application in c.apps for r in application.routers()]
     # Which application each route belongs to, by endpoint: what API key scopes `app:<name>` check (deps.py).
@@ -72,4 +86,9 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
         # Inside GuardMiddleware, so the span knows the request id (answers the guard gives itself are not traced).
         app.add_middleware(TracingMiddleware, tracing=c.tracing)
     app.add_middleware(GuardMiddleware, container=c)
+    if c.settings.cors.allow_origins:
+        from reelforge.api.cors import CorsMiddleware
+
+        # Outermost: the guard's own answers (429, 413) reach a page on an allowed origin readable too.
+        app.add_middleware(CorsMiddleware, settings=c.settings.cors)
     return app

@@ -16,17 +16,20 @@ from reelforge.api.schemas.common import iso
 from reelforge.api.schemas.jobs import JobEventPublic, JobPublic
 from reelforge.api.schemas.misc import CreditEntryPublic, DeliveryPublic, ModelPublic, WebhookPublic
 from reelforge.api.schemas.storage import AssetPublic, SignedRequestPublic, UploadPart, UploadPublic
+from reelforge.services.results import has_asset_ids, with_urls
 
 
-def job(j: Any) -> JobPublic:
-    return JobPublic.model_validate(job_fields(j))
+def job(j: Any, urls: dict[str, str] | None = None) -> JobPublic:
+    return JobPublic.model_validate(job_fields(j, urls))
 
 
-def job_fields(j: Any) -> dict[str, Any]:
+def job_fields(j: Any, urls: dict[str, str] | None = None) -> dict[str, Any]:
     """A job row as JobPublic's fields, in its field order: `job()` validates it, and read routes serialize it
-    as is (`json()`), which gives the same bytes as JobPublic's own JSON serialization."""
+    as is (`json()`), which gives the same bytes as JobPublic's own JSON serialization. With `urls` (signed
+    result URLs by asset id) the outputs carry a `*asset_url` beside each `*asset_id` (services/results.py)."""
     return {
-        "id": j.id, "kind": j.kind, "status": j.status, "input": j.input, "outputs": j.outputs,
+        "id": j.id, "kind": j.kind, "status": j.status, "input": j.input,
+        "outputs": with_urls(j.outputs, urls) if urls else j.outputs,
         "error": {"code": j.error_code, "message": j.error_message} if j.error_code else None,
         "progress": {"fraction": round(j.progress or 0.0, 4), "message": j.progress_message or ""},
         "credits": j.credits, "credits_state": j.credits_state, "attempt": j.attempt,
@@ -178,6 +181,13 @@ def digest(*parts: bytes | str) -> str:
 def etag_of(*parts: bytes | str) -> str:
     """A strong entity tag over the given parts (the body, or what determines it)."""
     return f'"{digest(*parts)}"'
+
+
+def job_etag(j: Any, period: int, plain: bytes | None = None) -> str:
+    """A job's ETag: over its fields without result URLs, and, when its outputs name assets, the URLs' signing
+    period (so a client polling within one period gets 304s, and a fresh URL after it)."""
+    body = plain if plain is not None else to_json(job_fields(j))
+    return etag_of(body, str(period)) if has_asset_ids(j.outputs) else etag_of(body)
 
 
 def matches(if_none_match: str | None, etag: str) -> bool:

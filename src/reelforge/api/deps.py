@@ -21,11 +21,13 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from reelforge import errors
+from reelforge.api.middleware import rate_limit_headers, take
 from reelforge.domain import scopes as scope_rules
 from reelforge.domain.types import Principal
 from reelforge.observability import account_id_var
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+READ_METHODS = {"GET", "HEAD"}
 PRINCIPAL_CACHE_TTL_S = 5.0
 API_KEY_PREFIX = "rf_"
 
@@ -197,10 +199,16 @@ async def principal(request: Request) -> Principal:
     request.state.principal = p
     if p.scopes is not None:
         check_scopes(request, p)
-    if request.method in WRITE_METHODS and c.settings.rate_limit.enabled:
-        wait = c.account_limiter.hit(p.user_id)
-        if wait is not None:
-            raise errors.RateLimited(f"Write limit reached for this account; retry in {wait} s", retry_after=wait)
+    if c.settings.rate_limit.enabled:
+        write = request.method in WRITE_METHODS
+        limiter = c.account_limiter if write else c.account_read_limiter if request.method in READ_METHODS else None
+        if limiter is not None and not request.scope["path"].startswith("/v1/storage/"):
+            verdict = await take(limiter, p.user_id)
+            rate_limit_headers(request.scope, verdict)
+            if not verdict.allowed:
+                wait = verdict.retry_after or 1
+                raise errors.RateLimited(f"{'Write' if write else 'Read'} limit reached for this account; "
+                                         f"retry in {wait} s", retry_after=wait)
     return p
 
 

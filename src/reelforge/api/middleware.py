@@ -2,55 +2,46 @@
 
 from __future__ import annotations
 
-import collections
 import gc
 import logging
 import os
-import threading
 import time
 from typing import Any
 
+from anyio import to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reelforge import errors
 from reelforge.api.problems import problem
 from reelforge.observability import AccessLog, client_ip_var, request_id_var
+from reelforge.services.limits import RateLimiter, Verdict
+
+__all__ = ["GuardMiddleware", "RateLimiter", "rate_limit_headers", "take"]
 from reelforge.tracing import route_template
 
 log = logging.getLogger("reelforge.access")
 access = AccessLog(log)
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+READ_METHODS = {"GET", "HEAD"}
 
 
-class RateLimiter:
-    """Sliding-window counter per key, in process memory (one API process per limiter)."""
+async def take(limiter: Any, key: str) -> Verdict:
+    """A limiter's verdict: from this process's share when it can (no I/O), else from the shared counter on a
+    thread, so the event loop never waits on the database or Redis."""
+    verdict: Verdict | None = limiter.try_local(key)
+    if verdict is not None:
+        return verdict
+    taken: Verdict = await to_thread.run_sync(limiter.take, key)
+    return taken
 
-    def __init__(self, limit: int, window_s: float) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self._hits: dict[str, collections.deque[float]] = {}
-        self._lock = threading.Lock()
 
-    def reset(self) -> None:
-        """Forget every hit (a new window for every key)."""
-        with self._lock:
-            self._hits.clear()
-
-    def hit(self, key: str, now: float | None = None) -> int | None:
-        """Record a hit; returns None when allowed, else seconds to wait."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            q = self._hits.setdefault(key, collections.deque())
-            while q and q[0] <= now - self.window_s:
-                q.popleft()
-            if len(q) >= self.limit:
-                return max(1, int(q[0] + self.window_s - now + 0.999))
-            q.append(now)
-            if len(self._hits) > 100_000:  # keep memory bounded under a flood of distinct keys
-                for k in [k for k, v in self._hits.items() if not v][:50_000]:
-                    del self._hits[k]
-            return None
+def rate_limit_headers(scope: Scope, verdict: Verdict) -> None:
+    """Keep the tightest verdict of this request for its answer's RateLimit-* headers."""
+    state = scope.setdefault("state", {})
+    current: Verdict | None = state.get("ratelimit")
+    if current is None or not verdict.allowed or (current.allowed and verdict.remaining < current.remaining):
+        state["ratelimit"] = verdict
 
 
 class _TooLarge(errors.PayloadTooLarge):
@@ -93,7 +84,12 @@ class GuardMiddleware:
                 status_holder["status"] = message["status"]
                 status_holder["started"] = 1
                 message.setdefault("headers", [])
-                message["headers"] = [*list(message["headers"]), (b"x-request-id", rid.encode())]
+                extra = [(b"x-request-id", rid.encode())]
+                verdict = scope["state"].get("ratelimit")
+                if verdict is not None:
+                    extra += [(k.lower().encode(), v.encode()) for k, v in verdict.headers().items()
+                              if k != "Retry-After"]  # the problem answer sets its own
+                message["headers"] = [*list(message["headers"]), *extra]
             await send(message)
 
         try:
@@ -104,14 +100,20 @@ class GuardMiddleware:
                 return
             client_ip = (scope.get("client") or ("unknown", 0))[0]
             client_ip_var.set(client_ip)  # for the audit trail
-            if method in WRITE_METHODS and settings.rate_limit.enabled and not path.startswith("/v1/storage/"):
-                wait = self.c.ip_limiter.hit(client_ip)
-                if wait is not None:
-                    resp = problem(429, "rate_limited", "Too many requests",
-                                   f"Write limit reached for this address; retry in {wait} s", instance=path,
-                                   headers={"Retry-After": str(wait)})
-                    await resp(scope, receive, send_wrapped)
-                    return
+            if settings.rate_limit.enabled and not path.startswith("/v1/storage/"):
+                # Writes anywhere; reads of the API (not the console's pages, probes or static files).
+                limiter = (self.c.ip_limiter if method in WRITE_METHODS else
+                           self.c.ip_read_limiter if method in READ_METHODS and path.startswith("/v1/") else None)
+                if limiter is not None:
+                    verdict = await take(limiter, client_ip)
+                    rate_limit_headers(scope, verdict)
+                    if not verdict.allowed:
+                        kind = "Write" if method in WRITE_METHODS else "Read"
+                        resp = problem(429, "rate_limited", "Too many requests",
+                                       f"{kind} limit reached for this address; retry in {verdict.retry_after} s",
+                                       instance=path, headers={"Retry-After": str(verdict.retry_after)})
+                        await resp(scope, receive, send_wrapped)
+                        return
             limit = None if path.startswith("/v1/storage/") else settings.max_body_bytes
             if limit is not None:
                 if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -7,6 +7,7 @@ Times are epoch seconds read from the database clock.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ def new_id() -> str:
 
 
 def new_signing_secret() -> str:
-    """A new webhook signing secret (256 random bits); stored sealed, shown to its owner."""
-    return "whsec_" + secrets.token_urlsafe(32)
+    """A new webhook signing secret (256 random bits) in the Standard Webhooks form, `whsec_` and standard
+    base64 of the key's bytes; stored sealed, shown to its owner."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +185,9 @@ class Webhook:
     description: str
     active: bool
     created_at: float
+    # The secret a rotation replaced (sealed), still signing deliveries until previous_secret_until.
+    previous_secret: str | None = None
+    previous_secret_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

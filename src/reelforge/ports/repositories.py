@@ -256,6 +256,14 @@ class AccountRepository(Protocol):
         """Store an account's callback signing secret (as given: sealed by the caller)."""
         ...
 
+    def rotate_webhook_secret(self, user_id: str, secret: str, *, keep_previous_until: float | None) -> None:
+        """Replace an account's callback secret; the replaced one stays until `keep_previous_until`."""
+        ...
+
+    def previous_webhook_secret(self, user_id: str) -> tuple[str | None, float | None]:
+        """The account's callback secret before its last rotation (sealed) and until when it still signs."""
+        ...
+
     def revoke_user_refresh(self, user_id: str) -> int:
         """Revoke every live refresh token of an account; returns how many were live."""
         ...
@@ -382,6 +390,11 @@ class EventRepository(Protocol):
 
     def set_webhook_secret(self, hook_id: str, secret: str) -> None:
         """Store a subscription's signing secret (as given: sealed by the caller)."""
+        ...
+
+    def rotate_webhook_secret(self, hook_id: str, secret: str, *, keep_previous_until: float | None) -> None:
+        """Replace a subscription's secret (sealed by the caller); the replaced one stays as its previous secret
+        until `keep_previous_until` (None: dropped at once)."""
         ...
 
     def count_webhooks(self, owner_id: str) -> int:
@@ -738,6 +751,14 @@ class AsyncReads(Protocol):
     async def jobs_page(self, owner_id: str, *, limit: int, status: str | None = None, kind: str | None = None,
                         before: tuple[float, str] | None = None) -> list[Any]:
         """The owner's jobs newest first (created_at, id), at most `limit`, after the cursor `before`."""
+        ...
+
+    async def owned_assets(self, owner_id: str, asset_ids: list[str]) -> list[Any]:
+        """The owner's assets among these ids (id, key, filename, content_type), in one SELECT."""
+        ...
+
+    def owned_assets_now(self, owner_id: str, asset_ids: list[str]) -> list[Any]:
+        """`owned_assets` for synchronous callers (a thread of the pool)."""
         ...
 
     async def all(self, stmt: Any, **params: Any) -> list[Any]:

@@ -38,6 +38,8 @@ INTERNAL_EVENT_TYPES = frozenset({"account.created"})
 CONSUMER = "consumer:"
 # A claim holds a delivery this long past the send timeout; a sender that died lets it go after that.
 CLAIM_MARGIN_S = 30.0
+# One claimed delivery: id, owner, target host, url, secret, event envelope, secrets a rotation replaced.
+_Send = tuple[str, str, str | None, str, str, dict[str, Any], list[str]]
 
 
 def matches(patterns: list[str], type_: str) -> bool:
@@ -134,6 +136,27 @@ class EventService:
             if hook_id:
                 owned(tx.events.webhook(hook_id), principal, "Webhook")
             return list(tx.events.deliveries(owner_id=principal.user_id, webhook_id=hook_id))
+
+    def rotate_webhook_secret(self, principal: Principal, hook_id: str) -> tuple[str, float | None]:
+        """A new signing secret for a subscription (shown once); deliveries carry a signature with the replaced
+        one too for `webhooks.rotation_overlap_s`. Returns the secret and until when the old one signs."""
+        secret = new_signing_secret()
+        overlap = self.settings.webhooks.rotation_overlap_s
+        with self.store.tx() as tx:
+            hook = owned(tx.events.webhook(hook_id), principal, "Webhook")
+            until = tx.now() + overlap if overlap > 0 else None
+            tx.events.rotate_webhook_secret(hook.id, self.box.seal(secret), keep_previous_until=until)
+        return secret, until
+
+    def rotate_signing_secret(self, principal: Principal) -> tuple[str, float | None]:
+        """The same for the account's secret, which signs deliveries to its jobs' callback_url."""
+        secret = new_signing_secret()
+        overlap = self.settings.webhooks.rotation_overlap_s
+        with self.store.tx() as tx:
+            tx.accounts.user(principal.user_id, lock=True)
+            until = tx.now() + overlap if overlap > 0 else None
+            tx.accounts.rotate_webhook_secret(principal.user_id, self.box.seal(secret), keep_previous_until=until)
+        return secret, until
 
     def signing_secret(self, principal: Principal) -> str:
         """The secret that signs deliveries to a job's callback_url."""
@@ -281,10 +304,10 @@ class EventService:
                 break
         return picked
 
-    def _claim(self, free: int, busy: Counter[str]) -> list[tuple[str, str, str | None, str, str, dict[str, Any]]]:
+    def _claim(self, free: int, busy: Counter[str]) -> list[_Send]:
         wh = self.settings.webhooks
         hold_s = wh.timeout_s + CLAIM_MARGIN_S
-        jobs: list[tuple[str, str, str | None, str, str, dict[str, Any]]] = []
+        jobs: list[_Send] = []
         with self.store.tx() as tx:
             per_owner = max(1, min(wh.account_concurrency, wh.concurrency))
             candidates = tx.events.due_by_owner(limit=max(4 * free, 100), per_owner=per_owner)
@@ -316,24 +339,31 @@ class EventService:
                     tx.events.update_delivery(d.id, status="failed", last_error="event no longer exists")
                     continue
                 if d.url.startswith(CONSUMER):
-                    jobs.append((d.id, d.owner_id, None, d.url, "", envelope(ev)))
+                    jobs.append((d.id, d.owner_id, None, d.url, "", envelope(ev), []))
                     continue
+                previous: tuple[str | None, float | None] = (None, None)
                 if d.webhook_id:
                     hook = tx.events.webhook(d.webhook_id)
                     stored = hook.secret if hook else ""
+                    if hook is not None:
+                        previous = (hook.previous_secret, hook.previous_secret_until)
                 else:
                     user = tx.accounts.user(d.owner_id)
                     stored = user.webhook_secret if user else ""
+                    if user is not None:
+                        previous = tx.accounts.previous_webhook_secret(d.owner_id)
                 if not stored:
                     tx.events.update_delivery(d.id, status="failed", last_error="subscription removed")
                     continue
                 try:
                     secret = self.reveal(stored)
+                    # A rotated-out secret signs too while its overlap lasts.
+                    old = [self.reveal(previous[0])] if previous[0] and (previous[1] or 0) > now else []
                 except errors.SecretUnreadable as exc:
                     log.error("delivery %s not sent: %s", d.id, exc.message)
                     tx.events.update_delivery(d.id, status="failed", last_error=exc.message)
                     continue
-                jobs.append((d.id, d.owner_id, d.host, d.url, secret, envelope(ev)))
+                jobs.append((d.id, d.owner_id, d.host, d.url, secret, envelope(ev), old))
         with self._lock:
             for delivery_id, owner_id, *_ in jobs:
                 self._in_flight[delivery_id] = owner_id
@@ -341,13 +371,19 @@ class EventService:
         return jobs
 
     def _send(self, delivery_id: str, owner_id: str, host: str | None, url: str, secret: str,
-              body: dict[str, Any]) -> None:
+              body: dict[str, Any], previous: list[str]) -> None:
         wh = self.settings.webhooks
+        extra: dict[str, Any] = {}
+        if previous:
+            extra["previous"] = previous
+        if not wh.legacy_signature:
+            extra["legacy"] = False
         try:
             if url.startswith(CONSUMER):
                 res = self._consume(url.removeprefix(CONSUMER), body)
             else:
-                res = self.sender(url, secret, body, timeout_s=wh.timeout_s, allow_private=wh.allow_private_targets)
+                res = self.sender(url, secret, body, timeout_s=wh.timeout_s, allow_private=wh.allow_private_targets,
+                                  **extra)
             self._record(delivery_id, host, res)
         except Exception:
             # The claim lapses and another pass sends it again: at least once.

@@ -89,7 +89,8 @@ def roto_env(tmp_path: Path, db_url: str, *, worker: bool = True, concurrency: i
 
     roto = {"cache_dir": str(tmp_path / "roto-cache"), **overrides.pop("roto", {})}
     settings = make_settings(tmp_path, db_url, roto=roto,
-                             rate_limit={"writes_per_window_ip": 100_000, "writes_per_window_account": 100_000},
+                             rate_limit={"writes_per_window_ip": 100_000, "writes_per_window_account": 100_000,
+                                         "reads_per_window_ip": 1_000_000, "reads_per_window_account": 1_000_000},
                              **overrides)
     c = Container(settings)
     w = Worker(c, concurrency=concurrency) if worker else None

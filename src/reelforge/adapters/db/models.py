@@ -46,6 +46,9 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     credits: Mapped[int] = mapped_column(BigInteger, default=0)
     webhook_secret: Mapped[str] = mapped_column(String(128))
+    # The secret before the last rotation: deliveries are signed with it too until previous_webhook_secret_until.
+    previous_webhook_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    previous_webhook_secret_until: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
 
@@ -84,6 +87,16 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[float] = mapped_column(Float, default=0.0)
     updated_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class RateLimitCounter(Base):
+    """Requests one key (a policy and an address or account) made in one fixed window, for every API process."""
+
+    __tablename__ = "rate_limits"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
 
 
 class CreditEntry(Base):
@@ -212,6 +225,8 @@ class Webhook(Base):
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     url: Mapped[str] = mapped_column(String(2048))
     secret: Mapped[str] = mapped_column(String(128))
+    previous_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    previous_secret_until: Mapped[float | None] = mapped_column(Float, nullable=True)
     event_types: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     description: Mapped[str] = mapped_column(String(500), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)

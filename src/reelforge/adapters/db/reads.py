@@ -122,6 +122,20 @@ class AsyncReads:
         stmt = jobs_page(status=bool(status), kind=bool(kind), cursor=before is not None)
         return await self.all(stmt, **params)
 
+    async def owned_assets(self, owner_id: str, asset_ids: list[str]) -> list[SimpleNamespace]:
+        """The owner's assets among `asset_ids` (at most OWNED_ASSETS_MAX), in one SELECT."""
+        if not asset_ids:
+            return []
+        stmt, params = _owned_assets(owner_id, asset_ids)
+        return await self.all(stmt, **params)
+
+    def owned_assets_now(self, owner_id: str, asset_ids: list[str]) -> list[SimpleNamespace]:
+        """`owned_assets` for a synchronous caller (through the engine's pool)."""
+        if not asset_ids:
+            return []
+        stmt, params = _owned_assets(owner_id, asset_ids)
+        return self._pooled(self.query(stmt), params)
+
     async def one(self, stmt: Any, **params: Any) -> SimpleNamespace | None:
         rows = await self.all(stmt, **params)
         return rows[0] if rows else None
@@ -308,3 +322,21 @@ def jobs_page(*, status: bool, kind: bool, cursor: bool) -> Any:
     """The owner's jobs newest first, with the filters named (parameters owner_id, limit, and status, kind,
     before_ts and before_id as named)."""
     return _JOB_PAGES[(status, kind, cursor)]
+
+
+# Asset lookups by a list of ids: one statement per size class (each compiles once); shorter lists repeat their
+# last id to fill the class.
+OWNED_ASSETS_MAX = 256
+_OWNED_SIZES = (1, 4, 16, 64, OWNED_ASSETS_MAX)
+_OWNED_ASSETS = {n: select(_A.id, _A.key, _A.filename, _A.content_type)
+                 .where(_A.owner_id == bindparam("owner_id"), _A.id.in_([bindparam(f"id{i}") for i in range(n)]))
+                 for n in _OWNED_SIZES}
+
+
+def _owned_assets(owner_id: str, asset_ids: list[str]) -> tuple[Any, dict[str, Any]]:
+    ids = list(dict.fromkeys(asset_ids))[:OWNED_ASSETS_MAX]
+    size = next(n for n in _OWNED_SIZES if n >= len(ids))
+    params: dict[str, Any] = {"owner_id": owner_id}
+    for i in range(size):
+        params[f"id{i}"] = ids[min(i, len(ids) - 1)]
+    return _OWNED_ASSETS[size], params

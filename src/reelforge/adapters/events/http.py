@@ -1,4 +1,4 @@
-"""Outbound HTTP for webhooks: SSRF guard and a signed POST."""
+"""Outbound HTTP for webhooks: SSRF guard and a POST signed as Standard Webhooks specifies."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import ipaddress
 import json
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from reelforge import errors
-from reelforge.adapters.auth import sign_webhook
+from reelforge.adapters.auth import sign_standard_webhook, sign_webhook
 
 # Cloud metadata endpoints answer on link-local or special addresses; refused like any private target.
 _METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"}
@@ -104,17 +105,34 @@ class SendResult:
         return self.status_code is None or self.status_code >= 500 or self.status_code in (408, 429)
 
 
-def send_signed(url: str, secret: str, event: dict[str, Any], *, timeout_s: float, allow_private: bool) -> SendResult:
-    """POST the event JSON with `Reelforge-Signature`; no redirects are followed (a redirect is a failure)."""
-    body = json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
-    ts = int(time.time())
+def signed_headers(secret: str, event: dict[str, Any], body: bytes, *, timestamp: int,
+                   previous: Sequence[str] = (), legacy: bool = True) -> dict[str, str]:
+    """The headers of one delivery: Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`
+    with one `v1,` entry per live secret, the current one first) and, while `legacy`, the deprecated
+    `Reelforge-Signature` (current secret only)."""
+    msg_id = str(event["id"])
+    signatures = [sign_standard_webhook(s, msg_id, timestamp, body) for s in (secret, *previous) if s]
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "reelforge-webhooks/1",
-        "Reelforge-Signature": sign_webhook(secret, ts, body),
-        "Reelforge-Event-Id": str(event["id"]),
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": " ".join(dict.fromkeys(signatures)),
+        "Reelforge-Event-Id": msg_id,
         "Reelforge-Event-Type": str(event["type"]),
     }
+    if legacy:
+        headers["Reelforge-Signature"] = sign_webhook(secret, timestamp, body)
+    return headers
+
+
+def send_signed(url: str, secret: str, event: dict[str, Any], *, timeout_s: float, allow_private: bool,
+                previous: Sequence[str] = (), legacy: bool = True) -> SendResult:
+    """POST the event JSON signed as Standard Webhooks specifies (and with the deprecated `Reelforge-Signature`
+    while `legacy`); `previous` are secrets a rotation replaced that still sign. No redirects are followed (a
+    redirect is a failure)."""
+    body = json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
+    headers = signed_headers(secret, event, body, timestamp=int(time.time()), previous=previous, legacy=legacy)
     t0 = time.monotonic()
     try:
         # Checked again at send time: DNS may have changed since the subscription was made.

@@ -26,6 +26,7 @@ from reelforge.api.schemas.jobs import (
     PipelinesPublic,
 )
 from reelforge.domain.types import TERMINAL_STATUSES, JobStatus
+from reelforge.services.results import has_asset_ids
 
 router = APIRouter(tags=["jobs"])
 
@@ -45,6 +46,8 @@ def submit(body: JobCreate, p: CurrentUser, c: Container, response: Response,
         job = c.jobs.wait(p, job.id, min(wait, c.settings.jobs.max_wait_s))
         if job.status in TERMINAL_STATUSES:
             response.status_code = 200
+        if has_asset_ids(job.outputs):
+            return convert.job(job, c.results.urls_now(p.user_id, [job.outputs]))
     return convert.job(job)
 
 
@@ -86,7 +89,9 @@ async def list_jobs(p: CurrentUser, request: Request,
     c = container_of(request)
     rows, nxt = await c.jobs.read_page(p, status=status.value if status else None, kind=kind, limit=limit,
                                        cursor=cursor)
-    return convert.respond({"data": [convert.job_fields(j) for j in rows], "next_cursor": nxt})
+    linked = [j.outputs for j in rows if has_asset_ids(j.outputs)]
+    urls = await c.results.urls(p.user_id, linked) if linked else None  # one lookup for the whole page
+    return convert.respond({"data": [convert.job_fields(j, urls) for j in rows], "next_cursor": nxt})
 
 
 MAX_WAIT_QUERY_S = 3600.0
@@ -127,21 +132,23 @@ async def get_job(job_id: str, p: CurrentUser, request: Request) -> Response:
     wait = _wait_param(request)
     if_none_match = request.headers.get("if-none-match")
     job = await c.jobs.read(p, job_id)
-    body = to_json(convert.job_fields(job))
-    etag = convert.etag_of(body)
+    period = c.results.period()
     if wait and job.status not in TERMINAL_STATUSES:
         if if_none_match:
             def changed(j: Any) -> bool:
-                return not convert.matches(if_none_match, convert.etag_of(to_json(convert.job_fields(j))))
+                return not convert.matches(if_none_match, convert.job_etag(j, period))
         else:
             def changed(j: Any) -> bool:
                 return bool(j.status != job.status)
         if not changed(job):
             job = await c.jobs.watch(p, job_id, min(wait, c.settings.jobs.max_wait_s), changed,
                                      gone=request.is_disconnected, current=job)
-            body = to_json(convert.job_fields(job))
-            etag = convert.etag_of(body)
-    return convert.tagged(body, etag, if_none_match)
+    body = plain = to_json(convert.job_fields(job))
+    if has_asset_ids(job.outputs):
+        urls = await c.results.urls(p.user_id, [job.outputs], period)
+        if urls:
+            body = to_json(convert.job_fields(job, urls))
+    return convert.tagged(body, convert.job_etag(job, period, plain), if_none_match)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic)

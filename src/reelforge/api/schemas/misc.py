@@ -44,7 +44,8 @@ class WebhookPublic(Public):
 
 
 class WebhookCreated(WebhookPublic):
-    secret: str = Field(description="Verifies Reelforge-Signature; shown once.")
+    secret: str = Field(description="Signs deliveries (Standard Webhooks `whsec_` secret: verifies "
+                                    "`webhook-signature`, and the deprecated Reelforge-Signature); shown once.")
 
 
 class WebhooksPublic(Public):

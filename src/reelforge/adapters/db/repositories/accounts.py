@@ -130,6 +130,19 @@ class AccountRepository(Repository):
         self.s.execute(update(m.User).where(m.User.id == user_id).values(webhook_secret=secret),
                        execution_options={"synchronize_session": False})
 
+    def rotate_webhook_secret(self, user_id: str, secret: str, *, keep_previous_until: float | None) -> None:
+        t = m.User
+        keep = keep_previous_until is not None
+        self.s.execute(update(t).where(t.id == user_id).values(
+            webhook_secret=secret, previous_webhook_secret=t.webhook_secret if keep else None,
+            previous_webhook_secret_until=keep_previous_until), execution_options={"synchronize_session": False})
+        self.s.expire_all()
+
+    def previous_webhook_secret(self, user_id: str) -> tuple[str | None, float | None]:
+        row = self.s.execute(select(m.User.previous_webhook_secret, m.User.previous_webhook_secret_until)
+                             .where(m.User.id == user_id)).first()
+        return (row[0], row[1]) if row is not None else (None, None)
+
     def revoke_user_refresh(self, user_id: str) -> int:
         res = self.s.execute(
             update(m.RefreshToken)

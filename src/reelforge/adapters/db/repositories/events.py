@@ -44,6 +44,14 @@ class EventRepository(Repository):
         self.s.execute(update(m.Webhook).where(m.Webhook.id == hook_id).values(secret=secret),
                        execution_options={"synchronize_session": False})
 
+    def rotate_webhook_secret(self, hook_id: str, secret: str, *, keep_previous_until: float | None) -> None:
+        t = m.Webhook
+        keep = keep_previous_until is not None
+        self.s.execute(update(t).where(t.id == hook_id).values(
+            secret=secret, previous_secret=t.secret if keep else None, previous_secret_until=keep_previous_until),
+            execution_options={"synchronize_session": False})
+        self.s.expire_all()
+
     def count_webhooks(self, owner_id: str) -> int:
         return int(self.s.execute(
             select(func.count()).select_from(m.Webhook).where(m.Webhook.owner_id == owner_id)).scalar_one())

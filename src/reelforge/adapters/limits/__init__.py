@@ -1,0 +1,1 @@
+"""Shared rate-limit counters (ports/limits.WindowCounter): a database table or Redis."""
