@@ -142,7 +142,7 @@ class Container:
         gateway = StripeGateway(cfg.stripe.secret_key, cfg.stripe.webhook_secrets, api_base=cfg.stripe.api_base,
                                 timeout_s=cfg.stripe.timeout_s, tolerance_s=cfg.webhook_tolerance_s) \
             if cfg.configured else None
-        return BillingService(self.store, self.settings, gateway, BillingRepository.of)
+        return BillingService(self.store, self.settings, gateway, BillingRepository.of, audit=self.audit)
 
     @cached_property
     def crm(self) -> Any:

@@ -418,3 +418,44 @@ def test_concurrent_deliveries_over_http(tmp_path: Path, db_url: str, stripe: Fa
             http.close()
     finally:
         c.close()
+
+
+def test_a_purchase_is_audited_and_mailed(client: Any, container: Any, alice: UserHandle, stripe: FakeStripe) -> None:
+    """The purchase and its refund land in the buyer's audit trail, written with the grant; the receipt is queued
+    from the outbox event, once, however often Stripe delivers."""
+    pid, sid = buy(alice)
+    event = stripe.complete(sid)
+    assert deliver(client, event).status_code == 200
+    assert deliver(client, event).json()["duplicate"] is True
+    deliver(client, stripe.refund(sid))
+    trail = alice.get("/v1/account/audit").json()["data"]
+    actions = [e["action"] for e in trail]
+    assert actions.count("credits.purchased") == 1 and actions.count("credits.refunded") == 1, actions
+    bought = next(e for e in trail if e["action"] == "credits.purchased")
+    assert bought["target_id"] == alice.id and bought["details"]["reference"] == pid
+    container.events.fan_out()
+    mails = [m for m in alice.get("/v1/account/mails").json()["data"] if m["kind"] == "receipt"]
+    assert len(mails) == 1, mails
+
+
+def test_webhook_deliveries_are_not_held_to_the_address_write_limit(tmp_path: Path, db_url: str,
+                                                                     stripe: FakeStripe) -> None:
+    """Stripe sends every event from a few addresses: a busy shop must not have its deliveries refused with 429
+    (each is signed and de-duplicated), while other writes from one address still are limited."""
+    from fastapi.testclient import TestClient
+
+    from reelforge.api.app import create_app
+    from reelforge.container import Container
+
+    c = Container(make_settings(tmp_path, db_url, billing=stripe.settings(),
+                                rate_limit={"writes_per_window_ip": 3, "writes_per_window_account": 100_000}))
+    try:
+        with TestClient(create_app(container=c)) as client:
+            answers = [deliver(client, FakeStripe.event("customer.created", {"id": f"cus_{i}"})).status_code
+                       for i in range(8)]
+            assert answers == [200] * 8
+            codes = [client.post("/v1/auth/token", json={"email": "x@example.com", "password": "p"}).status_code
+                     for _ in range(5)]
+            assert 429 in codes, codes
+    finally:
+        c.close()

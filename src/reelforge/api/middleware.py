@@ -16,7 +16,11 @@ from reelforge.api.problems import problem
 from reelforge.observability import AccessLog, client_ip_var, request_id_var
 from reelforge.services.limits import RateLimiter, Verdict
 
-__all__ = ["GuardMiddleware", "RateLimiter", "rate_limit_headers", "take"]
+# Not counted against the per-address limits: signed object transfers (the signature is the limit) and the payment
+# provider's webhook (few addresses, many deliveries; each one is signed and de-duplicated).
+UNLIMITED_PATHS = ("/v1/storage/", "/v1/billing/stripe/webhook")
+
+__all__ = ["UNLIMITED_PATHS", "GuardMiddleware", "RateLimiter", "rate_limit_headers", "take"]
 from reelforge.tracing import route_template
 
 log = logging.getLogger("reelforge.access")
@@ -100,7 +104,7 @@ class GuardMiddleware:
                 return
             client_ip = (scope.get("client") or ("unknown", 0))[0]
             client_ip_var.set(client_ip)  # for the audit trail
-            if settings.rate_limit.enabled and not path.startswith("/v1/storage/"):
+            if settings.rate_limit.enabled and not path.startswith(UNLIMITED_PATHS):
                 # Writes anywhere; reads of the API (not the console's pages, probes or static files).
                 limiter = (self.c.ip_limiter if method in WRITE_METHODS else
                            self.c.ip_read_limiter if method in READ_METHODS and path.startswith("/v1/") else None)

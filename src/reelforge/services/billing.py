@@ -75,12 +75,14 @@ def _int(value: Any) -> int | None:
 
 class BillingService:
     def __init__(self, store: Store, settings: Settings, gateway: PaymentGateway | None,
-                 repo: Callable[[UnitOfWork], BillingRepository]) -> None:
-        """`gateway`: None while billing is not configured; `repo`: the purchases' repository on a transaction."""
+                 repo: Callable[[UnitOfWork], BillingRepository], audit: Any = None) -> None:
+        """`gateway`: None while billing is not configured; `repo`: the purchases' repository on a transaction;
+        `audit`: the audit trail (services.audit.AuditService) purchases and refunds are recorded in, or None."""
         self.store = store
         self.settings = settings
         self.gateway = gateway
         self.repo = repo
+        self.audit = audit
 
     @property
     def configured(self) -> bool:
@@ -223,9 +225,17 @@ class BillingService:
         p = self._settle(tx, repo, p)
         if p.paid and not was_paid:
             tx.events.emit(PURCHASE_COMPLETED, receipt(p), owner_id=p.account_id, subject_id=p.id)
+            if self.audit is not None:  # in the transaction that grants the credits
+                self.audit.purchase(p.account_id, p.amount, reference=p.id, tx=tx, credits=p.credits,
+                                    currency=p.currency, pack=p.pack_id)
         refund_news = p.amount_refunded > was_refunded or (not was_paid and p.amount_refunded > 0)
         if p.paid and refund_news:
             tx.events.emit(PURCHASE_REFUNDED, receipt(p), owner_id=p.account_id, subject_id=p.id)
+            if self.audit is not None:
+                self.audit.record("credits.refunded", actor=None, target_type="user", target_id=p.account_id,
+                                  details={"purchase": p.id, "amount_refunded": p.amount_refunded,
+                                           "credits_revoked": p.credits_revoked,
+                                           "credits_shortfall": p.credits_shortfall}, tx=tx)
         return EventOutcome.applied, p
 
     @staticmethod
