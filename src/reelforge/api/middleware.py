@@ -15,13 +15,13 @@ from reelforge import errors
 from reelforge.api.problems import problem
 from reelforge.observability import AccessLog, client_ip_var, request_id_var
 from reelforge.services.limits import RateLimiter, Verdict
+from reelforge.tracing import route_template
 
 # Not counted against the per-address limits: signed object transfers (the signature is the limit) and the payment
 # provider's webhook (few addresses, many deliveries; each one is signed and de-duplicated).
 UNLIMITED_PATHS = ("/v1/storage/", "/v1/billing/stripe/webhook")
 
 __all__ = ["UNLIMITED_PATHS", "GuardMiddleware", "RateLimiter", "rate_limit_headers", "take"]
-from reelforge.tracing import route_template
 
 log = logging.getLogger("reelforge.access")
 access = AccessLog(log)
