@@ -92,6 +92,18 @@ def _console() -> list[Any]:
     return [router]
 
 
+def _account_export(c: Any, account_id: str) -> Any:
+    from reelforge.apps.film.account import export
+
+    return export(c, account_id)
+
+
+def _account_delete(c: Any, account_id: str) -> None:
+    from reelforge.apps.film.account import delete
+
+    delete(c, account_id)
+
+
 APP = AppManifest(
     name="film",
     title="Film studio",
@@ -110,4 +122,6 @@ APP = AppManifest(
     static=HERE / "static",
     migrations=HERE / "migrations",
     error_codes=ERROR_CODES,
+    account_export=_account_export,
+    account_delete=_account_delete,
 )

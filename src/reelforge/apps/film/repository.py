@@ -178,5 +178,44 @@ class FilmRepo(AppRepository):
         self.s.execute(delete(FilmProjectShare).where(FilmProjectShare.id == share_id))
         self.s.expire_all()
 
+    # --- the account's export and deletion --------------------------------------------------------------------
+    def owned_projects(self, owner_id: str, *, after: str | None = None, limit: int = 100) -> list[Project]:
+        """One page of the account's projects in full (script and breakdown), by id (after `after`)."""
+        q = select(FilmProject).where(FilmProject.owner_id == owner_id)
+        if after is not None:
+            q = q.where(FilmProject.id > after)
+        rows = self.s.execute(q.order_by(FilmProject.id).limit(limit)).scalars().all()
+        return [_project(r, full=True) for r in rows]
+
+    def shares_given(self, owner_id: str, *, after: str | None = None, limit: int = 200) -> list[Share]:
+        """One page of the shares of the account's projects, by id."""
+        q = select(FilmProjectShare).where(FilmProjectShare.owner_id == owner_id)
+        if after is not None:
+            q = q.where(FilmProjectShare.id > after)
+        return [_share(r) for r in self.s.execute(q.order_by(FilmProjectShare.id).limit(limit)).scalars().all()]
+
+    def shares_received(self, user_id: str, email: str | None, *, after: str | None = None,
+                        limit: int = 200) -> list[Share]:
+        """One page of the shares of other accounts' projects with this account (by id, or by its address)."""
+        who = FilmProjectShare.user_id == user_id
+        if email:
+            who = or_(who, FilmProjectShare.email == email)
+        q = select(FilmProjectShare).where(who, FilmProjectShare.owner_id != user_id)
+        if after is not None:
+            q = q.where(FilmProjectShare.id > after)
+        return [_share(r) for r in self.s.execute(q.order_by(FilmProjectShare.id).limit(limit)).scalars().all()]
+
+    def delete_account(self, user_id: str) -> None:
+        """The account's projects with every share of them, and the shares other projects gave the account (by
+        id: its address is replaced before this runs)."""
+        owned = select(FilmProject.id).where(FilmProject.owner_id == user_id).scalar_subquery()
+        opts = {"synchronize_session": False}
+        self.s.execute(delete(FilmProjectShare).where(or_(FilmProjectShare.owner_id == user_id,
+                                                          FilmProjectShare.user_id == user_id,
+                                                          FilmProjectShare.project_id.in_(owned))),
+                       execution_options=opts)
+        self.s.execute(delete(FilmProject).where(FilmProject.owner_id == user_id), execution_options=opts)
+        self.s.expire_all()
+
 
 __all__ = ["FilmProject", "FilmProjectShare", "FilmRepo"]

@@ -178,6 +178,24 @@ class YoutubeRepo(AppRepository):
         self.tx.flush()
         return record(UploadState, row)
 
+    def uploads(self, user_id: str, *, after: str | None = None, limit: int = 200) -> list[UploadState]:
+        """One page of the account's uploads, by job id (after `after`)."""
+        q = select(FilmYoutubeUpload).where(FilmYoutubeUpload.user_id == user_id)
+        if after is not None:
+            q = q.where(FilmYoutubeUpload.job_id > after)
+        rows = self.s.execute(q.order_by(FilmYoutubeUpload.job_id).limit(limit)).scalars().all()
+        return [record(UploadState, r) for r in rows]
+
+    # --- the account's deletion -------------------------------------------------------------------------------
+    def delete_account(self, user_id: str) -> None:
+        """Every row of the account's: its connection, pending OAuth states and uploads."""
+        opts = {"synchronize_session": False}
+        self.s.execute(delete(FilmYoutubeUpload).where(FilmYoutubeUpload.user_id == user_id), execution_options=opts)
+        self.s.execute(delete(FilmYoutubeState).where(FilmYoutubeState.user_id == user_id), execution_options=opts)
+        self.s.execute(delete(FilmYoutubeConnection).where(FilmYoutubeConnection.user_id == user_id),
+                       execution_options=opts)
+        self.s.expire_all()
+
     def update_upload(self, job_id: str, **values: Any) -> None:
         values.setdefault("updated_at", self.now())
         self.s.execute(update(FilmYoutubeUpload).where(FilmYoutubeUpload.job_id == job_id).values(**values))

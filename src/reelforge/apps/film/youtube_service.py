@@ -175,22 +175,28 @@ class YoutubeService:
 
     def disconnect(self, p: Principal) -> dict[str, Any]:
         """Forget the caller's connection, revoking the grant at Google when configured (best effort)."""
+        conn, revoked = self.forget(p.user_id)
+        return {**self.status(p.user_id), "was_connected": conn is not None, "revoked": revoked}
+
+    def forget(self, user_id: str) -> tuple[Connection | None, bool]:
+        """Delete the account's connection, then revoke its grant at Google when configured (best effort: the
+        row is gone whatever Google answers). The connection there was, and whether Google confirmed."""
         with self.store.tx() as tx:
             repo = YoutubeRepo(tx)
-            conn = repo.connection(p.user_id)
+            conn = repo.connection(user_id)
             if conn is not None:
-                repo.delete_connection(p.user_id)
+                repo.delete_connection(user_id)
         revoked = False
         cfg = self.cfg
         if conn is not None and cfg.configured:
             try:
-                token = self._open("refresh", p.user_id, conn.refresh_token)
+                token = self._open("refresh", user_id, conn.refresh_token)
             except errors.SecretUnreadable:
                 token = None
             if token:
                 with http_client(cfg) as http:
                     revoked = OAuthClient(cfg, http).revoke(token)
-        return {**self.status(p.user_id), "was_connected": conn is not None, "revoked": revoked}
+        return conn, revoked
 
     def connection(self, user_id: str) -> Connection | None:
         with self.store.tx(write=False) as tx:
