@@ -106,6 +106,18 @@ def _admin_stats(c: Any) -> dict[str, Any]:
     return {"roto": dict(c.app("roto").stats())}
 
 
+def _account_export(c: Any, account_id: str) -> Any:
+    from reelforge.apps.roto.account import export
+
+    return export(c, account_id)
+
+
+def _account_delete(c: Any, account_id: str) -> None:
+    from reelforge.apps.roto.account import delete
+
+    delete(c, account_id)
+
+
 APP = AppManifest(
     name="roto",
     title="Rotoscoping",
@@ -130,4 +142,6 @@ APP = AppManifest(
     migrations=HERE / "migrations",
     admin_stats=_admin_stats,
     error_codes=ERROR_CODES,
+    account_export=_account_export,
+    account_delete=_account_delete,
 )

@@ -184,6 +184,24 @@ class RotoRepo(AppRepository):
             self.s.execute(delete(table).where(table.session_id == session_id))
         self.s.execute(delete(RotoSessionRow).where(RotoSessionRow.id == session_id))
 
+    def owned_sessions(self, owner_id: str, *, after: str | None = None, limit: int = 100) -> list[Session]:
+        """One page of the account's sessions, by id (after `after`)."""
+        q = select(RotoSessionRow).where(RotoSessionRow.owner_id == owner_id)
+        if after is not None:
+            q = q.where(RotoSessionRow.id > after)
+        return [_session(r) for r in self.s.execute(q.order_by(RotoSessionRow.id).limit(limit)).scalars()]
+
+    def delete_owned(self, owner_id: str) -> list[str]:
+        """Every session of the account with its objects, prompts, masks and spans; the ids of the sessions."""
+        ids = list(self.s.execute(select(RotoSessionRow.id).where(RotoSessionRow.owner_id == owner_id)).scalars())
+        opts = {"synchronize_session": False}
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            for table in (RotoSpanRow, RotoMaskRow, RotoPromptRow, RotoObjectRow):
+                self.s.execute(delete(table).where(table.session_id.in_(part)), execution_options=opts)
+            self.s.execute(delete(RotoSessionRow).where(RotoSessionRow.id.in_(part)), execution_options=opts)
+        return ids
+
     def count_sessions(self) -> dict[str, int]:
         sessions = self.s.execute(select(func.count()).select_from(RotoSessionRow)).scalar_one()
         owners = self.s.execute(select(func.count(func.distinct(RotoSessionRow.owner_id)))).scalar_one()

@@ -153,6 +153,12 @@ class RotoService:
         """Drop idle sessions from this process's cache (nothing when it was never used); how many went."""
         return self._cache.sweep() if self._cache is not None else 0
 
+    def drop_cached(self, session_ids: Sequence[str]) -> int:
+        """Forget these sessions in this process's cache (their files too); how many were open."""
+        if self._cache is None:
+            return 0
+        return sum(1 for sid in session_ids if self._cache.drop(sid))
+
     # --- engines ---------------------------------------------------------------------------------------------
     def engine_for(self, name: str | None) -> str:
         """The engine a new session uses: the one named (it must exist and be able to run), else the setting's,
