@@ -88,6 +88,18 @@ def _admin_stats(c: Any) -> dict[str, Any]:
     return {"videos": video_stats(c)}
 
 
+def _account_export(c: Any, account_id: str) -> Any:
+    from reelforge.apps.mobs.account import export
+
+    return export(c, account_id)
+
+
+def _account_delete(c: Any, account_id: str) -> None:
+    from reelforge.apps.mobs.account import delete
+
+    delete(c, account_id)
+
+
 def _demo(http: Any, out_dir: Path) -> int:
     from reelforge.apps.mobs.demo import run_demo
 
@@ -120,4 +132,6 @@ APP = AppManifest(
     admin_stats=_admin_stats,
     demo=_demo,
     error_codes=ERROR_CODES,
+    account_export=_account_export,
+    account_delete=_account_delete,
 )

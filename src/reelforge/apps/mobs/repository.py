@@ -24,6 +24,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    delete,
     func,
     or_,
     select,
@@ -439,6 +440,34 @@ class MobsRepo(AppRepository):
 
     def update_run(self, run_id: str, **values: Any) -> None:
         self.s.execute(update(ReclusterRun).where(ReclusterRun.id == run_id).values(**values))
+        self.s.expire_all()
+
+    # --- an account's export and deletion ----------------------------------------------------------------
+    def owned_videos(self, owner_id: str, *, after: str | None = None, limit: int = 100) -> Sequence[Video]:
+        """One page of the account's videos of every status (tombstones too), by id (after `after`)."""
+        q = select(Video).where(Video.owner_id == owner_id)
+        if after is not None:
+            q = q.where(Video.id > after)
+        return self.s.execute(q.order_by(Video.id).limit(limit)).scalars().all()
+
+    def events_of_videos(self, video_ids: Sequence[str]) -> Sequence[MobEvent]:
+        """The mob events that name one of these videos (`details.video_id`), oldest first."""
+        if not video_ids:
+            return []
+        q = select(MobEvent).where(MobEvent.details["video_id"].as_string().in_(list(video_ids)))
+        return self.s.execute(q.order_by(MobEvent.id)).scalars().all()
+
+    def forget_videos(self, video_ids: Sequence[str]) -> None:
+        """Delete these video rows, and their ids from the mob events that name them (the events of the shared
+        mobs stay, without the video)."""
+        if not video_ids:
+            return
+        self.s.flush()  # events added earlier in this transaction (a mob emptied by a leave) are searched too
+        for e in self.events_of_videos(video_ids):
+            self.s.execute(update(MobEvent).where(MobEvent.id == e.id).values(
+                details={k: v for k, v in (e.details or {}).items() if k != "video_id"}))
+        self.s.execute(delete(Video).where(Video.id.in_(list(video_ids))),
+                       execution_options={"synchronize_session": False})
         self.s.expire_all()
 
     # --- jobs, history and model usage ---------------------------------------------------------------
