@@ -6,6 +6,9 @@ the caller's own assets are linked, found in one SELECT per answer; at most `sto
 answer are looked up (the rest keep their ids only). URLs are signed per period (a third of
 `storage.result_url_ttl_s`): within one period the same job gives the same URLs, so its ETag holds, and every
 URL served lives at least two thirds of the TTL.
+
+Applications sign the objects of their own lists with `ResultLinks.sign` (and say when they expire with
+`expires_at`), after their own read has found what the caller may see: same TTL, same periods, no query here.
 """
 
 from __future__ import annotations
@@ -105,11 +108,20 @@ class ResultLinks:
         """The signing period now: URLs (and the ETags of answers carrying them) change only between periods."""
         return int((time.time() if now is None else now) // self.step_s)
 
-    def _sign(self, rows: list[Any], period: int) -> dict[str, str]:
-        expires_at = period * self.step_s + self.ttl_s
+    def expires_at(self, period: int | None = None) -> int:
+        """When URLs signed in this period (now by default) expire (epoch seconds)."""
+        return (self.period() if period is None else period) * self.step_s + self.ttl_s
+
+    def sign(self, rows: Iterable[Any], period: int | None = None) -> dict[str, str]:
+        """Signed download URLs of these stored objects by their `id`: any rows with `id`, `key`, `filename`
+        and `content_type` (assets, or the columns of a join naming them) that the caller has already found
+        the viewer may see. For lists an application reads with its own query; no query here."""
+        expires_at = self.expires_at(period)
         urls: dict[str, str] = {}
         now = int(time.time())
         for row in rows:
+            if row.id in urls:
+                continue
             req = self.objects.presign_get(row.key, max(1, expires_at - now), filename=row.filename,
                                            content_type=row.content_type)
             urls[row.id] = req.url
@@ -121,7 +133,7 @@ class ResultLinks:
         if not ids:
             return {}
         rows = await self.store.reads.owned_assets(owner_id, ids)
-        return self._sign(rows, self.period() if period is None else period)
+        return self.sign(rows, period)
 
     def urls_now(self, owner_id: str, outputs: Iterable[Any], period: int | None = None) -> dict[str, str]:
         """`urls` for synchronous callers."""
@@ -129,4 +141,4 @@ class ResultLinks:
         if not ids:
             return {}
         rows = self.store.reads.owned_assets_now(owner_id, ids)
-        return self._sign(rows, self.period() if period is None else period)
+        return self.sign(rows, period)

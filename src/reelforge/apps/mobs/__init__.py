@@ -57,7 +57,8 @@ def _service(c: Any) -> Any:
     from reelforge.apps.mobs.services import MobService
 
     return MobService(c.store, c.settings, assets=c.assets, objects=c.objects, jobs=c.jobs,
-                      vectors=lambda: c.vectors, media=getattr(c, "media", None))
+                      vectors=lambda: c.vectors, media=getattr(c, "media", None),
+                      links=getattr(c, "results", None))
 
 
 def _owner_checks(c: Any) -> dict[str, Any]:

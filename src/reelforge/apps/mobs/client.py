@@ -22,6 +22,9 @@ BytesCallback = Callable[[int, int], None]
 
 @dataclass
 class Video(Record):
+    """A video. ``video_url`` and ``thumbnail_url`` are short-lived signed URLs (fetch them as they are, no
+    token), valid until ``urls_expire_at``; None where the video has no such object."""
+
     id: str
     owner_id: str
     status: str
@@ -36,11 +39,13 @@ class Video(Record):
     created_at: str | None
     validated_at: str | None
     thumbnail_url: str | None = None
+    video_url: str | None = None
+    urls_expire_at: str | None = None
 
 
 @dataclass
 class VideoDetail(Video):
-    """A video with its analysis, scores, mob and playback URL."""
+    """A video with its analysis, scores and mob (``playback_url`` is ``video_url``)."""
 
     analysis: dict[str, Any] | None = None
     scores: dict[str, Any] | None = None
@@ -98,6 +103,7 @@ class Mob(Record):
     created_at: str | None
     updated_at: str | None
     thumbnail_urls: list[str] | None = None
+    urls_expire_at: str | None = None
 
 
 @dataclass

@@ -154,19 +154,27 @@ class ReclusterRun(Base):
 
 VISIBLE_STATUSES = ("validated",)
 
-# --- video cards: what a list of videos shows, one SELECT with the thumbnail's storage key --------------------
+# --- video cards: what a list of videos shows, one SELECT with the storage keys of its video and thumbnail -----
 # Lists (the feed, similar search) need neither the analysis, the scores nor the vectors, and building ORM
 # objects for them (JSON columns decoded, blobs copied) cost more than the rest of the request. A card is a
-# Core row of these columns, read on the event loop through `Store.reads` where the route is async.
+# Core row of these columns, read on the event loop through `Store.reads` where the route is async. The video's
+# and the thumbnail's assets are joined only when they are the video owner's (what the answer's signed URLs
+# point at), so a list needs no second query for its URLs.
 _V = Video.__table__.c
 _THUMB = Asset.__table__.alias("thumb")
+_SRC = Asset.__table__.alias("src")
 CARD_COLUMNS = (
     _V.id, _V.owner_id, _V.status, _V.visibility, _V.caption, _V.filename, _V.score, _V.mob_id, _V.job_id,
     _V.embed_model_version, _V.error_code, _V.error_message, _V.created_at, _V.validated_at,
     _V.thumbnail_asset_id, _THUMB.c.key.label("thumb_key"), _THUMB.c.filename.label("thumb_filename"),
     _THUMB.c.content_type.label("thumb_content_type"),
+    _V.asset_id, _SRC.c.key.label("video_key"), _SRC.c.filename.label("video_filename"),
+    _SRC.c.content_type.label("video_content_type"),
 )
-_CARDS = select(*CARD_COLUMNS).select_from(Video.__table__.outerjoin(_THUMB, _THUMB.c.id == _V.thumbnail_asset_id))
+_CARDS = select(*CARD_COLUMNS).select_from(
+    Video.__table__
+    .outerjoin(_THUMB, and_(_THUMB.c.id == _V.thumbnail_asset_id, _THUMB.c.owner_id == _V.owner_id))
+    .outerjoin(_SRC, and_(_SRC.c.id == _V.asset_id, _SRC.c.owner_id == _V.owner_id)))
 
 
 @functools.cache
@@ -220,6 +228,26 @@ class MobsRepo(AppRepository):
         values.setdefault("updated_at", self.now())
         self.s.execute(update(Video).where(Video.id == video_id).values(**values))
         self.s.expire_all()
+
+    def video_objects(self, videos: Sequence[Video]) -> dict[str, Any]:
+        """The stored video and thumbnail of these videos (assets of each video's owner), by asset id: one
+        SELECT whatever the number of videos."""
+        owners = {a: v.owner_id for v in videos for a in (v.asset_id, v.thumbnail_asset_id) if a}
+        if not owners:
+            return {}
+        a = Asset.__table__.c
+        rows = self.s.execute(select(a.id, a.owner_id, a.key, a.filename, a.content_type)
+                              .where(a.id.in_(list(owners)))).all()
+        return {r.id: r for r in rows if owners.get(r.id) == r.owner_id}
+
+    def jobs_of(self, job_ids: Sequence[str]) -> dict[str, Any]:
+        """Status and error of these jobs, by id (one SELECT)."""
+        if not job_ids:
+            return {}
+        j = Job.__table__.c
+        rows = self.s.execute(select(j.id, j.status, j.error_code, j.error_message)
+                              .where(j.id.in_(list(dict.fromkeys(job_ids))))).all()
+        return {r.id: r for r in rows}
 
     def list_videos(self, *, owner_id: str | None, status: str | None = None, limit: int = 50,
                     cursor: tuple[float, str] | None = None, include_deleted: bool = False) -> Sequence[Video]:
@@ -369,20 +397,23 @@ class MobsRepo(AppRepository):
         ).all()
         return {r[0]: int(r[1]) for r in rows}
 
-    def first_thumbnails(self, mob_ids: Sequence[str], per_mob: int = 4) -> dict[str, list[str]]:
-        """A few thumbnail asset ids of public validated members per mob (best first)."""
-        out: dict[str, list[str]] = {}
+    def first_thumbnails(self, mob_ids: Sequence[str], per_mob: int = 4) -> dict[str, list[Any]]:
+        """A few thumbnails of public validated members per mob (best first): the assets' id, key, filename
+        and content type (the video owner's assets only), in one SELECT."""
+        out: dict[str, list[Any]] = {}
         if not mob_ids:
             return out
+        a = Asset.__table__.c
         rows = self.s.execute(
-            select(Video.mob_id, Video.thumbnail_asset_id).where(
-                Video.mob_id.in_(list(mob_ids)), Video.status == "validated", Video.visibility == "public",
-                Video.thumbnail_asset_id.is_not(None)).order_by(Video.score.desc(), Video.id)
+            select(Video.mob_id, a.id, a.key, a.filename, a.content_type)
+            .join(Asset.__table__, and_(a.id == Video.thumbnail_asset_id, a.owner_id == Video.owner_id))
+            .where(Video.mob_id.in_(list(mob_ids)), Video.status == "validated", Video.visibility == "public")
+            .order_by(Video.score.desc(), Video.id)
         ).all()
-        for mob_id, thumb in rows:
-            lst = out.setdefault(mob_id, [])
+        for row in rows:
+            lst = out.setdefault(row.mob_id, [])
             if len(lst) < per_mob:
-                lst.append(thumb)
+                lst.append(row)
         return out
 
     # --- mobs -------------------------------------------------------------------------------------

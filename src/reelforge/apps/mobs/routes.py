@@ -61,7 +61,10 @@ class VideoPublic(BaseModel):
     score: float | None
     mob_id: str | None
     job_id: str | None
-    thumbnail_url: str | None = None
+    video_url: str | None = Field(default=None, description="Signed URL of the video's bytes (owner's or a "
+                                  "public validated video); lives `storage.result_url_ttl_s`")
+    thumbnail_url: str | None = Field(default=None, description="Signed URL of the thumbnail (same rules)")
+    urls_expire_at: str | None = Field(default=None, description="When `video_url` and `thumbnail_url` expire")
     embed_model_version: str | None
     error: dict[str, str | None] | None
     created_at: str | None
@@ -72,7 +75,7 @@ class VideoDetail(VideoPublic):
     analysis: dict[str, Any] | None
     scores: dict[str, Any] | None
     mob: dict[str, Any] | None
-    playback_url: str | None
+    playback_url: str | None = Field(description="Same as `video_url` (kept for older clients)")
     participation_model: str | None
     embed_model: str | None
 
@@ -100,7 +103,8 @@ class MobPublic(BaseModel):
     status: str
     merged_into: str | None
     model_version: str
-    thumbnail_urls: list[str] = []
+    thumbnail_urls: list[str] = Field(default=[], description="Signed URLs of a few public members' thumbnails")
+    urls_expire_at: str | None = Field(default=None, description="When `thumbnail_urls` expire")
     created_at: str | None
     updated_at: str | None
 
@@ -143,34 +147,46 @@ class HistoryPublic(BaseModel):
 
 
 # --- conversion ---------------------------------------------------------------------------------------
-def _video(c: Any, v: Any, *, thumbnail: bool = True) -> VideoPublic:
-    urls = c.app("mobs").reads.urls(v, playback=False) if thumbnail else {"thumbnail_url": None}
+NO_URLS: dict[str, Any] = {"video_url": None, "thumbnail_url": None, "urls_expire_at": None}
+
+
+def _urls(found: dict[str, dict[str, Any]], video_id: str) -> dict[str, Any]:
+    """A video's signed URLs (Reads.video_urls / card_urls) as VideoPublic's fields."""
+    u = found.get(video_id) or NO_URLS
+    return {"video_url": u["video_url"], "thumbnail_url": u["thumbnail_url"],
+            "urls_expire_at": iso(u["urls_expire_at"])}
+
+
+def _video(v: Any, urls: dict[str, Any] | None = None) -> VideoPublic:
     return VideoPublic(
         id=v.id, owner_id=v.owner_id, status=v.status, visibility=v.visibility, caption=v.caption or "",
-        filename=v.filename, score=v.score, mob_id=v.mob_id, job_id=v.job_id, thumbnail_url=urls["thumbnail_url"],
+        filename=v.filename, score=v.score, mob_id=v.mob_id, job_id=v.job_id, **_urls(urls or {}, v.id),
         embed_model_version=v.embed_model_version,
         error={"code": v.error_code, "message": v.error_message} if v.error_code else None,
         created_at=iso(v.created_at), validated_at=iso(v.validated_at))
 
 
-def _card(reads: Any, v: Any) -> dict[str, Any]:
+def _videos(c: Any, p: Any, videos: list[Any]) -> list[VideoPublic]:
+    """Videos with their signed URLs (one query for the whole list)."""
+    urls = c.app("mobs").reads.video_urls(p, videos)
+    return [_video(v, urls) for v in videos]
+
+
+def _card(v: Any, urls: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """A card row (repository.CARD_COLUMNS) as VideoPublic's fields, serialized once by `convert.respond`."""
     return {"id": v.id, "owner_id": v.owner_id, "status": v.status, "visibility": v.visibility,
             "caption": v.caption or "", "filename": v.filename, "score": v.score, "mob_id": v.mob_id,
-            "job_id": v.job_id, "thumbnail_url": reads.card_thumbnail_url(v),
-            "embed_model_version": v.embed_model_version,
+            "job_id": v.job_id, **_urls(urls, v.id), "embed_model_version": v.embed_model_version,
             "error": {"code": v.error_code, "message": v.error_message} if v.error_code else None,
             "created_at": iso(v.created_at), "validated_at": iso(v.validated_at)}
 
 
-def _mob(c: Any, m: Any, count: int | None = None, thumbs: list[str] | None = None) -> MobPublic:
-    urls: list[str] = []
-    if thumbs:
-        urls = c.app("mobs").reads.thumbnail_urls(thumbs)
+def _mob(m: Any, count: int | None = None, thumbs: list[str] | None = None,
+         expires: float | None = None) -> MobPublic:
     return MobPublic(id=m.id, name=m.name, top_terms=list(m.top_terms or []),
                      count=m.count if count is None else count, status=m.status, merged_into=m.merged_into,
-                     model_version=m.model_version, thumbnail_urls=urls, created_at=iso(m.created_at),
-                     updated_at=iso(m.updated_at))
+                     model_version=m.model_version, thumbnail_urls=list(thumbs or []), urls_expire_at=iso(expires),
+                     created_at=iso(m.created_at), updated_at=iso(m.updated_at))
 
 
 def _validation(v: Any) -> ValidationPublic:
@@ -189,7 +205,7 @@ def submit_video(body: VideoSubmit, p: CurrentUser, c: Container) -> SubmitPubli
                               caption=body.caption, sha256=body.sha256.lower() if body.sha256 else None,
                               visibility=body.visibility)
     put = ticket.put
-    return SubmitPublic(video=_video(c, v, thumbnail=False), upload=UploadTarget(
+    return SubmitPublic(video=_video(v), upload=UploadTarget(
         id=ticket.upload.id, url=put.url, method=put.method, headers=dict(put.headers or {}),
         expires_at=iso(ticket.upload.expires_at), complete_url=f"/v1/videos/{v.id}/complete"))
 
@@ -198,7 +214,7 @@ def submit_video(body: VideoSubmit, p: CurrentUser, c: Container) -> SubmitPubli
 def complete_video(video_id: str, p: CurrentUser, c: Container, body: VideoComplete | None = None) -> CompletePublic:
     """Check the uploaded bytes (size, sha256) and queue `video.analyze` (exactly once per video)."""
     v, job = c.app("mobs").uploads.complete(p, video_id, sha256=body.sha256.lower() if body and body.sha256 else None)
-    return CompletePublic(video=_video(c, v, thumbnail=False), job_id=job.id)
+    return CompletePublic(video=_video(v), job_id=job.id)
 
 
 @router.get("/videos/user", response_model=VideosPublic, responses=problems(404))
@@ -207,14 +223,15 @@ def user_videos(p: CurrentUser, c: Container,
                 limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Cursor = None) -> VideosPublic:
     """The caller's videos in every state (admins: any user's)."""
     page = c.app("mobs").reads.list_user(p, user_id, limit=limit, cursor=cursor)
-    return VideosPublic(data=[_video(c, v) for v in page.items], next_cursor=page.next_cursor)
+    return VideosPublic(data=_videos(c, p, page.items), next_cursor=page.next_cursor)
 
 
 async def _feed(p: Any, request: Request, order: str, mob_id: str | None, limit: int | None,
                 cursor: str | None) -> Response:
     reads = container_of(request).app("mobs").reads
     page = await reads.feed_cards(p, order=order, mob_id=mob_id, limit=limit, cursor=cursor)
-    return convert.respond({"data": [_card(reads, v) for v in page.items], "next_cursor": page.next_cursor})
+    urls = reads.card_urls(p, page.items)
+    return convert.respond({"data": [_card(v, urls) for v in page.items], "next_cursor": page.next_cursor})
 
 
 @router.get("/videos/feed", response_model=VideosPublic)
@@ -238,16 +255,15 @@ def get_video(video_id: str, p: CurrentUser, c: Container) -> VideoDetail:
     """Details, analysis (OCR, transcript, hashtags, activity), scores with reasons, mob, thumbnail and
     playback URLs."""
     v = c.app("mobs").reads.get(p, video_id)
-    urls = c.app("mobs").reads.urls(v)
+    urls = c.app("mobs").reads.video_urls(p, [v])
     mob = None
     if v.mob_id:
         m = c.app("mobs").reads.mob_of(v)
         if m is not None:
             mob = {"id": m.id, "name": m.name, "top_terms": list(m.top_terms or [])}
-    base = _video(c, v, thumbnail=False).model_dump()
-    base["thumbnail_url"] = urls["thumbnail_url"]
+    base = _video(v, urls).model_dump()
     analysis = v.analysis if (v.owner_id == p.user_id or p.is_admin or v.status == "validated") else None
-    return VideoDetail(**base, analysis=analysis, scores=v.scores, mob=mob, playback_url=urls["playback_url"],
+    return VideoDetail(**base, analysis=analysis, scores=v.scores, mob=mob, playback_url=base["video_url"],
                        participation_model=v.participation_model, embed_model=v.embed_model)
 
 
@@ -255,7 +271,7 @@ def get_video(video_id: str, p: CurrentUser, c: Container) -> VideoDetail:
 @router.get("/mobs", response_model=MobsPublic)
 def list_mobs(p: CurrentUser, c: Container) -> MobsPublic:
     """Active mobs with the number of videos the caller may see, largest first."""
-    return MobsPublic(data=[_mob(c, m, n, thumbs) for m, n, thumbs in c.app("mobs").reads.mobs(p)])
+    return MobsPublic(data=[_mob(m, n, thumbs, expires) for m, n, thumbs, expires in c.app("mobs").reads.mobs(p)])
 
 
 @router.get("/mobs/{mob_id}", response_model=MobDetail)
@@ -264,8 +280,8 @@ def get_mob(mob_id: str, p: CurrentUser, c: Container) -> MobDetail:
     m, members = c.app("mobs").reads.mob(p, mob_id)
     events = [{"kind": e.kind, "run_id": e.run_id, "details": e.details or {}, "ts": iso(e.ts)}
               for e in c.app("mobs").reads.mob_events(m.id)]
-    base = _mob(c, m, len(members)).model_dump()
-    return MobDetail(**base, videos=[_video(c, v) for v in members], events=events)
+    base = _mob(m, len(members)).model_dump()
+    return MobDetail(**base, videos=_videos(c, p, members), events=events)
 
 
 # --- search and validation ------------------------------------------------------------------------------
@@ -275,8 +291,9 @@ async def similar(p: CurrentUser, request: Request, video_id: VideoId,
     """The k nearest validated videos the caller may see (k-NN on the video embeddings)."""
     reads = container_of(request).app("mobs").reads
     hits = await reads.similar(p, video_id, k)
+    urls = reads.card_urls(p, [v for v, _ in hits])
     return convert.respond({"video_id": video_id, "k": k,
-                            "data": [{"score": round(s, 6), "video": _card(reads, v)} for v, s in hits]})
+                            "data": [{"score": round(s, 6), "video": _card(v, urls)} for v, s in hits]})
 
 
 @router.post("/validate", response_model=ValidationPublic)
@@ -302,13 +319,13 @@ def execution_history(p: CurrentUser, c: Container, video_id: VideoId) -> Histor
 
 # --- admin ------------------------------------------------------------------------------------------------
 @router.get("/admin/videos", response_model=VideosPublic, tags=["admin"])
-def admin_videos(_: Admin, c: Container,
+def admin_videos(p: Admin, c: Container,
                  status: Annotated[str | None, Query(max_length=16)] = None,
                  user_id: Annotated[str | None, Query(alias="userId", max_length=64)] = None,
                  limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Cursor = None) -> VideosPublic:
     """Every video (deleted ones only with status=deleted), newest first."""
     page = c.app("mobs").admin.list_videos(status=status, owner_id=user_id, limit=limit, cursor=cursor)
-    return VideosPublic(data=[_video(c, v) for v in page.items], next_cursor=page.next_cursor)
+    return VideosPublic(data=_videos(c, p, page.items), next_cursor=page.next_cursor)
 
 
 @router.delete("/admin/videos/{video_id}", status_code=204, tags=["admin"])

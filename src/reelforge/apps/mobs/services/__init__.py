@@ -30,9 +30,9 @@ class MobService:
     """The application's service: its parts, built once over one shared context."""
 
     def __init__(self, store: Store, settings: Settings, *, assets: Any, objects: Any, jobs: Any,
-                 vectors: Callable[[], Any], media: Any = None) -> None:
+                 vectors: Callable[[], Any], media: Any = None, links: Any = None) -> None:
         self.ctx = MobsContext(store, settings, assets=assets, objects=objects, jobs=jobs, vectors=vectors,
-                               media=media)
+                               media=media, links=links)
         self.grouping = Grouping(self.ctx)
         self.uploads = Uploads(self.ctx)
         self.analysis = Analysis(self.ctx, self.grouping)

@@ -79,7 +79,7 @@ class MobsContext:
     """The platform's adapters and settings, shared by every part of the service (never copied)."""
 
     def __init__(self, store: Store, settings: Settings, *, assets: Any, objects: Any, jobs: Any,
-                 vectors: Callable[[], Any], media: Any = None) -> None:
+                 vectors: Callable[[], Any], media: Any = None, links: Any = None) -> None:
         self.store = store
         self.settings = settings
         self.assets = assets
@@ -90,6 +90,19 @@ class MobsContext:
         # Read on every use: the container builds its vector index lazily.
         self._vectors = vectors
         self._projections: Any = None
+        # The platform's signer of short-lived download URLs (services/results.py, `storage.result_url_ttl_s`).
+        self._links = links
+
+    @property
+    def links(self) -> Any:
+        """Signs the URLs lists and details carry (the platform's `ResultLinks`)."""
+        if self._links is None:
+            from reelforge.services.results import ResultLinks
+
+            st = self.settings.storage
+            self._links = ResultLinks(self.store, self.objects, ttl_s=st.result_url_ttl_s,
+                                      max_urls=st.result_urls_max)
+        return self._links
 
     @property
     def vectors(self) -> Any:

@@ -31,20 +31,31 @@ class Reads(Part):
     def _reconcile(self, v: Video) -> Video:
         """A video whose analysis job ended without reaching the pipeline's own failure step (its worker
         died on the last attempt, say) is reported failed: the job is the source of truth."""
-        if v.status != "processing" or not v.job_id:
-            return v
+        return self._reconcile_all([v])[0]
+
+    def _reconcile_all(self, videos: list[Video]) -> list[Video]:
+        """`_reconcile` for a list: the jobs of its processing videos are read in one SELECT."""
+        pending = [v for v in videos if v.status == "processing" and v.job_id]
+        if not pending:
+            return videos
         with self.store.tx(write=False) as tx:
-            job = MobsRepo(tx).job(v.job_id)
-        if job is None or job.status not in ("failed", "dead", "cancelled"):
-            return v
+            jobs = MobsRepo(tx).jobs_of([str(v.job_id) for v in pending])
+        ended = {v.id: jobs[v.job_id] for v in pending
+                 if v.job_id in jobs and jobs[v.job_id].status in ("failed", "dead", "cancelled")}
+        if not ended:
+            return videos
+        fresh: dict[str, Video] = {}
         with self.store.tx() as tx:
             repo = MobsRepo(tx)
-            row = repo.video(v.id, lock=True)
-            if row is not None and row.status == "processing":
-                repo.update_video(v.id, status="failed", error_code=job.error_code or job.status,
-                                  error_message=job.error_message or f"analysis job {job.status}")
-            fresh = repo.video(v.id)
-        return fresh or v
+            for vid, job in ended.items():
+                row = repo.video(vid, lock=True)
+                if row is not None and row.status == "processing":
+                    repo.update_video(vid, status="failed", error_code=job.error_code or job.status,
+                                      error_message=job.error_message or f"analysis job {job.status}")
+                now = repo.video(vid)
+                if now is not None:
+                    fresh[vid] = now
+        return [fresh.get(v.id, v) for v in videos]
 
     def list_user(self, p: Principal, user_id: str | None, *, limit: int = 50,
                   cursor: str | None = None) -> Page:
@@ -55,7 +66,7 @@ class Reads(Part):
         cur = decode_cursor(cursor)
         with self.store.tx(write=False) as tx:
             rows = list(MobsRepo(tx).list_videos(owner_id=owner, limit=limit + 1, cursor=cur))
-        return page([self._reconcile(v) for v in rows], limit, lambda v: v.created_at)
+        return page(self._reconcile_all(rows), limit, lambda v: v.created_at)
 
     def feed(self, p: Principal, *, order: str = "new", mob_id: str | None = None, limit: int | None = None,
              cursor: str | None = None) -> Page:
@@ -83,35 +94,47 @@ class Reads(Part):
         rows = await self.store.reads.all(feed_cards(order, bool(mob_id), cur is not None), **params)
         return page(rows, limit, (lambda v: v.validated_at) if order == "new" else (lambda v: v.score))
 
-    def card_thumbnail_url(self, card: Any) -> str | None:
-        """The signed thumbnail URL of a card (None when it has none, or its asset is gone)."""
-        if not card.thumb_key:
-            return None
-        thumb = SimpleNamespace(key=card.thumb_key, filename=card.thumb_filename,
-                                content_type=card.thumb_content_type)
-        return str(self.ctx.assets.download_url(thumb).url)
-
-    def urls(self, v: Video, *, playback: bool = True) -> dict[str, str | None]:
-        """Signed thumbnail and playback URLs (playback only for the detail view)."""
-        out: dict[str, str | None] = {"thumbnail_url": None, "playback_url": None}
-        ids = [i for i in (v.thumbnail_asset_id, v.asset_id if playback else None) if i]
-        if not ids:
-            return out
-        with self.store.tx(write=False) as tx:
-            found = {i: tx.assets.asset(i) for i in ids}
-        thumb = found.get(v.thumbnail_asset_id) if v.thumbnail_asset_id else None
-        if thumb is not None:
-            out["thumbnail_url"] = self.ctx.assets.download_url(thumb).url
-        src = found.get(v.asset_id) if (playback and v.asset_id) else None
-        if src is not None:
-            out["playback_url"] = self.ctx.assets.download_url(src).url
+    # --- signed URLs: `video_url`, `thumbnail_url` and `urls_expire_at` per video ----------------------------------
+    # Signed by the platform's result links (services/results.py): `storage.result_url_ttl_s`, per period, so a
+    # list answers with the same URLs for a third of the TTL. Only videos the viewer may see are linked, and only
+    # the video owner's own assets (the joins and `MobsRepo.video_objects` check the owner).
+    def _linked(self, p: Principal, pairs: list[tuple[Any, list[Any]]]) -> dict[str, dict[str, Any]]:
+        links = self.ctx.links
+        period = links.period()
+        urls = links.sign([o for v, objs in pairs if visible(v, p) for o in objs], period)
+        expires = float(links.expires_at(period))
+        out: dict[str, dict[str, Any]] = {}
+        for v, _ in pairs:
+            seen = visible(v, p)
+            video = urls.get(v.asset_id) if seen and v.asset_id else None
+            thumb = urls.get(v.thumbnail_asset_id) if seen and v.thumbnail_asset_id else None
+            out[v.id] = {"video_url": video, "thumbnail_url": thumb,
+                         "urls_expire_at": expires if (video or thumb) else None}
         return out
 
-    def thumbnail_urls(self, asset_ids: list[str]) -> list[str]:
-        """Signed download URLs of the thumbnails that still exist, in order."""
-        with self.store.tx(write=False) as tx:
-            assets = [tx.assets.asset(a) for a in asset_ids]
-        return [self.ctx.assets.download_url(a).url for a in assets if a is not None]
+    def card_urls(self, p: Principal, cards: list[Any]) -> dict[str, dict[str, Any]]:
+        """Signed URLs of cards (repository.CARD_COLUMNS: the storage keys are joined, so no query), by id."""
+        pairs = []
+        for c in cards:
+            objs = []
+            if c.video_key:
+                objs.append(SimpleNamespace(id=c.asset_id, key=c.video_key, filename=c.video_filename,
+                                            content_type=c.video_content_type))
+            if c.thumb_key:
+                objs.append(SimpleNamespace(id=c.thumbnail_asset_id, key=c.thumb_key, filename=c.thumb_filename,
+                                            content_type=c.thumb_content_type))
+            pairs.append((c, objs))
+        return self._linked(p, pairs)
+
+    def video_urls(self, p: Principal, videos: list[Video]) -> dict[str, dict[str, Any]]:
+        """Signed URLs of these videos, by id: their assets are read in one SELECT, whatever their number."""
+        shown = [v for v in videos if visible(v, p)]
+        objs: dict[str, Any] = {}
+        if any(v.asset_id or v.thumbnail_asset_id for v in shown):
+            with self.store.tx(write=False) as tx:
+                objs = MobsRepo(tx).video_objects(shown)
+        return self._linked(p, [(v, [objs[a] for a in (v.asset_id, v.thumbnail_asset_id) if a in objs])
+                                for v in videos])
 
     def mob_of(self, v: Video) -> Mob | None:
         """The mob a video belongs to, if any."""
@@ -120,15 +143,24 @@ class Reads(Part):
         with self.store.tx(write=False) as tx:
             return MobsRepo(tx).mob(v.mob_id)
 
-    def mobs(self, p: Principal) -> list[tuple[Mob, int, list[str]]]:
-        """Active mobs with the number of members this viewer may see (mobs with none are left out) and a
-        few thumbnail asset ids."""
+    def mobs(self, p: Principal) -> list[tuple[Mob, int, list[str], float | None]]:
+        """Active mobs with the number of members this viewer may see (mobs with none are left out), the
+        signed URLs of a few public members' thumbnails and when they expire (one SELECT for every mob's)."""
         with self.store.tx(write=False) as tx:
             repo = MobsRepo(tx)
             rows = list(repo.mobs(status="active"))
             counts = repo.visible_counts([m.id for m in rows], p.user_id)
             thumbs = repo.first_thumbnails([m.id for m in rows])
-        out = [(m, counts.get(m.id, 0), thumbs.get(m.id, [])) for m in rows if counts.get(m.id, 0) > 0]
+        links = self.ctx.links
+        period = links.period()
+        urls = links.sign([t for m in rows if counts.get(m.id, 0) > 0 for t in thumbs.get(m.id, [])], period)
+        expires = float(links.expires_at(period))
+        out = []
+        for m in rows:
+            if counts.get(m.id, 0) <= 0:
+                continue
+            signed = [urls[t.id] for t in thumbs.get(m.id, []) if t.id in urls]
+            out.append((m, counts[m.id], signed, expires if signed else None))
         out.sort(key=lambda t: (-t[1], t[0].created_at, t[0].id))
         return out
 

@@ -71,7 +71,7 @@
     const v = await RF.get("/v1/videos/" + encodeURIComponent(id));
     $("#video-title").textContent = v.caption || v.filename || "Video";
     $("#video-status").textContent = v.status;
-    if (v.playback_url) $("#player").src = v.playback_url;
+    if (v.video_url || v.playback_url) $("#player").src = v.video_url || v.playback_url;
     if (v.thumbnail_url) $("#player").poster = v.thumbnail_url;
     $("#video-score").textContent = pct(v.score);
     if (v.scores) {
