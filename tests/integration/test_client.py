@@ -146,6 +146,10 @@ def test_accounts_tokens_keys_admin_webhooks(url: str, container: Any) -> None:
         stale.auth.me()
     with raises(401, "invalid_refresh_token"), Client(url, refresh_token=newest_token) as newest:
         newest.auth.me()
+    # ...and the session they belong to ends at once: its access tokens are refused too; ada signs in again.
+    with raises(401, "session_revoked"), Client(url, access_token=ada.access_token) as gone:
+        gone.auth.me()
+    ada.auth.login("ada@example.com", PW)
 
     # A password change answers a new pair, which the client takes; the old password stops signing in.
     changed = ada.auth.change_password(PW, "a brand new secret")

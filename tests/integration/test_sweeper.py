@@ -43,7 +43,8 @@ def test_sweeper_deletes_only_what_expired(container: Any) -> None:
 
     counts = Worker(container, maintenance=False).sweep()
 
-    assert counts == {"assets": 1, "uploads": 1, "jobs": 1, "login_throttles": 0, "temp_files": 0}
+    assert counts == {"assets": 1, "uploads": 1, "jobs": 1, "login_throttles": 0, "temp_files": 0, "link_tokens": 0,
+                      "accounts_deleted": 0, "audit_pruned": 0}
     objects = container.objects
     assert objects.head(temp_old.key) is None and objects.head(scratch.key) is None
     assert objects.head(temp_new.key) is not None and objects.head(hot.key) is not None

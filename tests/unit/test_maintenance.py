@@ -52,6 +52,7 @@ def container(ticks: list[Tick] | None = None, *, alarms: Alarms | None = None) 
                                  sweep_interval_s=3600.0),
         jobs=SimpleNamespace(reap_expired_leases=lambda: 0),
         events=SimpleNamespace(dispatch=lambda: 0),
+        mail=SimpleNamespace(dispatch=lambda worker_id: 0),
         store=Store(),
         alarms=alarms or Alarms(),
     )

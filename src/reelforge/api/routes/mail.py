@@ -23,7 +23,7 @@ from reelforge.api.schemas.mail import (
     PasswordReset,
     SessionInfo,
     SessionsEnded,
-    SessionsPublic,
+    SignInSessionsPublic,
 )
 
 router = APIRouter(tags=["auth"])
@@ -69,11 +69,11 @@ def change_session_password(body: PasswordChange, request: Request, response: Re
     return _session(request, response, c, c.auth.change_password(p, body.current_password, body.new_password))
 
 
-@router.get("/auth/sessions", response_model=SessionsPublic)
-def list_sessions(request: Request, p: CurrentUser, c: Container) -> SessionsPublic:
+@router.get("/auth/sessions", response_model=SignInSessionsPublic)
+def list_sessions(request: Request, p: CurrentUser, c: Container) -> SignInSessionsPublic:
     """Your signed-in sessions (one per sign-in, until signed out or expired)."""
     current = c.auth.session_of(bearer_token(request.headers.get("authorization", "")) or "")
-    return SessionsPublic(data=[
+    return SignInSessionsPublic(data=[
         SessionInfo(id=sid, started_at=iso(started), last_active_at=iso(last), expires_at=iso(expires),
                     current=sid == current)
         for sid, started, last, expires in c.auth.sessions(p)])

@@ -70,7 +70,7 @@ class SessionInfo(Public):
     current: bool = Field(description="The session of the access token of this request.")
 
 
-class SessionsPublic(Public):
+class SignInSessionsPublic(Public):
     data: list[SessionInfo]
 
 
