@@ -597,6 +597,10 @@ class Pipeline:
     input_model: type[Any] | None = None
     price: Callable[[dict[str, Any]], int] = _one_credit
     max_attempts: int | None = None
+    # The final price, once the job succeeded: from its outputs and the credits reserved at submit (the price of
+    # the input, which may only estimate the work). At most the reservation; the rest is refunded with the
+    # settlement. None: the reservation is the price.
+    settle: Callable[[dict[str, Any], int], int] | None = None
 
     def __post_init__(self) -> None:
         if not self.kind:

@@ -6,6 +6,7 @@ import asyncio
 import builtins
 import hashlib
 import json
+import logging
 import math
 import random
 import time
@@ -22,6 +23,8 @@ from reelforge.domain.records import Job, JobEvent
 from reelforge.domain.types import TERMINAL_STATUSES, CreditKind, JobStatus, Principal, json_depth, retry_delay
 from reelforge.ports.repositories import DuplicateKey, Store, UnitOfWork
 from reelforge.services.ownership import owned
+
+log = logging.getLogger("reelforge.jobs")
 
 
 @dataclass
@@ -393,6 +396,26 @@ class JobService:
         return tx.jobs.update_job_returning(job.id, status=status, finished_at=now,
                                             expires_at=now + self.settings.jobs.ttl_s, lease_expires_at=None, **values)
 
+    def _settle(self, tx: UnitOfWork, job: Job, outputs: dict[str, Any]) -> Job:
+        """Settle a succeeded job's reservation: its pipeline's final price (`Pipeline.settle`, at most what was
+        reserved) is spent, the rest refunded. Answers the job with `credits` the final price."""
+        final = job.credits
+        try:
+            rule = self.pipelines.get(job.kind).settle
+        except errors.ReelforgeError:
+            rule = None
+        if rule is not None:
+            try:
+                final = max(0, min(job.credits, int(rule(outputs, job.credits))))
+            except Exception:
+                log.exception("job %s (%s): its final price could not be worked out; the reservation stands",
+                              job.id, job.kind)
+        if final < job.credits:
+            tx.credits.credit(job.owner_id, job.credits - final, CreditKind.refund, job_id=job.id,
+                              note=f"{job.kind}: {job.credits - final} of the {job.credits} reserved returned")
+        tx.credits.credit(job.owner_id, 0, CreditKind.settle, job_id=job.id, note=f"{job.kind}: {final} spent")
+        return replace(job, credits=final)
+
     def succeed(self, job_id: str, attempt: int, outputs: dict[str, Any],
                 history: Sequence[tuple[str, str | None, dict[str, Any]]] = (),
                 checkpoints: dict[str, Any] | None = None) -> Job:
@@ -406,9 +429,8 @@ class JobService:
             for path, out in (checkpoints or {}).items():
                 tx.jobs.put_checkpoint(job_id, path, out, attempt)
             if job.credits_state == "reserved":
-                tx.credits.credit(job.owner_id, 0, CreditKind.settle, job_id=job.id,
-                                  note=f"{job.kind}: {job.credits} spent")
-                tx.jobs.update_job(job.id, credits_state="settled")
+                job = self._settle(tx, job, outputs)
+                tx.jobs.update_job(job.id, credits_state="settled", credits=job.credits)
                 job = replace(job, credits_state="settled")
             tx.jobs.add_event(job.id, "JobSucceeded", attempt=attempt)
             tx.events.emit("job.succeeded", job_summary(job), owner_id=job.owner_id, subject_id=job.id)
@@ -437,9 +459,10 @@ class JobService:
                                                      "its lease"))
                     continue
                 if job.credits_state == "reserved":
-                    tx.credits.credit(job.owner_id, 0, CreditKind.settle, job_id=job.id,
-                                      note=f"{job.kind}: {job.credits} spent")
-                    job = replace(job, credits_state="settled")
+                    reserved = job.credits
+                    job = replace(self._settle(tx, job, item.outputs), credits_state="settled")
+                    if job.credits != reserved:
+                        tx.jobs.update_job(job.id, credits=job.credits)
                     settled.append(job.id)
                 results.append(job)
                 done.append((item, job))

@@ -131,9 +131,16 @@ def test_three_scene_film(rendered: dict[str, Any]) -> None:
 def test_priced_per_second_and_noted_on_the_project(rendered: dict[str, Any]) -> None:
     job, user = rendered["job"], rendered["user"]
     estimate = job["input"]["estimate"]["seconds"]
-    # 0.1 credit per planned second, rounded up, reserved at submit and settled
-    assert rendered["submitted"]["credits"] == job["credits"] == max(1, math.ceil(estimate * 0.1 - 1e-9))
+    # reserved at submit: 0.1 credit per estimated second with a 25 % margin, rounded up
+    reserved = rendered["submitted"]["credits"]
+    assert reserved == max(1, math.ceil(estimate * 1.25 * 0.1 - 1e-9))
+    # charged: 0.1 credit per rendered second; the rest of the reservation came back
+    assert job["credits"] == max(1, math.ceil(job["outputs"]["duration_s"] * 0.1 - 1e-9)) <= reserved
     assert job["credits_state"] == "settled"
-    assert user.get("/v1/credits").json()["balance"] == rendered["before"] - job["credits"]
+    credits = user.get("/v1/credits").json()
+    assert credits["balance"] == rendered["before"] - job["credits"]
+    mine = sorted((e["kind"], e["amount"]) for e in credits["ledger"] if e["job_id"] == job["id"])
+    refund = [("refund", reserved - job["credits"])] if reserved > job["credits"] else []
+    assert mine == sorted([("reserve", -reserved), *refund, ("settle", 0)])
     project = user.get(f"/v1/projects/{rendered['project']['id']}").json()
     assert project["last_render_job_id"] == job["id"]

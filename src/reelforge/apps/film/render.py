@@ -29,8 +29,10 @@ Every Task's output is checkpointed, so a crashed render resumes at the first sc
 assets a step stores have ids derived from the job, the scene and the step, so a retried step finds what an
 earlier attempt stored instead of storing it twice. Progress: one share per scene step, then composition.
 
-Price: credits per second of the planned film (the breakdown's estimate plus the title card), at least one
-(`film.render.credits_per_second`), reserved at submit, refunded by the platform when the render fails.
+Price: credits per rendered second, at least one (`film.render.credits_per_second`). Reserved at submit for the
+planned film (the breakdown's estimate plus the title card) times `film.render.reserve_margin`; when the film is
+made the seconds it lasts set the price (never more than the reservation) and the platform refunds the rest; a
+failed render is refunded whole.
 """
 
 from __future__ import annotations
@@ -117,15 +119,21 @@ def credits_for(seconds: float, per_second: float) -> int:
     return max(1, math.ceil(seconds * per_second - 1e-9))
 
 
-def make_price(settings: Any) -> Any:
+def make_price(settings: Any) -> tuple[Any, Any]:
+    """The reservation at submit (the estimate with a margin) and the final price (the rendered seconds)."""
     cfg = getattr(settings, "film", None)
     per_second = float(cfg.render.credits_per_second) if cfg is not None else 0.1
+    margin = float(cfg.render.reserve_margin) if cfg is not None else 1.25
 
     def price(data: dict[str, Any]) -> int:
-        """Credits per planned second (module docstring)."""
-        return credits_for(float((data.get("estimate") or {}).get("seconds") or 1.0), per_second)
+        """Credits for the estimated seconds times the margin (module docstring)."""
+        return credits_for(float((data.get("estimate") or {}).get("seconds") or 1.0) * margin, per_second)
 
-    return price
+    def settle(outputs: dict[str, Any], reserved: int) -> int:
+        """Credits for the seconds rendered (at most the reservation: the platform refunds the rest)."""
+        return credits_for(float(outputs["duration_s"]), per_second)
+
+    return price, settle
 
 
 def _title_seconds(cfg: Any, data: Mapping[str, Any], title: str | None) -> float:
@@ -870,6 +878,7 @@ def build_pipeline(settings: Any = None) -> Pipeline:
     """`film.render`, priced from `settings` (the `film` section)."""
     cfg = getattr(settings, "film", None)
     concurrency = int(cfg.render.scene_concurrency) if cfg is not None else 2
+    price, settle = make_price(settings)
     scene = Graph(start_at="voices", states=(
         Task("voices", voices_step, resources=Resources(cpu=1, memory_mb=1024), timeout_s=1800, next="visuals",
              retry=_RETRY, comment="the scene's lines spoken, timed word by word; its dialogue track"),
@@ -893,7 +902,8 @@ def build_pipeline(settings: Any = None) -> Pipeline:
                  retry=_RETRY, comment="the scenes' temporary tracks removed"),
         )),
         input_model=RenderInput,
-        price=make_price(settings),
+        price=price,
+        settle=settle,
     )
 
 

@@ -69,8 +69,10 @@ class FilmLLMSettings(BaseModel):
 class FilmRenderSettings(BaseModel):
     """The `film.render` pipeline: price, parallelism, pictures, timing and encoding."""
 
-    # Credits per second of the planned film (at least one per render), reserved at submit.
+    # Credits per rendered second (at least one per render). Reserved at submit for the estimated length times
+    # `reserve_margin` (voices speak at their own pace); the rendered length sets the price, the rest is refunded.
     credits_per_second: float = Field(default=0.1, ge=0, le=100)
+    reserve_margin: float = Field(default=1.25, ge=1, le=4)
     # Scenes whose voices, visuals and sound are made at once (each scene step is one task on a worker).
     scene_concurrency: int = Field(default=2, ge=1, le=64)
     # The image.generate model for the scenes' pictures: a model's name, `auto` (the first installed model that
