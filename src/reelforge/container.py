@@ -174,6 +174,7 @@ class Container:
         svc = AuthService(self.store, self.settings, self.secret_box, audit=self.audit, oidc=self.oidc,
                           apps=[a.name for a in self.apps])
         svc.on_register.append(lambda tx, user: self.mail.on_register(tx, user))
+        svc.on_password_changed.append(lambda tx, user: self.mail.password_changed(tx, user))
         return svc
 
     @cached_property

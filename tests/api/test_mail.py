@@ -331,3 +331,19 @@ def test_credits_low_once_per_crossing(client: Any, container: Any, alice: UserH
     assert len(lows) == 2
     assert any("balance is 5 credits" in m.get_body(preferencelist=("plain",)).get_content() for m in lows)
     assert smtp.to("bob@example.com") and not [m for m in smtp.to("bob@example.com") if "low" in m["Subject"]]
+
+
+def test_a_signed_in_password_change_tells_the_address(client: Any, container: Any, smtp: SmtpServer) -> None:
+    alice = register(client, "alice@example.com")
+    r = alice.post("/v1/auth/password", json={"current_password": alice.password, "new_password": "a brand new one"})
+    assert r.status_code == 200, r.text
+    send(container)
+    changed = [m for m in smtp.to("alice@example.com") if "password" in m["Subject"].lower()
+               and "reset" not in m["Subject"].lower()]
+    assert len(changed) == 1, [m["Subject"] for m in smtp.to("alice@example.com")]
+    # a wrong current password changes nothing and tells nobody
+    bad = alice.post("/v1/auth/password", json={"current_password": "wrong", "new_password": "another one 2"},
+                     headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+    assert bad.status_code == 403
+    send(container)
+    assert len([m for m in smtp.to("alice@example.com") if m["Subject"] == changed[0]["Subject"]]) == 1

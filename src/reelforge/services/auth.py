@@ -51,6 +51,8 @@ class AuthService:
         self._principal_listeners: list[Callable[[str], None]] = []
         # Called inside the transaction that creates an account (the verification mail is queued with it).
         self.on_register: list[Callable[[UnitOfWork, User], None]] = []
+        # Called inside the transaction that changes a signed-in account's password (the notice is queued with it).
+        self.on_password_changed: list[Callable[[UnitOfWork, User], None]] = []
         self.audit = audit  # services.audit.AuditService, or None (then nothing is recorded)
         self.oidc = oidc  # the external issuer's verifier, when one is configured
         self.apps = frozenset(apps)  # installed applications: what `app:<name>` scopes may name
@@ -141,6 +143,8 @@ class AuthService:
             user = tx.accounts.update_user(user.id, password_hash=pw_hash) or user
             tx.accounts.revoke_user_refresh(user.id)
             pair = self._issue_in(tx, user, family_id=None)
+            for hook in self.on_password_changed:
+                hook(tx, user)
         self._principal_changed(user.id)
         self._audit("auth.password_changed", actor=principal, target_type="user", target_id=user.id)
         return pair

@@ -291,6 +291,10 @@ class MailService:
             self.enqueue(tx, "password_changed", user.email, {"email": user.email}, user_id=user.id)
         self.principal_changed(user.id)
 
+    def password_changed(self, tx: UnitOfWork, user: User) -> None:
+        """A signed-in password change: tell the address, in the change's transaction (a reset says so too)."""
+        self.enqueue(tx, "password_changed", user.email, {"email": user.email}, user_id=user.id)
+
     # --- the account's mail settings ------------------------------------------------------------------------
     def status(self, principal: Principal) -> dict[str, Any]:
         """The caller's address, whether it is verified, and the notices it wants."""
