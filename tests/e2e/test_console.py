@@ -210,6 +210,21 @@ def test_api_keys_show_once_and_revoke(page: Any, live: Live, ada: dict[str, Any
     row.locator("button", has_text="Revoke").click()
     expect(row.locator(".badge")).to_have_text("revoked")
     assert live.api("GET", "/v1/auth/me", key).status_code == 401
+
+    # A read-only key limited to one application: what the form sends is what the server enforces.
+    page.fill("#key-name", "film-reader")
+    page.select_option("#key-access", "read")
+    page.check("#key-apps input[value=film]")
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("#created-key-value")).not_to_have_text(key)  # the new key replaced the first one's
+    expect(page.locator("#created-key-value")).to_have_text(re.compile(r"^rf_"))
+    limited = page.locator("#created-key-value").inner_text()
+    row = page.locator("#keys tr", has_text="film-reader")
+    expect(row).to_contain_text("app:film, read")  # sorted, as the server keeps them
+    assert live.api("GET", "/v1/projects", limited).status_code == 200
+    refused = live.api("GET", "/v1/roto/sessions", limited)
+    assert refused.status_code == 403 and refused.json()["code"] == "insufficient_scope"
+    assert live.api("POST", "/v1/projects", limited, json={"title": "x"}).json()["code"] == "insufficient_scope"
     # Shown once: the key is not in the list, and a reload no longer shows it.
     page.reload()
     expect(page.locator("#keys")).to_contain_text("render-server")

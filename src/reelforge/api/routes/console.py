@@ -186,7 +186,8 @@ def credits(request: Request) -> Response:
 
 @router.get("/api-keys", response_class=HTMLResponse)
 def api_keys(request: Request) -> Response:
-    return _page(request, "api_keys.html", "api-keys", "API keys")
+    apps = [(a.name, a.title) for a in request.app.state.container.apps if a.routers is not None]
+    return _page(request, "api_keys.html", "api-keys", "API keys", applications=apps)
 
 
 @router.get("/webhooks", response_class=HTMLResponse)

@@ -702,7 +702,10 @@
         xhr.overrideMimeType("text/json");
         const form = elt.tagName === "FORM" ? elt : elt.closest("form") || elt;
         const extra = elt.getAttribute("rf-json");
-        const body = Object.assign(RF.formJson(form, Array.from(parameters.entries())), extra ? JSON.parse(extra) : {});
+        let body = Object.assign(RF.formJson(form, Array.from(parameters.entries())), extra ? JSON.parse(extra) : {});
+        // A form may reshape its values before they are sent (rf-body names a function of RF.body).
+        const shape = form.getAttribute && form.getAttribute("rf-body");
+        if (shape && RF.body && RF.body[shape]) body = RF.body[shape](body, form);
         return JSON.stringify(body);
       },
       transformResponse(text, xhr, elt) {

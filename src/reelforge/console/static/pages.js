@@ -19,6 +19,18 @@
     return /^\/(?!\/)/.test(next) && !next.includes("\\") ? next : "/";
   }
 
+  // ---- API keys: the access a new key gets (docs/architecture.md, "API key scopes") ---------------------------------
+  RF.body = RF.body || {};
+  RF.body.keyScopes = function (body) {
+    const access = body.access || "full";
+    const apps = body.apps || [];
+    delete body.access;
+    delete body.apps;
+    if (access === "full" && !apps.length) return body; // no scopes: everything the account may do
+    body.scopes = [access === "read" ? "read" : "write", ...apps.map((a) => "app:" + a)];
+    return body;
+  };
+
   // ---- sign in, register -----------------------------------------------------------------------------------------
   pages.signin = function () {
     if (RF.auth.load()) { location.replace(nextUrl()); return; }
