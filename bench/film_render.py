@@ -110,7 +110,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 seconds = float(got.outputs["duration_s"])
                 if abs(seconds - args.film_seconds) <= max(2.0, 0.05 * args.film_seconds):
                     break
-                lines = max(1, round(lines * args.film_seconds / seconds))
+                fitted = max(1, round(lines * args.film_seconds / seconds))
+                if fitted == lines:
+                    break  # as close as whole lines get (a film has at least one line per scene)
+                lines = fitted
             t0 = time.perf_counter()
             job, _ = c.jobs.submit(principal, "film.render", {"project_id": project.id, "height": args.height,
                                                                "fps": args.fps, "title_card": False})

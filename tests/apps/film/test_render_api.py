@@ -1,6 +1,7 @@
 """`film.render` through the API: refusals with their codes, ownership, the price refunded when a render
 fails, portrait films, subtitle translation through the language model (a local fake server) or an honest
-"not available", and pictures from an installed image model."""
+"not available", and pictures from an installed image model. The renders that check media, not the database, run
+on SQLite only."""
 
 from __future__ import annotations
 
@@ -164,8 +165,9 @@ def _render(tmp_path: Any, db_url: str, body: dict[str, Any], **film: Any) -> tu
         return job["outputs"], container, user
 
 
-def test_subtitles_translated_by_the_language_model(tmp_path: Any, db_url: str, translator: FakeTranslator) -> None:
-    out, container, user = _render(tmp_path, db_url, {"languages": ["fr", "de"]},
+def test_subtitles_translated_by_the_language_model(tmp_path: Any, sqlite_url: str,
+                                                  translator: FakeTranslator) -> None:
+    out, container, user = _render(tmp_path, sqlite_url, {"languages": ["fr", "de"]},
                                    llm={"base_url": translator.base_url, "model": "tiny-translate"})
     assert out["translations"]["fr"] == {"available": True, "engine": "llm:tiny-translate"}
     srt = download(container, user.id, out["subtitles"]["fr"]["srt_asset_id"]).decode()
@@ -175,16 +177,16 @@ def test_subtitles_translated_by_the_language_model(tmp_path: Any, db_url: str, 
     assert {r["model"] for r in translator.requests} == {"tiny-translate"}
 
 
-def test_translation_not_available_says_so(tmp_path: Any, db_url: str) -> None:
-    out, _, _ = _render(tmp_path, db_url, {"languages": ["fr"]})
+def test_translation_not_available_says_so(tmp_path: Any, sqlite_url: str) -> None:
+    out, _, _ = _render(tmp_path, sqlite_url, {"languages": ["fr"]})
     assert out["translations"]["fr"]["available"] is False
     assert "no translation engine is configured" in out["translations"]["fr"]["reason"]
     assert set(out["subtitles"]) == {"en"}
 
 
-def test_pictures_from_an_image_model(tmp_path: Any, db_url: str) -> None:
+def test_pictures_from_an_image_model(tmp_path: Any, sqlite_url: str) -> None:
     pytest.importorskip("diffusers")
-    out, container, user = _render(tmp_path, db_url, {"image_model": "tiny-sd"})
+    out, container, user = _render(tmp_path, sqlite_url, {"image_model": "tiny-sd"})
     scene = out["scenes"][0]
     assert scene["visual"] == {"method": "image-model", "source": "tiny-sd", "move": scene["visual"]["move"]}
     asset = container.assets.owned_asset(user.id, scene["picture_asset_id"])

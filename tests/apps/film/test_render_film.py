@@ -66,6 +66,12 @@ def rendered(client: Any, container: Any, worker: Any, alice: Any, tmp_path: Pat
 
 
 def test_three_scene_film(rendered: dict[str, Any]) -> None:
+    """One render (they take seconds) checked for what the film is, then for what it cost."""
+    check_film(rendered)
+    check_price(rendered)
+
+
+def check_film(rendered: dict[str, Any]) -> None:
     out, path = rendered["out"], rendered["path"]
     # the streams an editor and a player expect
     probe = ffprobe(path, "-show_entries", "stream=codec_type,codec_name,width,height,pix_fmt:format=duration")
@@ -128,7 +134,8 @@ def test_three_scene_film(rendered: dict[str, Any]) -> None:
     assert srt.startswith("1\n") and "-->" in srt
 
 
-def test_priced_per_second_and_noted_on_the_project(rendered: dict[str, Any]) -> None:
+def check_price(rendered: dict[str, Any]) -> None:
+    """Priced per rendered second, noted on the project."""
     job, user = rendered["job"], rendered["user"]
     estimate = job["input"]["estimate"]["seconds"]
     # reserved at submit: 0.1 credit per estimated second with a 25 % margin, rounded up
