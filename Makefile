@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test processes: each takes one test file at a time (module fixtures stay whole), with a database of its own.
+TEST_WORKERS ?= 2
 
 .PHONY: run test demo lint bench install clean help chromium ffprobe screenshots
 
@@ -67,7 +69,7 @@ test: $(STAMP) chromium ffprobe
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -m "not bench and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not bench and not slow" $(PYTEST_ARGS)
 
 screenshots: $(STAMP) chromium
 	rm -f docs/screenshots/*.png

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,6 +211,17 @@ def worker(container: Any) -> Iterator[Any]:
     w.start()
     yield w
     w.stop(grace_s=5)
+
+
+@pytest.fixture(autouse=True)
+def _denormals_restored() -> Iterator[None]:
+    """Model code turns on flush-to-zero for speed (`torch.set_flush_denormal`), per thread and for good; a test
+    that ran a model in the test's own thread must not leave it on for the next test in the same process
+    (the property-based tests need subnormal floats)."""
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_flush_denormal(False)
 
 
 def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
