@@ -80,9 +80,9 @@ SHOWS_CURRENT_FRAME = """() => [['#cv-before', '#before'], ['#cv-after', '#after
 
 
 def test_upscale_video_in_chunks_and_compare(page: Any, live: Live, tmp_path: Path) -> None:
-    # 48 frames, a keyframe every 0.5 s; large enough that the run lasts several of the worker's 0.5 s progress
-    # writes, so the page sees the running rate before the final one
-    clip = make_testsrc(tmp_path / "clip.mp4", seconds=2.0, size=(480, 360))
+    # 2 s at 60 fps (120 frames), a keyframe every 0.25 s; enough frames that the run lasts several of the page's
+    # 0.25 s event polls, so the running rate shows before the final one
+    clip = make_testsrc(tmp_path / "clip.mp4", seconds=2.0, size=(480, 360), fps=60, gop=15)
     user = live.user("uma@example.com")
     sign_in(page, live, user, "/upscale")
     expect(page.locator("#model option[value=lanczos]")).to_have_count(1)
@@ -99,7 +99,7 @@ def test_upscale_video_in_chunks_and_compare(page: Any, live: Live, tmp_path: Pa
     expect(page.locator("#run-title")).to_have_text("clip.mp4 · lanczos x2")
     expect(page.locator("#run-bar")).to_have_attribute("aria-valuenow", "100", timeout=JOB_TIMEOUT)
     expect(page.locator("#run-status")).to_have_text("succeeded")
-    expect(page.locator("#run-message")).to_have_text("Done: 960x720, 48 frames")
+    expect(page.locator("#run-message")).to_have_text("Done: 960x720, 120 frames")
     expect(page.locator("#run-fps")).to_have_text(re.compile(r"^\d+(\.\d+)? frames per second"))
     cells = page.locator("#chunks > span")
     expect(cells).to_have_count(4)  # 2 s cut at keyframes into 0.5 s chunks

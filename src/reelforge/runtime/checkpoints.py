@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from reelforge.domain.records import Job
@@ -14,8 +15,11 @@ History = list[tuple[str, str | None, dict[str, Any]]]
 class DbCheckpoints:
     """The runner's checkpoint store for one attempt of one job, on the job tables, fenced by the attempt."""
 
-    def __init__(self, container: Any, job: Job) -> None:
+    def __init__(self, container: Any, job: Job,
+                 progress: Callable[[], tuple[float, str] | None] | None = None) -> None:
+        """`progress`: the attempt's progress report not written yet, if any, written with the next checkpoint."""
         self.c = container
+        self._progress = progress
         self.job_id = job.id
         self.attempt = job.attempt
         self._lock = threading.Lock()
@@ -53,6 +57,9 @@ class DbCheckpoints:
                 for p, out in pending.items():
                     tx.jobs.put_checkpoint(self.job_id, p, out, self.attempt)
                 tx.jobs.put_checkpoint(self.job_id, path, output, self.attempt)
+                report = self._progress() if self._progress is not None else None
+                if report is not None:
+                    tx.jobs.update_job(self.job_id, progress=report[0], progress_message=report[1])
         except BaseException:
             with self._lock:
                 self._history = history + self._history

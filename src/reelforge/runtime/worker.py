@@ -87,8 +87,18 @@ class _Running:
         self.progress: tuple[float, str] | None = (float(job.progress or 0.0), job.progress_message or "") \
             if job.progress else None
         self.progress_written = 0.0
+        self.progress_dirty = False  # a report newer than the one written
         self.lock = threading.Lock()
         self.cancel_polled = time.monotonic()  # the claim read the flag
+
+    def unwritten_progress(self) -> tuple[float, str] | None:
+        """The latest report when it is newer than the one written, taken as written (a checkpoint carries it)."""
+        with self.lock:
+            if not self.progress_dirty or self.progress is None:
+                return None
+            self.progress_dirty = False
+            self.progress_written = time.monotonic()
+            return self.progress
 
 
 class Worker:
@@ -330,7 +340,9 @@ class Worker:
         with self._lock:
             self.running[job.id] = run
         token = job_id_var.set(job.id)
-        cp = DbCheckpoints(self.c, job)
+        # A checkpoint also writes the latest progress report that the 0.5 s spacing held back, so every step's
+        # last word is seen, however short the step.
+        cp = DbCheckpoints(self.c, job, progress=run.unwritten_progress)
         trace = self.c.tracing.job(job, worker_id=self.worker_id)  # child of the submit request's span
         cp = trace.checkpoints(cp)  # a span per step, from the execution history
         try:
@@ -442,6 +454,7 @@ class Worker:
             if run.progress is not None and fraction < current:
                 return
             run.progress = (fraction, message[:500])
+            run.progress_dirty = True
             due = time.monotonic() - run.progress_written > 0.5 or fraction >= 1.0
         if due:
             self._write_progress(run)
@@ -452,6 +465,7 @@ class Worker:
                 return
             fraction, message = run.progress
             run.progress_written = time.monotonic()
+            run.progress_dirty = False
         try:
             with self.c.store.tx() as tx:
                 tx.jobs.fence(run.job.id, run.job.attempt)

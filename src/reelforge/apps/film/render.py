@@ -38,7 +38,6 @@ failed render is refunded whole.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import threading
@@ -905,8 +904,3 @@ def build_pipeline(settings: Any = None) -> Pipeline:
         price=price,
         settle=settle,
     )
-
-
-def summary(output: Mapping[str, Any]) -> str:
-    """One line about a finished render (for the CLI)."""
-    return json.dumps({k: output.get(k) for k in ("duration_s", "size", "subtitles_mode", "loudness_lufs")})

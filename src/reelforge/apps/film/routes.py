@@ -306,7 +306,8 @@ def delete_share(project_id: str, share_id: str, p: CurrentUser, c: Container) -
 def render_project(project_id: str, p: CurrentUser, c: Container, response: Response,
                    body: RenderOptions | None = None) -> JobPublic:
     """Queue `film.render` for the project (the same as `POST /v1/jobs` with that kind): voices, pictures,
-    lip-synced faces, music, effects and subtitles composed into one MP4. Priced per planned second."""
+    lip-synced faces, music, effects and subtitles composed into one MP4. Priced per rendered second (the estimate is
+    reserved, the rest refunded)."""
     data: dict[str, Any] = {"project_id": project_id, **(body or RenderOptions()).model_dump(exclude_none=True)}
     job, _ = c.jobs.submit(p, RENDER_KIND, data)
     c.app("film").set_last_render(p.user_id, project_id, job.id)
