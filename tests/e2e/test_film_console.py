@@ -304,3 +304,26 @@ def test_a_shared_project_opens_read_only(page: Any, live: Live) -> None:
     for sel in ("#render", "#open-publish", "#add-character", "#save-characters"):
         expect(page.locator(sel)).to_be_disabled()
     expect(page.locator("#save-state")).to_have_text("saved")
+
+
+def test_a_failed_render_says_why(page: Any, live: Live) -> None:
+    """The run panel shows how a render ended and the job's error code (the portrait went away after the project
+    named it, so the visuals step cannot read it)."""
+    tokens = live.user("unlucky@example.com")
+    token = tokens["access_token"]
+    owner = live.api("GET", "/v1/auth/me", token).json()["id"]
+    portrait = live.container.assets.store_output(owner_id=owner, job_id=None, data=portrait_png(),
+                                                  content_type="image/png", filename="anna.png").id
+    r = live.api("POST", "/v1/projects", token, json={
+        "title": "Lost face", "script": SCRIPT, "script_format": "fountain",
+        "characters": [{"name": "Anna", "portrait_asset_id": portrait}, {"name": "Tom"}]})
+    assert r.status_code == 201, r.text
+    live.container.assets.delete_owned(owner, [portrait])
+    sign_in(page, live, tokens, f"/film?project={r.json()['id']}")
+    expect(page.locator("#total-scenes")).to_have_text("2")
+    page.select_option("#height", "180")
+    page.click("#render")
+    expect(page.locator("#run-status")).to_have_text(re.compile("^(failed|dead)$"), timeout=RENDER_TIMEOUT)
+    expect(page.locator("#run-message")).to_have_text(re.compile(r"^The render ended (failed|dead)\.$"))
+    expect(page.locator("#run-error")).to_be_visible()
+    expect(page.locator("#run-error-code")).to_have_text("asset_not_found")

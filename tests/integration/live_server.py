@@ -75,3 +75,50 @@ def serve(container: Any, sock: socket.socket) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def serve_with_worker(tmp_path: Path, db_url: str, *, ready: Any = None, **overrides: Any) -> Iterator[str]:
+    """A real API on a socket and an in-process worker on the same settings (``live_settings`` with
+    ``overrides``); ``ready(container)`` is waited for before the URL is handed out."""
+    from reelforge.container import Container
+    from reelforge.runtime.worker import Worker
+    from tests.conftest import wait_for
+
+    sock = bind_socket()
+    c = Container(live_settings(tmp_path, db_url, sock, **overrides))
+    w = Worker(c, concurrency=2)
+    w.start()
+    try:
+        if ready is not None:
+            wait_for(lambda: ready(c), timeout=15)
+        with serve(c, sock) as url:
+            yield url
+    finally:
+        w.stop(grace_s=5)
+        c.close()
+        sock.close()
+
+
+def api_key(url: str, email: str, name: str = "tests") -> str:
+    """A new account on the server at ``url``, signed in, and an API key of it."""
+    from reelforge.client import Client
+
+    c = Client(url, api_key="")
+    c.auth.register(email, "correct horse battery")
+    c.auth.login(email, "correct horse battery")
+    return c.api_keys.create(name).key or ""
+
+
+def run_cli(url: str, key: str, *args: str, cwd: Path, timeout: float = 300) -> Any:
+    """`python -m reelforge ARGS --url URL` in a clean environment (only the API key from it), from ``cwd``."""
+    import os
+    import subprocess
+    import sys
+
+    repo_root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REELFORGE_", "XDG_"))}
+    env.update({"HOME": str(cwd), "XDG_CONFIG_HOME": str(cwd / "config"), "XDG_STATE_HOME": str(cwd / "state"),
+                "REELFORGE_API_KEY": key, "NO_COLOR": "1", "COLUMNS": "200", "PYTHONPATH": str(repo_root)})
+    return subprocess.run([sys.executable, "-m", "reelforge", *args, "--url", url], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)

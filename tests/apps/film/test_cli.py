@@ -4,9 +4,7 @@ portrait aspect; bad arguments exit 2 before anything is sent; the `rf.film` cli
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,46 +13,19 @@ from typer.testing import CliRunner
 
 from tests.apps.film.render_env import SCRIPT
 from tests.fixtures.videos import ffprobe
-from tests.integration.live_server import closed_port_url
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from tests.integration import live_server as live
+from tests.integration.live_server import api_key, closed_port_url, serve_with_worker
 
 
 @pytest.fixture
 def server(tmp_path: Path, sqlite_url: str) -> Iterator[str]:
     """A real API on a socket and an in-process worker."""
-    from reelforge.container import Container
-    from reelforge.runtime.worker import Worker
-    from tests.integration.live_server import bind_socket, live_settings, serve
-
-    sock = bind_socket()
-    c = Container(live_settings(tmp_path, sqlite_url, sock))
-    w = Worker(c, concurrency=2)
-    w.start()
-    try:
-        with serve(c, sock) as url:
-            yield url
-    finally:
-        w.stop(grace_s=5)
-        c.close()
-        sock.close()
-
-
-def api_key(url: str, email: str) -> str:
-    from reelforge.client import Client
-
-    c = Client(url, api_key="")
-    c.auth.register(email, "correct horse battery")
-    c.auth.login(email, "correct horse battery")
-    return c.api_keys.create("film").key or ""
+    with serve_with_worker(tmp_path, sqlite_url) as url:
+        yield url
 
 
 def run_cli(url: str, key: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REELFORGE_", "XDG_"))}
-    env.update({"HOME": str(cwd), "XDG_CONFIG_HOME": str(cwd / "config"), "XDG_STATE_HOME": str(cwd / "state"),
-                "REELFORGE_API_KEY": key, "NO_COLOR": "1", "COLUMNS": "200", "PYTHONPATH": str(REPO_ROOT)})
-    return subprocess.run([sys.executable, "-m", "reelforge", "film", "render", *args, "--url", url], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=300)
+    return live.run_cli(url, key, "film", "render", *args, cwd=cwd)  # type: ignore[no-any-return]
 
 
 def test_bad_arguments_exit_2_before_sending(tmp_path: Path) -> None:

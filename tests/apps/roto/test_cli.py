@@ -4,9 +4,7 @@ of the command and of the demo against a live API and worker."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +14,8 @@ import typer
 from typer.testing import CliRunner
 
 from reelforge.apps.roto import cli as rc
-from tests.integration.live_server import closed_port_url
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from tests.integration import live_server as live
+from tests.integration.live_server import api_key, closed_port_url, serve_with_worker
 
 
 def app() -> typer.Typer:
@@ -119,33 +116,11 @@ def test_command_refuses_files_it_cannot_use(tmp_path: Path) -> None:
 @pytest.fixture
 def server(tmp_path: Path, sqlite_url: str) -> Iterator[str]:
     """A real API on a socket and an in-process worker answering the rotoscoping calls."""
-    from reelforge.container import Container
-    from reelforge.runtime.worker import Worker
     from tests.apps.roto.roto_env import _live
-    from tests.conftest import wait_for
-    from tests.integration.live_server import bind_socket, live_settings, serve
 
-    sock = bind_socket()
-    c = Container(live_settings(tmp_path, sqlite_url, sock, roto={"cache_dir": str(tmp_path / "roto-cache")}))
-    w = Worker(c, concurrency=2)
-    w.start()
-    try:
-        wait_for(lambda: _live(c), timeout=15)
-        with serve(c, sock) as url:
-            yield url
-    finally:
-        w.stop(grace_s=5)
-        c.close()
-        sock.close()
-
-
-def api_key(url: str, email: str) -> str:
-    from reelforge.client import Client
-
-    c = Client(url, api_key="")
-    c.auth.register(email, "correct horse battery")
-    c.auth.login(email, "correct horse battery")
-    return c.api_keys.create("roto").key or ""
+    with serve_with_worker(tmp_path, sqlite_url, ready=_live,
+                           roto={"cache_dir": str(tmp_path / "roto-cache")}) as url:
+        yield url
 
 
 def big_clip(path: Path) -> Path:
@@ -175,11 +150,7 @@ def big_clip(path: Path) -> Path:
 
 
 def run_cli(url: str, key: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REELFORGE_", "XDG_"))}
-    env.update({"HOME": str(cwd), "XDG_CONFIG_HOME": str(cwd / "config"), "XDG_STATE_HOME": str(cwd / "state"),
-                "REELFORGE_API_KEY": key, "NO_COLOR": "1", "COLUMNS": "200", "PYTHONPATH": str(REPO_ROOT)})
-    return subprocess.run([sys.executable, "-m", "reelforge", "roto", *args, "--url", url], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return live.run_cli(url, key, "roto", *args, cwd=cwd)  # type: ignore[no-any-return]
 
 
 def test_roto_command_end_to_end(server: str, tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ class UserUpdate(Strict):
 class ApiKeyCreate(Strict):
     name: str = Field(default="key", min_length=1, max_length=200)
     scopes: list[Annotated[str, Field(max_length=64)]] | None = Field(
-        default=None, max_length=32, examples=[["read"], ["read", "write", "app:imagegen"]],
+        default=None, max_length=32, examples=[["read"], ["write", "app:<application>"]],
         description="Limit the key: `read` (safe methods), `write` (every method), `app:<application>` (that "
                     "application's routes and job kinds, besides the core's). Omitted: full access.")
 

@@ -139,6 +139,14 @@ def _title_seconds(cfg: Any, data: Mapping[str, Any], title: str | None) -> floa
     return float(cfg.render.title_card_s) if data.get("title_card", True) and title else 0.0
 
 
+def current_breakdown(svc: Any, project: Any) -> dict[str, Any]:
+    """The stored analysis when it was made from the project as it is now (it was checked then, and keeps a
+    language model's descriptions and image prompts), else the parser's breakdown made now."""
+    if project.breakdown and project.analyzed_revision == project.revision:
+        return dict(project.breakdown)
+    return dict(svc.breakdown_of(project))
+
+
 def submit_check(container: Any, principal: Any, data: dict[str, Any]) -> None:
     """At submit time: the project is the caller's own (404; 403 for a read-only share), its script gives a
     breakdown (422 `empty_script`, `unknown_character`), the film is not longer than allowed and a named image
@@ -150,7 +158,7 @@ def submit_check(container: Any, principal: Any, data: dict[str, Any]) -> None:
         raise errors.Forbidden("This project is shared with you to read; only its owner may render it",
                                code="read_only_share")
     project = access.project
-    doc = svc.breakdown_of(project)
+    doc = current_breakdown(svc, project)
     title = doc.get("title") or None
     seconds = float(doc["totals"]["estimated_seconds"]) + _title_seconds(cfg, data, title)
     if seconds > cfg.render.max_seconds:
@@ -225,11 +233,7 @@ def plan(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     cfg = svc.cfg
     project = svc.owned_project(ctx.owner_id, str(data["project_id"]))
     ctx.progress(0.005, "reading the script")
-    doc = svc.breakdown_of(project)
-    stored = project.breakdown
-    if stored and project.analyzed_revision == project.revision and len(stored.get("scenes") or []) == len(
-            doc["scenes"]):
-        doc = stored  # the analysis made from this very script: keeps the model's prompts when it was enriched
+    doc = current_breakdown(svc, project)
     svc.set_last_render(ctx.owner_id, project.id, ctx.job_id)
     narrate = data.get("narration", "auto")
     fmt = doc.get("format")

@@ -110,6 +110,25 @@
   }
   RF.watch = watch;
 
+  /** A page's run panel following a job to its end: its events go to `on.progress`, `on.status` and `on.history`;
+      a job that did not succeed shows why in #run-message and #run-error (code, message). Answers the job when it
+      succeeded, null otherwise (or when `signal` aborted the watch). `noun` names the run ("job", "render"). */
+  RF.followRun = async function (job, signal, on, noun) {
+    const final = TERMINAL.includes(job.status) ? job : await watch(job.id, signal, (type, data) => {
+      if (on[type]) on[type](data);
+    });
+    if (!final || signal.aborted) return null;
+    if (on.status) on.status(final);
+    if (final.status === "succeeded") return final;
+    $("#run-message").textContent = "The " + (noun || "job") + " ended " + final.status + ".";
+    if (final.error) {
+      $("#run-error").hidden = false;
+      $("#run-error-code").textContent = final.error.code;
+      $("#run-error-message").textContent = final.error.message || "";
+    }
+    return null;
+  };
+
   // ---- jobs ---------------------------------------------------------------------------------------------------------------------------
   pages.jobs = async function () {
     const sel = $("#f-kind");

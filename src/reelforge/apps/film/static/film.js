@@ -412,22 +412,12 @@
     };
     setProgress(job.progress ? job.progress.fraction : 0, (job.progress && job.progress.message) || "Waiting for a worker…", job.status);
     renderScenes(state.breakdownScenes || []);
-    const final = TERMINAL.includes(job.status) ? job : await RF.watch(job.id, ctl.signal, (type, data) => {
-      if (type === "progress") setProgress(data.fraction, data.message, data.status);
-      else if (type === "status") setStatus(data.status);
-      else if (type === "history") onHistory(data);
-    });
-    if (!final || ctl.signal.aborted) return;
-    setStatus(final.status);
-    if (final.status !== "succeeded") {
-      $("#run-message").textContent = "The render ended " + final.status + ".";
-      if (final.error) {
-        $("#run-error").hidden = false;
-        $("#run-error-code").textContent = final.error.code;
-        $("#run-error-message").textContent = final.error.message || "";
-      }
-      return;
-    }
+    const final = await RF.followRun(job, ctl.signal, {
+      progress: (d) => setProgress(d.fraction, d.message, d.status),
+      status: (d) => setStatus(d.status),
+      history: onHistory,
+    }, "render");
+    if (!final) return;
     setProgress(1, (final.progress && final.progress.message) || "Done", "succeeded");
     await showFilm(final.outputs || {});
   }

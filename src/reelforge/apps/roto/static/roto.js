@@ -407,21 +407,11 @@
       try { await RF.post("/v1/jobs/" + enc(job.id) + "/cancel"); RF.toast("Cancellation requested"); } catch (e) { RF.toast(e.message, "bad"); }
     };
     setProgress((job.progress || {}).fraction || 0, "Waiting for a worker…", job.status);
-    const final = TERMINAL.includes(job.status) ? job : await RF.watch(job.id, ctl.signal, (type, data) => {
-      if (type === "progress") setProgress(data.fraction, data.message, data.status);
-      else if (type === "status") setStatus(data.status);
+    const final = await RF.followRun(job, ctl.signal, {
+      progress: (d) => setProgress(d.fraction, d.message, d.status),
+      status: (d) => setStatus(d.status),
     });
-    if (!final || ctl.signal.aborted) return;
-    setStatus(final.status);
-    if (final.status !== "succeeded") {
-      $("#run-message").textContent = "The job ended " + final.status + ".";
-      if (final.error) {
-        $("#run-error").hidden = false;
-        $("#run-error-code").textContent = final.error.code;
-        $("#run-error-message").textContent = final.error.message || "";
-      }
-      return;
-    }
+    if (!final) return;
     const out = final.outputs || {};
     setProgress(1, "Done: " + (out.frames || 0) + " frames, " + ((out.objects || []).length) + " object(s).", "succeeded");
     await showExports(out.exports || []);

@@ -64,7 +64,6 @@
   }
 
   // Following a job (server-sent events, reconnects, polling fallback) is the console's shared RF.watch (pages.js).
-  const watch = (jobId, signal, onEvent) => RF.watch(jobId, signal, onEvent);
 
   // ---- compare: synchronized players and a before/after slider on the paused frame ----
   function fmtTime(s) {
@@ -266,22 +265,12 @@
       };
       setProgress(job.progress.fraction, "Waiting for a worker…", job.status);
       RF.me(true).catch(() => {});
-      const final = await watch(job.id, ctl.signal, (type, data) => {
-        if (type === "progress") setProgress(data.fraction, data.message, data.status);
-        else if (type === "status") setStatus(data.status);
-        else if (type === "history") onHistory(data);
+      const final = await RF.followRun(job, ctl.signal, {
+        progress: (d) => setProgress(d.fraction, d.message, d.status),
+        status: (d) => setStatus(d.status),
+        history: onHistory,
       });
-      if (!final || ctl.signal.aborted) return;
-      setStatus(final.status);
-      if (final.status !== "succeeded") {
-        $("#run-message").textContent = "The job ended " + final.status + ".";
-        if (final.error) {
-          $("#run-error").hidden = false;
-          $("#run-error-code").textContent = final.error.code;
-          $("#run-error-message").textContent = final.error.message || "";
-        }
-        return;
-      }
+      if (!final) return;
       const out = final.outputs || {};
       setProgress(1, "Done: " + out.width + "x" + out.height + (out.frames ? ", " + out.frames + " frames" : ""), "succeeded");
       if (out.frames_per_second) $("#run-fps").textContent = out.frames_per_second + " frames per second over the whole job";
