@@ -280,6 +280,12 @@ class Container:
         return StatsService(self.store, self.settings)
 
     @cached_property
+    def queue_metrics(self) -> Any:
+        from reelforge.services.queue_metrics import QueueMetrics
+
+        return QueueMetrics(self.store, self.pipelines)
+
+    @cached_property
     def alarms(self) -> Any:
         from reelforge.services.alarms import AlarmService
 
@@ -348,8 +354,10 @@ class Container:
 
     def _db_stats(self) -> dict[str, Any]:
         with self.store.tx(write=False) as tx:
-            return {"jobs": tx.alarms.queue_stats(), "oldest_age": tx.alarms.oldest_queued_age(),
-                    "deliveries": tx.alarms.delivery_stats()}
+            stats = {"jobs": tx.alarms.queue_stats(), "oldest_age": tx.alarms.oldest_queued_age(),
+                     "deliveries": tx.alarms.delivery_stats()}
+        stats["queue"] = self.queue_metrics.figures()
+        return stats
 
     def migrate(self) -> None:
         """Bring the schema up to date, then encrypt any signing secret an older version stored in plain text."""

@@ -209,6 +209,38 @@ class _DbCollector(Collector):
         age = GaugeMetricFamily("reelforge_queue_oldest_age_seconds", "Age of the oldest queued job")
         age.add_metric([], data.get("oldest_age", 0.0))
         yield age
+        queue = data.get("queue")
+        if queue is not None:
+            # The figures the scaling policies read (services/queue_metrics.py), per job kind and per resource class.
+            ready = GaugeMetricFamily("reelforge_queue_ready", "Queued jobs that are due, by kind",
+                                      labels=["kind", "resource_class"])
+            ready_age = GaugeMetricFamily("reelforge_queue_ready_age_seconds",
+                                          "Seconds the oldest due job has waited, by kind",
+                                          labels=["kind", "resource_class"])
+            running = GaugeMetricFamily("reelforge_jobs_running", "Running jobs, by kind",
+                                        labels=["kind", "resource_class"])
+            for kind, f in queue.by_kind.items():
+                labels = [kind, queue.kind_class.get(kind, "cpu")]
+                ready.add_metric(labels, f.depth)
+                ready_age.add_metric(labels, f.oldest_age_s)
+                running.add_metric(labels, f.running)
+            yield ready
+            yield ready_age
+            yield running
+            by_class = GaugeMetricFamily("reelforge_queue_ready_by_class",
+                                         "Queued jobs that are due, by resource class", labels=["resource_class"])
+            age_by_class = GaugeMetricFamily("reelforge_queue_ready_age_by_class_seconds",
+                                             "Seconds the oldest due job has waited, by resource class",
+                                             labels=["resource_class"])
+            running_by_class = GaugeMetricFamily("reelforge_jobs_running_by_class", "Running jobs, by resource class",
+                                                 labels=["resource_class"])
+            for cls, f in queue.by_class.items():
+                by_class.add_metric([cls], f.depth)
+                age_by_class.add_metric([cls], f.oldest_age_s)
+                running_by_class.add_metric([cls], f.running)
+            yield by_class
+            yield age_by_class
+            yield running_by_class
         deliveries = GaugeMetricFamily("reelforge_webhook_deliveries", "Webhook deliveries by status",
                                        labels=["status"])
         for status, n in data.get("deliveries", []):

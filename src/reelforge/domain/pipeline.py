@@ -614,6 +614,15 @@ class Pipeline:
         except ValueError as exc:
             raise ValueError(f"pipeline {self.kind!r} v{self.version}: {exc}") from exc
 
+    @property
+    def resource_class(self) -> str:
+        """``"gpu"`` when any of its tasks asks for a GPU, else ``"cpu"``: the worker fleet its jobs need (the
+        queue metrics, the autoscaler and the deployment's worker groups are split by it)."""
+        for _, s in self.graph.walk():
+            if isinstance(s, Task) and s.resources.gpu > 0:
+                return "gpu"
+        return "cpu"
+
     def to_asl(self) -> dict[str, Any]:
         """The definition as Amazon States Language JSON (plus ``x-reelforge`` keys on Tasks)."""
         return {

@@ -559,6 +559,11 @@ class AlarmRepository(Protocol):
         """(kind, status, jobs) over every job."""
         ...
 
+    def queue_by_kind(self) -> list[tuple[str, int, float, int]]:
+        """(kind, ready jobs, seconds the oldest ready job has been due, running jobs) for every kind with queued or
+        running jobs."""
+        ...
+
     def oldest_queued_age(self) -> float:
         """Seconds since the oldest queued job was submitted (0 when none)."""
         ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Integer, case, cast, delete, func, or_, select
+from sqlalchemy import Integer, and_, case, cast, delete, func, or_, select
 
 from reelforge.adapters.db import models as m
 from reelforge.adapters.db.repositories.base import Repository, record, records
@@ -143,6 +143,19 @@ class AlarmRepository(Repository):
     def queue_stats(self) -> list[tuple[str, str, int]]:
         rows = self.s.execute(select(m.Job.kind, m.Job.status, func.count()).group_by(m.Job.kind, m.Job.status)).all()
         return [(r[0], r[1], int(r[2])) for r in rows]
+
+    def queue_by_kind(self) -> list[tuple[str, int, float, int]]:
+        now = self.now()
+        due = m.Job.run_at <= now
+        rows = self.s.execute(
+            select(m.Job.kind,
+                   func.sum(case((and_(m.Job.status == "queued", due), 1), else_=0)),
+                   func.min(case((and_(m.Job.status == "queued", due), m.Job.run_at), else_=None)),
+                   func.sum(case((m.Job.status == "running", 1), else_=0)))
+            .where(m.Job.status.in_(("queued", "running"))).group_by(m.Job.kind)
+        ).all()
+        return [(r[0], int(r[1] or 0), max(0.0, now - float(r[2])) if r[2] is not None else 0.0, int(r[3] or 0))
+                for r in rows]
 
     def oldest_queued_age(self) -> float:
         oldest = self.s.execute(select(func.min(m.Job.created_at)).where(m.Job.status == "queued")).scalar_one()
