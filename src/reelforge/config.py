@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -244,6 +244,10 @@ class CrmSettings(BaseModel):
 
 
 class ModelSettings(BaseModel):
+    # Applications read keys of their own here too (a backend choice for their task, for example), so those
+    # sit next to the device they run on; each application validates its keys.
+    model_config = ConfigDict(extra="allow")
+
     # Empty means data_dir / "models".
     dir: str = ""
     device: Literal["auto", "cpu", "cuda"] = "auto"

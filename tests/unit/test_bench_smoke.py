@@ -26,6 +26,7 @@ SMOKE_TESTS = {
     "search": "tests/unit/test_bench_smoke.py::test_search_bench_smoke",
     "analyze": "tests/unit/test_bench_smoke.py::test_analyze_smoke",
     "upscale": "tests/unit/test_bench_smoke.py::test_upscale_smoke",
+    "upscale_cpu": "tests/unit/test_bench_smoke.py::test_upscale_cpu_smoke",
     "upscale_quality": "tests/unit/test_upscale_bench.py::test_upscale_quality_quick",
     "calls": "tests/unit/test_bench_smoke.py::test_calls_smoke",
     "roto": "tests/unit/test_bench_smoke.py::test_roto_smoke",
@@ -207,6 +208,19 @@ def test_upscale_smoke(tmp_path: Path) -> None:
     assert all(r.get("skipped") or r["fps_480p"] > 0 for r in runs.values()), runs
     mem = report["memory"]["runs"]
     assert len(mem) == 1 and mem[0]["peak_rss_mb"] > 0 and mem[0]["frames"] > 0
+
+
+def test_upscale_cpu_smoke() -> None:
+    need_packages("ncnn", "torch", "skimage", "safetensors")
+    from bench import upscale_cpu
+
+    report = upscale_cpu.main(["--smoke"])
+    rows = report["scales"]["x2"]
+    assert {"ncnn", "torch-fp32"} <= set(rows)
+    for row in rows.values():
+        assert row["s_per_frame"] > 0 and row["achieved_gflops"] > 0
+        assert row["min_psnr_vs_torch_fp32_db"] >= 40.0  # every backend agrees with the fp32 reference
+    assert report["auto"]["backend"] in ("ncnn", "torch") and report["auto"]["measured"]
 
 
 def test_calls_smoke(tmp_path: Path) -> None:

@@ -178,7 +178,11 @@ def test_registry_lists_the_four_models_with_details(tmp_path: Path) -> None:
         assert "speed_rule" in info.details
     for name in ("realesr-animevideov3", "realesrgan-x4plus"):
         details = infos[name].details
-        assert details["backend"] == "ncnn" and details["device"] == "cpu"
+        # auto on a CPU: measured on first use; until then the prediction (torch where the CPU has bf16).
+        from reelforge.apps.upscale.models.autotune import cpu_has_bf16
+
+        assert details["backend"] == ("torch" if cpu_has_bf16() else "ncnn") and details["device"] == "cpu"
+        assert details["measured"] is None
         assert details["weights"] and all(Path(p).is_file() and p.endswith(".bin") for p in details["weights"])
     assert len(infos["realesr-animevideov3"].details["weights"]) == 3
     # x4plus costs ~29x animevideov3 per pixel: on a CPU it lands in a slower class.
@@ -190,11 +194,18 @@ def test_registry_lists_the_four_models_with_details(tmp_path: Path) -> None:
 
 
 def test_backend_setting_picks_the_runtime(tmp_path: Path) -> None:
-    forced = {a.name: a for a in upscale_adapters(Settings(data_dir=tmp_path, upscale={"backend": "torch"}))}
-    assert forced["realesr-animevideov3"].details()["backend"] == "torch"  # type: ignore[attr-defined]
-    assert forced["realesr-animevideov3"].details()["precision"] in {"fp32", "fp16"}  # type: ignore[attr-defined]
     from reelforge.apps.upscale.models import cuda_probe
 
+    forced = {a.name: a for a in upscale_adapters(Settings(data_dir=tmp_path, upscale={"backend": "torch"}))}
+    assert forced["realesr-animevideov3"].details()["backend"] == "torch"  # type: ignore[attr-defined]
+    from reelforge.apps.upscale.models.autotune import cpu_has_bf16
+
+    precision = forced["realesr-animevideov3"].details()["precision"]  # type: ignore[attr-defined]
+    assert precision == ("fp16" if cuda_probe() else "bf16" if cpu_has_bf16() else "fp32")
+    fp32 = {a.name: a for a in upscale_adapters(
+        Settings(data_dir=tmp_path, upscale={"backend": "torch", "precision": "fp32"}))}
+    if not cuda_probe():
+        assert fp32["realesr-animevideov3"].details()["precision"] == "fp32"  # type: ignore[attr-defined]
     if cuda_probe():
         return
     cuda = {a.name: a for a in upscale_adapters(Settings(data_dir=tmp_path, models={"device": "cuda"}))}

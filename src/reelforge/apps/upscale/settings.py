@@ -31,9 +31,13 @@ class UpscaleSettings(BaseModel):
     part_size: int = Field(default=16 * 1024**2, ge=5 * 1024**2)
     # image.upscale: Pillow's decompression-bomb cap for input images.
     max_image_pixels: int = Field(default=4096 * 4096, gt=0)
-    # image.upscale: "auto" = torch fp16 batched on CUDA when found, else ncnn on the CPU; "torch" forces the
-    # converted torch models (fp32 on a CPU); "ncnn" forces ncnn on the CPU.
+    # image.upscale: "auto" = torch fp16 batched on CUDA when found, else the fastest correct CPU backend, measured
+    # once per machine on first use (ncnn, torch fp32, torch bf16); "torch" forces the converted torch models;
+    # "ncnn" forces ncnn on the CPU. `models.upscale_backend`, when set, takes precedence over this.
     backend: Literal["auto", "ncnn", "torch"] = "auto"
+    # The torch backend's precision on a CPU: "auto" = bf16 where the processor has bf16 instructions (AVX-512
+    # BF16 or AMX), else fp32.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     tile: int = Field(default=0, ge=0, le=8192)  # tile side in input pixels; 0 = each model's default
     threads: int = Field(default=2, ge=1, le=256)  # CPU threads per ncnn network
     model_batch: int = Field(default=8, ge=1, le=256)  # frames per forward pass on CUDA

