@@ -75,4 +75,7 @@ ALARM_VALUE = "AlarmRuleValue"        # each alarm rule's observed value, per Ru
 DIM_KIND = "JobKind"
 DIM_RESOURCE = "ResourceClass"
 DIM_RULE = "Rule"
+# A per-subject rule (model_error_rate) publishes one ALARM_VALUE per model with this dimension beside Rule, and
+# the largest of them with Rule alone (what one alarm over every model reads).
+DIM_MODEL = "Model"
 RESOURCE_CLASSES = ("cpu", "gpu")
