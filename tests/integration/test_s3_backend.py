@@ -136,3 +136,39 @@ def test_lifecycle_class_and_tag_with_default_settings(s3_client: Any) -> None:
     output = c.assets.store_output(owner_id=user.id, job_id=None, data=b"output", content_type="text/plain")
     assert recorded(scratch.key) == ("STANDARD", {LIFECYCLE_TAG: "temporary"})
     assert recorded(output.key) == ("STANDARD", {LIFECYCLE_TAG: "hot"})
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_python_client_sends_every_signed_header(tmp_path: Path, db_url: str, seaweed: Any) -> None:
+    """The Python client sends all of a ticket's headers: SeaweedFS refuses the presigned PUT otherwise, since the
+    storage class, tag and lifecycle metadata are signed headers."""
+    from reelforge.client import Client
+    from reelforge.container import Container
+    from reelforge.domain.cloud import LIFECYCLE_TAG
+    from tests.integration.live_server import bind_socket, live_settings, serve
+
+    sock = bind_socket()
+    settings = live_settings(tmp_path, db_url, sock, storage={
+        "backend": "s3", "s3_bucket": f"rf-{uuid.uuid4().hex[:12]}", "s3_endpoint_url": seaweed.endpoint_url,
+        "s3_access_key": seaweed.access_key, "s3_secret_key": seaweed.secret_key, "s3_addressing_style": "path"})
+    c = Container(settings)
+    c.migrate()
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"kept for years " * 200)
+    try:
+        with serve(c, sock) as url:
+            client = Client(url, api_key="")
+            client.auth.register("s3client@example.com", "correct horse battery")
+            client.auth.login("s3client@example.com", "correct horse battery")
+            single = client.assets.upload(small, "application/octet-stream", lifecycle="archive", multipart=False)
+            parts = client.assets.upload(small, "application/octet-stream", lifecycle="infrequent", multipart=True)
+        for asset, storage_class, lifecycle in ((single, "GLACIER_IR", "archive"), (parts, "STANDARD_IA", "infrequent")):
+            with c.store.tx(write=False) as tx:
+                key = tx.assets.asset(asset.id).key
+            head = c.objects.client.head_object(Bucket=c.objects.bucket, Key=key)
+            tags = c.objects.client.get_object_tagging(Bucket=c.objects.bucket, Key=key)["TagSet"]
+            assert head["StorageClass"] == storage_class
+            assert tags == [{"Key": LIFECYCLE_TAG, "Value": lifecycle}]
+    finally:
+        c.close()
+        sock.close()
