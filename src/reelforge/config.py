@@ -291,9 +291,13 @@ class CloudWatchSettings(BaseModel):
     def _dimensions_fit(self) -> CloudWatchSettings:
         if len(self.dimensions) > 8:
             raise ValueError("metrics.cloudwatch.dimensions: at most 8 (each datum adds up to 2 of its own)")
+        from reelforge.domain.cloud import DIM_KIND, DIM_MODEL, DIM_RESOURCE, DIM_RULE
+
         for name, value in self.dimensions.items():
             if not name or len(name) > 255 or not value or len(value) > 1024:
                 raise ValueError("metrics.cloudwatch.dimensions: names 1-255 characters, values 1-1024")
+            if name in (DIM_KIND, DIM_RESOURCE, DIM_RULE, DIM_MODEL):
+                raise ValueError(f"metrics.cloudwatch.dimensions: {name} is set by the platform on each datum")
         return self
 
 

@@ -124,6 +124,17 @@ def test_an_api_process_publishes_without_workers(tmp_path: Path, db_url: str, m
         c.close()
 
 
+@pytest.mark.parametrize("dimensions", [{"JobKind": "x"}, {"": "x"}, {"Deployment": ""},
+                                        {f"D{i}": "x" for i in range(9)}])
+def test_extra_dimensions_are_checked(tmp_path: Path, dimensions: dict[str, str]) -> None:
+    from pydantic import ValidationError
+
+    from reelforge.config import Settings
+
+    with pytest.raises(ValidationError, match=r"metrics\.cloudwatch\.dimensions"):
+        Settings(data_dir=tmp_path, metrics={"cloudwatch": {"dimensions": dimensions}})
+
+
 def test_off_by_default(tmp_path: Path) -> None:
     from reelforge.config import Settings
     from reelforge.container import Container
