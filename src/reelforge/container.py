@@ -265,6 +265,10 @@ class Container:
         mc = self.settings.metrics
         m.add_collector(FiguresCollector(self.stats.read_figures, lag_s=mc.db_lag_s,
                                          max_rows=mc.max_rows_per_scrape))
+        if mc.cloudwatch.enabled:
+            from reelforge.observability import CloudMetricsCollector
+
+            m.add_collector(CloudMetricsCollector(lambda: self.cloud_metrics.status()))
         return m
 
     @cached_property

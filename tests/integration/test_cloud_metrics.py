@@ -26,9 +26,10 @@ from reelforge.domain.cloud import (
     RUNNING,
 )
 from tests.conftest import UserHandle, make_settings, wait_for
-from tests.fixtures.moto_server import MotoServer, moto_server  # noqa: F401
+from tests.fixtures.moto_server import MotoServer, aws_credentials, moto_server  # noqa: F401
 
-pytestmark = pytest.mark.timeout(120)
+# The publisher takes boto3's default credential chain, as it does on AWS (a task or instance role).
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("aws_credentials")]
 DEPLOYMENT = ("Deployment", "test")
 
 
@@ -169,6 +170,7 @@ def test_a_down_endpoint_does_not_break_the_tick(tmp_path: Path, db_url: str) ->
         assert time.monotonic() - started < 20
         status = c.cloud_metrics.status()
         assert status["failures"] == 1 and status["published"] == 0 and "Connect" in status["last_error"]
+        assert b"reelforge_cloud_metrics_failures_total 1.0" in c.metrics.render()  # counted on /metrics
         assert seen == ["w-1"]  # the registered ticks ran after it
         assert c.cloud_metrics.tick("w-1") is False  # the interval was taken: no retry storm
     finally:
