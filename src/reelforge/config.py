@@ -40,6 +40,19 @@ class StorageSettings(BaseModel):
     # Uploads above this size are offered as multipart.
     multipart_threshold: int = 64 * 1024**2
     part_size: int = 16 * 1024**2
+    # S3 server-side encryption on every write (and in presigned PUTs and multipart uploads): none for
+    # S3-compatible servers, AES256 (SSE-S3) or aws:kms (SSE-KMS, with s3_kms_key_id or the account's AWS key).
+    s3_sse: Literal["none", "AES256", "aws:kms"] = "none"
+    s3_kms_key_id: str | None = None
+    # Write each object in its lifecycle class's storage class (domain/cloud.py STORAGE_CLASS); turn off for an
+    # S3-compatible server that refuses the classes. The lifecycle tag is written either way.
+    s3_storage_classes: bool = True
+
+    @model_validator(mode="after")
+    def _kms_key_needs_kms(self) -> StorageSettings:
+        if self.s3_kms_key_id and self.s3_sse != "aws:kms":
+            raise ValueError("storage.s3_kms_key_id is set but storage.s3_sse is not aws:kms")
+        return self
 
 
 class AuthSettings(BaseModel):
@@ -263,6 +276,35 @@ class OtelSettings(BaseModel):
     timeout_s: float = 10.0
 
 
+class CloudWatchSettings(BaseModel):
+    """PutMetricData of the queue per job kind and resource class, and of each alarm rule's value."""
+
+    enabled: bool = False
+    # Empty: domain/cloud.py METRIC_NAMESPACE, the name the deployment's scaling policies and alarms read.
+    namespace: str = ""
+    region: str = "us-east-1"
+    # A CloudWatch-compatible endpoint (tests: a local fake); None: AWS's own for the region.
+    endpoint_url: str | None = None
+    # One process publishes per interval (database schedule lock), whichever worker or API process wins it.
+    interval_s: float = Field(default=60.0, ge=1.0, le=3600.0)
+    # Added to every datum, e.g. {"Deployment": "prod"} (the scaling policies then name it too).
+    dimensions: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _dimensions_fit(self) -> CloudWatchSettings:
+        if len(self.dimensions) > 8:
+            raise ValueError("metrics.cloudwatch.dimensions: at most 8 (each datum adds up to 2 of its own)")
+        from reelforge.domain.cloud import DIM_KIND, DIM_MODEL, DIM_RESOURCE, DIM_RULE
+
+        for name, value in self.dimensions.items():
+            if not name or len(name) > 255 or not value or len(value) > 1024:
+                raise ValueError("metrics.cloudwatch.dimensions: names 1-255 characters, values 1-1024")
+            if name in (DIM_KIND, DIM_RESOURCE, DIM_RULE, DIM_MODEL):
+                raise ValueError(f"metrics.cloudwatch.dimensions: {name} is set by the platform on each datum")
+        return self
+
+
 class MetricsSettings(BaseModel):
     # Worker-side figures are read from the database at scrape time. Rows younger than this are left for
     # the next scrape, so a transaction that commits a smaller id a little late is not skipped.
@@ -272,6 +314,8 @@ class MetricsSettings(BaseModel):
     # `/metrics` answers an admin's bearer token, or this one (`Authorization: Bearer <scrape_token>`) for a
     # Prometheus scraper that holds no account; empty: admins only. At least 24 characters.
     scrape_token: str = Field(default="", repr=False)
+    # The queue and alarm figures published to CloudWatch (services/cloud_metrics.py), for the scaling policies.
+    cloudwatch: CloudWatchSettings = Field(default_factory=lambda: CloudWatchSettings())
 
     @model_validator(mode="after")
     def _long_enough(self) -> MetricsSettings:

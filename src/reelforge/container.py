@@ -265,6 +265,10 @@ class Container:
         mc = self.settings.metrics
         m.add_collector(FiguresCollector(self.stats.read_figures, lag_s=mc.db_lag_s,
                                          max_rows=mc.max_rows_per_scrape))
+        if mc.cloudwatch.enabled:
+            from reelforge.observability import CloudMetricsCollector
+
+            m.add_collector(CloudMetricsCollector(lambda: self.cloud_metrics.status()))
         return m
 
     @cached_property
@@ -284,6 +288,19 @@ class Container:
         from reelforge.services.queue_metrics import QueueMetrics
 
         return QueueMetrics(self.store, self.pipelines)
+
+    @cached_property
+    def cloud_metrics(self) -> Any:
+        """The queue and alarm figures published to CloudWatch (metrics.cloudwatch); a no-op while disabled."""
+        from reelforge.services.cloud_metrics import CloudMetricsPublisher
+
+        cfg = self.settings.metrics.cloudwatch
+        sink = None
+        if cfg.enabled:
+            from reelforge.adapters.metrics.cloudwatch import CloudWatchSink
+
+            sink = CloudWatchSink(cfg.region, cfg.endpoint_url, timeout_s=cfg.timeout_s)
+        return CloudMetricsPublisher(self.store, self.settings, self.queue_metrics, sink)
 
     @cached_property
     def alarms(self) -> Any:
@@ -381,6 +398,8 @@ class Container:
             self.mail.close()
         if "tracing" in self.__dict__:
             self.tracing.shutdown()
+        if "cloud_metrics" in self.__dict__ and self.cloud_metrics.sink is not None:
+            self.cloud_metrics.sink.close()
         if "vectors" in self.__dict__:
             self.vectors.close()
         if self.__dict__.get("limit_counter") is not None:

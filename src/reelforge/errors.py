@@ -218,6 +218,7 @@ CODES: dict[str, str] = {
     "invalid_checksum": "A sha256 must be 64 hex digits",
     "checksum_mismatch": "The uploaded bytes do not match the sha256 given",
     "invalid_lifecycle": "Unknown lifecycle class",
+    "lifecycle_unsupported": "This object store has no bucket lifecycle rules (the local disk)",
     "invalid_metadata": "Object metadata is not valid",
     "parts_required": "A multipart upload needs its parts to complete",
     "invalid_part": "A part is missing or its ETag does not match",

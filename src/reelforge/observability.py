@@ -10,7 +10,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -431,6 +431,25 @@ def _counter(name: str, doc: str, labels: list[str], values: dict[Any, Any]) -> 
     for key, value in sorted(values.items()):
         fam.add_metric(list(key), value)
     return fam
+
+
+class CloudMetricsCollector(Collector):
+    """This process's publishes to the cloud metrics service (services/cloud_metrics.py ``status()``): datums
+    published and failed publishes, so a scraper can alarm when the scaling policies stop getting figures."""
+
+    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
+        self.status = status
+
+    def collect(self) -> Iterator[Metric]:
+        st = self.status()
+        published = CounterMetricFamily("reelforge_cloud_metrics_published",
+                                        "Datums this process published to the cloud metrics service")
+        published.add_metric([], float(st.get("published", 0)))
+        failures = CounterMetricFamily("reelforge_cloud_metrics_failures",
+                                       "Publishes to the cloud metrics service that failed in this process")
+        failures.add_metric([], float(st.get("failures", 0)))
+        yield published
+        yield failures
 
 
 class Metrics:

@@ -397,3 +397,21 @@ def test_signed_put_is_closed_once_the_upload_completes(client: Any, alice: User
     assert_problem(r, 409, "upload_closed")
     got = client.get(local(alice.get(f"/v1/assets/{asset['id']}").json()["download"]["url"]))
     assert got.content == data
+
+
+def test_local_upload_records_its_lifecycle_class(client: Any, alice: UserHandle, container: Any) -> None:
+    """The class is signed into the local PUT URL (``lc``) and recorded by the route; changing it breaks the
+    signature."""
+    data = b"kept a long time"
+    up = create(alice, data, lifecycle="archive")
+    assert dict(parse_qsl(urlsplit(up["put"]["url"]).query))["lc"] == "archive"
+    forged = client.put(tamper(up["put"]["url"], lc="temporary"), content=data, headers=up["put"]["headers"])
+    assert_problem(forged, 403, "invalid_signature")
+    asset = upload(client, alice, data, lifecycle="infrequent")
+    assert put(client, up, data).status_code == 200
+    with container.store.tx(write=False) as tx:
+        keys = {a.lifecycle: a.key for a in tx.assets.assets(owner_id=alice.id, limit=10)}
+    assert keys.keys() == {"infrequent"} and asset["lifecycle"] == "infrequent"
+    assert container.objects.head(keys["infrequent"]).lifecycle == "infrequent"
+    key = up["put"]["url"].split("/v1/storage/objects/", 1)[1].split("?", 1)[0]
+    assert container.objects.head(key).lifecycle == "archive"

@@ -25,6 +25,8 @@ users_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 models_app = typer.Typer(help="Model adapters.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
+storage_app = typer.Typer(help="Object storage.", no_args_is_help=True)
+app.add_typer(storage_app, name="storage")
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -271,6 +273,41 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False,
         mark = "ok " if i.available else "-- "
         extra = " [test model]" if i.test_model else ""
         typer.echo(f"{mark}{i.task:<16} {i.name:<14}{extra} {'' if i.available else i.reason}")
+
+
+@storage_app.command("apply-lifecycle")
+def storage_apply_lifecycle(
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the configuration; write nothing")] = False,
+        as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Write the S3 bucket's lifecycle configuration that matches the lifecycle classes (replacing its rules).
+
+    The rules filter on the lifecycle tag every write carries: temporary objects expire, hot and infrequent ones
+    move to cheaper storage classes (left out while storage.s3_storage_classes is off), unfinished multipart
+    uploads are aborted and old versions expire. Exit 2 on the local store, which has no bucket rules.
+    """
+    from reelforge import errors
+    from reelforge.domain.cloud import lifecycle_rules
+
+    c = _container()
+    st = c.settings.storage
+    body = {"Rules": lifecycle_rules(transitions=st.s3_storage_classes)}
+    if dry_run:
+        typer.echo(json.dumps(body) if as_json else json.dumps(body, indent=2))
+        return
+    try:
+        c.objects.apply_lifecycle(body["Rules"])
+    except errors.ReelforgeError as exc:
+        hint = ""
+        if exc.details.get("s3_code") == "NotImplemented" and st.s3_storage_classes:
+            hint = ("\nhint: this server may not implement storage-class transitions; with "
+                    "REELFORGE_STORAGE__S3_STORAGE_CLASSES=false the rules leave them out")
+        _die(f"error: {exc.message} ({exc.code}){hint}",
+             EXIT_USAGE if exc.code == "lifecycle_unsupported" else EXIT_FAILED)
+    ids = [rule["ID"] for rule in body["Rules"]]
+    if as_json:
+        typer.echo(json.dumps({"bucket": st.s3_bucket, "applied": ids, "LifecycleConfiguration": body}))
+    else:
+        typer.echo(f"Applied {len(ids)} lifecycle rules to bucket {st.s3_bucket}: {', '.join(ids)}")
 
 
 @app.command()

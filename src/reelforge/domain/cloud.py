@@ -33,13 +33,17 @@ ABORT_INCOMPLETE_MULTIPART_DAYS = 1
 NONCURRENT_EXPIRE_DAYS = 30
 
 
-def lifecycle_rules() -> list[dict[str, Any]]:
-    """The bucket lifecycle rules, in the shape of S3's PutBucketLifecycleConfiguration ``Rules``."""
+def lifecycle_rules(*, transitions: bool = True) -> list[dict[str, Any]]:
+    """The bucket lifecycle rules, in the shape of S3's PutBucketLifecycleConfiguration ``Rules``.
+
+    ``transitions=False`` leaves out the storage-class transitions (and the rules that only tier), for a bucket
+    written without storage classes: an S3-compatible server that has no classes refuses transition rules.
+    """
 
     def tagged(value: str) -> dict[str, Any]:
         return {"Tag": {"Key": LIFECYCLE_TAG, "Value": value}}
 
-    return [
+    rules: list[dict[str, Any]] = [
         {"ID": "reelforge-temporary-expire", "Status": "Enabled", "Filter": tagged(Lifecycle.temporary),
          "Expiration": {"Days": TEMPORARY_EXPIRE_DAYS}},
         {"ID": "reelforge-hot-tiering", "Status": "Enabled", "Filter": tagged(Lifecycle.hot),
@@ -52,6 +56,14 @@ def lifecycle_rules() -> list[dict[str, Any]]:
         {"ID": "reelforge-noncurrent-expire", "Status": "Enabled", "Filter": {"Prefix": ""},
          "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_EXPIRE_DAYS}},
     ]
+    if transitions:
+        return rules
+    out = []
+    for rule in rules:
+        rest = {k: v for k, v in rule.items() if k != "Transitions"}
+        if set(rest) - {"ID", "Status", "Filter"}:  # an action is left
+            out.append(rest)
+    return out
 
 
 # Metrics the platform publishes (CloudWatch PutMetricData, and /metrics) and the deployment scales and alarms on.
@@ -63,4 +75,7 @@ ALARM_VALUE = "AlarmRuleValue"        # each alarm rule's observed value, per Ru
 DIM_KIND = "JobKind"
 DIM_RESOURCE = "ResourceClass"
 DIM_RULE = "Rule"
+# A per-subject rule (model_error_rate) publishes one ALARM_VALUE per model with this dimension beside Rule, and
+# the largest of them with Rule alone (what one alarm over every model reads).
+DIM_MODEL = "Model"
 RESOURCE_CLASSES = ("cpu", "gpu")

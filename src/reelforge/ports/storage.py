@@ -6,7 +6,7 @@ import builtins
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,9 @@ class ObjectInfo:
     sha256: str
     content_type: str
     metadata: dict[str, str] = field(default_factory=dict)
+    # The lifecycle class the object was written in (objects written without one read as hot). Not part of
+    # equality: it describes where the bytes are kept, not what they are.
+    lifecycle: str = field(default="hot", compare=False)
 
 
 @dataclass(frozen=True)
@@ -40,18 +43,23 @@ class ObjectStore(Protocol):
 
     name: str
 
+    # Every write takes the object's lifecycle class (domain.types.Lifecycle; unknown: ValidationFailed
+    # ``invalid_lifecycle``). S3 writes it as the object's storage class and lifecycle tag (domain/cloud.py), with
+    # the configured server-side encryption; the local store records it in the object's sidecar.
+
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream",
-                  metadata: dict[str, str] | None = None) -> ObjectInfo:
+                  metadata: dict[str, str] | None = None, *, lifecycle: str = "hot") -> ObjectInfo:
         """Store bytes atomically; returns size and sha256."""
         ...
 
     def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream",
-                 metadata: dict[str, str] | None = None) -> ObjectInfo:
+                 metadata: dict[str, str] | None = None, *, lifecycle: str = "hot") -> ObjectInfo:
         """Store a local file (multipart above the configured threshold on S3)."""
         ...
 
     def put_stream(self, key: str, stream: BinaryIO, content_type: str = "application/octet-stream",
-                   max_size: int | None = None, metadata: dict[str, str] | None = None) -> ObjectInfo:
+                   max_size: int | None = None, metadata: dict[str, str] | None = None, *,
+                   lifecycle: str = "hot") -> ObjectInfo:
         """Store a stream; refuses (PayloadTooLarge) and leaves nothing behind past max_size."""
         ...
 
@@ -90,10 +98,14 @@ class ObjectStore(Protocol):
         always served as an attachment, never displayed as a page."""
         ...
 
-    def presign_put(self, key: str, content_type: str, max_size: int, expires_s: int) -> SignedRequest: ...
+    def presign_put(self, key: str, content_type: str, max_size: int, expires_s: int, *,
+                    lifecycle: str = "hot") -> SignedRequest:
+        """A signed PUT of one object; the client must send every header in ``headers`` (the content type, and
+        on S3 the storage class, tag and encryption headers, which are part of the signature)."""
+        ...
 
-    def create_multipart(self, key: str, content_type: str) -> str:
-        """Start a multipart upload; returns its upload id."""
+    def create_multipart(self, key: str, content_type: str, *, lifecycle: str = "hot") -> str:
+        """Start a multipart upload (the object's lifecycle class is set here); returns its upload id."""
         ...
 
     def presign_part(self, key: str, upload_id: str, part_number: int, expires_s: int, *,
@@ -112,6 +124,11 @@ class ObjectStore(Protocol):
     def complete_multipart(self, key: str, upload_id: str, parts: builtins.list[CompletedPart]) -> ObjectInfo: ...
 
     def abort_multipart(self, key: str, upload_id: str) -> None: ...
+
+    def apply_lifecycle(self, rules: builtins.list[dict[str, Any]]) -> None:
+        """Write the bucket's lifecycle configuration (rules in S3's PutBucketLifecycleConfiguration shape,
+        replacing any there); a store without bucket rules raises BadRequest ``lifecycle_unsupported``."""
+        ...
 
     def ping(self) -> None:
         """Raise StorageError when the store cannot be reached."""

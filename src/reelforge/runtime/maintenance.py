@@ -51,6 +51,7 @@ class Maintenance:
             self._core(time.monotonic())
         except Exception:
             log.exception("maintenance failed")
+        self.publish_metrics()
         self.run_ticks()
 
     def _core(self, now: float) -> None:
@@ -72,6 +73,17 @@ class Maintenance:
             # Every worker's own disk, on its own clock (the scheduled sweep above covers it when this one wins).
             self.sweep_scratch()
         self.c.alarms.tick(self.worker_id)  # evaluates only when this worker wins the tick
+
+    def publish_metrics(self) -> None:
+        """The cloud metrics tick (services/cloud_metrics.py), apart from the core work so that no failure there
+        keeps the scaling policies without figures."""
+        cloudwatch = getattr(getattr(self.c.settings, "metrics", None), "cloudwatch", None)
+        if cloudwatch is None or not cloudwatch.enabled:
+            return
+        try:
+            self.c.cloud_metrics.tick(self.worker_id)
+        except Exception:
+            log.exception("cloud metrics tick failed")
 
     @property
     def ticks(self) -> list[Tick]:
@@ -132,16 +144,24 @@ class AlarmTicker:
     few seconds. The tick's database schedule decides who evaluates, so however many API and worker processes
     offer, the rules are evaluated once per `alarms.interval_s`; with no worker alive they still are."""
 
+    thread_name = "reelforge-alarms"
+
     def __init__(self, container: Any, runner: str | None = None) -> None:
         self.c = container
         self.runner = runner or f"api:{socket.gethostname()}:{os.getpid()}"
-        interval = float(container.settings.alarms.interval_s)
+        interval = float(self.interval_s())
         self.period_s = max(0.2, min(interval, 15.0))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def interval_s(self) -> float:
+        return float(self.c.settings.alarms.interval_s)
+
+    def tick(self) -> None:
+        self.c.alarms.tick(self.runner)
+
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="reelforge-alarms", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
@@ -149,11 +169,24 @@ class AlarmTicker:
         # not take the tick from the workers.
         while not self._stop.wait(self.period_s):
             try:
-                self.c.alarms.tick(self.runner)
+                self.tick()
             except Exception:
-                log.exception("alarm evaluation failed")
+                log.exception("%s tick failed", self.thread_name)
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+class CloudMetricsTicker(AlarmTicker):
+    """The cloud metrics tick in an API process: with the workers scaled to zero, the API is what keeps publishing
+    the queue depth that scales them back up. The database schedule still lets one process publish per interval."""
+
+    thread_name = "reelforge-cloud-metrics"
+
+    def interval_s(self) -> float:
+        return float(self.c.settings.metrics.cloudwatch.interval_s)
+
+    def tick(self) -> None:
+        self.c.cloud_metrics.tick(self.runner)

@@ -98,7 +98,7 @@ class AssetService:
         with self.store.tx() as tx:
             expires_at = tx.now() + cfg.upload_expiry_s
         if use_multipart:
-            multipart_id = self.objects.create_multipart(key, content_type)
+            multipart_id = self.objects.create_multipart(key, content_type, lifecycle=lifecycle)
             count = math.ceil(size / part_size)
             # Each part's URL is signed for that part's size: a part can never carry more than its share.
             ticket.parts = [(n, self.objects.presign_part(key, multipart_id, n, cfg.upload_expiry_s,
@@ -106,7 +106,7 @@ class AssetService:
                             for n in range(1, count + 1)]
         else:
             multipart_id, count = None, None
-            ticket.put = self.objects.presign_put(key, content_type, size, cfg.upload_expiry_s)
+            ticket.put = self.objects.presign_put(key, content_type, size, cfg.upload_expiry_s, lifecycle=lifecycle)
         with self.store.tx() as tx:
             ticket.upload = tx.assets.add_upload(
                 owner_id=principal.user_id, key=key, content_type=content_type, filename=filename, max_size=size,
@@ -239,7 +239,7 @@ class AssetService:
         if existing is not None:
             return existing
         key = new_key(f"{owner_id}/{category}", ext_for(filename, content_type))
-        info = self.objects.put_bytes(key, data, content_type)
+        info = self.objects.put_bytes(key, data, content_type, lifecycle=lifecycle)
         return self._register_output(owner_id=owner_id, job_id=job_id, key=key, info=info,
                                      content_type=content_type, filename=filename, lifecycle=lifecycle,
                                      metadata=metadata, asset_id=asset_id)
@@ -284,7 +284,7 @@ class AssetService:
         psize = max(part_size or cfg.part_size, MIN_PART, math.ceil(size / MAX_PARTS))
         key = new_key(f"{owner_id}/{category}", ext_for(filename, content_type))
         if size > threshold:
-            upload_id = self.objects.create_multipart(key, content_type)
+            upload_id = self.objects.create_multipart(key, content_type, lifecycle=lifecycle)
             try:
                 parts: builtins.list[CompletedPart] = []
                 with open(path, "rb") as f:
@@ -299,7 +299,7 @@ class AssetService:
                 raise
             metadata = {**(metadata or {}), "multipart_parts": len(parts)}
         else:
-            info = self.objects.put_file(key, path, content_type)
+            info = self.objects.put_file(key, path, content_type, lifecycle=lifecycle)
         return self._register_output(owner_id=owner_id, job_id=job_id, key=key, info=info,
                                      content_type=content_type, filename=filename, lifecycle=lifecycle,
                                      metadata=metadata, asset_id=asset_id)

@@ -127,7 +127,8 @@ def _local_route(store: LocalObjectStore, method: str, url: str, body: bytes,
         op = verified["op"]
         if op == "put":
             store.check_put_headers(verified, lowered.get("content-type"), len(body))
-            store.put_stream(key, io.BytesIO(body), content_type=verified["ct"], max_size=int(verified["max"]))
+            store.put_stream(key, io.BytesIO(body), content_type=verified["ct"], max_size=int(verified["max"]),
+                             lifecycle=verified.get("lc", "hot"))
             return httpx.Response(200)
         if op == "part":
             part = store.upload_part(key, verified["upload_id"], int(verified["part"]), io.BytesIO(body),

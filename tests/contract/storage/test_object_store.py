@@ -333,7 +333,8 @@ def test_presigned_put_then_verify(store: ObjectStore, send: Send) -> None:
     data = b'{"hello": "world"}' * 100
     request = store.presign_put("up/doc.json", "application/json", max_size=len(data), expires_s=300)
     assert request.method == "PUT"
-    assert request.headers == {"Content-Type": "application/json"}
+    # Content-Type, and on S3 the signed storage class, tag and encryption headers (the client sends them all).
+    assert request.headers["Content-Type"] == "application/json"
     assert request.expires_at == pytest.approx(time.time() + 300, abs=5)
     response = send(store, request, data)
     assert response.status_code == 200, response.text
@@ -632,6 +633,47 @@ def test_ping_fails_when_unreachable(store: ObjectStore, tmp_path: Path) -> None
         broken.ping()
 
 
+def test_lifecycle_class_is_recorded_on_every_write_path(store: ObjectStore, send: Send, tmp_path: Path) -> None:
+    """Each way of writing keeps the object's lifecycle class, which head() reads back (S3: storage class, tag
+    and metadata; local: the sidecar). The class is not part of ObjectInfo equality."""
+    assert store.put_bytes("lc/bytes", b"b", lifecycle="archive").lifecycle == "archive"
+    source = tmp_path / "file.bin"
+    source.write_bytes(b"f" * 1000)
+    assert store.put_file("lc/file", source, lifecycle="infrequent").lifecycle == "infrequent"
+    assert store.put_stream("lc/stream", ShortReads(b"s" * 3000), lifecycle="temporary").lifecycle == "temporary"
+    request = store.presign_put("lc/signed", "text/plain", max_size=5, expires_s=300, lifecycle="archive")
+    assert send(store, request, b"hello").status_code == 200
+    assert store.verify("lc/signed").lifecycle == "archive"
+    upload_id = store.create_multipart("lc/parts", "text/plain", lifecycle="infrequent")
+    part = store.upload_part("lc/parts", upload_id, 1, b"one part")
+    assert store.complete_multipart("lc/parts", upload_id, [part]).lifecycle == "infrequent"
+    store.put_bytes("lc/default", b"d")
+    expected = {"lc/bytes": "archive", "lc/file": "infrequent", "lc/stream": "temporary", "lc/signed": "archive",
+                "lc/parts": "infrequent", "lc/default": "hot"}
+    for key, lifecycle in expected.items():
+        head = store.head(key)
+        assert head is not None and head.lifecycle == lifecycle, key
+        assert head.metadata == {}, key  # kept apart from the user's metadata
+        assert store.verify(key).lifecycle == lifecycle, key
+
+
+@pytest.mark.parametrize("lifecycle", ["cold", "", "HOT"])
+def test_unknown_lifecycle_is_refused(store: ObjectStore, lifecycle: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        store.put_bytes("lc/bad", b"x", lifecycle=lifecycle)
+    assert caught.value.code == "invalid_lifecycle"
+    with pytest.raises(ValidationFailed):
+        store.presign_put("lc/bad", "text/plain", max_size=1, expires_s=60, lifecycle=lifecycle)
+    with pytest.raises(ValidationFailed):
+        store.create_multipart("lc/bad", "text/plain", lifecycle=lifecycle)
+    assert store.head("lc/bad") is None
+
+
+def test_lifecycle_is_reserved_metadata(store: ObjectStore) -> None:
+    with pytest.raises(ValidationFailed):
+        store.put_bytes("lc/meta", b"x", metadata={"lifecycle": "archive"})
+
+
 # -- local store only --------------------------------------------------------------------------
 
 
@@ -850,7 +892,8 @@ def test_s3_verify_records_sha256_of_client_upload(s3_store: S3ObjectStore) -> N
     info = s3_store.verify("raw/obj")
     assert info.sha256 == sha(b"uploaded by a client")
     raw = s3_store.client.head_object(Bucket=s3_store.bucket, Key="raw/obj")
-    assert raw["Metadata"] == {"owner": "u9", "sha256": info.sha256}
+    # An object written without a lifecycle class reads as hot; the copy that records the sha256 writes it so.
+    assert raw["Metadata"] == {"owner": "u9", "sha256": info.sha256, "lifecycle": "hot"}
     assert raw["ContentType"] == "text/plain"
 
 

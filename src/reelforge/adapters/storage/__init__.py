@@ -46,6 +46,9 @@ def build_object_store(settings: Settings) -> ObjectStore:
             addressing_style=storage.s3_addressing_style,
             multipart_threshold=storage.multipart_threshold,
             part_size=storage.part_size,
+            sse=storage.s3_sse,
+            kms_key_id=storage.s3_kms_key_id,
+            storage_classes=storage.s3_storage_classes,
         )
     return LocalObjectStore(
         root=settings.storage_root,

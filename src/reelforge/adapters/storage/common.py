@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO, Protocol, cast
 from urllib.parse import quote
 
+from reelforge.domain.types import Lifecycle
 from reelforge.errors import BadRequest, ChecksumMismatch, ValidationFailed
 
 CHUNK_SIZE = 1024 * 1024
@@ -18,7 +19,9 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_NUMBER = 10_000
 MAX_EXPIRY_S = 7 * 24 * 3600
 MAX_METADATA_BYTES = 2048
-RESERVED_METADATA = frozenset({"sha256"})
+# sha256: the platform's checksum; lifecycle: the object's lifecycle class (both kept beside the user's metadata).
+RESERVED_METADATA = frozenset({"sha256", "lifecycle"})
+LIFECYCLES = frozenset(lc.value for lc in Lifecycle)
 
 _CONTENT_TYPE_RE = re.compile(
     r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*"
@@ -72,6 +75,13 @@ def validate_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
     if total > MAX_METADATA_BYTES:
         raise ValidationFailed("Metadata is larger than 2 KiB", code="invalid_metadata")
     return out
+
+
+def validate_lifecycle(lifecycle: str) -> str:
+    """``lifecycle`` when it names a lifecycle class (domain.types.Lifecycle); ValidationFailed otherwise."""
+    if not isinstance(lifecycle, str) or lifecycle not in LIFECYCLES:
+        raise ValidationFailed("Unknown lifecycle class", code="invalid_lifecycle", field="lifecycle")
+    return str(lifecycle)
 
 
 def check_part_number(part_number: int) -> int:

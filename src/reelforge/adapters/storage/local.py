@@ -3,8 +3,10 @@
 Layout under ``root``:
 
 - ``<key>``: the object's bytes (keys are validated paths).
-- ``.meta/<dirs of key>/.<name>.json``: size, sha256, content type and user metadata. The leading dot
-  keeps sidecar files and key directories apart (no key segment may start with ``.``).
+- ``.meta/<dirs of key>/.<name>.json``: size, sha256, content type, user metadata and lifecycle class (a
+  local disk has no storage classes or bucket rules: the class is recorded so both adapters keep one
+  contract). The leading dot keeps sidecar files and key directories apart (no key segment may start
+  with ``.``).
 - ``.multipart/<upload_id>/upload.json`` and ``.../<part number>``: multipart uploads in progress.
 - ``.<random>.tmp`` beside a target: a write in progress, renamed into place when complete.
 
@@ -42,6 +44,7 @@ from reelforge.adapters.storage.common import (
     normalize_content_type,
     normalize_etag,
     validate_content_type,
+    validate_lifecycle,
     validate_metadata,
     verifying_stream,
 )
@@ -215,10 +218,12 @@ class LocalObjectStore:
         content_type: str,
         metadata: dict[str, str] | None,
         max_size: int | None,
+        lifecycle: str = "hot",
     ) -> ObjectInfo:
         key = validate_key(key)
         content_type = validate_content_type(content_type)
         meta = validate_metadata(metadata)
+        lifecycle = validate_lifecycle(lifecycle)
         target = self.path_for(key)
         digest = hashlib.sha256()
         size = 0
@@ -233,7 +238,8 @@ class LocalObjectStore:
                 yield chunk
 
         tmp = self._spool(target, checked())
-        info = ObjectInfo(key=key, size=size, sha256=digest.hexdigest(), content_type=content_type, metadata=meta)
+        info = ObjectInfo(key=key, size=size, sha256=digest.hexdigest(), content_type=content_type, metadata=meta,
+                          lifecycle=lifecycle)
         try:
             self._commit(key, tmp, target, info)
         except BaseException:
@@ -241,11 +247,15 @@ class LocalObjectStore:
             raise
         return info
 
-    def _commit(self, key: str, tmp: Path, target: Path, info: ObjectInfo) -> None:
-        sidecar = json.dumps(
-            {"key": key, "size": info.size, "sha256": info.sha256, "content_type": info.content_type,
-             "metadata": info.metadata, "created_at": time.time()}
+    @staticmethod
+    def _sidecar(info: ObjectInfo) -> bytes:
+        return json.dumps(
+            {"key": info.key, "size": info.size, "sha256": info.sha256, "content_type": info.content_type,
+             "metadata": info.metadata, "lifecycle": info.lifecycle, "created_at": time.time()}
         ).encode()
+
+    def _commit(self, key: str, tmp: Path, target: Path, info: ObjectInfo) -> None:
+        sidecar = self._sidecar(info)
         meta_path = self._meta_path(key)
         with self._lock(key):
             if target.is_dir() and not target.is_symlink():
@@ -311,6 +321,7 @@ class LocalObjectStore:
             sha256=str(doc.get("sha256", "")),
             content_type=str(doc.get("content_type") or DEFAULT_CONTENT_TYPE),
             metadata={str(k): str(v) for k, v in (doc.get("metadata") or {}).items()},
+            lifecycle=str(doc.get("lifecycle") or "hot"),
         )
 
     def _prune(self, start: Path, stop: Path) -> None:
@@ -325,21 +336,22 @@ class LocalObjectStore:
 
     # -- ObjectStore ---------------------------------------------------------------------------
     def put_bytes(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
-                  metadata: dict[str, str] | None = None) -> ObjectInfo:
+                  metadata: dict[str, str] | None = None, *, lifecycle: str = "hot") -> ObjectInfo:
         """Store ``data`` atomically under ``key``; returns its size and sha256."""
-        return self._write_object(key, io.BytesIO(data), content_type, metadata, None)
+        return self._write_object(key, io.BytesIO(data), content_type, metadata, None, lifecycle)
 
     def put_file(self, key: str, path: Path, content_type: str = DEFAULT_CONTENT_TYPE,
-                 metadata: dict[str, str] | None = None) -> ObjectInfo:
+                 metadata: dict[str, str] | None = None, *, lifecycle: str = "hot") -> ObjectInfo:
         """Copy a local file in (one pass: copy and hash together)."""
         validate_key(key)
         with open(path, "rb") as f:
-            return self._write_object(key, f, content_type, metadata, None)
+            return self._write_object(key, f, content_type, metadata, None, lifecycle)
 
     def put_stream(self, key: str, stream: BinaryIO, content_type: str = DEFAULT_CONTENT_TYPE,
-                   max_size: int | None = None, metadata: dict[str, str] | None = None) -> ObjectInfo:
+                   max_size: int | None = None, metadata: dict[str, str] | None = None, *,
+                   lifecycle: str = "hot") -> ObjectInfo:
         """Store a stream chunk by chunk; past ``max_size`` raise PayloadTooLarge and keep nothing."""
-        return self._write_object(key, stream, content_type, metadata, max_size)
+        return self._write_object(key, stream, content_type, metadata, max_size, lifecycle)
 
     def get_bytes(self, key: str) -> bytes:
         """The whole object, after checking it against its recorded sha256."""
@@ -379,7 +391,7 @@ class LocalObjectStore:
             tmp.unlink(missing_ok=True)
             raise
         return ObjectInfo(key=info.key, size=size, sha256=digest.hexdigest(),
-                          content_type=info.content_type, metadata=info.metadata)
+                          content_type=info.content_type, metadata=info.metadata, lifecycle=info.lifecycle)
 
     def head(self, key: str) -> ObjectInfo | None:
         """What the sidecar records, or None when the object does not exist."""
@@ -412,10 +424,8 @@ class LocalObjectStore:
                 raise ChecksumMismatch(f"Object {info.key} does not match its sha256", key=info.key)
             return info
         info = ObjectInfo(key=info.key, size=size, sha256=actual, content_type=info.content_type,
-                          metadata=info.metadata)
-        sidecar = json.dumps({"key": info.key, "size": size, "sha256": actual,
-                              "content_type": info.content_type, "metadata": info.metadata,
-                              "created_at": time.time()}).encode()
+                          metadata=info.metadata, lifecycle=info.lifecycle)
+        sidecar = self._sidecar(info)
         with self._lock(info.key):
             self._write_file_atomic(self._meta_path(info.key), sidecar)
         return info
@@ -532,12 +542,15 @@ class LocalObjectStore:
             params["filename"] = filename
         return self._sign("GET", validate_key(key), params, expires_s)
 
-    def presign_put(self, key: str, content_type: str, max_size: int, expires_s: int) -> SignedRequest:
-        """A URL on the API for one PUT of at most ``max_size`` bytes with exactly this Content-Type."""
+    def presign_put(self, key: str, content_type: str, max_size: int, expires_s: int, *,
+                    lifecycle: str = "hot") -> SignedRequest:
+        """A URL on the API for one PUT of at most ``max_size`` bytes with exactly this Content-Type; the
+        lifecycle class is signed into it (``lc``) and recorded when the route stores the body."""
         content_type = validate_content_type(content_type)
+        lifecycle = validate_lifecycle(lifecycle)
         if max_size < 0:
             raise ValueError("max_size must not be negative")
-        params = {"op": "put", "ct": content_type, "max": str(int(max_size))}
+        params = {"op": "put", "ct": content_type, "max": str(int(max_size)), "lc": lifecycle}
         return self._sign("PUT", validate_key(key), params, expires_s, {"Content-Type": content_type})
 
     # -- multipart -----------------------------------------------------------------------------
@@ -552,15 +565,16 @@ class LocalObjectStore:
             raise NotFound("Unknown multipart upload", code="upload_not_found")
         return directory, doc
 
-    def create_multipart(self, key: str, content_type: str) -> str:
+    def create_multipart(self, key: str, content_type: str, *, lifecycle: str = "hot") -> str:
         """Start a multipart upload; parts go to ``.multipart/<upload_id>/``."""
         key = validate_key(key)
         content_type = validate_content_type(content_type)
+        lifecycle = validate_lifecycle(lifecycle)
         self.path_for(key)
         upload_id = uuid.uuid4().hex
         directory = self._upload_dir(upload_id)
         directory.mkdir(parents=True)
-        doc = {"key": key, "content_type": content_type, "created_at": time.time()}
+        doc = {"key": key, "content_type": content_type, "lifecycle": lifecycle, "created_at": time.time()}
         self._write_file_atomic(directory / "upload.json", json.dumps(doc).encode())
         return upload_id
 
@@ -639,7 +653,8 @@ class LocalObjectStore:
                 if self._fsync:
                     os.fsync(out.fileno())
             info = ObjectInfo(key=key, size=total, sha256=digest.hexdigest(),
-                              content_type=str(doc.get("content_type") or DEFAULT_CONTENT_TYPE))
+                              content_type=str(doc.get("content_type") or DEFAULT_CONTENT_TYPE),
+                              lifecycle=str(doc.get("lifecycle") or "hot"))
             self._commit(key, tmp, target, info)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -679,6 +694,12 @@ class LocalObjectStore:
                             path.unlink()
                             removed += 1
         return removed
+
+    def apply_lifecycle(self, rules: builtins.list[dict[str, Any]]) -> None:
+        """A local disk has no bucket rules: the sweeper deletes expired temporary objects and abandoned uploads,
+        and every object stays on the one disk whatever its class."""
+        raise BadRequest("The local object store has no bucket lifecycle rules (its sweeper expires temporary "
+                         "objects); apply them to an S3 bucket (storage.backend s3)", code="lifecycle_unsupported")
 
     def ping(self) -> None:
         """Raise StorageError unless a file can be written and removed under root."""

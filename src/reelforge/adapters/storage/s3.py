@@ -3,6 +3,11 @@
 The sha256 of each object the platform writes is kept as user metadata ``sha256``
 (``x-amz-meta-sha256``). Objects that clients upload straight to S3 through presigned URLs have none
 until ``verify`` (or ``complete_multipart``) reads them and records it.
+
+Every write (PutObject, the transfer manager's uploads, CreateMultipartUpload, presigned PUTs, the copy that
+records a sha256) carries the object's lifecycle class three ways: its storage class (domain/cloud.py
+STORAGE_CLASS, unless storage classes are off), the ``reelforge-lifecycle`` tag the bucket's lifecycle rules
+filter on, and user metadata ``lifecycle`` (read back by ``head``); plus the configured server-side encryption.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
+from urllib.parse import urlencode
 
 import boto3
 from boto3.exceptions import S3UploadFailedError
@@ -27,15 +33,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from reelforge.adapters.storage.common import (
     CHUNK_SIZE,
+    LIFECYCLES,
     check_expiry,
     check_part_number,
     iter_chunks,
     normalize_etag,
     object_disposition,
     validate_content_type,
+    validate_lifecycle,
     validate_metadata,
     verifying_stream,
 )
+from reelforge.domain.cloud import LIFECYCLE_TAG, STORAGE_CLASS
 from reelforge.domain.keys import validate_key, validate_prefix
 from reelforge.errors import (
     BadRequest,
@@ -51,6 +60,16 @@ from reelforge.ports.storage import CompletedPart, ObjectInfo, SignedRequest
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 SHA256_META = "sha256"
+LIFECYCLE_META = "lifecycle"
+SSE_MODES = ("none", "AES256", "aws:kms")
+# The request headers of the PutObject/CreateMultipartUpload parameters a presigned PUT signs.
+_PARAM_HEADERS = {
+    "ContentType": "Content-Type",
+    "StorageClass": "x-amz-storage-class",
+    "Tagging": "x-amz-tagging",
+    "ServerSideEncryption": "x-amz-server-side-encryption",
+    "SSEKMSKeyId": "x-amz-server-side-encryption-aws-kms-key-id",
+}
 _NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
@@ -100,11 +119,23 @@ class S3ObjectStore:
         create_bucket: bool = True,
         *,
         max_concurrency: int = 4,
+        sse: str = "none",
+        kms_key_id: str | None = None,
+        storage_classes: bool = True,
     ) -> None:
         """No network call happens here: the bucket is checked (and created) on first use.
 
-        ``access_key``/``secret_key`` of None use boto3's default chain (environment, IAM role).
+        ``access_key``/``secret_key`` of None use boto3's default chain (environment, IAM role). ``sse`` is
+        ``none``, ``AES256`` (SSE-S3) or ``aws:kms`` (SSE-KMS under ``kms_key_id``, or the account's AWS-managed
+        key when None); ``storage_classes`` False writes every object in the bucket's default class.
         """
+        if sse not in SSE_MODES:
+            raise ValueError(f"sse must be one of {SSE_MODES}")
+        if kms_key_id and sse != "aws:kms":
+            raise ValueError("kms_key_id needs sse='aws:kms'")
+        self.sse = sse
+        self.kms_key_id = kms_key_id
+        self.storage_classes = storage_classes
         self.bucket = bucket
         self.region = region
         self.multipart_threshold = multipart_threshold
@@ -171,16 +202,31 @@ class S3ObjectStore:
         except BotoCoreError as exc:
             _raise_mapped(exc)
 
+    def write_args(self, lifecycle: str) -> dict[str, str]:
+        """The PutObject parameters every write of a ``lifecycle`` object carries: storage class, lifecycle tag
+        and server-side encryption (user metadata ``lifecycle`` goes with the rest of the metadata)."""
+        lifecycle = validate_lifecycle(lifecycle)
+        args = {"Tagging": urlencode({LIFECYCLE_TAG: lifecycle})}
+        if self.storage_classes:
+            args["StorageClass"] = STORAGE_CLASS[lifecycle]
+        if self.sse != "none":
+            args["ServerSideEncryption"] = self.sse
+            if self.sse == "aws:kms" and self.kms_key_id:
+                args["SSEKMSKeyId"] = self.kms_key_id
+        return args
+
     @staticmethod
     def _info(key: str, response: dict[str, Any]) -> ObjectInfo:
         metadata = {str(k).lower(): str(v) for k, v in (response.get("Metadata") or {}).items()}
         sha = metadata.pop(SHA256_META, "")
+        lifecycle = metadata.pop(LIFECYCLE_META, "")
         return ObjectInfo(
             key=key,
             size=int(response.get("ContentLength", 0)),
             sha256=sha,
             content_type=str(response.get("ContentType") or DEFAULT_CONTENT_TYPE),
             metadata=metadata,
+            lifecycle=lifecycle if lifecycle in LIFECYCLES else "hot",
         )
 
     def _get(self, key: str) -> dict[str, Any]:
@@ -192,44 +238,50 @@ class S3ObjectStore:
         return response
 
     def _upload_path(self, key: str, path: Path, sha256: str, size: int, content_type: str,
-                     metadata: dict[str, str]) -> ObjectInfo:
+                     metadata: dict[str, str], lifecycle: str) -> ObjectInfo:
         """Upload a local file whose sha256 is already known (multipart above the threshold).
 
         By file name, not as a file object: the transfer manager reads each part of a named file from disk as
         it sends it, while from a file object it reads whole parts into memory (part size x concurrency).
         """
         self._ready()
-        extra = {"ContentType": content_type, "Metadata": {**metadata, SHA256_META: sha256}}
+        extra = {"ContentType": content_type,
+                 "Metadata": {**metadata, SHA256_META: sha256, LIFECYCLE_META: lifecycle},
+                 **self.write_args(lifecycle)}
         try:
             # The transfer manager aborts its multipart upload itself when a part fails.
             self.client.upload_file(str(path), self.bucket, key, ExtraArgs=extra, Config=self._transfer)
         except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
             _raise_mapped(exc, key)
-        return ObjectInfo(key=key, size=size, sha256=sha256, content_type=content_type, metadata=metadata)
+        return ObjectInfo(key=key, size=size, sha256=sha256, content_type=content_type, metadata=metadata,
+                          lifecycle=lifecycle)
 
     # -- ObjectStore ---------------------------------------------------------------------------
     def put_bytes(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE,
-                  metadata: dict[str, str] | None = None) -> ObjectInfo:
+                  metadata: dict[str, str] | None = None, *, lifecycle: str = "hot") -> ObjectInfo:
         """One PutObject with the sha256 in the object's metadata."""
         key = validate_key(key)
         content_type = validate_content_type(content_type)
         meta = validate_metadata(metadata)
+        args = self.write_args(lifecycle)
         data = bytes(data)
         sha = hashlib.sha256(data).hexdigest()
         self._ready()
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type,
-                                   Metadata={**meta, SHA256_META: sha})
+                                   Metadata={**meta, SHA256_META: sha, LIFECYCLE_META: lifecycle}, **args)
         except (ClientError, BotoCoreError) as exc:
             _raise_mapped(exc, key)
-        return ObjectInfo(key=key, size=len(data), sha256=sha, content_type=content_type, metadata=meta)
+        return ObjectInfo(key=key, size=len(data), sha256=sha, content_type=content_type, metadata=meta,
+                          lifecycle=lifecycle)
 
     def put_file(self, key: str, path: Path, content_type: str = DEFAULT_CONTENT_TYPE,
-                 metadata: dict[str, str] | None = None) -> ObjectInfo:
+                 metadata: dict[str, str] | None = None, *, lifecycle: str = "hot") -> ObjectInfo:
         """Hash the file, then upload it (multipart above ``multipart_threshold``, parts in parallel)."""
         key = validate_key(key)
         content_type = validate_content_type(content_type)
         meta = validate_metadata(metadata)
+        lifecycle = validate_lifecycle(lifecycle)
         # S3 takes metadata when an upload starts, so the sha256 must be known before the first byte.
         digest = hashlib.sha256()
         size = 0
@@ -237,10 +289,11 @@ class S3ObjectStore:
             for chunk in iter_chunks(f, CHUNK_SIZE):
                 digest.update(chunk)
                 size += len(chunk)
-        return self._upload_path(key, Path(path), digest.hexdigest(), size, content_type, meta)
+        return self._upload_path(key, Path(path), digest.hexdigest(), size, content_type, meta, lifecycle)
 
     def put_stream(self, key: str, stream: BinaryIO, content_type: str = DEFAULT_CONTENT_TYPE,
-                   max_size: int | None = None, metadata: dict[str, str] | None = None) -> ObjectInfo:
+                   max_size: int | None = None, metadata: dict[str, str] | None = None, *,
+                   lifecycle: str = "hot") -> ObjectInfo:
         """Spool the stream to a temp file on disk chunk by chunk, then upload the file.
 
         Spooling lets the size limit be enforced before anything reaches S3 (nothing to clean up) and
@@ -249,6 +302,7 @@ class S3ObjectStore:
         key = validate_key(key)
         content_type = validate_content_type(content_type)
         meta = validate_metadata(metadata)
+        lifecycle = validate_lifecycle(lifecycle)
         fd, name = tempfile.mkstemp(prefix="reelforge-s3-", suffix=".spool")
         spool_path = Path(name)
         try:
@@ -261,7 +315,7 @@ class S3ObjectStore:
                         raise PayloadTooLarge(f"Upload is larger than {max_size} bytes", max_size=max_size)
                     digest.update(chunk)
                     spool.write(chunk)
-            return self._upload_path(key, spool_path, digest.hexdigest(), size, content_type, meta)
+            return self._upload_path(key, spool_path, digest.hexdigest(), size, content_type, meta, lifecycle)
         finally:
             spool_path.unlink(missing_ok=True)
 
@@ -313,7 +367,7 @@ class S3ObjectStore:
             tmp.unlink(missing_ok=True)
             raise
         return ObjectInfo(key=key, size=size, sha256=digest.hexdigest(), content_type=info.content_type,
-                          metadata=info.metadata)
+                          metadata=info.metadata, lifecycle=info.lifecycle)
 
     def head(self, key: str) -> ObjectInfo | None:
         """HeadObject, or None when the object does not exist."""
@@ -348,12 +402,15 @@ class S3ObjectStore:
                 raise ChecksumMismatch(f"Object {key} does not match its sha256", key=key)
             return info
         # S3 metadata cannot be edited in place: copy the object onto itself with new metadata. The
-        # ETag condition makes the copy fail if the object changed since it was hashed.
-        extra = {
-            "Metadata": {**info.metadata, SHA256_META: actual},
+        # ETag condition makes the copy fail if the object changed since it was hashed. A copy is a new write:
+        # without them it would fall back to STANDARD, no encryption, and (as a multipart copy) no tags.
+        extra: dict[str, Any] = {
+            "Metadata": {**info.metadata, SHA256_META: actual, LIFECYCLE_META: info.lifecycle},
             "MetadataDirective": "REPLACE",
             "ContentType": info.content_type,
             "CopySourceIfMatch": response["ETag"],
+            **self.write_args(info.lifecycle),
+            "TaggingDirective": "REPLACE",
         }
         try:
             self.client.copy(
@@ -362,7 +419,7 @@ class S3ObjectStore:
         except (ClientError, BotoCoreError) as exc:
             _raise_mapped(exc, key)
         return ObjectInfo(key=key, size=size, sha256=actual, content_type=info.content_type,
-                          metadata=info.metadata)
+                          metadata=info.metadata, lifecycle=info.lifecycle)
 
     def delete(self, key: str) -> None:
         """DeleteObject, which S3 already treats as idempotent."""
@@ -417,8 +474,10 @@ class S3ObjectStore:
         url, expires_at = self._presign("get_object", params, expires_s)
         return SignedRequest(url=url, method="GET", expires_at=expires_at)
 
-    def presign_put(self, key: str, content_type: str, max_size: int, expires_s: int) -> SignedRequest:
-        """A presigned PutObject URL that S3 accepts only with exactly this Content-Type.
+    def presign_put(self, key: str, content_type: str, max_size: int, expires_s: int, *,
+                    lifecycle: str = "hot") -> SignedRequest:
+        """A presigned PutObject URL that S3 accepts only with exactly these headers: the Content-Type, the
+        lifecycle's storage class, tag and metadata, and the encryption (all signed; ``headers`` lists them).
 
         ``max_size`` cannot be enforced here: a presigned PUT carries no length condition (only a
         presigned POST policy could). The platform re-checks the size (``head``/``verify``) when the
@@ -427,22 +486,26 @@ class S3ObjectStore:
         content_type = validate_content_type(content_type)
         if max_size < 0:
             raise ValueError("max_size must not be negative")
-        # Passing ContentType makes Content-Type a signed header of the URL.
+        # Each parameter passed becomes a signed header of the URL, which the client must send as given.
+        params: dict[str, Any] = {"ContentType": content_type, **self.write_args(lifecycle)}
         url, expires_at = self._presign(
-            "put_object", {"Key": validate_key(key), "ContentType": content_type}, expires_s
+            "put_object", {"Key": validate_key(key), "Metadata": {LIFECYCLE_META: lifecycle}, **params}, expires_s
         )
-        return SignedRequest(url=url, method="PUT", headers={"Content-Type": content_type},
-                             expires_at=expires_at)
+        headers = {_PARAM_HEADERS[name]: str(value) for name, value in params.items()}
+        headers[f"x-amz-meta-{LIFECYCLE_META}"] = lifecycle
+        return SignedRequest(url=url, method="PUT", headers=headers, expires_at=expires_at)
 
     # -- multipart -----------------------------------------------------------------------------
-    def create_multipart(self, key: str, content_type: str) -> str:
-        """CreateMultipartUpload; the sha256 is recorded when the upload completes."""
+    def create_multipart(self, key: str, content_type: str, *, lifecycle: str = "hot") -> str:
+        """CreateMultipartUpload with the lifecycle's class, tag and encryption; the sha256 is recorded when the
+        upload completes."""
         key = validate_key(key)
         content_type = validate_content_type(content_type)
+        args = self.write_args(lifecycle)
         self._ready()
         try:
-            response = self.client.create_multipart_upload(Bucket=self.bucket, Key=key,
-                                                           ContentType=content_type)
+            response = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, ContentType=content_type,
+                                                           Metadata={LIFECYCLE_META: lifecycle}, **args)
         except (ClientError, BotoCoreError) as exc:
             _raise_mapped(exc, key)
         return str(response["UploadId"])
@@ -531,6 +594,30 @@ class S3ObjectStore:
                 _raise_mapped(exc, key)
         except BotoCoreError as exc:
             _raise_mapped(exc, key)
+
+    # -- bucket ----------------------------------------------------------------------------------
+    def apply_lifecycle(self, rules: builtins.list[dict[str, Any]]) -> None:
+        """PutBucketLifecycleConfiguration with ``rules`` (replacing the bucket's); StorageError with the
+        server's code (``s3_code``) when it refuses them."""
+        self._ready()
+        try:
+            self.client.put_bucket_lifecycle_configuration(Bucket=self.bucket,
+                                                           LifecycleConfiguration={"Rules": rules})
+        except (ClientError, BotoCoreError) as exc:
+            _raise_mapped(exc)
+
+    def lifecycle_rules(self) -> builtins.list[dict[str, Any]]:
+        """The bucket's lifecycle rules as the server returns them ([] when it has none)."""
+        self._ready()
+        try:
+            response = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+        except ClientError as exc:
+            if _error_code(exc) == "NoSuchLifecycleConfiguration":
+                return []
+            _raise_mapped(exc)
+        except BotoCoreError as exc:
+            _raise_mapped(exc)
+        return list(response.get("Rules") or [])
 
     def ping(self) -> None:
         """HeadBucket (creating the bucket first when allowed); StorageError when unreachable."""

@@ -171,7 +171,8 @@ async def put_object(key: str, request: Request, c: Container) -> Response:
         if declared is not None and declared > limit:
             raise errors.PayloadTooLarge(f"This URL accepts at most {limit} bytes", limit=limit)
         reader = _BodyReader(request, from_thread_run)
-        info = await run_in_threadpool(store.put_stream, key, reader, params["ct"], limit)
+        info = await run_in_threadpool(store.put_stream, key, reader, params["ct"], limit,
+                                       lifecycle=params.get("lc", "hot"))
         return Response(status_code=200, headers={"ETag": f'"{info.sha256}"'})
     if op == "part":
         number = int(params["part"])

@@ -17,18 +17,24 @@ async def _alarm_evaluator(app: FastAPI) -> AsyncIterator[None]:
     """Every API process also evaluates the alarm rules on a tick, so they fire while no worker is alive (the
     queue-age and heartbeat alarms are about exactly that); the database schedule lets one evaluator run per
     interval across every API and worker process."""
-    from reelforge.runtime.maintenance import AlarmTicker
+    from reelforge.runtime.maintenance import AlarmTicker, CloudMetricsTicker
 
     c = getattr(app.state, "container", None)
     a = c.settings.alarms if c is not None else None
     ticker = AlarmTicker(c) if a is not None and a.enabled and a.evaluate_in_api else None
     if ticker is not None:
         ticker.start()
+    # Likewise the cloud metrics (the scaling policies' queue depth), which must go on while no worker runs.
+    cloud = CloudMetricsTicker(c) if c is not None and c.settings.metrics.cloudwatch.enabled else None
+    if cloud is not None:
+        cloud.start()
     try:
         yield
     finally:
         if ticker is not None:
             ticker.stop()
+        if cloud is not None:
+            cloud.stop()
 
 
 router = APIRouter(tags=["system"], lifespan=_alarm_evaluator)

@@ -1,0 +1,1 @@
+"""Metric sinks (ports/metrics.py): CloudWatch through boto3."""
