@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,19 @@ class Assembly:
         return out
 
 
+CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"
+
+
+def cdk_json_context() -> dict[str, Any]:
+    context: dict[str, Any] = json.loads(CDK_JSON.read_text()).get("context", {})
+    return context
+
+
 def build(config: DeployConfig | None = None, *, app: cdk.App | None = None, outdir: str | Path | None = None,
           deployment: Deployment | None = None) -> Assembly:
     """Every stack of the deployment in one app (not yet synthesized)."""
-    if app is None:
-        app = cdk.App(outdir=str(outdir) if outdir else None)
+    if app is None:  # as `cdk synth` would make it: with cdk.json's context (feature flags, choices)
+        app = cdk.App(outdir=str(outdir) if outdir else None, context=cdk_json_context())
     if deployment is None:
         deployment = describe(config or DeployConfig.from_context(app.node.try_get_context))
     network = NetworkStack(app, deployment)

@@ -584,8 +584,10 @@ class EdgeStack(_Base):
                 viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
                 allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
                 cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED, trusted_key_groups=[group]),
-            price_class=cloudfront.PriceClass.PRICE_CLASS_100, http_version=cloudfront.HttpVersion.HTTP2_AND_3,
-            minimum_protocol_version=cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021)
+            price_class=cloudfront.PriceClass.PRICE_CLASS_100, http_version=cloudfront.HttpVersion.HTTP2_AND_3)
+        cdk.Annotations.of(self).acknowledge_warning(
+            "@aws-cdk/aws-cloudfront-origins:updateImportedBucketPolicyOac",
+            "the data stack's bucket and key policies already let this account's distributions read")
         self.built[c.id] = self.distribution
         self.output("OutputsDomain", self.distribution.distribution_domain_name, c.label)
         self.output("OutputsKeyPairId", key.public_key_id, "CloudFront key id for signing output URLs")
