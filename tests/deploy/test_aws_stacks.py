@@ -280,6 +280,15 @@ def test_each_worker_group_runs_the_kinds_of_its_resource_class(synth: dict[str,
     for kind in d.kinds_for("cpu"):
         assert f"--kind {kind}" in cpu
     assert "image.generate" in d.kinds_for("gpu") and "video.upscale" in d.kinds_for("gpu")
+    # An unhealthy worker container (the image's HEALTHCHECK) makes its instance unhealthy in the group, through a
+    # permission on that group alone.
+    assert all("set-instance-health" in u and "reelforge-worker" in u for u in user_data)
+    names = {g["Properties"]["AutoScalingGroupName"]
+             for g in resources(synth["raw"]["compute"], "AWS::AutoScaling::AutoScalingGroup").values()}
+    health = [s for p in props(synth["raw"]["compute"], "AWS::IAM::Policy") for s in p["PolicyDocument"]["Statement"]
+              if s["Action"] == "autoscaling:SetInstanceHealth"]
+    assert len(health) == len(names) == 2
+    assert {json.dumps(s["Resource"]).split("autoScalingGroupName/")[1].split('"')[0] for s in health} == names
     for lt in templates:
         assert lt["LaunchTemplateData"]["MetadataOptions"]["HttpTokens"] == "required"
         assert all(b["Ebs"]["Encrypted"] for b in lt["LaunchTemplateData"]["BlockDeviceMappings"])

@@ -483,6 +483,12 @@ class ComputeStack(_Base):
                                     "ecr:BatchCheckLayerAvailability"], resources=[repo.repository_arn]))
         role.add_to_policy(iam.PolicyStatement(sid="Logs", actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                                                resources=[f"{self.log_group.log_group_arn}:log-stream:*"]))
+        # Named up front, so that the role can name the group without depending on it.
+        group_name = f"{cfg.name}-workers-{rc}"
+        role.add_to_policy(iam.PolicyStatement(
+            sid="ReportHealth", actions=["autoscaling:SetInstanceHealth"],
+            resources=[f"arn:{self.partition}:autoscaling:{self.region}:{self.account}:autoScalingGroup:*:"
+                       f"autoScalingGroupName/{group_name}"]))
         sg = ec2.SecurityGroup(self, f"{name}SecurityGroup", vpc=vpc, description=f"{rc.upper()} workers")
         gpu = rc == "gpu"
         image = ecs.EcsOptimizedImage.amazon_linux2(ecs.AmiHardwareType.GPU) if gpu else \
@@ -505,6 +511,16 @@ class ComputeStack(_Base):
             f"--log-opt awslogs-group={self.log_group.log_group_name} --log-opt awslogs-stream=worker-{rc}-$PRIVATE_IP "
             f"{env_flags} -e REELFORGE_CALLS__PUBLIC_HOST=$PRIVATE_IP "
             f"{repo.repository_uri}:{cfg.image_tag} worker --concurrency {c.props['concurrency']} {kinds}",
+            # The image's HEALTHCHECK marks a worker that lost its registration unhealthy; docker alone would only
+            # report it. This loop tells the group, which replaces the instance.
+            'INSTANCE_ID=$(curl -s -H "X-aws-ec2-metadata-token: $TOKEN" '
+            "http://169.254.169.254/latest/meta-data/instance-id)",
+            "cat > /usr/local/bin/reelforge-health <<EOF\n#!/bin/bash\nwhile sleep 60; do\n"
+            "  if [ \"\\$(docker inspect -f '{{.State.Health.Status}}' reelforge-worker 2>/dev/null)\" = unhealthy ]; "
+            f"then\n    aws autoscaling set-instance-health --region {self.region} --instance-id $INSTANCE_ID "
+            "--health-status Unhealthy\n  fi\ndone\nEOF",
+            "chmod 755 /usr/local/bin/reelforge-health",
+            "nohup /usr/local/bin/reelforge-health >/var/log/reelforge-health.log 2>&1 &",
         )
         template = ec2.LaunchTemplate(
             self, f"{name}LaunchTemplate", machine_image=image, role=role, security_group=sg, user_data=user_data,
@@ -512,7 +528,8 @@ class ComputeStack(_Base):
             block_devices=[ec2.BlockDevice(device_name="/dev/xvda", volume=ec2.BlockDeviceVolume.ebs(
                 200 if gpu else 100, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3))])
         group = autoscaling.AutoScalingGroup(
-            self, name, vpc=vpc, vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            self, name, auto_scaling_group_name=group_name, vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             min_capacity=0, max_capacity=c.props["max"], capacity_rebalance=True,
             mixed_instances_policy=autoscaling.MixedInstancesPolicy(
                 launch_template=template,
