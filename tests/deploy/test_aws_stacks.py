@@ -237,6 +237,32 @@ def test_api_gets_the_user_pool_as_its_oidc_settings(synth: dict[str, Any], monk
     assert env["REELFORGE_STORAGE__BACKEND"] == "s3"
 
 
+def test_the_platform_reads_the_storage_and_metrics_settings_the_stacks_set(synth: dict[str, Any],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from reelforge.config import Settings
+    from reelforge.domain import cloud
+
+    (task,) = props(synth["raw"]["compute"], "AWS::ECS::TaskDefinition")
+    env = {e["Name"]: e["Value"] for e in task["ContainerDefinitions"][0]["Environment"]}
+    assert env["REELFORGE_STORAGE__S3_SSE"] == "aws:kms" and "KeyData" in json.dumps(env["REELFORGE_STORAGE__S3_KMS_KEY_ID"])
+    assert env["REELFORGE_METRICS__CLOUDWATCH__ENABLED"] == "true"
+    user_data = json.dumps([lt["LaunchTemplateData"]["UserData"]
+                            for lt in props(synth["raw"]["compute"], "AWS::EC2::LaunchTemplate")])
+    for name in ("REELFORGE_STORAGE__S3_SSE", "REELFORGE_STORAGE__S3_KMS_KEY_ID", "REELFORGE_METRICS__CLOUDWATCH__ENABLED"):
+        assert user_data.count(name) == 2  # both worker groups
+    if not hasattr(Settings().metrics, "cloudwatch"):
+        pytest.skip("this tree's platform has no CloudWatch publisher settings (metrics.cloudwatch) yet")
+    arn = "arn:aws:kms:us-east-1:111111111111:key/00000000-0000-0000-0000-000000000000"
+    monkeypatch.setenv("REELFORGE_STORAGE__S3_SSE", env["REELFORGE_STORAGE__S3_SSE"])
+    monkeypatch.setenv("REELFORGE_STORAGE__S3_KMS_KEY_ID", arn)
+    monkeypatch.setenv("REELFORGE_METRICS__CLOUDWATCH__ENABLED", env["REELFORGE_METRICS__CLOUDWATCH__ENABLED"])
+    monkeypatch.setenv("REELFORGE_METRICS__CLOUDWATCH__REGION", "eu-west-1")
+    s: Any = Settings()
+    assert s.storage.s3_sse == "aws:kms" and s.storage.s3_kms_key_id == arn
+    assert s.metrics.cloudwatch.enabled is True and s.metrics.cloudwatch.region == "eu-west-1"
+    assert (s.metrics.cloudwatch.namespace or cloud.METRIC_NAMESPACE) == synth["d"].metric_namespace
+
+
 def test_worker_groups_mix_spot_rebalance_and_scale_to_zero_on_the_queue(synth: dict[str, Any]) -> None:
     from reelforge.domain import cloud
 

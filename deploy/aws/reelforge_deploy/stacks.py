@@ -338,7 +338,12 @@ class ComputeStack(_Base):
             "REELFORGE_DEPLOY_DATABASE_SECRET_ARN": data.db_secret.secret_arn,
             "REELFORGE_DEPLOY_INSTANCE_SECRET_ARN": instance_secret.secret_arn,
             "REELFORGE_DEPLOY_REGION": self.region,
-            "REELFORGE_DEPLOY_METRIC_NAMESPACE": d.metric_namespace,
+            # Every object written with SSE-KMS under the data key (the bucket's default too), and the queue and
+            # alarm figures published to CloudWatch, in the namespace the scaling policies and alarms read.
+            "REELFORGE_STORAGE__S3_SSE": "aws:kms",
+            "REELFORGE_STORAGE__S3_KMS_KEY_ID": media_key.key_arn,
+            "REELFORGE_METRICS__CLOUDWATCH__ENABLED": "true",
+            "REELFORGE_METRICS__CLOUDWATCH__REGION": self.region,
         }
 
         def platform_policy(role: iam.Role) -> None:
