@@ -285,9 +285,16 @@ def test_worker_groups_mix_spot_rebalance_and_scale_to_zero_on_the_queue(synth: 
             and m["MetricStat"]["Metric"]["Namespace"] == cloud.METRIC_NAMESPACE
             and m["MetricStat"]["Metric"]["MetricName"] == cloud.QUEUE_DEPTH
             for m in a.get("Metrics", []))]
-        assert len(mine) == 2, rc  # out on backlog, in when idle
-        idle = [a for a in mine if a["ComparisonOperator"].startswith("LessThan")]
-        assert idle and idle[0]["EvaluationPeriods"] == d.config.idle_minutes
+        assert len(mine) == 2, rc  # out on the queue, in when idle
+        (out,) = [a for a in mine if a["ComparisonOperator"].startswith("GreaterThan")]
+        (idle,) = [a for a in mine if a["ComparisonOperator"].startswith("LessThan")]
+        # Out on waiting jobs only (a running job must not keep adding instances), in on waiting + running.
+        assert [m["Expression"] for m in out["Metrics"] if "Expression" in m] == ["FILL(depth, 0)"]
+        assert out["Threshold"] == 1
+        expr = [m["Expression"] for m in idle["Metrics"] if "Expression" in m]
+        assert expr == ["FILL(depth, 0) + FILL(running, 0)"] and idle["Threshold"] == 0
+        assert any(m.get("MetricStat", {}).get("Metric", {}).get("MetricName") == cloud.RUNNING for m in idle["Metrics"])
+        assert idle["EvaluationPeriods"] == idle["DatapointsToAlarm"] == d.config.idle_minutes
     policies = props(t, "AWS::AutoScaling::ScalingPolicy")
     to_zero = [p for p in policies if p.get("AdjustmentType") == "PercentChangeInCapacity"]
     assert len(to_zero) == 2

@@ -551,8 +551,10 @@ class ComputeStack(_Base):
         return group
 
     def _scaling(self, group: autoscaling.AutoScalingGroup, c: Component) -> None:
-        """Out on the backlog (jobs waiting + running for this resource class), in to zero once it has been empty
-        for `idle_minutes`: running jobs count in the backlog, so a busy instance is never the reason to scale in."""
+        """Out while jobs of this resource class wait (none of the group's slots has claimed them), more for a deeper
+        queue; in to zero once the backlog (waiting + running) has been empty for `idle_minutes`. Running jobs count
+        in the backlog, so the group never scales in under a job; they do not count for scaling out, so one long job
+        does not keep adding instances."""
         m = c.props["scale_metric"]
         depth, running = m["metrics"]
 
@@ -560,10 +562,12 @@ class ComputeStack(_Base):
             return cw.Metric(namespace=m["namespace"], metric_name=name, dimensions_map=dict(m["dimension"]),
                              statistic="Maximum", period=cdk.Duration.minutes(1))
 
+        waiting = cw.MathExpression(expression="FILL(depth, 0)", using_metrics={"depth": metric(depth)},
+                                    label="waiting", period=cdk.Duration.minutes(1))
         backlog = cw.MathExpression(expression="FILL(depth, 0) + FILL(running, 0)",
                                     using_metrics={"depth": metric(depth), "running": metric(running)},
                                     label="backlog", period=cdk.Duration.minutes(1))
-        group.scale_on_metric("ScaleOutOnBacklog", metric=backlog,
+        group.scale_on_metric("ScaleOutOnQueue", metric=waiting,
                               adjustment_type=autoscaling.AdjustmentType.CHANGE_IN_CAPACITY,
                               scaling_steps=[autoscaling.ScalingInterval(upper=1, change=0),
                                              autoscaling.ScalingInterval(lower=1, change=1),
