@@ -117,6 +117,10 @@ class StepContext:
         """
         return self._wake.is_set() or self._stop_requested() or self._cancelled()
 
+    def preempted(self) -> bool:
+        """Whether the stop is a preemption (the worker hands the job back) rather than a cancel."""
+        return self._preempted()
+
     def check_cancelled(self) -> None:
         """Raise :class:`JobCancelled` when the step should stop; call it between units of work, so that a
         cancel stops a long model call within one unit."""
