@@ -346,6 +346,15 @@ class RealEsrganUpscaler:
             self._backend, self._device = backend, device
             self._runners = runners
 
+    def teardown(self) -> None:
+        """Give the weights back (the worker's idle unload, `models.idle_unload_s`); the next run() loads them
+        again."""
+        with self._lock:
+            release, self._release = self._release, None
+            self._runners = {}
+        if release is not None:
+            release()
+
     # Running -----------------------------------------------------------------------------------------
 
     def run(self, request: UpscaleRequest, *, progress: ProgressFn | None = None,
