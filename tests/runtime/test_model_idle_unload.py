@@ -116,3 +116,24 @@ def test_running_or_recent_models_are_kept(container: Any) -> None:
     done = registry.unload_idle(0.0)
     assert [u["model"] for u in done] == [KEY] and model.teardowns == 1
     assert registry.stats()[f"{TASK}/kept"]["loaded"]
+
+
+def test_real_esrgan_gives_its_weights_back(container: Any) -> None:
+    import numpy as np
+
+    from reelforge.apps.upscale.image_pipeline import TASK as UPSCALE
+    from reelforge.apps.upscale.ports import UpscaleRequest
+
+    registry = container.models
+    name = "realesr-animevideov3"
+    if not registry.info(UPSCALE, name).available:
+        pytest.skip(registry.info(UPSCALE, name).reason)
+    frame = np.zeros((16, 16, 3), dtype=np.uint8)
+    first = registry.run(UPSCALE, name, UpscaleRequest(images=[frame], scale=2))
+    adapter = registry.get(UPSCALE, name)
+    assert adapter._runners
+    done = registry.unload_idle(0.0)
+    assert [u["model"] for u in done] == [f"{UPSCALE}/{name}"] and adapter._runners == {}
+    again = registry.run(UPSCALE, name, UpscaleRequest(images=[frame], scale=2))
+    assert registry.stats()[f"{UPSCALE}/{name}"]["loads"] == 2
+    assert np.array_equal(np.asarray(first.images[0]), np.asarray(again.images[0]))
