@@ -59,4 +59,4 @@ def test_sigterm_on_spot_hands_back_at_once(container: Any, user: Any, procs: Wo
     rec = job_record(container, job.id)
     assert rec.job.status == "succeeded" and rec.job.attempt == 2 and rec.job.failures == 0
     assert rec.job.outputs["done"] == list(SLOW_STEPS) and rec.job.outputs["pid"] == b.pid
-    assert [e.path for e in rec.events if e.type == "TaskSkipped"][0] == "s1"
+    assert next(e.path for e in rec.events if e.type == "TaskSkipped") == "s1"
