@@ -12,14 +12,15 @@ from celery import Celery
 
 from bench.scale_work import spin as spin_work
 
-REDIS_URL = os.environ.get("BENCH_CELERY_REDIS_URL", "redis://127.0.0.1:6379/9")
+# Its own Redis database and queue: bench/queue_throughput.py's Celery app (db 9) may run on the same server.
+REDIS_URL = os.environ.get("BENCH_CELERY_REDIS_URL", "redis://127.0.0.1:6379/11")
 DONE_KEY = "scale:done"
 WARM_KEY = "scale:warm"
 
 app = Celery("reelforge_scale_bench", broker=REDIS_URL)
 app.conf.update(task_ignore_result=True, task_serializer="json", accept_content=["json"],
                 broker_connection_retry_on_startup=True, worker_hijack_root_logger=False,
-                worker_send_task_events=False, worker_prefetch_multiplier=4)
+                worker_send_task_events=False, worker_prefetch_multiplier=4, task_default_queue="reelforge-scale")
 _local = threading.local()
 
 

@@ -39,10 +39,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import cpu_model, package_version
-from bench.queue_throughput import DEFAULT_PG, DEFAULT_REDIS, ROOT, Workers, _pg_database, _wait
+from bench.common import cpu_model, package_version, parse_args
+from bench.queue_throughput import DEFAULT_PG, ROOT, Workers, _pg_database, _wait
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "scale_out.json"
+# A Redis database of its own (flushed by each run): bench/queue_throughput.py uses db 9 of the same server.
+DEFAULT_REDIS = os.environ.get("BENCH_SCALE_REDIS_URL", "redis://127.0.0.1:6379/11")
 SECTIONS = ("throughput", "scale_from_zero", "ray_fanout")
 BATCH = 100
 
@@ -141,7 +143,8 @@ def celery_throughput(task: str, n: int, workers: int, spin_n: int, redis_url: s
     r.flushdb()
     env = {**os.environ, "BENCH_CELERY_REDIS_URL": redis_url,
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    argv = [sys.executable, "-m", "celery", "-A", "bench.celery_scale", "worker", "-P", "solo", "--without-gossip",
+    argv = [sys.executable, "-m", "celery", "-A", "bench.celery_scale", "worker", "-P", "solo", "-Q", "reelforge-scale",
+            "--without-gossip",
             "--without-mingle", "--without-heartbeat", "-l", "WARNING", "-n", f"scale{{i}}-{uuid.uuid4().hex[:6]}@%h"]
     procs = Workers(workdir)
     try:
@@ -337,11 +340,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--pg-url", default=DEFAULT_PG)
     ap.add_argument("--redis-url", default=DEFAULT_REDIS)
     ap.add_argument("--out", default=str(DEFAULT_OUT))
-    ap.add_argument("--smoke", action="store_true")
-    args = ap.parse_args(argv)
-    if args.smoke:
-        args.workers, args.noop_jobs, args.cpu_jobs, args.spin_n, args.repeats = "1,2", 20, 6, 10_000, 1
-        args.ray_seconds, args.ray_size, args.out = 1.0, "64x48", "-"
+    args = parse_args(ap, argv, {"workers": "1", "noop_jobs": 20, "cpu_jobs": 6, "spin_n": 10_000, "repeats": 1,
+                                 "ray_seconds": 1.0, "ray_size": "64x48"})
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="rf-scale-") as tmp:
