@@ -166,3 +166,35 @@ def test_auto_scaling_group_desired_capacity(container: Any, owner: Any, moto_as
     now[0] = 1.5
     step = scaling.step()
     assert step.decisions["gpu"].desired == 0 and desired() == 0
+
+
+def test_cli_once_sets_the_group(container: Any, owner: Any, settings: Any, moto_asg: tuple[str, Any],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from reelforge.cli.main import app
+    from reelforge.config import get_settings
+
+    url, client = moto_asg
+    for _ in range(2):
+        _submit(container, owner, "test.gpu")
+    env = {k: v for k, v in worker_env(settings).items() if k.startswith("REELFORGE_")}
+    env.update({"REELFORGE_AUTOSCALE__SCALER": "asg", "REELFORGE_AUTOSCALE__ASG_GROUPS": '{"gpu": "reelforge-gpu"}',
+                "REELFORGE_AUTOSCALE__ASG_ENDPOINT_URL": url, "REELFORGE_LOG_LEVEL": "WARNING"})
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    try:
+        r = CliRunner().invoke(app, ["autoscale", "--once"])
+        assert r.exit_code == 0, r.output
+        line = next(ln for ln in r.output.splitlines() if ln.startswith("{"))
+        doc = json.loads(line)
+        assert doc["gpu"]["desired"] == 2 and doc["gpu"]["load"]["depth"] == 2
+        groups = client.describe_auto_scaling_groups(AutoScalingGroupNames=["reelforge-gpu"])["AutoScalingGroups"]
+        assert groups[0]["DesiredCapacity"] == 2
+        monkeypatch.setenv("REELFORGE_AUTOSCALE__SCALER", "local")
+        get_settings.cache_clear()
+        r = CliRunner().invoke(app, ["autoscale", "--once"])
+        assert r.exit_code == 2 and "--once needs autoscale.scaler=asg" in r.output
+    finally:
+        get_settings.cache_clear()

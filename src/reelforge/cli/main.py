@@ -141,8 +141,13 @@ def worker(concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1
 def autoscale(interval: Annotated[float | None, typer.Option(help="Seconds between passes")] = None,
               once: Annotated[bool, typer.Option(help="One pass, print it as JSON, exit")] = False) -> None:
     """Scale workers per resource class (cpu, gpu) on queue depth, age and running jobs (settings `autoscale`):
-    local worker processes, or an Auto Scaling group's desired capacity. SIGTERM stops the workers it started."""
+    local worker processes, or an Auto Scaling group's desired capacity (--once: one pass, for a scheduled run).
+    SIGTERM stops the local workers it started."""
     c = _container()
+    if once and c.settings.autoscale.scaler == "local":
+        typer.secho("--once needs autoscale.scaler=asg: local workers live only while `reelforge autoscale` runs",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(EXIT_USAGE)
     c.migrate()
     scaler = c.scaler()
     scaling = c.autoscaler(scaler)
