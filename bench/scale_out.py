@@ -175,17 +175,27 @@ def celery_throughput(task: str, n: int, workers: int, spin_n: int, redis_url: s
             "jobs_per_s": round(n / span, 1)}
 
 
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ordered = sorted(runs, key=lambda r: r["jobs_per_s"])
+    out = dict(ordered[len(ordered) // 2])
+    out["rounds_jobs_per_s"] = [r["jobs_per_s"] for r in runs]
+    return out
+
+
 def section_throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     counts = [int(x) for x in args.workers.split(",")]
     out: dict[str, Any] = {"params": {"workers": counts, "noop_jobs": args.noop_jobs, "cpu_jobs": args.cpu_jobs,
                                       "spin_n": args.spin_n, "slots_per_process": 1, "submit_batch": BATCH,
-                                      "celery_pool": "solo"}}
+                                      "celery_pool": "solo", "rounds": args.rounds}}
     for work, n in (("noop", args.noop_jobs), ("cpu", args.cpu_jobs)):
         rows: dict[str, dict[str, Any]] = {"reelforge-postgres": {}, "celery-redis": {}}
         for w in counts:
             kind = "system.noop" if work == "noop" else "bench.cpu"
-            rf = rf_throughput(kind, n, w, args.spin_n, args.pg_url, workdir)
-            cel = celery_throughput(work, n, w, args.spin_n, args.redis_url, workdir)
+            rfs, cels = [], []
+            for _ in range(args.rounds):  # interleaved, the median run of each is kept
+                rfs.append(rf_throughput(kind, n, w, args.spin_n, args.pg_url, workdir))
+                cels.append(celery_throughput(work, n, w, args.spin_n, args.redis_url, workdir))
+            rf, cel = _median_run(rfs), _median_run(cels)
             rows["reelforge-postgres"][str(w)] = rf
             rows["celery-redis"][str(w)] = cel
             print(f"[throughput {work}] {w} worker(s): reelforge {rf['jobs_per_s']} jobs/s, "
@@ -335,6 +345,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--cpu-jobs", type=int, default=80)
     ap.add_argument("--spin-n", type=int, default=300_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=1, help="throughput runs per point (the median is kept)")
     ap.add_argument("--ray-seconds", type=float, default=4.0)
     ap.add_argument("--ray-size", default="160x120")
     ap.add_argument("--pg-url", default=DEFAULT_PG)

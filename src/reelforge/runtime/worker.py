@@ -150,7 +150,11 @@ class Worker:
         if calls:
             from reelforge.runtime.calls import CallServer
 
-            self.call_server = CallServer(calls, self.executor, self.services, self.settings,
+            # Interactive calls answer while a request waits and keep sessions in this process's memory: they run
+            # on threads here whatever executor the job steps use (a Ray hop would cost more than the call).
+            call_executor = self.executor if isinstance(self.executor, LocalExecutor) \
+                else LocalExecutor(max_workers=max(4, self.concurrency * 2))
+            self.call_server = CallServer(calls, call_executor, self.services, self.settings,
                                           on_stopping=lambda: self._heartbeat_worker("stopping"))
 
     # --- lifecycle ----------------------------------------------------------------------------
