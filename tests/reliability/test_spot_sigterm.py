@@ -44,8 +44,8 @@ def test_sigterm_on_spot_hands_back_at_once(container: Any, user: Any, procs: Wo
     t0 = time.monotonic()
     a.proc.send_signal(signal.SIGTERM)
     assert a.proc.wait(30) == 0, a.tail()
-    # a 60 s grace is not waited for: the step stops at its next check and the job goes back (slack for a loaded
-    # machine: the normal shutdown would take the step's remaining 1.5 s plus s3 and s4, or the whole grace)
+    # the worker does not use its 60 s grace to finish the job (it would: s2's rest, s3 and s4 fit in it): the
+    # step stops at its next check and the job goes back, as the checks below show (slack for a loaded machine)
     assert time.monotonic() - t0 < 15.0, a.tail()
     rec = job_record(container, job.id)
     assert rec.job.status == "queued" and rec.job.failures == 0 and rec.job.worker_id is None
