@@ -162,3 +162,27 @@ def test_video_upscale_model_actor_keeps_weights(ray_cluster: Any, tmp_path: Pat
         assert pids[0] == pids[1] != os.getpid()
         # the worker process itself never loaded the model
         assert not env.container.models.stats()[f"{TASK}/realesr-animevideov3"]["loaded"]
+
+
+def test_preemption_reaches_a_step_on_ray(ray_cluster: Any, tmp_path: Path, sqlite_url: str) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    with ray_env(tmp_path, sqlite_url) as env:
+        user = register(env.client, "alice@example.com")
+        r = user.post("/v1/jobs", json={"kind": "test.ray_fanout", "input": {"n": 3, "marks": str(marks), "hold": 1}})
+        assert r.status_code == 202, r.text
+        wait_for(lambda: (marks / "hold.pid").exists(), timeout=60)
+        env.worker.preempt("test")
+        assert env.worker.wait_handed_back(30)
+        job_id = r.json()["id"]
+        with env.container.store.tx(write=False) as tx:
+            row = tx.jobs.job(job_id)
+            events = list(tx.jobs.events(job_id))
+        assert row is not None and row.status == "queued" and row.failures == 0
+        assert [e.details for e in events if e.type == "JobReleased"] == [{"reason": "preempted"}]
+        aborted = [e for e in events if e.type == "TaskAborted"]
+        assert [e.path for e in aborted] == ["items/item[1]/work"]
+        assert aborted[0].details.get("error") == "preempted"
+        # item 0 finished on Ray before the notice and is checkpointed for the next worker
+        with env.container.store.tx(write=False) as tx:
+            assert tx.jobs.checkpoint(job_id, "items/item[0]") is not None
