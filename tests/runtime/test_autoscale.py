@@ -112,7 +112,8 @@ def test_local_workers_from_zero_and_back(container: Any, owner: Any, settings: 
 
 @pytest.fixture
 def moto_asg(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
-    pytest.importorskip("moto", reason="the dev extra (moto[server]) is not installed")
+    if os.environ.get("CI") != "true":  # under CI a missing moto fails the test
+        pytest.importorskip("moto", reason="the dev extra (moto[server]) is not installed")
     from moto.server import ThreadedMotoServer
 
     for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
