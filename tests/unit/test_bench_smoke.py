@@ -32,6 +32,7 @@ SMOKE_TESTS = {
     "roto": "tests/unit/test_bench_smoke.py::test_roto_smoke",
     "film_media": "tests/unit/test_bench_smoke.py::test_film_media_smoke",
     "film_render": "tests/unit/test_bench_smoke.py::test_film_render_smoke",
+    "scale_out": "tests/unit/test_bench_smoke.py::test_scale_out_smoke",
 }
 
 
@@ -287,3 +288,43 @@ def test_film_render_smoke(tmp_path: Path) -> None:
     assert {"plan", "voices", "visuals", "sound", "compose", "cleanup"} <= set(report["steps_s"])
     assert report["steps_s"]["voices"]["count"] == 3 and isinstance(report["goal_met"], bool)
     assert abs(report["loudness_lufs"] + 14) <= 1.0 and report["lipsync"]
+
+
+def test_scale_out_smoke(tmp_path: Path) -> None:
+    from bench import scale_out
+
+    pg = _pg_url()
+    redis_url = os.environ.get("BENCH_SCALE_REDIS_URL", "redis://127.0.0.1:6379/11")
+    try:
+        import redis
+
+        redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
+        rd: str | None = redis_url
+    except Exception:
+        rd = None
+    ray = importlib.util.find_spec("ray") is not None
+    sections = (["throughput"] if pg and rd else []) + (["scale_from_zero"] if pg else []) + (["ray_fanout"] if ray else [])
+    if sections:
+        out = tmp_path / "scale_out.json"
+        out.write_text(json.dumps({"event_fanout": {"kept": True}}))
+        args = ["--smoke", "--only", ",".join(sections), "--out", str(out)]
+        if pg:
+            args += ["--pg-url", pg]
+        if rd:
+            args += ["--redis-url", rd]
+        report = scale_out.main(args)
+        doc = json.loads(out.read_text())
+        assert doc["event_fanout"] == {"kept": True}  # another benchmark's key is kept
+        assert set(doc) == {"event_fanout", *sections}
+        if "throughput" in report:
+            for work in ("noop", "cpu"):
+                for system in ("reelforge-postgres", "celery-redis"):
+                    r = report["throughput"][work][system]["1"]
+                    assert r["complete"] and r["jobs_per_s"] > 0 and r["efficiency"] == 1.0
+        if "scale_from_zero" in report:
+            assert 0 < report["scale_from_zero"]["median_s"] < 120
+        if "ray_fanout" in report:
+            assert report["ray_fanout"]["speedup_ray_over_threads"] > 0
+    missing(([] if pg else ["PostgreSQL: the throughput and scale-from-zero sections"])
+            + ([] if rd else ["Redis (BENCH_SCALE_REDIS_URL): the Celery comparison"])
+            + ([] if ray else ["the ray package: the Ray fan-out"]))

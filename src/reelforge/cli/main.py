@@ -140,6 +140,38 @@ def worker(concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1
 
 
 @app.command()
+def autoscale(interval: Annotated[float | None, typer.Option(help="Seconds between passes")] = None,
+              once: Annotated[bool, typer.Option(help="One pass, print it as JSON, exit")] = False) -> None:
+    """Scale workers per resource class (cpu, gpu) on queue depth, age and running jobs (settings `autoscale`):
+    local worker processes, or an Auto Scaling group's desired capacity (--once: one pass, for a scheduled run).
+    SIGTERM stops the local workers it started."""
+    c = _container()
+    if once and c.settings.autoscale.scaler == "local":
+        typer.secho("--once needs autoscale.scaler=asg: local workers live only while `reelforge autoscale` runs",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(EXIT_USAGE)
+    c.migrate()
+    scaler = c.scaler()
+    scaling = c.autoscaler(scaler)
+    if once:
+        step = scaling.step()
+        typer.echo(json.dumps({cls: {"load": step.loads[cls].__dict__, "before": step.before[cls],
+                                     "desired": d.desired, "reason": d.reason}
+                               for cls, d in step.decisions.items()}))
+        return
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        scaling.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    try:
+        scaling.run(interval or c.settings.autoscale.interval_s)
+    finally:
+        scaler.close()
+
+
+@app.command()
 def run(host: Annotated[str | None, typer.Option()] = None, port: Annotated[int | None, typer.Option()] = None,
         workers: Annotated[int, typer.Option(min=0, max=16, help="Worker processes")] = 1,
         concurrency: Annotated[int, typer.Option(min=1, max=64)] = 1) -> None:

@@ -23,6 +23,13 @@ def _never() -> bool:
     return False
 
 
+class Preempted(JobCancelled):
+    """The worker is going away (a Spot interruption notice, or SIGTERM with `spot.enabled`): the step stops at
+    its next check and the job is handed back with its checkpoints, not cancelled and not counted as a failure."""
+
+    code, title = "preempted", "Worker preempted"
+
+
 class StepContext:
     """Given to every task function: identity of the job and step, progress, cancellation, logging.
 
@@ -46,6 +53,7 @@ class StepContext:
         cancelled: Callable[[], bool] | None = None,
         logger: logging.Logger | None = None,
         poll_s: float = 0.2,
+        preempted: Callable[[], bool] | None = None,
     ) -> None:
         self.job_id = job_id
         self.owner_id = owner_id
@@ -57,6 +65,7 @@ class StepContext:
         self.services = services
         self._on_progress = on_progress
         self._cancelled = cancelled or _never
+        self._preempted = preempted or _never
         self._stop_requested: Callable[[], bool] = _never
         self._wake = threading.Event()
         self._poll_s = poll_s
@@ -108,10 +117,16 @@ class StepContext:
         """
         return self._wake.is_set() or self._stop_requested() or self._cancelled()
 
+    def preempted(self) -> bool:
+        """Whether the stop is a preemption (the worker hands the job back) rather than a cancel."""
+        return self._preempted()
+
     def check_cancelled(self) -> None:
         """Raise :class:`JobCancelled` when the step should stop; call it between units of work, so that a
         cancel stops a long model call within one unit."""
         if self.stopping():
+            if self._preempted():
+                raise Preempted(f"step {self.path} stopped: the worker is preempted")
             raise JobCancelled(f"step {self.path} stopped")
 
     def sleep(self, seconds: float) -> None:

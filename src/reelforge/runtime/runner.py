@@ -56,7 +56,7 @@ from reelforge.domain.pipeline import (
     parse_result_path,
 )
 from reelforge.errors import JobCancelled, ReelforgeError, StaleLease, StepTimeout, scrub
-from reelforge.runtime.context import ProgressCallback, StepContext
+from reelforge.runtime.context import Preempted, ProgressCallback, StepContext
 from reelforge.runtime.executors import Executor, ResourcesUnavailable
 
 __all__ = [
@@ -567,10 +567,18 @@ class _Execution:
         started = threading.Event()
         started_at = [0.0]
 
-        def call(c: StepContext, d: Any) -> Any:
+        def mark_started() -> None:
             started_at[0] = time.monotonic()
             started.set()
+
+        def call(c: StepContext, d: Any) -> Any:
+            mark_started()
             return state.fn(c, d)
+
+        # An executor that runs steps in another process (Ray) ships the step function itself, not this closure,
+        # and says when it started it.
+        call.reelforge_step = state.fn  # type: ignore[attr-defined]
+        call.reelforge_started = mark_started  # type: ignore[attr-defined]
 
         # The step gets its own copy of the input: a function that mutates it must not change what a
         # retry, a catcher or a sibling branch sees.
@@ -581,7 +589,7 @@ class _Execution:
             if scope.stopped() and fut.cancel():
                 raise _Stopped()
         if state.timeout_s is None:
-            return fut.result()
+            return self._result(fut, ctx)
         remaining = state.timeout_s - (time.monotonic() - (started_at[0] or time.monotonic()))
         done, _ = wait_futures([fut], timeout=max(0.0, remaining))
         if not done:
@@ -590,7 +598,18 @@ class _Execution:
             # step so the executor slot comes back soon.
             wake.set()
             raise StepTimeout(f"step {path} did not finish within {state.timeout_s:g}s", path=path)
-        return fut.result()
+        return self._result(fut, ctx)
+
+    @staticmethod
+    def _result(fut: Future[Any], ctx: StepContext) -> Any:
+        """The step's output; a stop raised by code that knows only JobCancelled (a model adapter's cancel probe)
+        while the worker is preempted is reported as the preemption it is."""
+        try:
+            return fut.result()
+        except JobCancelled as exc:
+            if ctx.preempted() and not isinstance(exc, Preempted):
+                raise Preempted(exc.message) from exc
+            raise
 
     # -- Parallel and Map -----------------------------------------------------------------------------
 

@@ -81,6 +81,7 @@ class _Running:
         self.job = job
         self.cancel = threading.Event()  # owner cancelled, lease lost, or shutdown release
         self.release = threading.Event()  # shutdown: hand the job back instead of cancelling it
+        self.preempted = threading.Event()  # the worker is going away: steps stop with Preempted, job handed back
         self.stale = threading.Event()
         self.done = threading.Event()
         # Seeded from the job: a resumed attempt goes on from where the last one got, never back to 0.
@@ -112,7 +113,15 @@ class Worker:
         self.maintenance = maintenance
         self.stopping = threading.Event()
         self.wake = threading.Event()
-        self.executor = LocalExecutor(max_workers=max(4, self.concurrency * 2))
+        make_executor = getattr(container, "step_executor", None)
+        self.executor = make_executor(max(4, self.concurrency * 2)) if make_executor is not None \
+            else LocalExecutor(max_workers=max(4, self.concurrency * 2))
+        # A Spot interruption notice (or SIGTERM with spot.enabled): stop claiming, hand every job back.
+        self.preempted = threading.Event()
+        notices = getattr(container, "interruption_notices", None)
+        self.notices: Any = notices() if notices is not None else None
+        self.idle_unload_s = float(getattr(getattr(self.settings, "models", None), "idle_unload_s", 0.0) or 0.0)
+        self.unloads: list[dict[str, Any]] = []  # what idle unloads gave back (model, RSS before/after, freed)
         self.running: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -141,7 +150,11 @@ class Worker:
         if calls:
             from reelforge.runtime.calls import CallServer
 
-            self.call_server = CallServer(calls, self.executor, self.services, self.settings,
+            # Interactive calls answer while a request waits and keep sessions in this process's memory: they run
+            # on threads here whatever executor the job steps use (a Ray hop would cost more than the call).
+            call_executor = self.executor if isinstance(self.executor, LocalExecutor) \
+                else LocalExecutor(max_workers=max(4, self.concurrency * 2))
+            self.call_server = CallServer(calls, call_executor, self.services, self.settings,
                                           on_stopping=lambda: self._heartbeat_worker("stopping"))
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -167,6 +180,14 @@ class Worker:
         self._threads.append(t)
         if self.maintenance:
             self._threads.append(self.maintainer.start())
+        if self.notices is not None:
+            t = threading.Thread(target=self._watch_notices, name="reelforge-spot", daemon=True)
+            t.start()
+            self._threads.append(t)
+        if self.idle_unload_s > 0:
+            t = threading.Thread(target=self._unload_idle_models, name="reelforge-model-idle", daemon=True)
+            t.start()
+            self._threads.append(t)
         log.info("worker %s started with %d slot(s)", self.worker_id, self.concurrency)
 
     def stop(self, grace_s: float | None = None) -> None:
@@ -227,14 +248,77 @@ class Worker:
             log.info("signal %s: finishing in-flight work", signal.Signals(signum).name)
             stop.set()
 
-        signal.signal(signal.SIGTERM, handler)
+        def on_term(signum: int, frame: Any) -> None:
+            if self.notices is not None:  # on Spot, SIGTERM is the interruption: hand everything back at once
+                self.preempt("SIGTERM")
+            handler(signum, frame)
+
+        signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, handler)
         self.start()
-        while not stop.wait(0.5):
+        while not stop.wait(0.5) and not self.preempted.is_set():
             pass
-        self.stop()
+        if self.preempted.is_set():
+            self.wait_handed_back()
+            self.stop(grace_s=0)
+        else:
+            self.stop()
         # Jobs still in flight were handed back; a step that ignores cancellation must not hold the exit.
         self.executor.shutdown(wait=False)
+
+    # --- preemption (Spot interruptions) -----------------------------------------------------------
+    def preempt(self, reason: str = "spot interruption") -> None:
+        """Stop claiming, hand back prefetched jobs now, and make every running step stop at its next check
+        (ctx.check_cancelled() raises Preempted): finished steps and map items are already checkpointed, and each
+        job is released (queued again, not a failure) as soon as its steps have stopped, so another worker
+        resumes it without waiting for a lease to expire."""
+        if self.preempted.is_set():
+            return
+        log.warning("worker %s preempted (%s): handing its jobs back", self.worker_id, reason)
+        self.preempted.set()
+        self.stopping.set()
+        self.wake.set()
+        self._release_prefetched()
+        with self._lock:
+            runs = list(self.running.values())
+        for r in runs:
+            r.preempted.set()
+            r.release.set()
+            r.cancel.set()
+
+    def wait_handed_back(self, timeout_s: float = 90.0) -> bool:
+        """After preempt(): wait until every running job has been handed back (a notice leaves two minutes)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self.running:
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def _watch_notices(self) -> None:
+        interval = float(self.settings.spot.poll_s)
+        while not self.stopping.is_set():
+            notice = self.notices.poll()
+            if notice is not None:
+                self.preempt(f"{notice.action} at {notice.time}" if notice.time else notice.action)
+                return
+            self.stopping.wait(interval)
+
+    def _unload_idle_models(self) -> None:
+        registry = getattr(self.c, "models", None)
+        interval = max(0.05, min(self.idle_unload_s / 2, 5.0))
+        while not self.stopping.wait(interval):
+            try:
+                done = registry.unload_idle(self.idle_unload_s) if registry is not None else []
+            except Exception:
+                log.exception("idle model unload failed")
+                continue
+            for u in done:
+                self.unloads.append(u)
+                log.info("unloaded model %s after %.0fs idle: %.1f MiB freed (RSS %.1f -> %.1f MiB)", u["model"],
+                         u["idle_s"], u["freed_bytes"] / 2**20, u["rss_before"] / 2**20, u["rss_after"] / 2**20,
+                         extra={"model": u["model"], "freed_bytes": u["freed_bytes"]})
 
     # --- claiming -----------------------------------------------------------------------------
     def _slot(self) -> None:
@@ -339,6 +423,10 @@ class Worker:
         run = _Running(job)
         with self._lock:
             self.running[job.id] = run
+        if self.preempted.is_set():  # claimed just before the notice: hand it back at its first check
+            run.preempted.set()
+            run.release.set()
+            run.cancel.set()
         token = job_id_var.set(job.id)
         # A checkpoint also writes the latest progress report that the 0.5 s spacing held back, so every step's
         # last word is seen, however short the step.
@@ -360,7 +448,8 @@ class Worker:
             except errors.JobCancelled:
                 if run.release.is_set() and not run.stale.is_set():
                     self.c.jobs.release(job.id, job.attempt, history=cp.take_history(),
-                                        checkpoints=cp.take_pending())
+                                        checkpoints=cp.take_pending(),
+                                        reason="preempted" if run.preempted.is_set() else None)
                 elif not run.stale.is_set():
                     self.c.jobs.cancelled(job.id, job.attempt, history=cp.take_history())
             except PipelineFailed as exc:
@@ -422,7 +511,7 @@ class Worker:
     def _context(self, job: Job, path: str, run: _Running) -> StepContext:
         return StepContext(job_id=job.id, owner_id=job.owner_id, kind=job.kind, attempt=job.attempt, path=path,
                            job_input=job.input, services=self.services,
-                           cancelled=lambda: self._cancel_requested(run))
+                           cancelled=lambda: self._cancel_requested(run), preempted=run.preempted.is_set)
 
     def _cancel_requested(self, run: _Running) -> bool:
         """The job's stop flag, with the owner's cancel read from the database at most every `cancel_poll_s`

@@ -541,15 +541,16 @@ class JobService:
 
     def release(self, job_id: str, attempt: int,
                 history: Sequence[tuple[str, str | None, dict[str, Any]]] = (),
-                checkpoints: dict[str, Any] | None = None) -> None:
-        """Give a job back on shutdown without counting a failure; its checkpoints let the next worker go on."""
+                checkpoints: dict[str, Any] | None = None, reason: str | None = None) -> None:
+        """Give a job back on shutdown without counting a failure; its checkpoints let the next worker go on.
+        ``reason`` ("preempted": a Spot interruption) goes into the JobReleased event."""
         with self.store.tx() as tx:
             tx.jobs.fence(job_id, attempt)
             self._flush_history(tx, job_id, attempt, history)
             for path, out in (checkpoints or {}).items():
                 tx.jobs.put_checkpoint(job_id, path, out, attempt)
             tx.jobs.update_job(job_id, status="queued", worker_id=None, lease_expires_at=None, run_at=tx.now())
-            tx.jobs.add_event(job_id, "JobReleased", attempt=attempt)
+            tx.jobs.add_event(job_id, "JobReleased", attempt=attempt, details={"reason": reason} if reason else None)
             self._notify(tx)
 
     def running_attempts(self) -> set[tuple[str, int]]:

@@ -34,6 +34,9 @@ class _AdapterStats:
     cancellations: int = 0
     run_s_total: float = 0.0
     last_error: str | None = None
+    loads: int = 0
+    unloads: int = 0
+    freed_bytes_total: int = 0
 
 
 def _key(task: str, name: str) -> str:
@@ -49,6 +52,8 @@ class ModelRegistry:
         self._setup_locks: dict[str, threading.Lock] = {}
         self._ready: set[str] = set()
         self._stats: dict[str, _AdapterStats] = {}
+        self._last_used: dict[str, float] = {}  # monotonic time of the last ensure_ready() or run() end
+        self._in_use: dict[str, int] = {}  # run() calls in flight per adapter
 
     def register(self, adapter: ModelAdapter, *, replace: bool = False) -> None:
         """Add an adapter under (adapter.task, adapter.name); a second one under the same key is refused
@@ -94,6 +99,7 @@ class ModelRegistry:
         """
         adapter = self.get(task, name)
         key = _key(task, name)
+        self._last_used[key] = time.monotonic()
         if key in self._ready:
             return adapter
         with self._lock:
@@ -121,21 +127,31 @@ class ModelRegistry:
             with self._lock:
                 stats = self._stats[key]
                 stats.loaded, stats.load_s = True, elapsed
+                stats.loads += 1
                 self._ready.add(key)
+                self._last_used[key] = time.monotonic()
         return adapter
 
     def run(self, task: str, name: str, request: Any, *, progress: ProgressFn | None = None,
             cancelled: CancelledFn | None = None) -> Any:
         """ensure_ready(), then the adapter's run(), counted in stats()."""
-        adapter = self.ensure_ready(task, name)
-        started = time.perf_counter()
+        key = _key(task, name)
+        with self._lock:  # counted before ensure_ready: an idle unload never takes a model a run is about to use
+            self._in_use[key] = self._in_use.get(key, 0) + 1
         try:
-            result = adapter.run(request, progress=progress, cancelled=cancelled)
-        except BaseException as exc:
-            self.record_invocation(task, name, time.perf_counter() - started, error=exc)
-            raise
-        self.record_invocation(task, name, time.perf_counter() - started)
-        return result
+            adapter = self.ensure_ready(task, name)
+            started = time.perf_counter()
+            try:
+                result = adapter.run(request, progress=progress, cancelled=cancelled)
+            except BaseException as exc:
+                self.record_invocation(task, name, time.perf_counter() - started, error=exc)
+                raise
+            self.record_invocation(task, name, time.perf_counter() - started)
+            return result
+        finally:
+            with self._lock:
+                self._in_use[key] -= 1
+                self._last_used[key] = time.monotonic()
 
     def record_invocation(self, task: str, name: str, seconds: float,
                           error: BaseException | None = None) -> None:
@@ -151,6 +167,47 @@ class ModelRegistry:
             elif error is not None:
                 stats.failures += 1
                 stats.last_error = f"{type(error).__name__}: {error}"
+
+    def unload_idle(self, idle_s: float, *, now: float | None = None) -> builtins.list[dict[str, Any]]:
+        """Unload every loaded model not used for ``idle_s`` seconds (and not running now) whose adapter can give
+        its weights back (``teardown()``). Each unload is reported with the process's resident memory before and
+        after it, and counted in stats() (``unloads``, ``freed_bytes_total``); the next use loads the model
+        again. This is "endpoint shutdown after processing" for a worker that keeps its models in memory."""
+        now = time.monotonic() if now is None else now
+        out: builtins.list[dict[str, Any]] = []
+        with self._lock:
+            candidates = [k for k in self._ready
+                          if self._in_use.get(k, 0) == 0 and now - self._last_used.get(k, now) >= idle_s
+                          and callable(getattr(self._adapters.get(k), "teardown", None))]
+        for key in candidates:
+            with self._lock:
+                setup_lock = self._setup_locks[key]
+            with setup_lock:
+                with self._lock:
+                    if key not in self._ready or self._in_use.get(key, 0) or \
+                            now - self._last_used.get(key, now) < idle_s:
+                        continue
+                    self._ready.discard(key)
+                    adapter = self._adapters[key]
+                before = resident_bytes()
+                idle_for = now - self._last_used.get(key, now)
+                try:
+                    adapter.teardown()  # type: ignore[attr-defined]
+                except Exception as exc:
+                    with self._lock:
+                        self._stats[key].last_error = f"teardown: {type(exc).__name__}: {exc}"
+                    continue
+                trim_memory()
+                after = resident_bytes()
+                freed = max(0, before - after)
+                with self._lock:
+                    stats = self._stats[key]
+                    stats.loaded = False
+                    stats.unloads += 1
+                    stats.freed_bytes_total += freed
+                out.append({"model": key, "idle_s": round(idle_for, 3), "rss_before": before, "rss_after": after,
+                            "freed_bytes": freed})
+        return out
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per adapter ("task/name"): loaded, load_s, setup_failures, invocations, failures,
@@ -199,6 +256,31 @@ class ModelRegistry:
             source=getattr(adapter, "source", None),
             details=details,
         )
+
+
+def resident_bytes() -> int:
+    """This process's resident set size in bytes (Linux /proc; elsewhere the peak, which never goes down)."""
+    try:
+        with open("/proc/self/statm") as f:
+            import os
+
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def trim_memory() -> None:
+    """Collect garbage and ask glibc to hand freed heap pages back to the system."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def build_default_registry(settings: Settings, apps: Iterable[AppManifest] | None = None) -> ModelRegistry:

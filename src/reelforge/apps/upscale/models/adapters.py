@@ -432,6 +432,15 @@ class RealEsrganUpscaler:
         frame = autotune.probe_frame(autotune.probe_side(self.model.macs_per_pixel))
         return autotune.choose(self._autotune_dir(), key, runners, frame=frame)
 
+    def teardown(self) -> None:
+        """Give the weights back (the worker's idle unload, `models.idle_unload_s`); the next run() loads them
+        again."""
+        with self._lock:
+            release, self._release = self._release, None
+            self._runners = {}
+        if release is not None:
+            release()
+
     # Running -----------------------------------------------------------------------------------------
 
     def run(self, request: UpscaleRequest, *, progress: ProgressFn | None = None,
