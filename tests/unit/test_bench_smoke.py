@@ -31,6 +31,7 @@ SMOKE_TESTS = {
     "roto": "tests/unit/test_bench_smoke.py::test_roto_smoke",
     "film_media": "tests/unit/test_bench_smoke.py::test_film_media_smoke",
     "film_render": "tests/unit/test_bench_smoke.py::test_film_render_smoke",
+    "scale_out": "tests/unit/test_bench_smoke.py::test_scale_out_smoke",
 }
 
 
@@ -273,3 +274,30 @@ def test_film_render_smoke(tmp_path: Path) -> None:
     assert {"plan", "voices", "visuals", "sound", "compose", "cleanup"} <= set(report["steps_s"])
     assert report["steps_s"]["voices"]["count"] == 3 and isinstance(report["goal_met"], bool)
     assert abs(report["loudness_lufs"] + 14) <= 1.0 and report["lipsync"]
+
+
+def test_scale_out_smoke(tmp_path: Path) -> None:
+    from bench import scale_out
+
+    pg = _pg_url()
+    if pg is None:
+        missing(["PostgreSQL"])
+    import redis
+
+    notifiers = ["postgres"]
+    try:
+        redis.Redis.from_url(scale_out.DEFAULT_REDIS, socket_connect_timeout=3).ping()
+        notifiers.append("redis")
+    except Exception:
+        pass
+    out = tmp_path / "scale_out.json"
+    out.write_text(json.dumps({"other_section": {"kept": True}}))
+    report = scale_out.main(["--smoke", "--out", str(out), "--pg-url", str(pg), "--notifiers", ",".join(notifiers)])
+    written = json.loads(out.read_text())
+    assert written["other_section"] == {"kept": True}, "a run merges its section into the file"
+    assert written["event_fanout"] == json.loads(json.dumps(report))
+    for run in report["runs"]:
+        assert run["held"] == run["streams"] and run["delivered_ratio"] == 1.0, run
+        assert run["latency_ms"]["p99"] is not None
+    if "redis" not in notifiers:
+        missing(["Redis"])
