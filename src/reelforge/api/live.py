@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -43,7 +43,7 @@ Message = tuple[str, dict[str, Any], str | None]  # (event, data, cursor id)
 
 
 async def follow(c: Any, p: Principal, job_id: str, *, after: int = 0, timeout_s: float = 600.0,
-                 ping_s: float | None = None) -> AsyncIterator[Message]:
+                 ping_s: float | None = None) -> AsyncGenerator[Message, None]:
     """The messages of one job's stream for the caller (who must own it), until the job ends or `timeout_s`."""
     live = c.live
     deadline = time.monotonic() + timeout_s

@@ -331,14 +331,12 @@ class JobService:
                     gone: Callable[[], Awaitable[bool]] | None = None, current: Any = None,
                     first_poll_s: float = 0.05, max_poll_s: float = 1.0) -> Any:
         """Read the job until `changed(job)` holds, it has ended, `timeout_s` passes or `gone()` says the caller
-        left; returns the last read (`current`: a read the caller already made). With the process's live
-        dispatcher (`self.live`) it reads again when a change notice for the job comes, or after the
-        dispatcher's fallback poll interval; without one it polls with backoff (first_poll_s doubling up to
-        max_poll_s)."""
+        left; returns the last read (`current`: a read the caller already made). Polls with backoff (first_poll_s
+        doubling up to max_poll_s); with the process's live dispatcher (`self.live`) a change notice for the job
+        ends a wait early."""
         deadline = time.monotonic() + max(0.0, timeout_s)
         poll = first_poll_s
         live = self.live
-        recheck = current is not None
         with contextlib.ExitStack() as stack:
             sub = stack.enter_context(live.subscribe(job_id)) if live is not None else None
             job = current if current is not None else await self.read(principal, job_id)
@@ -347,12 +345,12 @@ class JobService:
                 if left <= 0:
                     break
                 if sub is not None:
-                    # `current` was read before the subscription existed: look again soon, once.
-                    await sub.wait(min(left, first_poll_s if recheck else live.fallback_poll_s))
-                    recheck = False
+                    # A notice answers at once; the polls with backoff stay (a long poll is short-lived, and a
+                    # change written outside the job repository sends no notice).
+                    await sub.wait(min(poll, left))
                 else:
                     await asyncio.sleep(min(poll, left))
-                    poll = min(poll * 2, max_poll_s)
+                poll = min(poll * 2, max_poll_s)
                 if gone is not None and await gone():
                     break
                 job = await self.read(principal, job_id)
