@@ -100,6 +100,7 @@ bench: $(STAMP)
 	$(PY) -m bench.queue_throughput
 	$(PY) -m bench.api_latency
 	$(PY) -m bench.scale_out --rounds 3
+	$(PY) -m bench.event_fanout
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .grimp_cache .import_linter_cache

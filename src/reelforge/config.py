@@ -577,6 +577,27 @@ class AutoscaleSettings(BaseModel):
     asg_endpoint_url: str = ""
 
 
+class LiveSettings(BaseModel):
+    """Live event streams (SSE and WebSocket) and the change feed that wakes them (docs/architecture.md, Events)."""
+
+    # auto: redis when redis_url is set, else postgres LISTEN/NOTIFY on PostgreSQL, else in-process (SQLite).
+    notifier: Literal["auto", "local", "postgres", "redis"] = "auto"
+    redis_url: str = ""
+    redis_channel: str = "reelforge:changes"
+    pg_channel: str = Field(default="reelforge_changes", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # A stream reads again after this long without a notice (a lost notice costs at most this). Unset: 5 s where
+    # notices cross processes (postgres, redis); 0.25 s in-process, where workers in other processes send none.
+    fallback_poll_s: float | None = Field(default=None, gt=0, le=60)
+    # WebSocket: seconds to send the first message with the token; an idle stream sends {"event": "ping"} this often.
+    ws_auth_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    ping_s: float = Field(default=15.0, gt=0, le=600)
+
+    def resolved_notifier(self, postgres: bool) -> str:
+        if self.notifier != "auto":
+            return self.notifier
+        return "redis" if self.redis_url else "postgres" if postgres else "local"
+
+
 class CoreSettings(BaseSettings):
     """The core's settings; each installed application adds its own section under its name (`Settings`)."""
 
@@ -619,6 +640,7 @@ class CoreSettings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     spot: SpotSettings = Field(default_factory=SpotSettings)
     autoscale: AutoscaleSettings = Field(default_factory=AutoscaleSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
     # Periodic work inside the worker (seconds between runs).
     # Extra modules that define pipelines (each exposes PIPELINES: list[Pipeline]); plugins and tests use it.
     extra_pipelines: list[str] = Field(default_factory=list)

@@ -36,7 +36,37 @@ class Container:
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.db)
+        return Store(self.db, changes=self.change_feed)
+
+    @cached_property
+    def change_feed(self) -> Any:
+        """Change notices between processes (live.notifier): PostgreSQL LISTEN/NOTIFY, Redis pub/sub, in-process."""
+        live = self.settings.live
+        kind = live.resolved_notifier(self.db.is_postgres)
+        if kind == "redis":
+            from reelforge.adapters.notify.redis import RedisChangeFeed
+
+            return RedisChangeFeed(live.redis_url or "redis://127.0.0.1:6379/0", channel=live.redis_channel)
+        if kind == "postgres":
+            if not self.db.is_postgres:
+                raise ValueError("live.notifier=postgres needs a PostgreSQL database_url")
+            from reelforge.adapters.notify.postgres import PostgresChangeFeed
+
+            return PostgresChangeFeed(self.settings.database_url, channel=live.pg_channel)
+        from reelforge.adapters.notify.local import LocalChangeFeed
+
+        return LocalChangeFeed()
+
+    @cached_property
+    def live(self) -> Any:
+        """The process's dispatcher of change notices to its live streams (services/live.py)."""
+        from reelforge.services.live import LiveEvents
+
+        feed = self.change_feed
+        poll = self.settings.live.fallback_poll_s
+        if poll is None:
+            poll = 5.0 if feed.crosses_processes else 0.25
+        return LiveEvents(feed, fallback_poll_s=poll)
 
     @cached_property
     def objects(self) -> Any:
@@ -227,6 +257,7 @@ class Container:
 
         svc = JobService(self.store, self.settings, self.pipelines, url_guard=self.events.guard,
                          error_codes=self.error_codes)
+        svc.live = self.live
         from reelforge.pipelines import build_registry
 
         for application in self.apps:
@@ -448,5 +479,7 @@ class Container:
             self.vectors.close()
         if self.__dict__.get("limit_counter") is not None:
             self.limit_counter.close()
+        if "change_feed" in self.__dict__:
+            self.change_feed.close()
         if "db" in self.__dict__:
             self.db.dispose()

@@ -33,6 +33,7 @@ SMOKE_TESTS = {
     "film_media": "tests/unit/test_bench_smoke.py::test_film_media_smoke",
     "film_render": "tests/unit/test_bench_smoke.py::test_film_render_smoke",
     "scale_out": "tests/unit/test_bench_smoke.py::test_scale_out_smoke",
+    "event_fanout": "tests/unit/test_bench_smoke.py::test_event_fanout_smoke",
 }
 
 
@@ -328,3 +329,30 @@ def test_scale_out_smoke(tmp_path: Path) -> None:
     missing(([] if pg else ["PostgreSQL: the throughput and scale-from-zero sections"])
             + ([] if rd else ["Redis (BENCH_SCALE_REDIS_URL): the Celery comparison"])
             + ([] if ray else ["the ray package: the Ray fan-out"]))
+
+
+def test_event_fanout_smoke(tmp_path: Path) -> None:
+    from bench import event_fanout
+
+    pg = _pg_url()
+    if pg is None:
+        missing(["PostgreSQL"])
+    import redis
+
+    notifiers = ["postgres"]
+    try:
+        redis.Redis.from_url(event_fanout.DEFAULT_REDIS, socket_connect_timeout=3).ping()
+        notifiers.append("redis")
+    except Exception:
+        pass
+    out = tmp_path / "event_fanout.json"
+    out.write_text(json.dumps({"other_section": {"kept": True}}))
+    report = event_fanout.main(["--smoke", "--out", str(out), "--pg-url", str(pg), "--notifiers", ",".join(notifiers)])
+    written = json.loads(out.read_text())
+    assert written["other_section"] == {"kept": True}, "a run merges its section into the file"
+    assert written["event_fanout"] == json.loads(json.dumps(report))
+    for run in report["runs"]:
+        assert run["held"] == run["streams"] and run["delivered_ratio"] == 1.0, run
+        assert run["latency_ms"]["p99"] is not None
+    if "redis" not in notifiers:
+        missing(["Redis"])

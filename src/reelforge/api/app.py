@@ -6,9 +6,10 @@ import inspect
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import WebSocketRoute
 
 from reelforge import __version__
-from reelforge.api import deps, problems
+from reelforge.api import deps, live, problems
 from reelforge.api.middleware import GuardMiddleware
 from reelforge.api.openapi import document
 from reelforge.api.routes import (
@@ -60,6 +61,8 @@ def create_app(settings: Settings | None = None, *, container: Any | None = None
                             for r in application.routers() for route in r.routes if hasattr(route, "endpoint")}
     # First in the list: the most frequent requests match the first route tried.
     app.router.routes.insert(0, PrefixMount("/v1", ApiIndex("/v1", routers, deps.principal), name="v1"))
+    # Live job events over a WebSocket (api/live.py), before the /v1 index, which serves HTTP routes only.
+    app.router.routes.insert(0, WebSocketRoute(live.WS_PATH, live.job_events_ws, name="job_events_ws"))
     documented = openapi_routes("/v1", routers, system.router)
 
     def openapi() -> dict[str, Any]:

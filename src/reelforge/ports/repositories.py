@@ -749,6 +749,10 @@ class AsyncReads(Protocol):
         """A job's public columns."""
         ...
 
+    async def job_events(self, job_id: str, *, after: int = 0, limit: int = 500) -> list[Any]:
+        """A job's history events with an id above `after` (the stream cursor), oldest first."""
+        ...
+
     async def asset(self, asset_id: str) -> Any:
         """An asset's columns (its metadata as `meta`)."""
         ...

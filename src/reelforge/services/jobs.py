@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import hashlib
 import json
 import logging
@@ -75,6 +76,8 @@ class JobService:
         # The application each job kind belongs to (kinds of no application are the core's): an API key limited to
         # some applications (domain/scopes.py) submits their kinds and the core's only.
         self.kind_apps: dict[str, str] = {}
+        # The process's live-event dispatcher (services/live.py), set by the container: long polls wait on it.
+        self.live: Any = None
 
     # --- submit ------------------------------------------------------------------------------
     def check_depth(self, data: Any) -> None:
@@ -328,22 +331,35 @@ class JobService:
                     gone: Callable[[], Awaitable[bool]] | None = None, current: Any = None,
                     first_poll_s: float = 0.05, max_poll_s: float = 1.0) -> Any:
         """Read the job until `changed(job)` holds, it has ended, `timeout_s` passes or `gone()` says the caller
-        left; returns the last read (`current`: a read the caller already made). Polls with backoff
-        (first_poll_s doubling up to max_poll_s): the queue sends no notice when a job's state changes, and a
-        primary-key read costs less than a listener connection per waiting request would."""
+        left; returns the last read (`current`: a read the caller already made). Polls with backoff (first_poll_s
+        doubling up to max_poll_s); with the process's live dispatcher (`self.live`) a change notice for the job
+        ends a wait early."""
         deadline = time.monotonic() + max(0.0, timeout_s)
         poll = first_poll_s
-        job = current if current is not None else await self.read(principal, job_id)
-        while not changed(job) and job.status not in TERMINAL_STATUSES:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            await asyncio.sleep(min(poll, left))
-            poll = min(poll * 2, max_poll_s)
-            if gone is not None and await gone():
-                break
-            job = await self.read(principal, job_id)
+        live = self.live
+        with contextlib.ExitStack() as stack:
+            sub = stack.enter_context(live.subscribe(job_id)) if live is not None else None
+            job = current if current is not None else await self.read(principal, job_id)
+            while not changed(job) and job.status not in TERMINAL_STATUSES:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                if sub is not None:
+                    # A notice answers at once; the polls with backoff stay (a long poll is short-lived, and a
+                    # change written outside the job repository sends no notice).
+                    await sub.wait(min(poll, left))
+                else:
+                    await asyncio.sleep(min(poll, left))
+                poll = min(poll * 2, max_poll_s)
+                if gone is not None and await gone():
+                    break
+                job = await self.read(principal, job_id)
         return job
+
+    async def read_history(self, job: Any, *, after: int = 0, limit: int = 500) -> builtins.list[Any]:
+        """History events of a job the caller read through `read()` (which checked its owner), with an id above
+        the cursor `after`, oldest first: what live streams send."""
+        return list(await self.store.reads.job_events(job.id, after=after, limit=limit))
 
     def history(self, principal: Principal, job_id: str, *, after: int = 0) -> builtins.list[JobEvent]:
         with self.store.tx(write=False) as tx:

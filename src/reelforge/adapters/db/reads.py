@@ -33,7 +33,7 @@ from anyio import CapacityLimiter, to_thread
 from anyio.lowlevel import RunVar
 from sqlalchemy import and_, bindparam, or_, select
 
-from reelforge.adapters.db.models import Asset, Job
+from reelforge.adapters.db.models import Asset, Job, JobEvent
 
 if TYPE_CHECKING:
     from reelforge.adapters.db.engine import Database
@@ -101,6 +101,10 @@ class AsyncReads:
     async def job(self, job_id: str) -> SimpleNamespace | None:
         """A job's public columns."""
         return await self.one(JOB_BY_ID, job_id=job_id)
+
+    async def job_events(self, job_id: str, *, after: int = 0, limit: int = 500) -> list[SimpleNamespace]:
+        """A job's history events with an id above `after`, oldest first, at most `limit`."""
+        return await self.all(JOB_EVENTS_AFTER, job_id=job_id, after=after, limit=limit)
 
     async def asset(self, asset_id: str) -> SimpleNamespace | None:
         """An asset's columns; the "metadata" column is also `meta`, as on the record."""
@@ -297,6 +301,11 @@ JOB_PUBLIC_COLUMNS = [_J[name] for name in (
     "callback_url", "idempotency_key", "created_at", "started_at", "finished_at", "expires_at")]
 
 JOB_BY_ID = select(*JOB_PUBLIC_COLUMNS).where(_J.id == bindparam("job_id"))
+
+_E = JobEvent.__table__.c
+JOB_EVENTS_AFTER = (select(_E.id, _E.job_id, _E.ts, _E.type, _E.path, _E.attempt, _E.details)
+                    .where(_E.job_id == bindparam("job_id"), _E.id > bindparam("after"))
+                    .order_by(_E.id).limit(bindparam("limit")))
 
 _A = Asset.__table__.c
 ASSET_BY_ID = select(*Asset.__table__.c).where(_A.id == bindparam("asset_id"))

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,7 +24,7 @@ from reelforge.adapters.db.repositories import (
     MailRepository,
     OpsRepository,
 )
-from reelforge.adapters.db.repositories.base import flush, tx_now
+from reelforge.adapters.db.repositories.base import CHANGED_KEYS, flush, tx_now
 from reelforge.domain.records import new_id
 from reelforge.ports.repositories import DuplicateKey
 
@@ -33,8 +34,10 @@ __all__ = ["DuplicateKey", "Store", "Tx", "new_id"]
 class Store:
     """The `Store` port on one database (SQLite or PostgreSQL)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, changes: Any = None) -> None:
+        """`changes`: the change feed (ports/notify.py) told which jobs a committed transaction touched."""
         self.db = db
+        self.changes = changes
 
     @property
     def reads(self) -> Any:
@@ -47,14 +50,31 @@ class Store:
 
     @contextmanager
     def tx(self, *, write: bool = True) -> Iterator[Tx]:
+        """A transaction. The jobs it changed (history, progress, status) are announced on the change feed:
+        inside the transaction on PostgreSQL LISTEN/NOTIFY (delivered at COMMIT, never for a rollback), else
+        after the commit."""
+        changed: set[str] | None = None
         try:
             with self.db.tx(write=write) as session:
                 yield Tx(session, self.db.is_postgres)
+                changed = session.info.pop(CHANGED_KEYS, None)
+                channel = self.changes.transactional_channel if (changed and self.changes is not None) else None
+                if channel and changed:
+                    from reelforge.adapters.notify import payloads
+
+                    for payload in payloads(changed):
+                        session.execute(_NOTIFY, {"c": channel, "p": payload})
+                    changed = None
         except IntegrityError as exc:
             raise DuplicateKey(str(exc.orig)) from exc
+        if changed and self.changes is not None:
+            self.changes.publish(changed)
 
     def now(self) -> float:
         return self.db.now()
+
+
+_NOTIFY = text("SELECT pg_notify(:c, :p)")
 
 
 class Tx:

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import json
 import math
-import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -12,9 +10,9 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 
 from reelforge import errors
-from reelforge.api import convert
+from reelforge.api import convert, live
 from reelforge.api.deps import Container, CurrentUser, container_of
-from reelforge.api.schemas.common import MAX_ID, iso
+from reelforge.api.schemas.common import MAX_ID
 from reelforge.api.schemas.jobs import (
     JobBatchCreate,
     JobBatchPublic,
@@ -165,47 +163,25 @@ def history(job_id: str, p: CurrentUser, c: Container,
         convert.event(e) for e in c.jobs.history(p, job_id, after=after)]))
 
 
-def _sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
-    head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
-
-
 @router.get("/jobs/{job_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
-def job_events(job_id: str, p: CurrentUser, c: Container,
-               timeout: Annotated[float, Query(ge=1, le=3600)] = 600) -> StreamingResponse:
-    """Server-sent events: `progress`, `history` and `status` until the job ends (then `end`)."""
-    c.jobs.get(p, job_id)  # 404 before the stream starts
+async def job_events(job_id: str, p: CurrentUser, request: Request,
+                     timeout: Annotated[float, Query(ge=1, le=3600)] = 600,
+                     after: Annotated[int | None, Query(ge=0, le=MAX_ID, description="Resume after this history "
+                                                        "event id (as Last-Event-ID)")] = None,
+                     last_event_id: Annotated[str | None, Header(max_length=32)] = None) -> StreamingResponse:
+    """Server-sent events: `history` (with `id:`), `status` and `progress` until the job ends (then `end`).
+    Resumes after `Last-Event-ID` (or `?after=`). The same stream goes over a WebSocket at
+    `/v1/jobs/{job_id}/events/ws` (docs/architecture.md, "Live events")."""
+    c = container_of(request)
+    cursor = after if after is not None else live.cursor(last_event_id, "Last-Event-ID")
+    await c.jobs.read(p, job_id)  # 404 before the stream starts
 
-    def stream() -> Iterator[str]:
-        last: tuple[Any, ...] | None = None
-        after = 0
-        deadline = time.monotonic() + timeout
+    async def stream() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"
-        while time.monotonic() < deadline:
-            try:
-                job = c.jobs.get(p, job_id)
-                events = c.jobs.history(p, job_id, after=after)
-            except errors.NotFound:
-                yield _sse("end", {"reason": "deleted"})
-                return
-            for e in events:
-                after = e.id
-                yield _sse("history", {"type": e.type, "path": e.path, "ts": iso(convert.event_time(e)),
-                                       "recorded_at": iso(e.ts), "details": convert.event_details(e)},
-                           str(e.id))
-            state = (job.status, round(job.progress or 0, 4), job.progress_message)
-            if state != last:
-                if last is None or state[0] != last[0]:
-                    yield _sse("status", {"id": job.id, "status": job.status})
-                yield _sse("progress", {"id": job.id, "status": job.status, "fraction": state[1],
-                                        "message": state[2]})
-                last = state
-            if job.status in TERMINAL_STATUSES:
-                yield _sse("end", convert.job(job).model_dump(mode="json"))
-                return
-            time.sleep(0.25)
-        yield ": timeout\n\n"
+        async for message in live.follow(c, p, job_id, after=cursor, timeout_s=timeout,
+                                         ping_s=c.settings.live.ping_s):
+            yield live.sse(message)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -19,6 +19,19 @@ R = TypeVar("R")
 _NOW = "reelforge.now"  # key of the transaction's clock reading in Session.info (one Session per transaction)
 _JSON_COLUMNS = frozenset({"details", "payload", "output", "outputs"})
 ROWS_PER_STATEMENT = 500  # well under SQLite's 32766 bound parameters per statement
+# Session.info key of the job ids this transaction changed, announced on the change feed (Store.tx).
+CHANGED_KEYS = "reelforge.changed"
+
+
+def mark_changed(session: Session, keys: Any) -> None:
+    """Record that the transaction changed what live streams of these keys (job ids) show."""
+    changed = session.info.get(CHANGED_KEYS)
+    if changed is None:
+        changed = session.info[CHANGED_KEYS] = set()
+    if isinstance(keys, str):
+        changed.add(keys)
+    else:
+        changed.update(keys)
 
 
 def tx_now(session: Session) -> float:

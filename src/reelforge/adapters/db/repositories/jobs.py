@@ -18,6 +18,7 @@ from reelforge.adapters.db.repositories.base import (
     ROWS_PER_STATEMENT,
     Repository,
     known_now,
+    mark_changed,
     record,
     records,
     set_now,
@@ -169,6 +170,7 @@ class JobRepository(Repository):
         if not raw:
             return []
         jobs = _job_records(self.s.get_bind(), description, raw)
+        mark_changed(self.s, [j.id for j in jobs])
         set_now(self.s, jobs[0].heartbeat_at)  # type: ignore[arg-type]  # this statement's clock reading
         jobs.sort(key=lambda j: (-j.priority, j.run_at, j.created_at))
         return jobs
@@ -200,6 +202,8 @@ class JobRepository(Repository):
         ).scalar_one_or_none()
         if job is None:
             raise errors.StaleLease(f"job {job_id} attempt {attempt} no longer holds its lease")
+        if set_values:
+            mark_changed(self.s, job_id)
         return record(Job, job)
 
     def succeed_jobs(self, items: Sequence[tuple[str, int, Any]], *, ttl_s: float) -> dict[str, Job]:
@@ -242,6 +246,7 @@ class JobRepository(Repository):
             for job in _job_records(self.s.get_bind(), description, raw, outputs):
                 set_now(self.s, job.finished_at)  # type: ignore[arg-type]
                 done[job.id] = job
+        mark_changed(self.s, done)
         return done
 
     def set_credits_state(self, job_ids: Sequence[str], state: str) -> None:
@@ -253,9 +258,11 @@ class JobRepository(Repository):
         values.setdefault("updated_at", self.now())
         self.s.execute(update(m.Job).where(m.Job.id == job_id).values(**values))
         self.s.expire_all()
+        mark_changed(self.s, job_id)
 
     def update_job_returning(self, job_id: str, **values: Any) -> Job:
         values.setdefault("updated_at", self.now())
+        mark_changed(self.s, job_id)
         return record(Job, self.s.execute(
             update(m.Job).where(m.Job.id == job_id).values(**values).returning(m.Job),
             execution_options={"synchronize_session": False, "populate_existing": True},
@@ -266,7 +273,10 @@ class JobRepository(Repository):
         res = self.s.execute(update(m.Job).where(m.Job.id == job_id, m.Job.status.in_(list(expected)))
                              .values(**values))
         self.s.expire_all()
-        return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+        if res.rowcount == 1:  # type: ignore[attr-defined]
+            mark_changed(self.s, job_id)
+            return True
+        return False
 
     def expired_leases(self, limit: int = 100) -> list[Job]:
         q = select(m.Job).where(m.Job.status == "running", m.Job.lease_expires_at < db_epoch()).limit(limit)
@@ -304,17 +314,20 @@ class JobRepository(Repository):
         self.s.execute(delete(m.JobEvent).where(m.JobEvent.job_id == job_id))
         self.s.execute(delete(m.Checkpoint).where(m.Checkpoint.job_id == job_id))
         self.s.execute(delete(m.Job).where(m.Job.id == job_id))
+        mark_changed(self.s, job_id)
 
     # --- history ---------------------------------------------------------------------------------------
     def add_event(self, job_id: str, type_: str, *, path: str | None = None, attempt: int = 0,
                   details: dict[str, Any] | None = None) -> None:
         self.s.add(m.JobEvent(job_id=job_id, ts=self.now(), type=type_, path=path, attempt=attempt,
                               details=details or {}))
+        mark_changed(self.s, job_id)
 
     def add_events_bulk(self, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
         now = self.now()
+        mark_changed(self.s, {r["job_id"] for r in rows})
         self.insert_many("job_events", ("job_id", "ts", "type", "path", "attempt", "details"),
                          [(r["job_id"], now, r["type"], r.get("path"), r.get("attempt", 0), r.get("details") or {})
                           for r in rows])
