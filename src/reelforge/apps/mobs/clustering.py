@@ -71,14 +71,21 @@ def remove_from_centroid(c: np.ndarray, n: int, v: np.ndarray) -> np.ndarray | N
     return (np.asarray(c, dtype=np.float64) * n - np.asarray(v, dtype=np.float64)) / (n - 1)
 
 
-def refit_due(n_videos: int, *, min_videos: int, kind: str, n_fit: int) -> tuple[bool, str]:
+def refit_due(n_videos: int, *, min_videos: int, kind: str, n_fit: int, dim: int = 0,
+              samples_per_dim: float = 0.0) -> tuple[bool, str]:
     """Whether to refit the projection now, and why (or why not).
 
     `n_videos`: validated local-model videos with raw features; `kind`/`n_fit`: the current projection's kind
-    ("rp" random, "pca" fitted) and how many videos it was fitted on.
+    ("rp" random, "pca" fitted) and how many videos it was fitted on. A PCA to `dim` dimensions needs at least
+    `samples_per_dim` x `dim` videos: on fewer it spans only the samples themselves (explained variance 1.0 on
+    20 videos says nothing).
     """
     if n_videos < min_videos:
         return False, f"{n_videos} videos with raw features, fewer than {min_videos}"
+    need = math.ceil(samples_per_dim * dim)
+    if n_videos < need:
+        return False, (f"{n_videos} videos with raw features, fewer than {need} "
+                       f"({samples_per_dim:g} per dimension of {dim})")
     if kind != "pca":
         return True, f"random projection in use and {n_videos} videos (>= {min_videos})"
     if 2 * n_fit < n_videos:
@@ -234,3 +241,168 @@ def mob_name(terms: Sequence[str], n: int = 2) -> str:
     """A readable name from the top terms ("#dance · studio"); "unnamed" without any."""
     picked = [t for t in terms[:n] if t]
     return " · ".join(picked) if picked else "unnamed"
+
+
+# --- online assignment that stays whole as mobs grow ---------------------------------------------------------
+@dataclass(frozen=True)
+class OnlineParams:
+    """The online assignment's settings (settings `mobs`: see `online_params`).
+
+    - `base`: the joining distance of a young mob (fewer than `min_members` members) and the floor of every
+      mob's own threshold;
+    - a mob with at least `min_members` members joins within mean + `spread_z` x std of its members' cosine
+      distances to its centroid, capped at `cap` (a loose trend gets room, a tight one keeps `base`);
+    - merge check: two mobs of one space whose centroids are within the larger of their thresholds are one
+      mob (the smaller folds into the larger), checked whenever a mob starts or grows;
+    - quick re-cluster: once a new mob starts and at least `quick_min_videos` validated videos exist, the
+      batch re-clustering runs (choose_k + stable ids) without waiting for its schedule.
+    """
+
+    base: float = 0.35
+    cap: float = 0.5
+    spread_z: float = 2.5
+    min_members: int = 3
+    quick_min_videos: int = 6
+    merge: bool = True
+    quick: bool = True
+
+    @classmethod
+    def fixed(cls, threshold: float) -> OnlineParams:
+        """The earlier rule: one fixed joining distance, no merge check, no quick re-cluster."""
+        return cls(base=threshold, cap=threshold, merge=False, quick=False)
+
+
+def spread(c: np.ndarray, members: Sequence[np.ndarray]) -> tuple[float, float]:
+    """(mean, std) of the members' cosine distances to the centroid c."""
+    if not members:
+        return 0.0, 0.0
+    d = np.array([cosine_distance(m, c) for m in members], dtype=np.float64)
+    return float(d.mean()), float(d.std())
+
+
+def join_threshold(c: np.ndarray, members: Sequence[np.ndarray], params: OnlineParams) -> float:
+    """How far from its centroid a mob accepts a new member (see OnlineParams)."""
+    if len(members) < params.min_members:
+        return params.base
+    mu, sd = spread(c, members)
+    return float(min(params.cap, max(params.base, mu + params.spread_z * sd)))
+
+
+def merge_pairs(mobs: Mapping[str, tuple[np.ndarray, Sequence[np.ndarray]]], touched: str,
+                params: OnlineParams) -> str | None:
+    """The mob that `touched` should fold into or absorb (the closest whose centroid lies within the larger
+    of the two join thresholds), or None. `mobs`: id -> (centroid, member vectors)."""
+    if touched not in mobs or not params.merge:
+        return None
+    c, members = mobs[touched]
+    t_self = join_threshold(c, members, params)
+    best: tuple[float, str] | None = None
+    for other, (oc, om) in mobs.items():
+        if other == touched:
+            continue
+        d = cosine_distance(c, oc)
+        if d <= max(t_self, join_threshold(oc, om, params)) and (best is None or d < best[0]):
+            best = (d, other)
+    return best[1] if best else None
+
+
+@dataclass
+class OnlineState:
+    """A replayable model of the online assignment (the service applies the same rules through the database):
+    labels per video id, member vectors per mob. Used by the tests and benchmarks to replay arrival orders."""
+
+    params: OnlineParams
+    k_min: int = 2
+    k_max: int = 12
+    min_silhouette: float = 0.1
+    seed: int = 0
+    members: dict[str, list[str]] = field(default_factory=dict)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    label: dict[str, str] = field(default_factory=dict)
+    _next: int = 0
+    quick_runs: int = 0
+    merges: int = 0
+
+    def _new_id(self) -> str:
+        self._next += 1
+        return f"m{self._next}"
+
+    def _mob(self, mob_id: str) -> tuple[np.ndarray, list[np.ndarray]]:
+        vecs = [self.vectors[v] for v in self.members[mob_id]]
+        c = centroid(vecs)
+        assert c is not None
+        return c, vecs
+
+    def add(self, vid: str, vec: np.ndarray) -> str:
+        self.vectors[vid] = np.asarray(vec, dtype=np.float64)
+        cands = [(m, self._mob(m)) for m in sorted(self.members)]
+        best: tuple[float, str] | None = None
+        for m, (c, vecs) in cands:
+            d = cosine_distance(vec, c)
+            if d <= join_threshold(c, vecs, self.params) and (best is None or d < best[0]):
+                best = (d, m)
+        created = best is None
+        mob_id = self._new_id() if best is None else best[1]
+        self.members.setdefault(mob_id, []).append(vid)
+        self.label[vid] = mob_id
+        mob_id = self._merge_check(mob_id)
+        if (created and self.params.quick and mob_id in self.members
+                and len(self.vectors) >= self.params.quick_min_videos):
+            self.recluster()
+        return self.label[vid]
+
+    def _merge_check(self, mob_id: str) -> str:
+        while True:
+            other = merge_pairs({m: self._mob(m) for m in self.members}, mob_id, self.params)
+            if other is None:
+                return mob_id
+            big, small = sorted((mob_id, other), key=lambda m: (-len(self.members[m]), m))
+            for v in self.members.pop(small):
+                self.members[big].append(v)
+                self.label[v] = big
+            self.merges += 1
+            mob_id = big
+
+    def recluster(self) -> None:
+        ids = list(self.vectors)
+        x = np.vstack([self.vectors[i] for i in ids])
+        choice = choose_k(x, k_min=self.k_min, k_max=max(self.k_min, self.k_max), seed=self.seed,
+                          min_silhouette=self.min_silhouette)
+        k = max(1, choice.k)
+        new_sets = [{ids[i] for i in range(len(ids)) if int(choice.labels[i]) == c} for c in range(k)]
+        plan = match_clusters(new_sets, {m: set(v) for m, v in self.members.items()})
+        names = [mid or self._new_id() for mid in plan.ids]
+        self.members = {names[i]: sorted(s, key=ids.index) for i, s in enumerate(new_sets) if s}
+        self.label = {v: m for m, vs in self.members.items() for v in vs}
+        self.quick_runs += 1
+
+
+def replay(order: Sequence[str], vectors: Mapping[str, np.ndarray], params: OnlineParams, **kw: Any) -> dict[str, str]:
+    """Labels after the online assignment of `order` (ids into `vectors`), as the service would give them."""
+    state = OnlineState(params, **kw)
+    for vid in order:
+        state.add(vid, vectors[vid])
+    return dict(state.label)
+
+
+# --- stable names ---------------------------------------------------------------------------------------------
+def name_terms(name: str | None) -> list[str]:
+    """The terms a name was made of ("#dance · studio" -> ["#dance", "studio"]); none for "unnamed"."""
+    if not name or name == "unnamed":
+        return []
+    return [t for t in name.split(" · ") if t]
+
+
+def prefer_hashtags(terms: Sequence[str]) -> list[str]:
+    """Hashtags first (in their order), then the other terms: the name says what users tag."""
+    return [t for t in terms if t.startswith("#")] + [t for t in terms if not t.startswith("#")]
+
+
+def stable_name(old: str | None, top: Sequence[str], n: int = 2) -> str:
+    """The mob's name after its top terms changed: the old name while each of its terms is still among `top`
+    (the mob's top set), else a new one from `top` with hashtags first. A mob renames only when its content
+    really shifted."""
+    old_terms = name_terms(old)
+    if old and old_terms and all(t in top for t in old_terms):
+        return old
+    return mob_name(prefer_hashtags(top), n)
