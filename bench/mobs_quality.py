@@ -96,7 +96,7 @@ def _quantiles(xs: list[float]) -> dict[str, float]:
             "distinct": len({round(x, 4) for x in xs})}
 
 
-def _recall(expected: str, found: str) -> tuple[int, int]:
+def token_recall(expected: str, found: str) -> tuple[int, int]:
     import re
 
     want = re.findall(r"[a-z0-9]+", expected.casefold())
@@ -113,6 +113,7 @@ def evaluate(analysed: list[Any], settings: Any, n_orders: int) -> dict[str, Any
 
     mobs = settings.mobs
     params = cl.OnlineParams(base=mobs.mob_distance_threshold, cap=mobs.mob_distance_cap, spread_z=mobs.mob_spread_z,
+                             margin=mobs.mob_spread_margin,
                              min_members=mobs.mob_spread_min_members,
                              quick_min_videos=mobs.quick_recluster_min_videos)
     before = cl.OnlineParams.fixed(mobs.mob_distance_threshold)
@@ -185,9 +186,9 @@ def evaluate(analysed: list[Any], settings: Any, n_orders: int) -> dict[str, Any
     ocr_hit = ocr_all = asr_hit = asr_all = 0
     for i in trend_ids:
         v, a = by_id[i].video, by_id[i].analysis
-        h, n = _recall(v.text, " ".join(a.get("ocr_text") or []))
+        h, n = token_recall(v.text, " ".join(a.get("ocr_text") or []))
         ocr_hit, ocr_all = ocr_hit + h, ocr_all + n
-        h, n = _recall(v.phrase, a.get("transcript") or "")
+        h, n = token_recall(v.phrase, a.get("transcript") or "")
         asr_hit, asr_all = asr_hit + h, asr_all + n
     secs = [a.seconds for a in analysed[1:]] or [analysed[0].seconds]
     return {
@@ -228,6 +229,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--corpus", choices=("own", "large", "both"), default="both")
     ap.add_argument("--orders", type=int, default=50, help="random arrival orders, besides the structured ones")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="keep the analysed corpora here (pickle) and reuse them on the next run")
     args = parse_args(ap, argv, {"corpus": "tiny", "orders": 3})
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from tests.fixtures.mob_analysed import analyse_corpus
@@ -247,8 +250,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         spec = dict(corpora[name])
         t0 = time.perf_counter()
         corpus = make_corpus(tmp / name, **spec)
-        gen_s = time.perf_counter() - t0
-        analysed, settings = analyse_corpus(corpus, tmp / f"var-{name}")
+        gen_s = time.perf_counter() - t0  # (also with --cache: the corpus is regenerated, the same for its seed)
+        cached = args.cache / f"{name}.pkl" if args.cache else None
+        if cached is not None and cached.is_file():
+            import pickle
+
+            analysed = pickle.loads(cached.read_bytes())
+            from reelforge.config import Settings
+
+            settings = Settings(data_dir=tmp / f"var-{name}", log_json=False)
+        else:
+            analysed, settings = analyse_corpus(corpus, tmp / f"var-{name}")
+            if cached is not None:
+                import pickle
+
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                cached.write_bytes(pickle.dumps(analysed))
         res = evaluate(analysed, settings, args.orders)
         res["spec"] = {k: (list(map(list, v)) if k == "sizes" else list(v) if isinstance(v, tuple) else v)
                        for k, v in spec.items()}

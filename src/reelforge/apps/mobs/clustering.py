@@ -110,8 +110,19 @@ class KChoice:
 
 
 def choose_k(x: np.ndarray, *, k_min: int = 2, k_max: int = 12, seed: int = 0,
-             min_silhouette: float = 0.1) -> KChoice:
-    """k-means over the rows of x with k picked by mean silhouette (see the module docstring)."""
+             min_silhouette: float = 0.1, n_init: int = 10) -> KChoice:
+    """k-means over the rows of x with k picked by mean silhouette (see the module docstring). Up to a few
+    thousand rows, k-means runs on one thread: its OpenMP threads cost more than they give on so little data
+    (and far more on a busy machine)."""
+    from threadpoolctl import threadpool_limits
+
+    if len(x) <= 4000:
+        with threadpool_limits(limits=1):
+            return _choose_k(x, k_min=k_min, k_max=k_max, seed=seed, min_silhouette=min_silhouette, n_init=n_init)
+    return _choose_k(x, k_min=k_min, k_max=k_max, seed=seed, min_silhouette=min_silhouette, n_init=n_init)
+
+
+def _choose_k(x: np.ndarray, *, k_min: int, k_max: int, seed: int, min_silhouette: float, n_init: int) -> KChoice:
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
@@ -125,7 +136,7 @@ def choose_k(x: np.ndarray, *, k_min: int = 2, k_max: int = 12, seed: int = 0,
     scores: dict[int, float] = {}
     labels_by_k: dict[int, np.ndarray] = {}
     for k in range(k_min, hi + 1):
-        km = KMeans(n_clusters=k, n_init=10, random_state=seed)
+        km = KMeans(n_clusters=k, n_init=n_init, random_state=seed)
         labels = km.fit_predict(xn)
         if len(set(labels.tolist())) < 2:
             continue
@@ -250,19 +261,23 @@ class OnlineParams:
 
     - `base`: the joining distance of a young mob (fewer than `min_members` members) and the floor of every
       mob's own threshold;
-    - a mob with at least `min_members` members joins within mean + `spread_z` x std of its members' cosine
-      distances to its centroid, capped at `cap` (a loose trend gets room, a tight one keeps `base`);
+    - a mob with at least `min_members` members joins within the larger of mean + `spread_z` x std of its
+      members' leave-one-out cosine distances (each to the centroid of the others) and `margin` x the
+      largest of them, capped at `cap` (a loose trend gets room, a tight one keeps `base`);
     - merge check: two mobs of one space whose centroids are within the larger of their thresholds are one
       mob (the smaller folds into the larger), checked whenever a mob starts or grows;
     - quick re-cluster: once a new mob starts and at least `quick_min_videos` validated videos exist, the
-      batch re-clustering runs (choose_k + stable ids) without waiting for its schedule.
+      batch re-clustering runs (choose_k with `quick_n_init` k-means restarts + stable ids) without waiting
+      for its schedule.
     """
 
     base: float = 0.35
-    cap: float = 0.5
+    cap: float = 0.45
     spread_z: float = 2.5
+    margin: float = 1.2
     min_members: int = 3
     quick_min_videos: int = 6
+    quick_n_init: int = 4
     merge: bool = True
     quick: bool = True
 
@@ -272,20 +287,33 @@ class OnlineParams:
         return cls(base=threshold, cap=threshold, merge=False, quick=False)
 
 
+def loo_distances(c: np.ndarray, members: Sequence[np.ndarray]) -> np.ndarray:
+    """Each member's cosine distance to the centroid of the other members (leave one out): how far a new
+    clip of the same kind lands from the centroid it meets. (A member's distance to a centroid it is part of
+    is biased low: it pulled the centroid towards itself.)"""
+    n = len(members)
+    if n < 2:
+        return np.zeros(n, dtype=np.float64)
+    c = np.asarray(c, dtype=np.float64)
+    return np.array([cosine_distance(m, (n * c - np.asarray(m, np.float64)) / (n - 1)) for m in members],
+                    dtype=np.float64)
+
+
 def spread(c: np.ndarray, members: Sequence[np.ndarray]) -> tuple[float, float]:
-    """(mean, std) of the members' cosine distances to the centroid c."""
+    """(mean, std) of the members' leave-one-out cosine distances (`loo_distances`)."""
     if not members:
         return 0.0, 0.0
-    d = np.array([cosine_distance(m, c) for m in members], dtype=np.float64)
+    d = loo_distances(c, members)
     return float(d.mean()), float(d.std())
 
 
 def join_threshold(c: np.ndarray, members: Sequence[np.ndarray], params: OnlineParams) -> float:
-    """How far from its centroid a mob accepts a new member (see OnlineParams)."""
+    """How far from its centroid a mob accepts a new member (see OnlineParams); `c` is the members' mean."""
     if len(members) < params.min_members:
         return params.base
-    mu, sd = spread(c, members)
-    return float(min(params.cap, max(params.base, mu + params.spread_z * sd)))
+    d = loo_distances(c, members)
+    mu, sd = float(d.mean()), float(d.std())
+    return float(min(params.cap, max(params.base, mu + params.spread_z * sd, float(d.max()) * params.margin)))
 
 
 def merge_pairs(mobs: Mapping[str, tuple[np.ndarray, Sequence[np.ndarray]]], touched: str,
@@ -367,7 +395,7 @@ class OnlineState:
         ids = list(self.vectors)
         x = np.vstack([self.vectors[i] for i in ids])
         choice = choose_k(x, k_min=self.k_min, k_max=max(self.k_min, self.k_max), seed=self.seed,
-                          min_silhouette=self.min_silhouette)
+                          min_silhouette=self.min_silhouette, n_init=self.params.quick_n_init)
         k = max(1, choice.k)
         new_sets = [{ids[i] for i in range(len(ids)) if int(choice.labels[i]) == c} for c in range(k)]
         plan = match_clusters(new_sets, {m: set(v) for m, v in self.members.items()})

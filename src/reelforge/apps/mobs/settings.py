@@ -52,9 +52,12 @@ class MobsSettings(BaseModel):
     # A validated video joins the nearest mob when its cosine distance to the centroid is at most this.
     mob_distance_threshold: float = Field(default=0.35, gt=0.0, le=2.0)
     # A mob of at least `mob_spread_min_members` members accepts within mean + z x std of its members'
-    # distances to its centroid, between mob_distance_threshold and this cap (clustering.OnlineParams).
-    mob_distance_cap: float = Field(default=0.5, gt=0.0, le=2.0)
+    # distances to its centroid (or margin x the farthest's), between mob_distance_threshold and this cap
+    # (clustering.OnlineParams).
+    mob_distance_cap: float = Field(default=0.45, gt=0.0, le=2.0)
     mob_spread_z: float = Field(default=2.5, ge=0.0, le=10.0)
+    # ... or this many times its farthest member's distance, whichever is larger.
+    mob_spread_margin: float = Field(default=1.2, ge=1.0, le=3.0)
     mob_spread_min_members: int = Field(default=3, ge=2, le=1000)
     # Two mobs whose centroids lie within the larger of their join thresholds are merged on assignment.
     mob_merge_check: bool = True
@@ -62,6 +65,9 @@ class MobsSettings(BaseModel):
     # thread), at most once per interval; 0 turns it off.
     quick_recluster_min_videos: int = Field(default=6, ge=0)
     quick_recluster_min_interval_s: float = Field(default=30.0, ge=0.0)
+    # k-means restarts of the quick re-cluster (the scheduled one runs 10); it never refits the projection,
+    # the scheduled run does.
+    quick_recluster_n_init: int = Field(default=4, ge=1, le=50)
     # Hourly batch re-clustering (one runner per tick across workers); 0 turns it off.
     recluster_interval_s: float = Field(default=3600.0, ge=0.0)
     # k-means tries every k in [k_min, k_max] (capped at n - 1) and keeps the best mean silhouette.

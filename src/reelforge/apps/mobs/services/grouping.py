@@ -95,8 +95,10 @@ class Grouping(Part):
         cfg = self.cfg
         base = float(cfg.mob_distance_threshold)
         return cl.OnlineParams(base=base, cap=max(base, float(cfg.mob_distance_cap)),
-                               spread_z=float(cfg.mob_spread_z), min_members=int(cfg.mob_spread_min_members),
+                               spread_z=float(cfg.mob_spread_z), margin=float(cfg.mob_spread_margin),
+                               min_members=int(cfg.mob_spread_min_members),
                                quick_min_videos=int(cfg.quick_recluster_min_videos),
+                               quick_n_init=int(cfg.quick_recluster_n_init),
                                merge=bool(cfg.mob_merge_check), quick=int(cfg.quick_recluster_min_videos) > 0)
 
     def _members(self, repo: MobsRepo, mob_ids: list[str], version: str) -> dict[str, list[np.ndarray]]:
@@ -127,9 +129,10 @@ class Grouping(Part):
             v = repo.video(video_id)
             if v is None:
                 return []
-            if v.mob_id:
+            if v.mob_id:  # its own mob: the terms other members carry too (not the video's own evidence)
                 m = repo.mob(v.mob_id)
-                return list(m.top_terms or []) if m is not None else []
+                counts = (m.term_counts or {}) if m is not None else {}
+                return [t for t in (m.top_terms or []) if int(counts.get(t, 0)) >= 2] if m is not None else []
             vec = blob_to_f32(v.embedding)
             if vec is None:
                 return []
@@ -236,8 +239,8 @@ class Grouping(Part):
             if (t is not None and t.is_alive()) or now - self._quick_last < interval:
                 return False
             self._quick_last = now
-            t = threading.Thread(target=self._recluster_logged, args=("quick",), name="reelforge-recluster-quick",
-                                 daemon=True)
+            t = threading.Thread(target=self._recluster_logged, args=("quick", True),
+                                 name="reelforge-recluster-quick", daemon=True)
             self._recluster_thread = t
             t.start()
         return True
@@ -292,13 +295,13 @@ class Grouping(Part):
             self._recluster_thread = t
         return bool(due)
 
-    def _recluster_logged(self, runner: str) -> None:
+    def _recluster_logged(self, runner: str, quick: bool = False) -> None:
         try:
-            self.recluster(runner=runner)
+            self.recluster(runner=runner, quick=quick)
         except Exception:
             log.exception("re-clustering failed")
 
-    def recluster(self, *, runner: str | None = None) -> dict[str, Any]:
+    def recluster(self, *, runner: str | None = None, quick: bool = False) -> dict[str, Any]:
         """The local projection refitted when due (`refit_projection`), then k-means over every validated video
         of the newest embedding space; stable ids, splits and merges recorded, names from top terms; centroids
         and counts recomputed exactly from the members. The refit is recorded in the run's details."""
@@ -307,14 +310,16 @@ class Grouping(Part):
             MobsRepo(tx).add_run(id=run_id, runner=runner, status="running", started_at=tx.now(), videos=0,
                                  criterion=cl.CRITERION, model_version="", details={})
         try:
-            projection = self.refit_projection(run_id=run_id)
+            projection = ({"refit": False, "reason": "quick re-cluster (a new mob started): the scheduled run "
+                                                     "refits the projection"}
+                          if quick else self.refit_projection(run_id=run_id))
         except Exception as exc:  # the clustering still runs, in the space the videos are in
             log.exception("refitting the embedding projection failed")
             projection = {"refit": False, "error": f"{type(exc).__name__}: {exc}"[:2000]}
         try:
             with self.store.tx(write=False) as tx:
                 snapshot = MobsRepo(tx).validated_for_clustering()
-            summary = self._recluster(run_id, snapshot, projection)
+            summary = self._recluster(run_id, snapshot, projection, quick=quick)
         except Exception as exc:
             with self.store.tx() as tx:
                 repo = MobsRepo(tx)
@@ -488,7 +493,7 @@ class Grouping(Part):
         return n
 
     def _recluster(self, run_id: str, snapshot: list[Any],
-                   projection: dict[str, Any] | None = None) -> dict[str, Any]:
+                   projection: dict[str, Any] | None = None, *, quick: bool = False) -> dict[str, Any]:
         cfg = self.cfg
         versions = [s[2] or "" for s in snapshot if s[3] is not None]
         version = versions[-1] if versions else ""
@@ -502,7 +507,8 @@ class Grouping(Part):
             return {"run_id": run_id, "videos": 0, "k": 0, "events": [], "projection": projection}
         x = np.vstack([r[3] for r in rows]).astype(np.float64)
         choice = cl.choose_k(x, k_min=cfg.recluster_k_min, k_max=max(cfg.recluster_k_min, cfg.recluster_k_max),
-                             seed=cfg.recluster_seed, min_silhouette=cfg.recluster_min_silhouette)
+                             seed=cfg.recluster_seed, min_silhouette=cfg.recluster_min_silhouette,
+                             n_init=self.online_params().quick_n_init if quick else 10)
         k = max(1, choice.k)
         new_sets = [{ids[i] for i in range(len(ids)) if int(choice.labels[i]) == c} for c in range(k)]
         events: list[dict[str, Any]] = []
