@@ -38,7 +38,6 @@ ERROR_CODES = {
     "hosted_model_rejected": "The hosted model refused the video",
     "analysis_failed": "The video's analysis failed",
     "history_owner_only": "A video's execution history is shown to its owner (and admins) only",
-    "invalid_min_similarity": "minSimilarity must be between -1 and 1",
 }
 KIND = "video.analyze"
 
