@@ -167,3 +167,18 @@ def test_mob_name_is_stable_as_members_arrive(client: Any, container: Any, alice
         seed(container, alice, v, tag="latteartspeedrun")
     with container.store.tx(write=False) as tx:
         assert MobsRepo(tx).mob(mob_id).name == name  # type: ignore[arg-type, union-attr]
+
+
+def test_a_new_mob_starts_a_quick_recluster(client: Any, container: Any, alice: UserHandle) -> None:
+    ta, tb = trend_vectors(2, 6, seed=13)
+    for v in ta:
+        seed(container, alice, v, tag="dance")
+    grouping = container.app("mobs").grouping
+    assert grouping._recluster_thread is None  # one mob so far: nothing to re-cluster
+    seed(container, alice, tb[0], tag="cooking")  # a new mob, 7 validated videos
+    t = grouping._recluster_thread
+    assert t is not None
+    t.join(60)
+    runs = grouping.runs(5)
+    assert runs[0].runner == "quick" and runs[0].status == "succeeded" and runs[0].k == 2, runs[0].details
+    assert runs[0].details["projection"]["refit"] is False  # the scheduled run refits, not the quick one

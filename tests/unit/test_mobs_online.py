@@ -134,3 +134,11 @@ def test_face_detection_fails_closed_on_textures() -> None:
 
     face = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((320, 320)))
     assert activity._faces(face) >= 1  # a real face is still found
+
+
+def test_quick_recluster_never_merges_away_an_established_mob() -> None:
+    old = {"a": {"1", "2", "3"}, "b": {"4", "5", "6"}, "c": {"7"}}
+    young_fold = cl.match_clusters([{"1", "2", "3", "7"}, {"4", "5", "6"}], old)
+    assert cl.quick_plan_ok(young_fold, old, NOW)  # the young duplicate "c" folds in
+    two_trends = cl.match_clusters([{"1", "2", "3", "4", "5", "6"}, {"7"}], old)
+    assert not cl.quick_plan_ok(two_trends, old, NOW)  # "a" and "b" together: left to the scheduled run

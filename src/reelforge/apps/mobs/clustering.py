@@ -268,11 +268,11 @@ class OnlineParams:
       mob (the smaller folds into the larger), checked whenever a mob starts or grows;
     - quick re-cluster: once a new mob starts and at least `quick_min_videos` validated videos exist, the
       batch re-clustering runs (choose_k with `quick_n_init` k-means restarts + stable ids) without waiting
-      for its schedule.
+      for its schedule; its plan is applied only when it merges away no established mob (`quick_plan_ok`).
     """
 
     base: float = 0.35
-    cap: float = 0.45
+    cap: float = 0.4
     spread_z: float = 2.5
     margin: float = 1.2
     min_members: int = 3
@@ -349,6 +349,7 @@ class OnlineState:
     label: dict[str, str] = field(default_factory=dict)
     _next: int = 0
     quick_runs: int = 0
+    quick_skipped: int = 0
     merges: int = 0
 
     def _new_id(self) -> str:
@@ -398,11 +399,24 @@ class OnlineState:
                           min_silhouette=self.min_silhouette, n_init=self.params.quick_n_init)
         k = max(1, choice.k)
         new_sets = [{ids[i] for i in range(len(ids)) if int(choice.labels[i]) == c} for c in range(k)]
-        plan = match_clusters(new_sets, {m: set(v) for m, v in self.members.items()})
+        old = {m: set(v) for m, v in self.members.items()}
+        plan = match_clusters(new_sets, old)
+        if not quick_plan_ok(plan, old, self.params):
+            self.quick_skipped += 1
+            return
         names = [mid or self._new_id() for mid in plan.ids]
         self.members = {names[i]: sorted(s, key=ids.index) for i, s in enumerate(new_sets) if s}
         self.label = {v: m for m, vs in self.members.items() for v in vs}
         self.quick_runs += 1
+
+
+def quick_plan_ok(plan: MatchPlan, old: Mapping[str, set[str]], params: OnlineParams) -> bool:
+    """Whether a quick re-cluster's plan may be applied: it may fold young mobs (fewer than `min_members`
+    members: the duplicates an arrival order leaves) into others and move members, but never merge away an
+    established mob; that is for the scheduled re-clustering, which sees the whole picture. (On few videos
+    k-means with a silhouette choice of k can put two trends together, and a mixed mob's wide spread would
+    then widen its join threshold.)"""
+    return all(len(old.get(o, ())) < params.min_members for o, _i, _n in plan.merges)
 
 
 def replay(order: Sequence[str], vectors: Mapping[str, np.ndarray], params: OnlineParams, **kw: Any) -> dict[str, str]:

@@ -54,7 +54,7 @@ class MobsSettings(BaseModel):
     # A mob of at least `mob_spread_min_members` members accepts within mean + z x std of its members'
     # distances to its centroid (or margin x the farthest's), between mob_distance_threshold and this cap
     # (clustering.OnlineParams).
-    mob_distance_cap: float = Field(default=0.45, gt=0.0, le=2.0)
+    mob_distance_cap: float = Field(default=0.4, gt=0.0, le=2.0)
     mob_spread_z: float = Field(default=2.5, ge=0.0, le=10.0)
     # ... or this many times its farthest member's distance, whichever is larger.
     mob_spread_margin: float = Field(default=1.2, ge=1.0, le=3.0)

@@ -521,6 +521,13 @@ class Grouping(Part):
                 if mob_id and vid in in_run:
                     old_sets.setdefault(mob_id, set()).add(vid)
             plan = cl.match_clusters(new_sets, old_sets)
+            if quick and not cl.quick_plan_ok(plan, old_sets, self.online_params()):
+                reason = "the quick re-cluster would merge away an established mob: left to the scheduled run"
+                repo.update_run(run_id, status="skipped", finished_at=tx.now(), videos=len(ids), k=k,
+                                score=choice.score, model_version=version,
+                                details=self._run_details(repo, run_id, {"reason": reason, "projection": projection}))
+                return {"run_id": run_id, "videos": len(ids), "k": k, "skipped": reason, "events": [],
+                        "projection": projection}
             cluster_ids = [mid or new_id() for mid in plan.ids]
             now = tx.now()
             for i, mid in enumerate(plan.ids):
