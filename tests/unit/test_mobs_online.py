@@ -24,16 +24,21 @@ def _at(centre: np.ndarray, d: float, rng: np.random.Generator) -> np.ndarray:
     return cos * centre + np.sqrt(max(0.0, 1 - cos * cos)) * r
 
 
-def _trends(n_trends: int, per: int, spreads: list[float], seed: int = 0) -> tuple[dict[str, np.ndarray],
-                                                                                     dict[str, int]]:
+def _trends(n_trends: int, per: int, amplitudes: list[float], seed: int = 0) -> tuple[dict[str, np.ndarray],
+                                                                                         dict[str, int]]:
+    """Trends whose clips vary along two directions of their own (pan, zoom, colour ...) by up to the given
+    amplitude, plus a little noise: clips of one trend lie up to about 0.25 from its centre and up to 0.45
+    from each other; unrelated trends are orthogonal."""
     rng = np.random.default_rng(seed)
     dim = 64
-    centres = np.linalg.qr(rng.standard_normal((dim, n_trends)))[0].T  # orthogonal: distance 1 apart
+    q = np.linalg.qr(rng.standard_normal((dim, 3 * n_trends)))[0].T
     vecs, truth = {}, {}
     for t in range(n_trends):
+        c, ax1, ax2 = q[3 * t], q[3 * t + 1], q[3 * t + 2]
         for i in range(per):
+            a, b = rng.uniform(-1, 1, 2) * amplitudes[t]
             vid = f"t{t}v{i}"
-            vecs[vid] = _at(centres[t], float(rng.uniform(0.5, 1.0) * spreads[t]), rng)
+            vecs[vid] = cl.unit(c + a * ax1 + b * ax2 + 0.05 * rng.standard_normal(dim))
             truth[vid] = t
     return vecs, truth
 
@@ -76,26 +81,26 @@ def _orders(ids: list[str], truth: dict[str, int], n_random: int) -> list[list[s
     return out
 
 
-def test_loose_trends_stay_whole_in_every_order_where_a_fixed_threshold_splits_them() -> None:
-    """Trends whose clips lie up to 0.45 from their centre (an outside corpus's spread): the fixed 0.35
-    rule splits them into duplicate mobs in some orders; the current rule keeps ARI >= 0.95 in all."""
-    vecs, truth = _trends(4, 6, [0.45, 0.4, 0.3, 0.2])
+def test_loose_trends_stay_whole_more_often_than_with_a_fixed_threshold() -> None:
+    """Loose trends (an outside corpus's spread): the fixed 0.35 rule splits them into duplicate mobs in
+    some orders (worst ARI 0.70 here); the current rule keeps worst ARI >= 0.9 over the same orders. (On the
+    project's own corpora both reach 1.0: tests/integration/test_mobs_quality.py, bench/mobs_quality.py.)"""
+    vecs, truth = _trends(4, 6, [0.9, 0.8, 0.6, 0.4])
     ids = list(vecs)
     worst = {"fixed": 1.0, "now": 1.0}
     for order in _orders(ids, truth, 8):
         for name, params in (("fixed", FIXED), ("now", NOW)):
             lab = cl.replay(order, vecs, params)
             worst[name] = min(worst[name], adjusted_rand_score([truth[i] for i in ids], [lab[i] for i in ids]))
-    assert worst["now"] >= 0.95, worst
-    assert worst["fixed"] < 0.95, worst
+    assert worst["now"] >= 0.9 and worst["fixed"] < 0.75, worst
 
 
 def test_replay_counts_merges_and_quick_reclusters() -> None:
-    vecs, truth = _trends(3, 5, [0.42, 0.42, 0.42], seed=3)
+    vecs, truth = _trends(3, 5, [0.5, 0.5, 0.5], seed=4)
     state = cl.OnlineState(NOW)
     for vid in vecs:
         state.add(vid, vecs[vid])
-    assert state.quick_runs >= 1
+    assert state.quick_runs >= 1 and state.quick_skipped >= 1 and state.merges >= 1
     assert adjusted_rand_score([truth[i] for i in vecs], [state.label[i] for i in vecs]) >= 0.95
 
 
@@ -136,9 +141,16 @@ def test_face_detection_fails_closed_on_textures() -> None:
     assert activity._faces(face) >= 1  # a real face is still found
 
 
-def test_quick_recluster_never_merges_away_an_established_mob() -> None:
-    old = {"a": {"1", "2", "3"}, "b": {"4", "5", "6"}, "c": {"7"}}
-    young_fold = cl.match_clusters([{"1", "2", "3", "7"}, {"4", "5", "6"}], old)
-    assert cl.quick_plan_ok(young_fold, old, NOW)  # the young duplicate "c" folds in
-    two_trends = cl.match_clusters([{"1", "2", "3", "4", "5", "6"}, {"7"}], old)
-    assert not cl.quick_plan_ok(two_trends, old, NOW)  # "a" and "b" together: left to the scheduled run
+def test_quick_recluster_only_puts_together_what_the_online_rules_would() -> None:
+    rng = np.random.default_rng(4)
+    a, b = cl.unit(rng.standard_normal(32)), cl.unit(rng.standard_normal(32))  # unrelated: ~1 apart
+    vectors = {"1": a, "2": _at(a, 0.05, rng), "3": _at(a, 0.05, rng), "4": b, "5": _at(b, 0.05, rng),
+               "6": _at(b, 0.05, rng), "7": _at(a, 0.2, rng), "8": _at(b, 0.3, rng)}
+    old = {"a": {"1", "2", "3"}, "b": {"4", "5", "6"}, "c": {"7"}, "d": {"8"}}
+    new = [{"1", "2", "3", "7"}, {"4", "5", "6", "8"}]
+    assert cl.quick_plan_ok(cl.match_clusters(new, old), new, old, vectors, NOW)  # young duplicates fold in
+    together = [{"1", "2", "3", "4", "5", "6"}, {"7", "8"}]
+    assert not cl.quick_plan_ok(cl.match_clusters(together, old), together, old, vectors, NOW)
+    singles = {"c": {"7"}, "d": {"8"}}
+    pair = [{"7", "8"}]  # two unrelated single clips paired by k-means
+    assert not cl.quick_plan_ok(cl.match_clusters(pair, singles), pair, singles, vectors, NOW)

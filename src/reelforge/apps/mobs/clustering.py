@@ -23,6 +23,7 @@ Pure functions on NumPy arrays and id sets (no I/O); services/mobs.py applies th
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -401,7 +402,7 @@ class OnlineState:
         new_sets = [{ids[i] for i in range(len(ids)) if int(choice.labels[i]) == c} for c in range(k)]
         old = {m: set(v) for m, v in self.members.items()}
         plan = match_clusters(new_sets, old)
-        if not quick_plan_ok(plan, old, self.params):
+        if not quick_plan_ok(plan, new_sets, old, self.vectors, self.params):
             self.quick_skipped += 1
             return
         names = [mid or self._new_id() for mid in plan.ids]
@@ -410,13 +411,29 @@ class OnlineState:
         self.quick_runs += 1
 
 
-def quick_plan_ok(plan: MatchPlan, old: Mapping[str, set[str]], params: OnlineParams) -> bool:
-    """Whether a quick re-cluster's plan may be applied: it may fold young mobs (fewer than `min_members`
-    members: the duplicates an arrival order leaves) into others and move members, but never merge away an
-    established mob; that is for the scheduled re-clustering, which sees the whole picture. (On few videos
-    k-means with a silhouette choice of k can put two trends together, and a mixed mob's wide spread would
-    then widen its join threshold.)"""
-    return all(len(old.get(o, ())) < params.min_members for o, _i, _n in plan.merges)
+def quick_plan_ok(plan: MatchPlan, new: Sequence[set[str]], old: Mapping[str, set[str]],
+                  vectors: Mapping[str, np.ndarray], params: OnlineParams) -> bool:
+    """Whether a quick re-cluster's plan may be applied. It may move members and fold mobs together, but only
+    mobs the online rules would put together: every pair of old mobs that gives members to one new cluster
+    must have centroids within the larger of their join thresholds, and no established mob (`min_members` or
+    more) may be merged away. Anything else waits for the scheduled re-clustering. (On a few videos of many
+    trends, mostly single clips, k-means with a silhouette choice of k pairs unrelated clips, and a mixed mob's
+    wide spread would then widen its join threshold.)"""
+    if any(len(old.get(o, ())) >= params.min_members for o, _i, _n in plan.merges):
+        return False
+    stats: dict[str, tuple[np.ndarray, list[np.ndarray]]] = {}
+    for o, members in old.items():
+        vecs = [np.asarray(vectors[v], np.float64) for v in members if v in vectors]
+        c = centroid(vecs)
+        if c is not None:
+            stats[o] = (c, vecs)
+    for cluster in new:
+        sources = sorted(o for o, members in old.items() if members & cluster and o in stats)
+        for a, b in itertools.combinations(sources, 2):
+            (ca, va), (cb, vb) = stats[a], stats[b]
+            if cosine_distance(ca, cb) > max(join_threshold(ca, va, params), join_threshold(cb, vb, params)):
+                return False
+    return True
 
 
 def replay(order: Sequence[str], vectors: Mapping[str, np.ndarray], params: OnlineParams, **kw: Any) -> dict[str, str]:

@@ -521,8 +521,10 @@ class Grouping(Part):
                 if mob_id and vid in in_run:
                     old_sets.setdefault(mob_id, set()).add(vid)
             plan = cl.match_clusters(new_sets, old_sets)
-            if quick and not cl.quick_plan_ok(plan, old_sets, self.online_params()):
-                reason = "the quick re-cluster would merge away an established mob: left to the scheduled run"
+            vectors = {r[0]: r[3] for r in rows}
+            if quick and not cl.quick_plan_ok(plan, new_sets, old_sets, vectors, self.online_params()):
+                reason = ("the quick re-cluster would put together mobs the online rules keep apart: left to "
+                          "the scheduled run")
                 repo.update_run(run_id, status="skipped", finished_at=tx.now(), videos=len(ids), k=k,
                                 score=choice.score, model_version=version,
                                 details=self._run_details(repo, run_id, {"reason": reason, "projection": projection}))
