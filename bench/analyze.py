@@ -9,7 +9,8 @@ pipeline on a fresh SQLite database. One warm-up clip loads the models first and
 Reported: videos per minute (clips / wall time from the first completion to the last video done), mean and
 p50 seconds of one pipeline execution (ExecutionStarted to ExecutionSucceeded, without queueing), and the mean
 time of every pipeline step (from the execution history's TaskSucceeded durations). Written to
-bench/results/analyze.json.
+bench/results/analyze.json. With --preload the worker loads the models when it starts (its start hook is
+waited for and timed as preload_s), so the warm-up clip shows what a first video costs after that.
 
     python -m bench.analyze --clips 4 [--concurrency 1] [--seconds 10]
     python -m bench.analyze --smoke     # one short small clip: does it still run?
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--width", type=int, default=854)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--preload", action=argparse.BooleanOptionalAction, default=False,
+                    help="load the models when the worker starts (settings mobs.preload_models); the time the "
+                         "worker's start hook took is reported as preload_s, before any clip is submitted")
     ap.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
                     help="analyse one uncounted clip first, so that loading the models is not timed")
     args = parse_args(ap, argv, {"clips": 1, "seconds": 2.0, "width": 320, "height": 180, "warmup": False})
@@ -60,6 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     clips = corpus[: args.clips + extra]
     gen_s = time.perf_counter() - t0
     settings = Settings(data_dir=tmp / "var", log_json=False, credits={"enabled": False},
+                        mobs={"preload_models": bool(args.preload)},
                         jobs={"poll_interval_s": 0.1, "heartbeat_s": 1.0, "lease_s": 120})
     c = Container(settings)
     c.migrate()
@@ -83,7 +88,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise TimeoutError("videos not analysed in time")
 
     w = Worker(c, concurrency=args.concurrency)
+    t_pre = time.perf_counter()
     w.start()
+    for hook in w.start_hooks:
+        hook.join()
+    preload_s = round(time.perf_counter() - t_pre, 3) if args.preload else None
     try:
         warm_s = None
         if args.warmup:
@@ -115,7 +124,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "video.analyze",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "clips": len(ids), "clip_seconds": args.seconds, "size": [args.width, args.height],
-        "concurrency": args.concurrency, "warmup": args.warmup, "statuses": statuses,
+        "concurrency": args.concurrency, "warmup": args.warmup, "preload": args.preload, "preload_s": preload_s,
+        "statuses": statuses,
         "videos_per_minute": round(60.0 * len(ids) / wall, 3) if wall > 0 else None,
         "wall_s": round(wall, 3), "warmup_clip_s": warm_s, "generate_clips_s": round(gen_s, 3),
         "execution_seconds": {"mean": round(statistics.mean(per_clip), 3) if per_clip else None,

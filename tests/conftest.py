@@ -83,6 +83,9 @@ def make_settings(tmp_path: Path, db_url: str, **overrides: Any) -> Any:
                  "shutdown_grace_s": 5},
         "outbox_interval_s": 0.1,
         "auth": {"jwt_secret": "test-secret-" + "x" * 40},
+        # Workers of most tests never analyse a video: no loading of its models at worker start (the tests of
+        # that hook turn it on).
+        "mobs": {"preload_models": False},
     }
     for k, v in overrides.items():
         if isinstance(v, dict) and isinstance(values.get(k), dict):

@@ -167,6 +167,10 @@ class AppManifest:
     # and objects of this application; the sweeper may call it again until it returns, so it must be idempotent.
     account_export: Callable[[Any, str], Iterable[tuple[str, Any]]] | None = None
     account_delete: Callable[[Any, str], None] | None = None
+    # Run once when a worker starts, given the Container, in a thread of its own (the worker claims jobs
+    # meanwhile): warm-up work such as loading models, so the first job does not pay for it. Errors are
+    # logged, never raised; the application decides from its settings whether to do anything.
+    on_worker_start: Callable[[Any], None] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -92,8 +92,11 @@ def test_lists_and_details_carry_signed_urls(client: Any, container: Any, alice:
     assert {v["id"] for v in mine} == {*a_pub, a_priv, a_rej}
     for v in mine:
         check(client, container, v, media)
-    # another user may not list them (and gets no URL)
-    assert bob.get(f"/v1/videos/user?userId={alice.id}").status_code == 404
+    # another user lists only her public validated ones (a creator's page), with their URLs
+    page = bob.get(f"/v1/videos/user?userId={alice.id}").json()["data"]
+    assert {v["id"] for v in page} == set(a_pub)
+    for v in page:
+        check(client, container, v, media)
 
     # details: the owner gets every URL; another user gets those of public videos, and 404 for the rest
     for vid in (a_pub[0], a_priv, a_rej):

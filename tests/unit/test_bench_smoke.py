@@ -25,6 +25,7 @@ SMOKE_TESTS = {
     "api_latency": "tests/unit/test_bench_api_smoke.py::test_api_latency_smoke",
     "search": "tests/unit/test_bench_smoke.py::test_search_bench_smoke",
     "analyze": "tests/unit/test_bench_smoke.py::test_analyze_smoke",
+    "mobs_quality": "tests/unit/test_bench_smoke.py::test_mobs_quality_smoke",
     "upscale": "tests/unit/test_bench_smoke.py::test_upscale_smoke",
     "upscale_cpu": "tests/unit/test_bench_smoke.py::test_upscale_cpu_smoke",
     "upscale_quality": "tests/unit/test_upscale_bench.py::test_upscale_quality_quick",
@@ -190,6 +191,19 @@ def test_analyze_smoke(tmp_path: Path) -> None:
     assert sum(report["statuses"].values()) == 1 and "failed" not in report["statuses"], report["statuses"]
     assert report["videos_per_minute"] > 0 and report["execution_seconds"]["mean"] > 0
     assert any(step.endswith("embed") for step in report["steps_mean_s"]), report["steps_mean_s"]
+
+
+def test_mobs_quality_smoke(tmp_path: Path) -> None:
+    need_packages("av", "rapidocr", "faster_whisper", "piper")
+    from bench import mobs_quality
+
+    out = tmp_path / "mobs_quality.json"
+    report = mobs_quality.main(["--smoke", "--out", str(out)])
+
+    assert json.loads(out.read_text()) == report
+    res = report["corpora"]["tiny"]
+    assert res["clips"]["trend"] == 4 and res["incremental_ari"]["now"]["orders"] == 8
+    assert res["rejection"]["now"]["spam"]["of"] == 1 and res["analyses_per_minute"] > 0
 
 
 def test_upscale_smoke(tmp_path: Path) -> None:

@@ -19,20 +19,68 @@ NOISE = {"motion": 0.03, "scene_cuts": 0.0, "subject_presence": 0.0, "coherence"
 
 
 def _result(*, ocr: list[str], words: int, tags: list[str], activity: dict[str, float],
-            mentions: list[str] | None = None, notes: tuple[str, ...] = ()) -> ParticipationResult:
+            mentions: list[str] | None = None, notes: tuple[str, ...] = (), prob: float | None = 0.9,
+            ocr_scores: list[float] | None = None, transcript: str | None = None) -> ParticipationResult:
     ws: list[dict[str, Any]] = [{"word": f"w{i}", "start": i * 0.3, "end": i * 0.3 + 0.2} for i in range(words)]
+    if prob is not None:
+        for w in ws:
+            w["probability"] = prob
     parts = components(ocr_text=ocr, words=ws, hashtags=tags, mentions=mentions or [], activity=activity)
-    return ParticipationResult(ocr_text=ocr, transcript=" ".join(w["word"] for w in ws), words=ws, hashtags=tags,
+    return ParticipationResult(ocr_text=ocr, transcript=transcript if transcript is not None else
+                               " ".join(w["word"] for w in ws), words=ws, hashtags=tags,
                                mentions=mentions or [], terms=[], activity=activity, components=parts,
-                               score=score(parts), model="test", notes=notes)
+                               score=score(parts), model="test", notes=notes,
+                               ocr_scores=ocr_scores if ocr_scores is not None else [0.97] * len(ocr))
 
 
 def test_trend_like_video_is_validated_with_reasons(tmp_path: Path) -> None:
-    v = validate_scores(_result(ocr=["CAT DANCE"], words=5, tags=["catdance"], activity=NATURAL),
+    v = validate_scores(_result(ocr=["CAT DANCE TONIGHT"], words=6, tags=["catdance"], activity=NATURAL),
                         Settings(data_dir=tmp_path))
-    assert v.status == "validated" and v.score == 1.0 and v.threshold == 0.5
+    assert v.status == "validated" and 0.85 < v.score < 1.0 and v.threshold == 0.5
     assert set(v.components) == {"visual", "audio", "ocr", "hashtags"}
-    assert any("#catdance" in r for r in v.reasons) and any("5 spoken words" in r for r in v.reasons)
+    assert v.components["hashtags"] == 1.0  # "catdance" is written on screen
+    assert any("#catdance 1.00" in r for r in v.reasons) and any("6 spoken words" in r for r in v.reasons)
+    assert any("mean confidence 0.90" in r for r in v.reasons) and any("legibility" in r for r in v.reasons)
+
+
+def test_components_are_graded_by_quality_not_presence(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path)
+    clear = validate_scores(_result(ocr=["SPACE WALK NOW"], words=6, tags=[], activity=NATURAL, prob=0.95), s)
+    mumbled = validate_scores(_result(ocr=["SPACE WALK NOW"], words=6, tags=[], activity=NATURAL, prob=0.55), s)
+    assert clear.components["audio"] == 1.0 and 0.2 < mumbled.components["audio"] < 0.4
+    legible = validate_scores(_result(ocr=["SPACE WALK NOW"], words=0, tags=[], activity=NATURAL,
+                                      ocr_scores=[0.98]), s)
+    blurry = validate_scores(_result(ocr=["SPACE WALK NOW"], words=0, tags=[], activity=NATURAL,
+                                     ocr_scores=[0.7]), s)
+    assert legible.components["ocr"] == 1.0 and blurry.components["ocr"] < 0.3
+    dull = validate_scores(_result(ocr=[], words=0, tags=[], activity={**NATURAL, "contrast": 0.1}), s)
+    assert dull.components["visual"] == 0.5
+    # Scores of different quality differ: a score that ranks.
+    assert len({clear.score, mumbled.score, legible.score, blurry.score}) == 4
+
+
+def test_hashtags_score_agreement_with_the_content(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path)
+    fits = _result(ocr=["LATTE ART"], words=0, tags=["latteartspeedrun"], activity=NATURAL,
+                   transcript="speed run of my latte")
+    off = _result(ocr=["LATTE ART"], words=0, tags=["moonwalk", "rocketlaunch"], activity=NATURAL)
+    assert validate_scores(fits, s).components["hashtags"] == 1.0
+    assert validate_scores(off, s).components["hashtags"] == 0.0
+    # The nearest mob's terms are half evidence.
+    assert validate_scores(off, s, context_terms=["#moonwalk", "moon"]).components["hashtags"] == pytest.approx(0.4)
+    # Piling unrelated trending tags onto one that fits lowers the component.
+    piled = _result(ocr=["LATTE ART"], words=0, tags=["latteart", "fyp", "viral", "moonwalk"], activity=NATURAL)
+    assert 0.6 < validate_scores(piled, s).components["hashtags"] < 1.0
+
+
+def test_hashtag_spam_on_noise_is_rejected_with_margin(tmp_path: Path) -> None:
+    """The earlier score gave this clip 0.48 (any hashtag 1.0, textured frames 0.92 visual) against 0.5."""
+    textured = {"motion": 0.03, "coherence": 0.92, "contrast": 0.17, "black_fraction": 0.0}
+    spam = _result(ocr=[], words=0, tags=["catdance", "coffeeart", "spacewalk", "fyp", "viral"], activity=textured,
+                   notes=("audio is silent: transcript is empty",))
+    v = validate_scores(spam, Settings(data_dir=tmp_path))
+    assert v.status == "rejected" and v.score < v.threshold - 0.2
+    assert v.components["hashtags"] == 0.0
 
 
 def test_noise_is_rejected_and_reasons_say_why(tmp_path: Path) -> None:
@@ -44,7 +92,7 @@ def test_noise_is_rejected_and_reasons_say_why(tmp_path: Path) -> None:
 
 
 def test_threshold_and_weights_come_from_settings(tmp_path: Path) -> None:
-    p = _result(ocr=["CAT DANCE"], words=0, tags=[], activity=NATURAL)  # visual + ocr only
+    p = _result(ocr=["CAT DANCE TONIGHT"], words=0, tags=[], activity=NATURAL, ocr_scores=[0.98])  # visual + ocr
     base = Settings(data_dir=tmp_path)
     assert validate_scores(p, base).score == 0.5
     assert validate_scores(p, base).status == "validated"

@@ -132,6 +132,7 @@ class Worker:
                                      objects=container.objects, store=container.store,
                                      apps=_app_services(container), media=getattr(container, "media", None))
         self.jobs_done = 0
+        self.start_hooks: list[threading.Thread] = []
         # Prefetched jobs: claimed (leased, attempt bumped) but not started; any idle slot takes the next one.
         self.prefetched: deque[Job] = deque()
         configured = getattr(self.settings.jobs, "prefetch", None)
@@ -188,7 +189,25 @@ class Worker:
             t = threading.Thread(target=self._unload_idle_models, name="reelforge-model-idle", daemon=True)
             t.start()
             self._threads.append(t)
+        self._start_hooks()
         log.info("worker %s started with %d slot(s)", self.worker_id, self.concurrency)
+
+    def _start_hooks(self) -> None:
+        """Each installed application's `on_worker_start` hook, in a thread of its own (see AppManifest)."""
+        for manifest in getattr(self.c, "apps", ()) or ():
+            hook = getattr(manifest, "on_worker_start", None)
+            if hook is None:
+                continue
+
+            def run(hook: Any = hook, name: str = manifest.name) -> None:
+                try:
+                    hook(self.c)
+                except Exception:
+                    log.exception("the worker start hook of application %s failed", name)
+
+            t = threading.Thread(target=run, name=f"reelforge-start-{manifest.name}", daemon=True)
+            t.start()
+            self.start_hooks.append(t)
 
     def stop(self, grace_s: float | None = None) -> None:
         """Stop claiming; let running jobs finish within the grace period, then hand the rest back."""

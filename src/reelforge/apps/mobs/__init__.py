@@ -37,6 +37,7 @@ ERROR_CODES = {
     "hosted_model_error": "The hosted model failed; retried",
     "hosted_model_rejected": "The hosted model refused the video",
     "analysis_failed": "The video's analysis failed",
+    "history_owner_only": "A video's execution history is shown to its owner (and admins) only",
 }
 KIND = "video.analyze"
 
@@ -101,6 +102,18 @@ def _account_delete(c: Any, account_id: str) -> None:
     delete(c, account_id)
 
 
+def _on_worker_start(c: Any) -> None:
+    from reelforge.apps.mobs.models.runtime import preload
+
+    preload(c)
+
+
+def _cli(app: Any, groups: Any) -> None:
+    from reelforge.apps.mobs.cli import register
+
+    register(app, groups)
+
+
 def _demo(http: Any, out_dir: Path) -> int:
     from reelforge.apps.mobs.demo import run_demo
 
@@ -135,4 +148,6 @@ APP = AppManifest(
     error_codes=ERROR_CODES,
     account_export=_account_export,
     account_delete=_account_delete,
+    on_worker_start=_on_worker_start,
+    cli=_cli,
 )

@@ -122,9 +122,13 @@ class SimilarHit(Record):
 
 @dataclass
 class Similar(Record):
+    """``fewer_than_k``: fewer than k videos were at least ``min_similarity`` similar."""
+
     video_id: str
     k: int
     data: list[SimilarHit]
+    min_similarity: float | None = None
+    fewer_than_k: bool | None = None
     _nested: ClassVar[dict[str, Callable[[Any], Any]]] = {"data": list_of(SimilarHit)}
 
 
@@ -197,9 +201,10 @@ class Videos(Namespace[R]):
                     params=clean({"order": order, "mobId": mob_id, "limit": limit, "cursor": cursor}))
 
     @call
-    def similar(self, video_id: str, *, k: int = 10) -> Call[Similar]:
-        """The ``k`` nearest videos by embedding."""
-        return Call("GET", "/v1/search/similar", one(Similar), params={"videoId": video_id, "k": k})
+    def similar(self, video_id: str, *, k: int = 10, min_similarity: float | None = None) -> Call[Similar]:
+        """The ``k`` nearest videos by embedding, at least ``min_similarity`` similar (default: the server's)."""
+        return Call("GET", "/v1/search/similar", one(Similar),
+                    params=clean({"videoId": video_id, "k": k, "minSimilarity": min_similarity}))
 
     @call
     def validation(self, video_id: str) -> Call[Validation]:

@@ -23,6 +23,7 @@ Pure functions on NumPy arrays and id sets (no I/O); services/mobs.py applies th
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -71,14 +72,21 @@ def remove_from_centroid(c: np.ndarray, n: int, v: np.ndarray) -> np.ndarray | N
     return (np.asarray(c, dtype=np.float64) * n - np.asarray(v, dtype=np.float64)) / (n - 1)
 
 
-def refit_due(n_videos: int, *, min_videos: int, kind: str, n_fit: int) -> tuple[bool, str]:
+def refit_due(n_videos: int, *, min_videos: int, kind: str, n_fit: int, dim: int = 0,
+              samples_per_dim: float = 0.0) -> tuple[bool, str]:
     """Whether to refit the projection now, and why (or why not).
 
     `n_videos`: validated local-model videos with raw features; `kind`/`n_fit`: the current projection's kind
-    ("rp" random, "pca" fitted) and how many videos it was fitted on.
+    ("rp" random, "pca" fitted) and how many videos it was fitted on. A PCA to `dim` dimensions needs at least
+    `samples_per_dim` x `dim` videos: on fewer it spans only the samples themselves (explained variance 1.0 on
+    20 videos says nothing).
     """
     if n_videos < min_videos:
         return False, f"{n_videos} videos with raw features, fewer than {min_videos}"
+    need = math.ceil(samples_per_dim * dim)
+    if n_videos < need:
+        return False, (f"{n_videos} videos with raw features, fewer than {need} "
+                       f"({samples_per_dim:g} per dimension of {dim})")
     if kind != "pca":
         return True, f"random projection in use and {n_videos} videos (>= {min_videos})"
     if 2 * n_fit < n_videos:
@@ -103,8 +111,19 @@ class KChoice:
 
 
 def choose_k(x: np.ndarray, *, k_min: int = 2, k_max: int = 12, seed: int = 0,
-             min_silhouette: float = 0.1) -> KChoice:
-    """k-means over the rows of x with k picked by mean silhouette (see the module docstring)."""
+             min_silhouette: float = 0.1, n_init: int = 10) -> KChoice:
+    """k-means over the rows of x with k picked by mean silhouette (see the module docstring). Up to a few
+    thousand rows, k-means runs on one thread: its OpenMP threads cost more than they give on so little data
+    (and far more on a busy machine)."""
+    from threadpoolctl import threadpool_limits
+
+    if len(x) <= 4000:
+        with threadpool_limits(limits=1):
+            return _choose_k(x, k_min=k_min, k_max=k_max, seed=seed, min_silhouette=min_silhouette, n_init=n_init)
+    return _choose_k(x, k_min=k_min, k_max=k_max, seed=seed, min_silhouette=min_silhouette, n_init=n_init)
+
+
+def _choose_k(x: np.ndarray, *, k_min: int, k_max: int, seed: int, min_silhouette: float, n_init: int) -> KChoice:
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
@@ -118,7 +137,7 @@ def choose_k(x: np.ndarray, *, k_min: int = 2, k_max: int = 12, seed: int = 0,
     scores: dict[int, float] = {}
     labels_by_k: dict[int, np.ndarray] = {}
     for k in range(k_min, hi + 1):
-        km = KMeans(n_clusters=k, n_init=10, random_state=seed)
+        km = KMeans(n_clusters=k, n_init=n_init, random_state=seed)
         labels = km.fit_predict(xn)
         if len(set(labels.tolist())) < 2:
             continue
@@ -234,3 +253,215 @@ def mob_name(terms: Sequence[str], n: int = 2) -> str:
     """A readable name from the top terms ("#dance · studio"); "unnamed" without any."""
     picked = [t for t in terms[:n] if t]
     return " · ".join(picked) if picked else "unnamed"
+
+
+# --- online assignment that stays whole as mobs grow ---------------------------------------------------------
+@dataclass(frozen=True)
+class OnlineParams:
+    """The online assignment's settings (settings `mobs`: see `online_params`).
+
+    - `base`: the joining distance of a young mob (fewer than `min_members` members) and the floor of every
+      mob's own threshold;
+    - a mob with at least `min_members` members joins within the larger of mean + `spread_z` x std of its
+      members' leave-one-out cosine distances (each to the centroid of the others) and `margin` x the
+      largest of them, capped at `cap` (a loose trend gets room, a tight one keeps `base`);
+    - merge check: two mobs of one space whose centroids are within the larger of their thresholds are one
+      mob (the smaller folds into the larger), checked whenever a mob starts or grows;
+    - quick re-cluster: once a new mob starts and at least `quick_min_videos` validated videos exist, the
+      batch re-clustering runs (choose_k with `quick_n_init` k-means restarts + stable ids) without waiting
+      for its schedule; its plan is applied only when it merges away no established mob (`quick_plan_ok`).
+    """
+
+    base: float = 0.35
+    cap: float = 0.4
+    spread_z: float = 2.5
+    margin: float = 1.2
+    min_members: int = 3
+    quick_min_videos: int = 6
+    quick_n_init: int = 4
+    merge: bool = True
+    quick: bool = True
+
+    @classmethod
+    def fixed(cls, threshold: float) -> OnlineParams:
+        """The earlier rule: one fixed joining distance, no merge check, no quick re-cluster."""
+        return cls(base=threshold, cap=threshold, merge=False, quick=False)
+
+
+def loo_distances(c: np.ndarray, members: Sequence[np.ndarray]) -> np.ndarray:
+    """Each member's cosine distance to the centroid of the other members (leave one out): how far a new
+    clip of the same kind lands from the centroid it meets. (A member's distance to a centroid it is part of
+    is biased low: it pulled the centroid towards itself.)"""
+    n = len(members)
+    if n < 2:
+        return np.zeros(n, dtype=np.float64)
+    c = np.asarray(c, dtype=np.float64)
+    return np.array([cosine_distance(m, (n * c - np.asarray(m, np.float64)) / (n - 1)) for m in members],
+                    dtype=np.float64)
+
+
+def spread(c: np.ndarray, members: Sequence[np.ndarray]) -> tuple[float, float]:
+    """(mean, std) of the members' leave-one-out cosine distances (`loo_distances`)."""
+    if not members:
+        return 0.0, 0.0
+    d = loo_distances(c, members)
+    return float(d.mean()), float(d.std())
+
+
+def join_threshold(c: np.ndarray, members: Sequence[np.ndarray], params: OnlineParams) -> float:
+    """How far from its centroid a mob accepts a new member (see OnlineParams); `c` is the members' mean."""
+    if len(members) < params.min_members:
+        return params.base
+    d = loo_distances(c, members)
+    mu, sd = float(d.mean()), float(d.std())
+    return float(min(params.cap, max(params.base, mu + params.spread_z * sd, float(d.max()) * params.margin)))
+
+
+def merge_pairs(mobs: Mapping[str, tuple[np.ndarray, Sequence[np.ndarray]]], touched: str,
+                params: OnlineParams) -> str | None:
+    """The mob that `touched` should fold into or absorb (the closest whose centroid lies within the larger
+    of the two join thresholds), or None. `mobs`: id -> (centroid, member vectors)."""
+    if touched not in mobs or not params.merge:
+        return None
+    c, members = mobs[touched]
+    t_self = join_threshold(c, members, params)
+    best: tuple[float, str] | None = None
+    for other, (oc, om) in mobs.items():
+        if other == touched:
+            continue
+        d = cosine_distance(c, oc)
+        if d <= max(t_self, join_threshold(oc, om, params)) and (best is None or d < best[0]):
+            best = (d, other)
+    return best[1] if best else None
+
+
+@dataclass
+class OnlineState:
+    """A replayable model of the online assignment (the service applies the same rules through the database):
+    labels per video id, member vectors per mob. Used by the tests and benchmarks to replay arrival orders."""
+
+    params: OnlineParams
+    k_min: int = 2
+    k_max: int = 12
+    min_silhouette: float = 0.1
+    seed: int = 0
+    members: dict[str, list[str]] = field(default_factory=dict)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    label: dict[str, str] = field(default_factory=dict)
+    _next: int = 0
+    quick_runs: int = 0
+    quick_skipped: int = 0
+    merges: int = 0
+
+    def _new_id(self) -> str:
+        self._next += 1
+        return f"m{self._next}"
+
+    def _mob(self, mob_id: str) -> tuple[np.ndarray, list[np.ndarray]]:
+        vecs = [self.vectors[v] for v in self.members[mob_id]]
+        c = centroid(vecs)
+        assert c is not None
+        return c, vecs
+
+    def add(self, vid: str, vec: np.ndarray) -> str:
+        self.vectors[vid] = np.asarray(vec, dtype=np.float64)
+        cands = [(m, self._mob(m)) for m in sorted(self.members)]
+        best: tuple[float, str] | None = None
+        for m, (c, vecs) in cands:
+            d = cosine_distance(vec, c)
+            if d <= join_threshold(c, vecs, self.params) and (best is None or d < best[0]):
+                best = (d, m)
+        created = best is None
+        mob_id = self._new_id() if best is None else best[1]
+        self.members.setdefault(mob_id, []).append(vid)
+        self.label[vid] = mob_id
+        mob_id = self._merge_check(mob_id)
+        if (created and self.params.quick and mob_id in self.members
+                and len(self.vectors) >= self.params.quick_min_videos):
+            self.recluster()
+        return self.label[vid]
+
+    def _merge_check(self, mob_id: str) -> str:
+        while True:
+            other = merge_pairs({m: self._mob(m) for m in self.members}, mob_id, self.params)
+            if other is None:
+                return mob_id
+            big, small = sorted((mob_id, other), key=lambda m: (-len(self.members[m]), m))
+            for v in self.members.pop(small):
+                self.members[big].append(v)
+                self.label[v] = big
+            self.merges += 1
+            mob_id = big
+
+    def recluster(self) -> None:
+        ids = list(self.vectors)
+        x = np.vstack([self.vectors[i] for i in ids])
+        choice = choose_k(x, k_min=self.k_min, k_max=max(self.k_min, self.k_max), seed=self.seed,
+                          min_silhouette=self.min_silhouette, n_init=self.params.quick_n_init)
+        k = max(1, choice.k)
+        new_sets = [{ids[i] for i in range(len(ids)) if int(choice.labels[i]) == c} for c in range(k)]
+        old = {m: set(v) for m, v in self.members.items()}
+        plan = match_clusters(new_sets, old)
+        if not quick_plan_ok(plan, new_sets, old, self.vectors, self.params):
+            self.quick_skipped += 1
+            return
+        names = [mid or self._new_id() for mid in plan.ids]
+        self.members = {names[i]: sorted(s, key=ids.index) for i, s in enumerate(new_sets) if s}
+        self.label = {v: m for m, vs in self.members.items() for v in vs}
+        self.quick_runs += 1
+
+
+def quick_plan_ok(plan: MatchPlan, new: Sequence[set[str]], old: Mapping[str, set[str]],
+                  vectors: Mapping[str, np.ndarray], params: OnlineParams) -> bool:
+    """Whether a quick re-cluster's plan may be applied. It may move members and fold mobs together, but only
+    mobs the online rules would put together: every pair of old mobs that gives members to one new cluster
+    must have centroids within the larger of their join thresholds, and no established mob (`min_members` or
+    more) may be merged away. Anything else waits for the scheduled re-clustering. (On a few videos of many
+    trends, mostly single clips, k-means with a silhouette choice of k pairs unrelated clips, and a mixed mob's
+    wide spread would then widen its join threshold.)"""
+    if any(len(old.get(o, ())) >= params.min_members for o, _i, _n in plan.merges):
+        return False
+    stats: dict[str, tuple[np.ndarray, list[np.ndarray]]] = {}
+    for o, members in old.items():
+        vecs = [np.asarray(vectors[v], np.float64) for v in members if v in vectors]
+        c = centroid(vecs)
+        if c is not None:
+            stats[o] = (c, vecs)
+    for cluster in new:
+        sources = sorted(o for o, members in old.items() if members & cluster and o in stats)
+        for a, b in itertools.combinations(sources, 2):
+            (ca, va), (cb, vb) = stats[a], stats[b]
+            if cosine_distance(ca, cb) > max(join_threshold(ca, va, params), join_threshold(cb, vb, params)):
+                return False
+    return True
+
+
+def replay(order: Sequence[str], vectors: Mapping[str, np.ndarray], params: OnlineParams, **kw: Any) -> dict[str, str]:
+    """Labels after the online assignment of `order` (ids into `vectors`), as the service would give them."""
+    state = OnlineState(params, **kw)
+    for vid in order:
+        state.add(vid, vectors[vid])
+    return dict(state.label)
+
+
+# --- stable names ---------------------------------------------------------------------------------------------
+def name_terms(name: str | None) -> list[str]:
+    """The terms a name was made of ("#dance · studio" -> ["#dance", "studio"]); none for "unnamed"."""
+    if not name or name == "unnamed":
+        return []
+    return [t for t in name.split(" · ") if t]
+
+
+def prefer_hashtags(terms: Sequence[str]) -> list[str]:
+    """Hashtags first (in their order), then the other terms: the name says what users tag."""
+    return [t for t in terms if t.startswith("#")] + [t for t in terms if not t.startswith("#")]
+
+
+def stable_name(old: str | None, top: Sequence[str], n: int = 2) -> str:
+    """The mob's name after its top terms changed: the old name while each of its terms is still among `top`
+    (the mob's top set), else a new one from `top` with hashtags first. A mob renames only when its content
+    really shifted."""
+    old_terms = name_terms(old)
+    if old and old_terms and all(t in top for t in old_terms):
+        return old
+    return mob_name(prefer_hashtags(top), n)

@@ -223,7 +223,7 @@ def validate(ctx: StepContext, data: dict[str, Any]) -> dict[str, Any]:
         v = MobsRepo(tx).video(data["video_id"])
     if v is None or v.analysis is None:
         raise errors.ReelforgeError("The video's analysis is missing", code="video_not_analyzed")
-    result = svc.compute_validation(v.analysis)
+    result = svc.compute_validation(v.analysis, video_id=v.id)
     status = svc.apply_validation(v.id, result)
     ctx.progress(0.9, status)
     return {**data, "status": status, "score": result["score"]}

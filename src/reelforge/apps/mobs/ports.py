@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ class ParticipationResult:
     score: float
     model: str
     notes: tuple[str, ...] = ()
+    ocr_scores: list[float] = field(default_factory=list)  # the OCR confidence of each ocr_text line (local)
 
 
 @dataclass(frozen=True)

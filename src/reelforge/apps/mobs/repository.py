@@ -250,10 +250,13 @@ class MobsRepo(AppRepository):
         return {r.id: r for r in rows}
 
     def list_videos(self, *, owner_id: str | None, status: str | None = None, limit: int = 50,
-                    cursor: tuple[float, str] | None = None, include_deleted: bool = False) -> Sequence[Video]:
+                    cursor: tuple[float, str] | None = None, include_deleted: bool = False,
+                    visibility: str | None = None) -> Sequence[Video]:
         q = select(Video)
         if owner_id is not None:
             q = q.where(Video.owner_id == owner_id)
+        if visibility is not None:
+            q = q.where(Video.visibility == visibility)
         if status:
             q = q.where(Video.status == status)
         elif not include_deleted:
@@ -343,6 +346,10 @@ class MobsRepo(AppRepository):
             if vec is not None:
                 out.append((vid, vec))
         return out
+
+    def count_validated(self) -> int:
+        return int(self.s.execute(select(func.count()).select_from(Video)
+                                  .where(Video.status == "validated")).scalar_one())
 
     def count_raw_features(self, embed_model: str, *, status: str = "validated") -> int:
         return int(self.s.execute(

@@ -126,6 +126,8 @@ class SimilarHit(BaseModel):
 class SimilarPublic(BaseModel):
     video_id: str
     k: int
+    min_similarity: float = Field(description="Hits less similar than this were left out")
+    fewer_than_k: bool = Field(description="True when fewer than k videos passed min_similarity")
     data: list[SimilarHit]
 
 
@@ -217,11 +219,12 @@ def complete_video(video_id: str, p: CurrentUser, c: Container, body: VideoCompl
     return CompletePublic(video=_video(v), job_id=job.id)
 
 
-@router.get("/videos/user", response_model=VideosPublic, responses=problems(404))
+@router.get("/videos/user", response_model=VideosPublic)
 def user_videos(p: CurrentUser, c: Container,
                 user_id: Annotated[str | None, Query(alias="userId", max_length=64)] = None,
                 limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Cursor = None) -> VideosPublic:
-    """The caller's videos in every state (admins: any user's)."""
+    """The caller's videos in every state (admins: any user's); another user's public validated videos
+    (private, rejected and unfinished ones are not listed)."""
     page = c.app("mobs").reads.list_user(p, user_id, limit=limit, cursor=cursor)
     return VideosPublic(data=_videos(c, p, page.items), next_cursor=page.next_cursor)
 
@@ -263,6 +266,11 @@ def get_video(video_id: str, p: CurrentUser, c: Container) -> VideoDetail:
             mob = {"id": m.id, "name": m.name, "top_terms": list(m.top_terms or [])}
     base = _video(v, urls).model_dump()
     analysis = v.analysis if (v.owner_id == p.user_id or p.is_admin or v.status == "validated") else None
+    if analysis is not None:
+        # One score per video: `score` (validation). The analysis' own participation figure is named as such.
+        analysis = {k: val for k, val in analysis.items() if k not in ("score", "components")}
+        analysis["participation"] = {"score": (v.analysis or {}).get("score"),
+                                     "components": (v.analysis or {}).get("components") or {}}
     return VideoDetail(**base, analysis=analysis, scores=v.scores, mob=mob, playback_url=base["video_url"],
                        participation_model=v.participation_model, embed_model=v.embed_model)
 
@@ -287,12 +295,16 @@ def get_mob(mob_id: str, p: CurrentUser, c: Container) -> MobDetail:
 # --- search and validation ------------------------------------------------------------------------------
 @router.get("/search/similar", response_model=SimilarPublic, responses=problems(404, 409))
 async def similar(p: CurrentUser, request: Request, video_id: VideoId,
-                  k: Annotated[int, Query(ge=1, le=100)] = 10) -> Response:
-    """The k nearest validated videos the caller may see (k-NN on the video embeddings)."""
+                  k: Annotated[int, Query(ge=1, le=100)] = 10,
+                  min_similarity: Annotated[float | None, Query(alias="minSimilarity", ge=-1.0, le=1.0)] = None
+                  ) -> Response:
+    """The k nearest validated videos the caller may see (k-NN on the video embeddings), at least
+    `minSimilarity` similar (default: settings `mobs.similar_min_score`); `fewer_than_k` says when fewer pass."""
     reads = container_of(request).app("mobs").reads
-    hits = await reads.similar(p, video_id, k)
+    floor = float(reads.cfg.similar_min_score if min_similarity is None else min_similarity)
+    hits = await reads.similar(p, video_id, k, min_score=floor)
     urls = reads.card_urls(p, [v for v, _ in hits])
-    return convert.respond({"video_id": video_id, "k": k,
+    return convert.respond({"video_id": video_id, "k": k, "min_similarity": floor, "fewer_than_k": len(hits) < k,
                             "data": [{"score": round(s, 6), "video": _card(v, urls)} for v, s in hits]})
 
 
@@ -308,7 +320,7 @@ def get_validation(video_id: str, p: CurrentUser, c: Container) -> ValidationPub
     return _validation(c.app("mobs").analysis.validation(p, video_id))
 
 
-@router.get("/execution-history", response_model=HistoryPublic, responses=problems(404))
+@router.get("/execution-history", response_model=HistoryPublic, responses=problems(403, 404))
 def execution_history(p: CurrentUser, c: Container, video_id: VideoId) -> HistoryPublic:
     """The analysis pipeline's execution history (steps started, retried, failed, succeeded)."""
     v, events = c.app("mobs").reads.history(p, video_id)
@@ -357,7 +369,7 @@ def admin_usage(_: Admin, c: Container, days: Annotated[int, Query(ge=1, le=366)
     """Model invocations, errors, units processed and run seconds per model per day."""
     rows = c.app("mobs").admin.usage(days=days)
     for r in rows:
-        r["date"] = (iso(r["day"] * 86400.0) or "")[:10]
+        r["date"] = (iso(r.pop("day") * 86400.0) or "")[:10]
     return {"days": days, "data": rows}
 
 

@@ -6,7 +6,9 @@
 - ``scene_cuts``: consecutive scan frames whose 16-bin grey histograms differ by more than half their
   mass (L1/2 > 0.5) while the pixels also change (mean change > 0.12); ``cuts_per_min`` scales it;
 - ``subject_presence``: fraction of sampled frames showing a frontal face (scikit-image's LBP cascade,
-  ``lbpcascade_frontalface_opencv.xml``) or skin tones over 4% of a coherent frame (YCbCr box rule);
+  ``lbpcascade_frontalface_opencv.xml``) or skin tones over 4% of a coherent frame (YCbCr box rule); both
+  fail closed on textures: a frame less coherent than 0.6 at the pixel or at a coarse scale (`_structure`:
+  grain averages out), or a face box less coherent than 0.7, has none;
 - ``faces``: fraction of sampled frames with a detected face;
 - ``coherence``: correlation between horizontally adjacent pixels (natural images 0.8-1, random noise ~0,
   flat frames 0 because nothing varies);
@@ -40,14 +42,42 @@ def _cascade() -> Any:
     return cached("lbp-face-cascade", load)
 
 
+# Fail closed on textures: a detection counts only in a coherent picture (natural images 0.8-1, random or
+# fine textures well below) and when the face box itself is coherent, not a patch of grain.
+MIN_FRAME_COHERENCE = 0.6
+MIN_FACE_COHERENCE = 0.7
+
+
+def _structure(rgb: np.ndarray, side: int = 48) -> float:
+    """Coherence at a coarse scale: the picture area-averaged down to about `side` pixels across, then the
+    correlation of adjacent pixels. A picture keeps its shapes (0.7-1); grain, noise and fine textures
+    average out (near 0), however smooth they are up close."""
+    h, w = rgb.shape[:2]
+    f = max(1, min(h, w) // side)
+    if f <= 1:
+        return _coherence(rgb)
+    hh, ww = (h // f) * f, (w // f) * f
+    small = rgb[:hh, :ww].astype(np.float32).reshape(hh // f, f, ww // f, f, -1).mean(axis=(1, 3))
+    return _coherence(small)
+
+
 def _faces(rgb: np.ndarray) -> int:
+    """Frontal faces in the frame, 0 for a frame (or a detection) that is texture rather than a picture."""
+    if _coherence(rgb) < MIN_FRAME_COHERENCE or _structure(rgb) < MIN_FRAME_COHERENCE:
+        return 0
     grey = rgb.astype(np.float32).mean(axis=2) / 255.0
     h, w = grey.shape
     with _face_lock:  # the cascade object keeps scratch state
         found = _cascade().detect_multi_scale(img=grey, scale_factor=1.25, step_ratio=1.0,
                                               min_size=(max(24, h // 10), max(24, h // 10)),
                                               max_size=(h, w), min_neighbor_number=2)
-    return len(found)
+    kept = 0
+    for box in found:
+        r, c, bh, bw = int(box["r"]), int(box["c"]), int(box["height"]), int(box["width"])
+        patch = rgb[max(0, r):r + bh, max(0, c):c + bw]
+        if patch.size and _coherence(patch) >= MIN_FACE_COHERENCE and _structure(patch, 12) >= MIN_FACE_COHERENCE:
+            kept += 1
+    return kept
 
 
 def _skin_fraction(rgb: np.ndarray) -> float:
@@ -96,7 +126,8 @@ def measure(samples: VideoSamples, *, face_frames: int = 4) -> dict[str, float]:
         has_face = _faces(rgb) > 0
         face_hits += has_face
         # Skin tone only counts in a coherent picture: random noise hits the colour box everywhere.
-        subject_hits += has_face or (_skin_fraction(rgb) > 0.04 and _coherence(rgb) > 0.5)
+        subject_hits += has_face or (_skin_fraction(rgb) > 0.04 and _coherence(rgb) > 0.5
+                                     and _structure(rgb) > MIN_FRAME_COHERENCE)
     duration = max(samples.info.duration_s, 1e-3)
     return {
         "motion": round(motion, 5),

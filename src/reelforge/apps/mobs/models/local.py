@@ -145,7 +145,7 @@ class LocalParticipationAdapter:
         return ParticipationResult(
             ocr_text=ocr_text, transcript=tr.text, words=list(tr.words), hashtags=tags, mentions=ments, terms=top,
             activity=act, components=parts, score=participation.score(parts), model=PARTICIPATION_MODEL,
-            notes=tr.notes,
+            notes=tr.notes, ocr_scores=[round(float(line.score), 4) for line in media.ocr_lines],
         )
 
 

@@ -24,12 +24,12 @@ def _clip(x: float) -> float:
 
 
 def visual_quality(activity: dict[str, float]) -> float:
-    """Natural, visible frames: coherence above 0.3 (full at 0.8), contrast (full at 0.12), not black.
+    """Natural, visible frames: coherence above 0.3 (full at 0.95), contrast (full at 0.2), not black.
     A hosted model that rates the footage itself reports ``visual_quality`` directly; that value is used."""
     if "visual_quality" in activity:
         return round(_clip(activity["visual_quality"]), 4)
-    coherence = _clip((activity.get("coherence", 0.0) - 0.3) / 0.5)
-    contrast = _clip(activity.get("contrast", 0.0) / 0.12)
+    coherence = _clip((activity.get("coherence", 0.0) - 0.3) / 0.65)
+    contrast = _clip(activity.get("contrast", 0.0) / 0.2)
     return round(coherence * contrast * (1.0 - _clip(activity.get("black_fraction", 0.0))), 4)
 
 

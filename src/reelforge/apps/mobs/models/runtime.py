@@ -37,3 +37,30 @@ def limit_torch_threads() -> None:
     if torch.get_num_threads() > CPU_THREADS:
         torch.set_num_threads(CPU_THREADS)
     torch.set_flush_denormal(True)
+
+
+def preload(c: Any) -> list[str]:
+    """At worker start (settings `mobs.preload_models`): set up the configured adapter of each video task,
+    where it is a local one (loads OCR, speech, frame and text models), so the first video does not pay for
+    loading them. Returns the (task, model) pairs set up; an adapter that cannot run here is skipped and its
+    first job reports why, as before."""
+    import logging
+
+    from reelforge.apps.mobs.models.tasks import TASK_EMBED, TASK_PARTICIPATION
+
+    log = logging.getLogger("reelforge.apps.mobs")
+    cfg = c.settings.mobs
+    done: list[str] = []
+    if not getattr(cfg, "preload_models", False):
+        return done
+    for task, name in ((TASK_PARTICIPATION, cfg.participation_adapter), (TASK_EMBED, cfg.embed_adapter)):
+        if name != "local":
+            continue
+        try:
+            c.models.ensure_ready(task, name)
+            done.append(f"{task}:{name}")
+        except Exception as exc:  # unavailable here: the job says so when it runs
+            log.info("not preloading %s/%s: %s", task, name, exc)
+    if done:
+        log.info("video models loaded at worker start: %s", ", ".join(done))
+    return done

@@ -47,7 +47,7 @@ class Analysis(Part):
         if v.analysis is None or v.embedding is None or v.status not in ("validated", "rejected"):
             raise errors.Conflict(f"Video is {v.status}; only analysed videos can be validated again",
                                   code="video_not_analyzed", video_status=v.status)
-        result = self.compute_validation(v.analysis)
+        result = self.compute_validation(v.analysis, video_id=v.id)
         self.apply_validation(v.id, result)
         self.grouping.assign(v.id)
         with self.store.tx(write=False) as tx:
@@ -55,15 +55,18 @@ class Analysis(Part):
         assert fresh is not None
         return fresh
 
-    def compute_validation(self, analysis: dict[str, Any]) -> dict[str, Any]:
-        """The weighted multimodal score of a stored participation analysis (computed, never defaulted)."""
+    def compute_validation(self, analysis: dict[str, Any], *, video_id: str | None = None) -> dict[str, Any]:
+        """The weighted multimodal score of a stored participation analysis (computed, never defaulted). With
+        `video_id`, the terms of the mob the video lies within are evidence for its hashtags
+        (Grouping.nearby_terms)."""
         from reelforge.apps.mobs.models import validate_scores
         from reelforge.apps.mobs.ports import ParticipationResult
 
         fields = ParticipationResult.__dataclass_fields__
         data = {k: analysis[k] for k in fields if k in analysis}
         data["notes"] = tuple(data.get("notes") or ())
-        res = validate_scores(ParticipationResult(**data), self.ctx.settings)
+        context = self.grouping.nearby_terms(video_id) if video_id else []
+        res = validate_scores(ParticipationResult(**data), self.ctx.settings, context_terms=context)
         return {"status": res.status, "score": float(res.score), "components": dict(res.components),
                 "reasons": list(res.reasons), "threshold": float(res.threshold)}
 

@@ -32,6 +32,8 @@ class Grouping(Part):
     def __init__(self, ctx: MobsContext) -> None:
         super().__init__(ctx)
         self._recluster_thread: threading.Thread | None = None
+        self._quick_lock = threading.Lock()
+        self._quick_last = float("-inf")
 
     def in_current_space(self, raw: np.ndarray, vec: np.ndarray, version: str) -> tuple[np.ndarray, str]:
         """(vector, version) in the current local projection: `vec` when it is already there (or no
@@ -75,46 +77,173 @@ class Grouping(Part):
             v = repo.video(video_id, lock=True)
             if v is None or v.status != "validated":
                 return None
+            created = False
             if v.mob_id is None:
-                self._join(repo, v)
+                _mob_id, created = self._join(repo, v)
             v = repo.video(video_id)
             assert v is not None
         if v.embedding is None:
             raise errors.ReelforgeError("video has no embedding", code="video_not_analyzed")
         self.publish(video_id, lambda row: "public" if row.visibility == "public" else "private",
                      validated_only=True)
+        if created:
+            self._quick_recluster()
         return v.mob_id
 
-    def _join(self, repo: MobsRepo, v: Video) -> str:
-        """Under the mobs lock: the nearest mob of the video's embedding space within the distance
-        threshold, or a new one."""
+    def online_params(self) -> cl.OnlineParams:
+        """The online assignment's rules from the settings (clustering.OnlineParams)."""
+        cfg = self.cfg
+        base = float(cfg.mob_distance_threshold)
+        return cl.OnlineParams(base=base, cap=max(base, float(cfg.mob_distance_cap)),
+                               spread_z=float(cfg.mob_spread_z), margin=float(cfg.mob_spread_margin),
+                               min_members=int(cfg.mob_spread_min_members),
+                               quick_min_videos=int(cfg.quick_recluster_min_videos),
+                               quick_n_init=int(cfg.quick_recluster_n_init),
+                               merge=bool(cfg.mob_merge_check), quick=int(cfg.quick_recluster_min_videos) > 0)
+
+    def _members(self, repo: MobsRepo, mob_ids: list[str], version: str) -> dict[str, list[np.ndarray]]:
+        return {m: [vec.astype(np.float64) for _vid, ver, vec, _an in rows
+                    if vec is not None and (ver or "") == version]
+                for m, rows in repo.mob_vectors(mob_ids).items()}
+
+    def _candidates(self, repo: MobsRepo, vec: np.ndarray, version: str, params: cl.OnlineParams,
+                    exclude: str | None = None) -> dict[str, tuple[Any, np.ndarray, list[np.ndarray], float]]:
+        """Active mobs of the space whose centroid lies within the largest possible threshold (`cap`) of
+        `vec`: id -> (mob, centroid, member vectors, distance)."""
+        near = []
+        for m in repo.mobs(status="active", model_version=version):
+            c = blob_to_vec(m.centroid)
+            if c is None or m.id == exclude:
+                continue
+            d = cl.cosine_distance(vec, c)
+            if d <= max(params.cap, params.base):
+                near.append((m, c, d))
+        members = self._members(repo, [m.id for m, _, _ in near], version)
+        return {m.id: (m, c, members.get(m.id, []), d) for m, c, d in near}
+
+    def nearby_terms(self, video_id: str) -> list[str]:
+        """The top terms of the mob the video lies within (its own mob, or the nearest whose join threshold it
+        is inside), for the hashtag agreement of validation; none when it is near no mob."""
+        with self.store.tx(write=False) as tx:
+            repo = MobsRepo(tx)
+            v = repo.video(video_id)
+            if v is None:
+                return []
+            if v.mob_id:  # its own mob: the terms other members carry too (not the video's own evidence)
+                m = repo.mob(v.mob_id)
+                counts = (m.term_counts or {}) if m is not None else {}
+                return [t for t in (m.top_terms or []) if int(counts.get(t, 0)) >= 2] if m is not None else []
+            vec = blob_to_f32(v.embedding)
+            if vec is None:
+                return []
+            params = self.online_params()
+            best: tuple[float, Any] | None = None
+            for m, c, members, d in self._candidates(repo, vec, v.embed_model_version or "", params).values():
+                if d <= cl.join_threshold(c, members, params) and (best is None or d < best[0]):
+                    best = (d, m)
+        return list(best[1].top_terms or []) if best else []
+
+    def _join(self, repo: MobsRepo, v: Video) -> tuple[str, bool]:
+        """Under the mobs lock: the nearest mob of the video's embedding space within that mob's own join
+        threshold (clustering.join_threshold), or a new one; then the merge check on the mob it went to.
+        Returns (mob id, whether a new mob remains)."""
         vec = blob_to_f32(v.embedding)
         if vec is None:
             raise errors.ReelforgeError("video has no embedding", code="video_not_analyzed")
         version = v.embed_model_version or ""
-        mobs = list(repo.mobs(status="active", model_version=version))
-        cents = [(m.id, c) for m in mobs if (c := blob_to_vec(m.centroid)) is not None]
-        best = cl.nearest(vec, cents)
+        params = self.online_params()
+        cands = self._candidates(repo, vec, version, params)
+        best: tuple[float, str] | None = None
+        thresholds: dict[str, float] = {}
+        for mid, (_m, c, members, d) in cands.items():
+            thresholds[mid] = cl.join_threshold(c, members, params)
+            if d <= thresholds[mid] and (best is None or (d, mid) < best):
+                best = (d, mid)
         terms = cl.terms_of(v.analysis)
-        if best is not None and best[1] <= self.cfg.mob_distance_threshold:
-            m = next(x for x in mobs if x.id == best[0])
+        nearest = min(((d, mid) for mid, (_m, _c, _mem, d) in cands.items()), default=None)
+        if best is not None:
+            m = cands[best[1]][0]
             c = cl.add_to_centroid(blob_to_vec(m.centroid), m.count, vec)
             counts = dict(m.term_counts or {})
             for t in terms:
                 counts[t] = int(counts.get(t, 0)) + 1
             self._save_mob(repo, m.id, c, m.count + 1, counts)
             mob_id = m.id
+            created = False
         else:
             mob_id = new_id()
             counts = dict.fromkeys(terms, 1)
             top = cl.top_terms(counts, n=self.cfg.top_terms)
-            repo.add_mob(id=mob_id, name=cl.mob_name(top, self.cfg.mob_name_terms), top_terms=top,
-                         term_counts=counts, centroid=vec_to_blob(vec.astype(np.float64)), count=1,
+            repo.add_mob(id=mob_id, name=cl.mob_name(cl.prefer_hashtags(top), self.cfg.mob_name_terms),
+                         top_terms=top, term_counts=counts, centroid=vec_to_blob(vec.astype(np.float64)), count=1,
                          model_version=version, status="active")
-            repo.add_mob_event(mob_id, "created", details={"by": "assignment", "video_id": v.id,
-                                                           "distance": round(best[1], 6) if best else None})
+            repo.add_mob_event(mob_id, "created", details={
+                "by": "assignment", "video_id": v.id,
+                "distance": round(nearest[0], 6) if nearest else None,
+                "threshold": round(thresholds[nearest[1]], 6) if nearest else round(params.base, 6)})
+            created = True
         repo.update_video(v.id, mob_id=mob_id)
+        final = self._merge_check(repo, mob_id, version, params)
+        return final, created and final == mob_id
+
+    def _merge_check(self, repo: MobsRepo, mob_id: str, version: str, params: cl.OnlineParams) -> str:
+        """Fold `mob_id` and the closest mob whose centroid lies within the larger of their join thresholds
+        into one (the smaller into the larger; recorded as a merge), until none is left. Returns the mob the
+        members are in."""
+        while params.merge:
+            m = repo.mob(mob_id)
+            c = blob_to_vec(m.centroid) if m is not None else None
+            if m is None or c is None:
+                return mob_id
+            cands = self._candidates(repo, c, version, params, exclude=mob_id)
+            own = self._members(repo, [mob_id], version).get(mob_id, [])
+            table = {mid: (oc, members) for mid, (_om, oc, members, _d) in cands.items()}
+            table[mob_id] = (c, own)
+            other = cl.merge_pairs(table, mob_id, params)
+            if other is None:
+                return mob_id
+            o = cands[other][0]
+            big, small = (m, o) if (m.count, o.id) > (o.count, m.id) else (o, m)
+            moved = [vid for vid, _ver, _vec, _an in repo.mob_vectors([small.id])[small.id]]
+            for vid in moved:
+                repo.update_video(vid, mob_id=big.id)
+            counts = dict(big.term_counts or {})
+            for t, n in (small.term_counts or {}).items():
+                counts[t] = int(counts.get(t, 0)) + int(n)
+            vecs = self._members(repo, [big.id], version).get(big.id, [])
+            self._save_mob(repo, big.id, cl.centroid(vecs), len(vecs), counts)
+            repo.update_mob(small.id, status="merged", merged_into=big.id, centroid=None, count=0, term_counts={},
+                            top_terms=[])
+            d = {"from": small.id, "into": big.id, "moved": len(moved), "by": "merge check"}
+            repo.add_mob_event(small.id, "merge", details=d)
+            repo.add_mob_event(big.id, "merge", details=d)
+            mob_id = big.id
         return mob_id
+
+    def _quick_recluster(self) -> bool:
+        """A new mob started: run the re-clustering now, in a thread of its own (one at a time, at most once per
+        `quick_recluster_min_interval_s`), once `quick_recluster_min_videos` validated videos exist."""
+        import time as _time
+
+        params = self.online_params()
+        if not params.quick:
+            return False
+        with self.store.tx(write=False) as tx:
+            n = MobsRepo(tx).count_validated()
+        if n < params.quick_min_videos:
+            return False
+        with self._quick_lock:
+            t = self._recluster_thread
+            now = _time.monotonic()
+            interval = float(self.cfg.quick_recluster_min_interval_s)
+            if (t is not None and t.is_alive()) or now - self._quick_last < interval:
+                return False
+            self._quick_last = now
+            t = threading.Thread(target=self._recluster_logged, args=("quick", True),
+                                 name="reelforge-recluster-quick", daemon=True)
+            self._recluster_thread = t
+            t.start()
+        return True
 
     def leave(self, repo: MobsRepo, v: Video) -> None:
         """Take a member out (the caller holds the mobs lock): centroid and count by subtracting its vector;
@@ -142,8 +271,10 @@ class Grouping(Part):
     def _save_mob(self, repo: MobsRepo, mob_id: str, centroid: np.ndarray | None, count: int,
                   counts: dict[str, int]) -> None:
         top = cl.top_terms(counts, n=self.cfg.top_terms)
+        m = repo.mob(mob_id)
+        name = cl.stable_name(m.name if m is not None else None, top, self.cfg.mob_name_terms)
         repo.update_mob(mob_id, centroid=vec_to_blob(centroid) if centroid is not None else None, count=count,
-                        term_counts=counts, top_terms=top, name=cl.mob_name(top, self.cfg.mob_name_terms))
+                        term_counts=counts, top_terms=top, name=name)
 
     def tick(self, runner: str) -> bool:
         """Run the re-clustering, in a thread of its own, when this caller wins the schedule's tick (one
@@ -164,13 +295,13 @@ class Grouping(Part):
             self._recluster_thread = t
         return bool(due)
 
-    def _recluster_logged(self, runner: str) -> None:
+    def _recluster_logged(self, runner: str, quick: bool = False) -> None:
         try:
-            self.recluster(runner=runner)
+            self.recluster(runner=runner, quick=quick)
         except Exception:
             log.exception("re-clustering failed")
 
-    def recluster(self, *, runner: str | None = None) -> dict[str, Any]:
+    def recluster(self, *, runner: str | None = None, quick: bool = False) -> dict[str, Any]:
         """The local projection refitted when due (`refit_projection`), then k-means over every validated video
         of the newest embedding space; stable ids, splits and merges recorded, names from top terms; centroids
         and counts recomputed exactly from the members. The refit is recorded in the run's details."""
@@ -179,14 +310,16 @@ class Grouping(Part):
             MobsRepo(tx).add_run(id=run_id, runner=runner, status="running", started_at=tx.now(), videos=0,
                                  criterion=cl.CRITERION, model_version="", details={})
         try:
-            projection = self.refit_projection(run_id=run_id)
+            projection = ({"refit": False, "reason": "quick re-cluster (a new mob started): the scheduled run "
+                                                     "refits the projection"}
+                          if quick else self.refit_projection(run_id=run_id))
         except Exception as exc:  # the clustering still runs, in the space the videos are in
             log.exception("refitting the embedding projection failed")
             projection = {"refit": False, "error": f"{type(exc).__name__}: {exc}"[:2000]}
         try:
             with self.store.tx(write=False) as tx:
                 snapshot = MobsRepo(tx).validated_for_clustering()
-            summary = self._recluster(run_id, snapshot, projection)
+            summary = self._recluster(run_id, snapshot, projection, quick=quick)
         except Exception as exc:
             with self.store.tx() as tx:
                 repo = MobsRepo(tx)
@@ -232,10 +365,12 @@ class Grouping(Part):
         with self.store.tx(write=False) as tx:
             n = MobsRepo(tx).count_raw_features(LOCAL_EMBED, status="validated")
         due, reason = cl.refit_due(n, min_videos=int(cfg.projection_min_videos), kind=current.kind,
-                                   n_fit=current.n_fit)
+                                   n_fit=current.n_fit, dim=int(files.dim),
+                                   samples_per_dim=float(cfg.projection_samples_per_dim))
         info: dict[str, Any] = {"refit": False, "reason": reason, "old_version": current.version,
                                 "new_version": current.version, "videos": n, "n_fit": current.n_fit or None,
-                                "explained_variance": None}
+                                "dim": int(files.dim), "samples_per_dim": round(n / max(1, int(files.dim)), 3),
+                                "explained_variance": None, "heldout_explained_variance": None}
         new = None
         if due:
             with self.store.tx(write=False) as tx:
@@ -244,6 +379,7 @@ class Grouping(Part):
             x = np.vstack(raw) if raw else np.zeros((0, files.in_dim), np.float32)
             fitted = fit_projection(x, files.dim, seed=files.seed)
             info["explained_variance"] = round(explained_variance(fitted, x), 6)
+            info["heldout_explained_variance"] = self._heldout_variance(x, files)
             if fitted.version == current.version:
                 info["reason"] = "the refit gave the projection in use"
             else:
@@ -258,6 +394,22 @@ class Grouping(Part):
                      "%d vectors re-projected", current.version, new.version, new.n_fit,
                      info["explained_variance"], moved["reprojected"])
         return info
+
+    @staticmethod
+    def _heldout_variance(x: np.ndarray, files: Any) -> float | None:
+        """The refit's quality on videos it did not see: a projection fitted on 4 of every 5 videos (fixed
+        order), its explained variance on the fifth. Near the in-sample figure: the dimension is supported
+        by the data; far below it: the projection fits the samples, not the content."""
+        from reelforge.apps.mobs.models import explained_variance, fit_projection
+
+        held = np.arange(len(x)) % 5 == 4
+        if held.sum() < 2 or (~held).sum() < 2:
+            return None
+        try:
+            part = fit_projection(x[~held], files.dim, seed=files.seed)
+            return round(explained_variance(part, x[held]), 6)
+        except Exception:  # too few samples for a fit of this size: no figure rather than a made-up one
+            return None
 
     def _move_to_projection(self, new: Any, run_id: str | None) -> dict[str, Any]:
         """Save `new` (when given) and re-project every local-model vector not in the current space."""
@@ -341,7 +493,7 @@ class Grouping(Part):
         return n
 
     def _recluster(self, run_id: str, snapshot: list[Any],
-                   projection: dict[str, Any] | None = None) -> dict[str, Any]:
+                   projection: dict[str, Any] | None = None, *, quick: bool = False) -> dict[str, Any]:
         cfg = self.cfg
         versions = [s[2] or "" for s in snapshot if s[3] is not None]
         version = versions[-1] if versions else ""
@@ -355,7 +507,8 @@ class Grouping(Part):
             return {"run_id": run_id, "videos": 0, "k": 0, "events": [], "projection": projection}
         x = np.vstack([r[3] for r in rows]).astype(np.float64)
         choice = cl.choose_k(x, k_min=cfg.recluster_k_min, k_max=max(cfg.recluster_k_min, cfg.recluster_k_max),
-                             seed=cfg.recluster_seed, min_silhouette=cfg.recluster_min_silhouette)
+                             seed=cfg.recluster_seed, min_silhouette=cfg.recluster_min_silhouette,
+                             n_init=self.online_params().quick_n_init if quick else 10)
         k = max(1, choice.k)
         new_sets = [{ids[i] for i in range(len(ids)) if int(choice.labels[i]) == c} for c in range(k)]
         events: list[dict[str, Any]] = []
@@ -368,6 +521,15 @@ class Grouping(Part):
                 if mob_id and vid in in_run:
                     old_sets.setdefault(mob_id, set()).add(vid)
             plan = cl.match_clusters(new_sets, old_sets)
+            vectors = {r[0]: r[3] for r in rows}
+            if quick and not cl.quick_plan_ok(plan, new_sets, old_sets, vectors, self.online_params()):
+                reason = ("the quick re-cluster would put together mobs the online rules keep apart: left to "
+                          "the scheduled run")
+                repo.update_run(run_id, status="skipped", finished_at=tx.now(), videos=len(ids), k=k,
+                                score=choice.score, model_version=version,
+                                details=self._run_details(repo, run_id, {"reason": reason, "projection": projection}))
+                return {"run_id": run_id, "videos": len(ids), "k": k, "skipped": reason, "events": [],
+                        "projection": projection}
             cluster_ids = [mid or new_id() for mid in plan.ids]
             now = tx.now()
             for i, mid in enumerate(plan.ids):
@@ -435,7 +597,8 @@ class Grouping(Part):
                 counts = counts_of[mob_id]
                 top = cl.top_terms(counts, n=cfg.top_terms, df=df, groups=max(1, len(counts_of)))
                 repo.update_mob(mob_id, status="active", centroid=vec_to_blob(centroid), count=len(members),
-                                term_counts=counts, top_terms=top, name=cl.mob_name(top, cfg.mob_name_terms))
+                                term_counts=counts, top_terms=top,
+                                name=cl.stable_name(m.name, top, cfg.mob_name_terms))
             repo.update_run(run_id, status="succeeded", finished_at=tx.now(), videos=len(ids), k=k,
                             score=choice.score, model_version=version,
                             details=self._run_details(repo, run_id, {

@@ -59,13 +59,19 @@ class Reads(Part):
 
     def list_user(self, p: Principal, user_id: str | None, *, limit: int = 50,
                   cursor: str | None = None) -> Page:
-        """A user's own videos (every status but deleted); admins may name any user."""
+        """A user's videos: one's own (and, for admins, anyone's) in every status but deleted; another
+        user's public validated videos only (a creator's page: private, rejected, failed and processing
+        ones stay hidden)."""
         owner = user_id or p.user_id
-        if owner != p.user_id and not p.is_admin:
-            raise errors.NotFound("User not found", code="user_not_found")
         cur = decode_cursor(cursor)
+        public_only = owner != p.user_id and not p.is_admin
         with self.store.tx(write=False) as tx:
-            rows = list(MobsRepo(tx).list_videos(owner_id=owner, limit=limit + 1, cursor=cur))
+            repo = MobsRepo(tx)
+            if public_only:
+                rows = list(repo.list_videos(owner_id=owner, status="validated", visibility="public",
+                                             limit=limit + 1, cursor=cur))
+            else:
+                rows = list(repo.list_videos(owner_id=owner, limit=limit + 1, cursor=cur))
         return page(self._reconcile_all(rows), limit, lambda v: v.created_at)
 
     def feed(self, p: Principal, *, order: str = "new", mob_id: str | None = None, limit: int | None = None,
@@ -182,14 +188,17 @@ class Reads(Part):
         with self.store.tx(write=False) as tx:
             return list(MobsRepo(tx).mob_events(mob_id=mob_id, limit=limit))
 
-    async def similar(self, p: Principal, video_id: str, k: int = 10) -> list[tuple[Any, float]]:
+    async def similar(self, p: Principal, video_id: str, k: int = 10,
+                      min_score: float | None = None) -> list[tuple[Any, float]]:
         """The k nearest validated videos this viewer may see (own and public), in the source's embedding space,
         as cards (repository.CARD_COLUMNS) with their scores. The rows are read on the event loop, and so is the
         index search where the index can answer without blocking it (`asearch`).
 
         Visibility is a filter inside the index search; rows are checked once more against the database
-        (a video can change status between the index write and the row write).
+        (a video can change status between the index write and the row write). Hits less similar than
+        `min_score` (default: settings `mobs.similar_min_score`) are left out, so fewer than k may come back.
         """
+        floor = float(self.cfg.similar_min_score if min_score is None else min_score)
         if not 1 <= k <= 100:
             raise errors.ValidationFailed("k must be between 1 and 100", code="invalid_k", field="k")
         check_id(video_id, "video")
@@ -215,15 +224,22 @@ class Reads(Part):
                 continue
             if v.owner_id != p.user_id and v.visibility != "public":
                 continue
+            if float(h.score) < floor:
+                continue
             out.append((v, float(h.score)))
             if len(out) >= k:
                 break
         return out
 
     def history(self, p: Principal, video_id: str) -> tuple[Video, list[Any]]:
-        """The video (owner or admin) and its analysis job's events, oldest first."""
+        """The video (owner or admin) and its analysis job's events, oldest first. A video the caller may see
+        but does not own is refused as such (403 `history_owner_only`), not as missing."""
         with self.store.tx(write=False) as tx:
             repo = MobsRepo(tx)
+            seen = get_visible(repo, p, video_id)
+            if seen.owner_id != p.user_id and not p.is_admin:
+                raise errors.Forbidden("A video's execution history is shown to its owner only; this video is "
+                                       "another user's", code="history_owner_only")
             v = get_own(repo, p, video_id)
             events = list(repo.job_events(v.job_id)) if v.job_id else []
         return v, events
