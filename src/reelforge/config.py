@@ -47,6 +47,13 @@ class StorageSettings(BaseModel):
     # Write each object in its lifecycle class's storage class (domain/cloud.py STORAGE_CLASS); turn off for an
     # S3-compatible server that refuses the classes. The lifecycle tag is written either way.
     s3_storage_classes: bool = True
+    # Downloads through CloudFront (the deployment's distribution with Origin Access Control and a trusted key
+    # group): the distribution's https:// URL, the public key's id, and the private key (PEM text or a file). Empty
+    # cdn_url: S3 presigned URLs. Attachments (a download name) keep S3 presigned URLs.
+    cdn_url: str = ""
+    cdn_key_pair_id: str = ""
+    cdn_private_key_file: str = ""
+    cdn_private_key: str = Field(default="", repr=False)
 
     @model_validator(mode="after")
     def _kms_key_needs_kms(self) -> StorageSettings:

@@ -215,7 +215,7 @@ def test_render_with_scene_progress_player_and_publish_dialog(page: Any, live: L
     # skip past "scene i/n: step" between two looks)
     live_messages = [m for m in messages if m not in ("Not rendered yet.", "Waiting for a worker…")]
     assert len(live_messages) >= 2 and live_messages[-1].startswith("done: "), messages
-    assert all(re.match(r"^(reading the script|\d+ scene|scene [12]/2: \w+|composing|storing|done: )", m)
+    assert all(re.match(r"^(reading the script|\d+ scene|scene [12]/2: \w+|composing|composed: |storing|done: )", m)
                for m in live_messages), messages
 
     project = project_of(live, token, pid)

@@ -143,9 +143,11 @@ def test_admin_videos_and_stats(page: Any, live: Live, seeded: dict[str, Any]) -
     shot(page, "mobs-admin-videos")
     page.goto(live.url + "/admin/video-stats")
     expect(page.locator("#video-stats")).to_contain_text("validated")
-    expect(page.locator("#recluster-rows tr")).to_have_count(1)  # the worker's scheduled run at start
+    # the worker's scheduled run at start, and quick re-clusters when new mobs appeared while the videos came in
+    expect(page.locator("#recluster-rows tr").first).to_be_visible()
+    runs = page.locator("#recluster-rows tr").count()
     page.click("#recluster-now")
-    expect(page.locator("#recluster-rows tr")).to_have_count(2)
+    expect(page.locator("#recluster-rows tr")).to_have_count(runs + 1)
     expect(page.locator("#recluster-rows tr").first).to_contain_text("succeeded")
     cells = page.locator("#recluster-rows tr").first.locator("td")
     assert cells.nth(2).inner_text() in ("27", "28")  # the validated videos (the deleted one may be one)

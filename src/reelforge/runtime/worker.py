@@ -32,6 +32,9 @@ from reelforge.runtime.runner import PipelineFailed, StepRunner
 from reelforge.services.jobs import SucceedItem
 from reelforge.services.metering import MeteredModels
 
+# How long stop() waits for the applications' start hooks (loading models) to end.
+START_HOOK_JOIN_S = 120.0
+
 log = logging.getLogger("reelforge.worker")
 
 
@@ -248,6 +251,10 @@ class Worker:
         for t in self._threads:
             # Slots and heartbeats end on their own once stopping is set; never write after stop() returns.
             t.join(timeout=max(1.0, self.settings.jobs.heartbeat_s * 2))
+        for t in self.start_hooks:
+            # A start hook still loading models (native code, its own threads) must not be cut off by the
+            # interpreter's exit: that aborts the process. Loads end on their own; wait for them, within bounds.
+            t.join(timeout=START_HOOK_JOIN_S)
         try:
             # Webhook deliveries the maintenance thread handed out record their outcome before stop() returns.
             self.c.events.close()

@@ -35,6 +35,7 @@ def build_object_store(settings: Settings) -> ObjectStore:
     """The ObjectStore that ``settings.storage.backend`` names, configured from settings."""
     storage = settings.storage
     if storage.backend == "s3":
+        from reelforge.adapters.storage.cdn import CdnUrlSigner
         from reelforge.adapters.storage.s3 import S3ObjectStore
 
         return S3ObjectStore(
@@ -49,6 +50,7 @@ def build_object_store(settings: Settings) -> ObjectStore:
             sse=storage.s3_sse,
             kms_key_id=storage.s3_kms_key_id,
             storage_classes=storage.s3_storage_classes,
+            cdn=CdnUrlSigner.from_settings(storage),
         )
     return LocalObjectStore(
         root=settings.storage_root,

@@ -122,6 +122,7 @@ class S3ObjectStore:
         sse: str = "none",
         kms_key_id: str | None = None,
         storage_classes: bool = True,
+        cdn: Any = None,
     ) -> None:
         """No network call happens here: the bucket is checked (and created) on first use.
 
@@ -136,6 +137,8 @@ class S3ObjectStore:
         self.sse = sse
         self.kms_key_id = kms_key_id
         self.storage_classes = storage_classes
+        # A CdnUrlSigner (adapters/storage/cdn.py): inline downloads as signed CloudFront URLs.
+        self.cdn = cdn
         self.bucket = bucket
         self.region = region
         self.multipart_threshold = multipart_threshold
@@ -471,6 +474,10 @@ class S3ObjectStore:
         disposition = object_disposition(content_type, filename)
         if disposition:
             params["ResponseContentDisposition"] = disposition
+        elif self.cdn is not None:
+            # The distribution keys its cache on the path only: it serves inline objects, never a per-request name.
+            cdn_url, cdn_expires = self.cdn.sign(params["Key"], expires_s)
+            return SignedRequest(url=cdn_url, method="GET", expires_at=cdn_expires)
         url, expires_at = self._presign("get_object", params, expires_s)
         return SignedRequest(url=url, method="GET", expires_at=expires_at)
 
