@@ -14,8 +14,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# Worker processes the tests start (reliability, topology, CLI) inherit this: none of them needs an application's
-# models loaded at start (several seconds of CPU each); the preload's own test turns it on in its settings.
+# Worker processes the tests start (reliability, topology, CLI) get this too (tests/fixtures/env.py): none of them
+# needs an application's models loaded at start; the preload's own test turns it on in its settings.
 os.environ.setdefault("REELFORGE_MOBS__PRELOAD_MODELS", "false")
 
 from tests.fixtures.databases import PgServer, require_pg, truncate_pg

@@ -4,7 +4,6 @@ entrypoint (against a Secrets Manager server speaking the AWS protocol: moto's).
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -18,10 +17,11 @@ import pytest
 
 from tests.conftest import make_settings
 from tests.deploy.conftest import DEPLOY_DOCKER, docker_module, need
+from tests.fixtures.env import child_env
 
 
 def _env(tmp_path: Path, url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REELFORGE_")}
+    env = child_env()
     env.update({"REELFORGE_DATABASE__URL": url, "REELFORGE_DATA_DIR": str(tmp_path / "var"),
                 "REELFORGE_LOG_JSON": "false"})
     return env

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from reelforge.client import Client
+from tests.fixtures.env import child_env
 from tests.integration.live_server import closed_port_url
 
 PW = "correct horse battery"
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @contextmanager
 def server(tmp_path: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REELFORGE_")}
+    env = child_env()
     env.update({"REELFORGE_DATA_DIR": str(tmp_path / "var"), "REELFORGE_LOG_JSON": "false",
                 "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "HOME": str(tmp_path)})
     proc = subprocess.Popen([sys.executable, "-m", "reelforge", *args], cwd=tmp_path, env=env, text=True,

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fixtures.env import child_env
 from tests.integration.live_server import closed_port_url
 from tests.integration.test_cli_serve import REPO_ROOT, wait_healthy
 
@@ -40,7 +41,7 @@ def redis_url() -> str:
 def api_process(tmp_path: Path, env_extra: dict[str, str]) -> Iterator[str]:
     url = closed_port_url()
     tmp_path.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REELFORGE_")}
+    env = child_env()
     env.update({"REELFORGE_DATA_DIR": str(tmp_path / "var"), "REELFORGE_LOG_JSON": "false",
                 "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "HOME": str(tmp_path),
                 "REELFORGE_AUTH__JWT_SECRET": "shared-limits-" + "x" * 40, **env_extra})

@@ -9,7 +9,6 @@ configuration is checked as sent (botocore's before-send hook) and as moto store
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -21,6 +20,7 @@ import pytest
 
 from reelforge.adapters.storage.s3 import S3ObjectStore
 from reelforge.domain.cloud import lifecycle_rules
+from tests.fixtures.env import child_env
 from tests.fixtures.moto_server import ACCESS_KEY, REGION, SECRET_KEY, MotoServer, moto_server  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.timeout(180)
 
 def run_cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
             expect: int = 0) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("REELFORGE_")}
+    base = child_env()
     base.update({"REELFORGE_DATA_DIR": str(tmp_path / "var"), "REELFORGE_AUTH__JWT_SECRET": "x" * 40,
                  "REELFORGE_LOG_JSON": "false", "PYTHONPATH": str(REPO_ROOT), "NO_COLOR": "1"})
     r = subprocess.run([sys.executable, "-m", "reelforge", "storage", "apply-lifecycle", *args],

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_settings
+from tests.fixtures.env import child_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PIPELINES_MODULE = "tests.reliability.pipelines"
@@ -91,7 +92,7 @@ class WorkerProcs:
 
     def env(self, n: int, **overrides: Any) -> dict[str, str]:
         s = self.settings
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REELFORGE_")}
+        env = child_env()
         env.update({
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
             "PYTHONUNBUFFERED": "1",

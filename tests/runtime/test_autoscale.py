@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_settings, wait_for
+from tests.fixtures.env import child_env
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -23,7 +24,7 @@ PIPELINES = "tests.fixtures.resource_pipelines"
 
 def worker_env(s: Any) -> dict[str, str]:
     """The environment that makes `reelforge worker` children use the test's settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REELFORGE_")}
+    env = child_env()
     env.update({
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         "REELFORGE_DATA_DIR": str(s.data_dir), "REELFORGE_DATABASE__URL": str(s.database_url),
